@@ -1,0 +1,231 @@
+"""The callback base: lifecycle, `freq`, the lazy writer, chief-only writing, error policy.
+
+Subclasses say what to compute and how to name it (`_prepare`, `_snapshot`); everything with
+a side effect (files, warnings) lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz import _core
+from keras_convviz._probe import Probe, make_probe
+
+_ON_ERROR = ("warn", "raise")
+# Consecutive failed snapshots after which a callback stops trying for the rest of the run.
+MAX_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image summary: `data` is `(1, height, width, 3)` uint8 or float in [0, 1]."""
+
+    tag: str
+    data: tf.Tensor
+
+
+@dataclass(frozen=True)
+class Scalar:
+    tag: str
+    value: float | tf.Tensor
+
+
+def check_freq(freq) -> int:
+    if isinstance(freq, bool) or not isinstance(freq, (int, np.integer)) or freq < 0:
+        raise ValueError(
+            "`freq` must be a non-negative int (epochs between snapshots; 0 disables). "
+            f"Received: freq={freq!r}"
+        )
+    return int(freq)
+
+
+def check_positive_int(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{argument}` must be an int >= 1. Received: {argument}={value!r}")
+    return int(value)
+
+
+def check_layer_names(layer_names, argument: str = "layer_names"):
+    if layer_names is None:
+        return None
+    if isinstance(layer_names, str):
+        return [layer_names]
+    names = list(layer_names)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"`{argument}` must be None or a non-empty list of layer names. "
+            f"Received: {argument}={layer_names!r}"
+        )
+    return names
+
+
+class SnapshotCallback(keras.callbacks.Callback):
+    """Base of the keras_convviz callbacks. Not for direct use.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory; this callback writes into its
+            own run directory `log_dir/<run_name>`.
+        freq: int. Write a snapshot at the end of every `freq` epochs (epochs 0, freq,
+            2*freq, ...). `0` disables the callback. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`. What a failure inside a snapshot does: `"warn"`
+            warns once with the cause and training goes on (after 3 failures in a row the
+            callback turns itself off for the run); `"raise"` re-raises. Defaults to `"warn"`.
+    """
+
+    run_name = ""
+
+    def __init__(self, log_dir, freq: int = 1, on_error: str = "warn"):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: {on_error!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.freq = check_freq(freq)
+        self.on_error = on_error
+        self._writer = None
+        self._failures = 0
+        self._warned = False
+        self._active = False
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.log_dir, self.run_name)
+
+    # ---- what subclasses supply ---------------------------------------------------------
+
+    def _prepare(self, model: keras.Model) -> None:
+        """Resolve layers and validate arguments against the model (before the first epoch)."""
+
+    def _snapshot(self, epoch: int) -> list[Image | Scalar]:
+        raise NotImplementedError
+
+    # ---- shared-pass membership (probe-based callbacks) ------------------------------------
+
+    def feature_refs(self) -> tuple:
+        return ()
+
+    def cam_requests(self) -> tuple:
+        return ()
+
+    def is_due(self, epoch: int) -> bool:
+        return self._active and self.freq > 0 and epoch % self.freq == 0
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._failures = 0
+        self._warned = False
+        self._active = False
+        if not self.freq:
+            return
+        self._prepare(self.model)
+        if _is_chief():
+            _check_writable(self.run_dir)
+        self._active = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.is_due(epoch):
+            return
+        try:
+            summaries = self._snapshot(epoch)
+            if _is_chief():
+                self._write(epoch, summaries)
+            self._failures = 0
+        except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
+            if self.on_error == "raise":
+                raise
+            self._failures += 1
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"{type(self).__name__} could not write its snapshot at epoch {epoch}: "
+                    f"{type(error).__name__}: {error}. Training goes on; the callback tries "
+                    f"again at its next snapshot and stops after {MAX_FAILURES} failures in a row.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if self._failures >= MAX_FAILURES:
+                self._active = False
+                warnings.warn(
+                    f"{type(self).__name__} failed {MAX_FAILURES} snapshots in a row and is off "
+                    "for the rest of this training run.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def on_train_end(self, logs=None):
+        self._active = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def _write(self, epoch: int, summaries) -> None:
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.run_dir)
+        with self._writer.as_default(step=epoch):
+            for item in summaries:
+                if isinstance(item, Image):
+                    tf.summary.image(item.tag, item.data, max_outputs=1)
+                else:
+                    tf.summary.scalar(item.tag, item.value)
+        # Flushed at every snapshot so a run killed later keeps what was written.
+        self._writer.flush()
+
+
+class ProbeCallback(SnapshotCallback):
+    """A callback that runs on a fixed probe through the shared pass."""
+
+    def __init__(self, log_dir, probe, freq: int = 1, on_error: str = "warn"):
+        super().__init__(log_dir, freq=freq, on_error=on_error)
+        self.probe: Probe = make_probe(probe)
+        self._shared: _core.SharedPass | None = None
+
+    def _join(self, model: keras.Model) -> _core.SharedPass:
+        core = _core.core_for(model)
+        from keras_convviz._probe import check_probe_fits
+
+        check_probe_fits(self.probe, core.graph.input_shape)
+        if self._shared is not None:
+            self._shared.leave(self)
+        self._shared = _core.shared_pass(model, self.probe)
+        self._shared.join(self)
+        return self._shared
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if self._shared is not None:
+            self._shared.leave(self)
+            self._shared = None
+
+
+def _is_chief() -> bool:
+    """False only on a non-chief worker of a multi-worker strategy."""
+    strategy = tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return task_type == "chief"
+    return task_type == "worker" and task_id == 0
+
+
+def _check_writable(run_dir: str) -> None:
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"`log_dir` must be a writable directory. Could not create {run_dir!r}: {error}"
+        ) from error
+    if not os.access(run_dir, os.W_OK):
+        raise ValueError(f"`log_dir` must be a writable directory. Received: {run_dir!r}")

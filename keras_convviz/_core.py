@@ -1,0 +1,337 @@
+"""The shared compiled pass: activations, scores, Grad-CAM and occlusion in `tf.function`s.
+
+Plan once, run many: a `Core` is made once per model and input signature and compiles each
+pass the first time it is asked for; afterwards every call reuses the traced graph. Nothing
+here writes files; callbacks and the functional explainers turn the results into images or
+numpy arrays.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz._model_graph import LayerRef, ModelGraph
+from keras_convviz._probe import Probe
+
+
+@dataclass(frozen=True)
+class CamRequest:
+    """One Grad-CAM to compute: a layer and the targets it is computed for."""
+
+    ref: LayerRef
+    targets: tuple[int, ...]  # -1: the predicted class of that image
+
+
+def window_starts(size: int, patch: int, stride: int) -> list[int]:
+    """Top-left offsets of occlusion windows along one axis, covering every pixel.
+
+    The last window is aligned with the far edge when the stride does not land on it, so no
+    pixel is left without a score.
+    """
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] + patch < size:
+        starts.append(size - patch)
+    return starts
+
+
+class Core:
+    """Compiled passes over one model with one image input signature.
+
+    Args:
+        graph: the resolved model.
+    """
+
+    def __init__(self, graph: ModelGraph):
+        self.graph = graph
+        self._snapshot_fns: dict[tuple, tf.types.experimental.GenericFunction] = {}
+        self._occlusion_fns: dict[tuple, tf.types.experimental.GenericFunction] = {}
+
+    # ---- input ------------------------------------------------------------------------
+
+    def signature(self, image_shape: tuple[int, ...]) -> tf.TensorSpec:
+        return tf.TensorSpec((None, *image_shape), tf.float32)
+
+    # ---- forward (+ backward) pass -----------------------------------------------------
+
+    def snapshot_fn(self, feature_refs: tuple[LayerRef, ...], cam_refs: tuple[LayerRef, ...],
+                    image_shape: tuple[int, ...]):
+        """The compiled pass for these layers: `fn(images, targets) -> dict`.
+
+        Args:
+            feature_refs: layers whose activations are returned.
+            cam_refs: layers for Grad-CAM, one per row of `targets`.
+            image_shape: `(height, width, channels)` of the images it will be called with.
+
+        Returns:
+            A `tf.function` taking `images` `(batch, height, width, channels)` float32 and
+            `targets` `(len(cam_refs), batch)` int32 (-1 = predicted class) and returning a dict:
+            `"logits"` `(batch, classes)`, `"predicted"` `(batch,)`, `"activations"` path ->
+            `(batch, h, w, c)` float32, `"cams"` list of `(batch, height, width)` raw Grad-CAM
+            maps at the input size, `"cam_targets"` `(len(cam_refs), batch)` resolved targets.
+        """
+        key = (tuple(r.path for r in feature_refs), tuple(r.path for r in cam_refs), image_shape)
+        fn = self._snapshot_fns.get(key)
+        if fn is None:
+            fn = tf.function(
+                lambda images, targets: self._snapshot(images, targets, feature_refs, cam_refs),
+                input_signature=[
+                    self.signature(image_shape),
+                    tf.TensorSpec((len(cam_refs), None), tf.int32),
+                ],
+                reduce_retracing=True,
+            )
+            self._snapshot_fns[key] = fn
+        return fn
+
+    def _snapshot(self, images, targets, feature_refs, cam_refs):
+        taps = {r.path: r.layer for r in (*feature_refs, *cam_refs)}
+        x = tf.cast(images, self.graph.input_dtype) if self.graph.input_dtype else images
+        with tf.GradientTape(persistent=len(cam_refs) > 1) as tape:
+            # Watching the input makes every activation differentiable even when the
+            # layers are frozen (trainable=False), as in a fine-tuned keras.applications base.
+            tape.watch(x)
+            outputs, recorded = self.graph.run(x, taps)
+            logits = tf.cast(outputs, tf.float32)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            resolved = tf.where(targets < 0, predicted[None, :], targets)
+            scores = [
+                tf.reduce_sum(tf.gather(logits, resolved[i], axis=1, batch_dims=1))
+                for i in range(len(cam_refs))
+            ]
+        cams = []
+        for i, ref in enumerate(cam_refs):
+            activation = recorded[ref.path]
+            grads = tape.gradient(scores[i], activation)
+            cams.append(self._grad_cam(activation, grads, tf.shape(images)[1:3]))
+        return {
+            "logits": logits,
+            "predicted": predicted,
+            "activations": {r.path: tf.cast(recorded[r.path], tf.float32) for r in feature_refs},
+            "cams": cams,
+            "cam_targets": resolved,
+        }
+
+    @staticmethod
+    def _grad_cam(activation, grads, size):
+        """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_c mean_hw(dS/dA_c) * A_c), upsampled.
+
+        Args:
+            activation: `(batch, h, w, channels)` layer output A.
+            grads: `(batch, h, w, channels)` dS/dA.
+            size: `(height, width)` to upsample to.
+
+        Returns:
+            `(batch, height, width)` float32 raw map.
+        """
+        activation = tf.cast(activation, tf.float32)
+        if grads is None:  # the score does not depend on this layer at all
+            grads = tf.zeros_like(activation)
+        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2))
+        cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", activation, weights))
+        return tf.image.resize(cam[..., None], size, method="bilinear")[..., 0]
+
+    # ---- occlusion --------------------------------------------------------------------
+
+    def occlusion_fn(self, patch: tuple[int, int], stride: tuple[int, int], batch_size: int,
+                     image_shape: tuple[int, ...]):
+        """The compiled occlusion pass: `fn(images, targets, base_scores, baseline) -> maps`.
+
+        Every occluded image is built and scored inside the graph, `batch_size` at a time.
+
+        Args:
+            patch: `(height, width)` of the occluding window.
+            stride: `(rows, cols)` between windows.
+            batch_size: occluded images scored per model call.
+            image_shape: `(height, width, channels)`.
+
+        Returns:
+            A `tf.function` taking `images` `(batch, height, width, channels)`, resolved
+            `targets` `(batch,)`, `base_scores` `(batch,)` (the unoccluded target scores) and
+            `baseline` `(height, width, channels)`, returning `(batch, height, width)` maps of
+            score(original) - score(occluded), overlapping windows averaged per pixel.
+        """
+        key = (patch, stride, batch_size, image_shape)
+        fn = self._occlusion_fns.get(key)
+        if fn is None:
+            height, width, channels = image_shape
+            fn = tf.function(
+                lambda images, targets, base_scores, baseline: self._occlusion(
+                    images, targets, base_scores, baseline, patch, stride, batch_size
+                ),
+                input_signature=[
+                    self.signature(image_shape),
+                    tf.TensorSpec((None,), tf.int32),
+                    tf.TensorSpec((None,), tf.float32),
+                    tf.TensorSpec((height, width, channels), tf.float32),
+                ],
+            )
+            self._occlusion_fns[key] = fn
+        return fn
+
+    def _occlusion(self, images, targets, base_scores, baseline, patch, stride, batch_size):
+        height, width = int(images.shape[1]), int(images.shape[2])
+        tops = window_starts(height, patch[0], stride[0])
+        lefts = window_starts(width, patch[1], stride[1])
+        rows_in = _window_masks(tops, patch[0], height)  # (n_rows, height) bool
+        cols_in = _window_masks(lefts, patch[1], width)  # (n_cols, width) bool
+        per_image = len(tops) * len(lefts)
+        n = tf.shape(images)[0]
+        total = n * per_image
+        num_chunks = (total + batch_size - 1) // batch_size
+        drops = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        baseline = tf.cast(baseline, images.dtype)
+        for chunk in tf.range(num_chunks):
+            index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
+            image_index = index // per_image
+            window = index % per_image
+            mask = (
+                tf.gather(rows_in, window // len(lefts))[:, :, None]
+                & tf.gather(cols_in, window % len(lefts))[:, None, :]
+            )
+            occluded = tf.where(mask[..., None], baseline, tf.gather(images, image_index))
+            x = tf.cast(occluded, self.graph.input_dtype)
+            logits = tf.cast(self.graph.run(x, {})[0], tf.float32)
+            chunk_targets = tf.gather(targets, image_index)
+            scores = tf.gather(logits, chunk_targets, axis=1, batch_dims=1)
+            drops = drops.write(chunk, tf.gather(base_scores, image_index) - scores)
+        drops = tf.reshape(drops.concat(), (n, len(tops), len(lefts)))
+        rows = tf.cast(rows_in, tf.float32)
+        cols = tf.cast(cols_in, tf.float32)
+        # Scatter each window's drop over its pixels and average where windows overlap.
+        summed = tf.einsum("ay,nab,bx->nyx", rows, drops, cols)
+        count = tf.einsum("ay,bx->yx", rows, cols)
+        return summed / count
+
+
+def _window_masks(starts: list[int], patch: int, size: int) -> tf.Tensor:
+    positions = np.arange(size)[None, :]
+    starts_np = np.asarray(starts)[:, None]
+    return tf.constant((positions >= starts_np) & (positions < starts_np + patch))
+
+
+def as_float_images(images: np.ndarray) -> tf.Tensor:
+    return tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
+
+
+# ---- cores shared per model ---------------------------------------------------------------
+
+_CORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def core_for(model: keras.Model) -> Core:
+    """The `Core` of a model, made once and reused by every callback and explainer call."""
+    core = _CORES.get(model)
+    if core is None:
+        core = Core(ModelGraph(model))
+        _CORES[model] = core
+    return core
+
+
+# ---- the pass shared by the callbacks watching one model and probe --------------------------
+
+
+class SharedPass:
+    """One forward (and backward) pass per snapshot for all callbacks on a model and probe.
+
+    Each member callback says what it needs (`feature_refs()`, `cam_requests()`) and when it
+    is due (`is_due(epoch)`); the first member to ask at an epoch runs the pass for the
+    members due then, and the others read the cached result.
+    """
+
+    def __init__(self, core: Core, probe: Probe):
+        self.core = core
+        self.probe = probe
+        self.images = as_float_images(probe.images)
+        self.members: list = []
+        self.passes_run = 0
+        self._cache: tuple[int, dict] | None = None
+
+    def join(self, member) -> None:
+        if member not in self.members:
+            self.members.append(member)
+        self._cache = None
+
+    def leave(self, member) -> None:
+        if member in self.members:
+            self.members.remove(member)
+        self._cache = None
+
+    def result(self, epoch: int) -> dict:
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        due = [m for m in self.members if m.is_due(epoch)]
+        feature_refs = _unique_refs(ref for m in self.members for ref in m.feature_refs())
+        # Grad-CAM requests of members not due this epoch are left out, so a pass without
+        # them is the cheaper forward-only variant (each variant is traced once).
+        requests = list(dict.fromkeys(req for m in due for req in m.cam_requests()))
+        fn = self.core.snapshot_fn(
+            feature_refs, tuple(r.ref for r in requests), self.probe.image_shape
+        )
+        targets = np.asarray([r.targets for r in requests], np.int32).reshape(
+            len(requests), self.probe.size
+        )
+        out = fn(self.images, tf.constant(targets))
+        out["cam_by_request"] = dict(zip(requests, out["cams"]))
+        self.passes_run += 1
+        self._cache = (epoch, out)
+        return out
+
+
+def _unique_refs(refs) -> tuple[LayerRef, ...]:
+    seen: dict[str, LayerRef] = {}
+    for ref in refs:
+        seen.setdefault(ref.path, ref)
+    return tuple(seen.values())
+
+
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_pass(model: keras.Model, probe: Probe) -> SharedPass:
+    """The `SharedPass` for a model and probe content, made on first use."""
+    per_model = _SHARED.setdefault(model, {})
+    shared = per_model.get(probe.key)
+    if shared is None:
+        shared = SharedPass(core_for(model), probe)
+        per_model[probe.key] = shared
+    return shared
+
+
+def occlusion_geometry(image_shape, patch_size, stride) -> tuple[tuple, tuple, int]:
+    """Validate occlusion sizes against the image; returns (patch, stride, windows/image)."""
+    height, width = image_shape[0], image_shape[1]
+    patch = _pair(patch_size, "patch_size")
+    stride = patch if stride is None else _pair(stride, "stride")
+    if patch[0] > height or patch[1] > width:
+        raise ValueError(
+            f"`patch_size` must fit in the {height}x{width} probe images. "
+            f"Received: patch_size={patch_size}"
+        )
+    if stride[0] > patch[0] or stride[1] > patch[1]:
+        raise ValueError(
+            "`stride` must be at most `patch_size` so every pixel is occluded. "
+            f"Received: stride={stride}, patch_size={patch_size}"
+        )
+    count = len(window_starts(height, patch[0], stride[0])) * len(
+        window_starts(width, patch[1], stride[1])
+    )
+    return patch, stride, count
+
+
+def _pair(value, argument: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if (
+        len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair)
+        or min(pair) < 1
+    ):
+        raise ValueError(
+            f"`{argument}` must be a positive int or a pair of positive ints. "
+            f"Received: {argument}={value!r}"
+        )
+    return int(pair[0]), int(pair[1])

@@ -1,0 +1,202 @@
+"""Normalise a probe (array | (x, y) | tf.data) into fixed numpy arrays and validate it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fixed batch of probe images, with optional integer labels.
+
+    Attributes:
+        images: `(batch, height, width, channels)` array as the user gave it (dtype kept).
+        labels: `(batch,)` int32 class labels, or `None` when the probe has no labels.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    key: str = field(default="", compare=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.images.shape[1:])
+
+
+def _to_numpy(value, what: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if tf.is_tensor(value) or hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    try:
+        return np.asarray(value)
+    except Exception as error:  # noqa: BLE001 - re-raised with the argument named
+        raise TypeError(
+            f"`probe` {what} must be array-like. Received: {type(value).__name__}"
+        ) from error
+
+
+def _first_batch(dataset: tf.data.Dataset):
+    for element in dataset.take(1):
+        return element
+    raise ValueError("`probe` must hold at least one image. Received: an empty tf.data.Dataset")
+
+
+def _labels_to_int(labels: np.ndarray, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot or scores
+        labels = np.argmax(labels, axis=1)
+    elif labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            "`probe` labels must be integer class ids of shape (batch,) or one-hot of shape "
+            f"(batch, classes). Received: labels of shape {labels.shape}"
+        )
+    if labels.shape[0] != n:
+        raise ValueError(
+            f"`probe` labels must have one entry per image ({n} images). "
+            f"Received: {labels.shape[0]} labels"
+        )
+    if not np.all(np.isfinite(labels.astype(np.float64))):
+        raise ValueError("`probe` labels must be finite. Received: labels containing NaN/Inf")
+    return labels.astype(np.int32)
+
+
+def make_probe(probe) -> Probe:
+    """Turn the user's `probe` argument into a `Probe`.
+
+    Args:
+        probe: an array of images `(batch, height, width, channels)`, a tuple `(images,)` or
+            `(images, labels)`, or a `tf.data.Dataset` whose first element is one of those
+            (its first batch is used). Labels are integer class ids or one-hot rows.
+
+    Returns:
+        A `Probe` with images as numpy and labels as int32 (or `None`).
+    """
+    if isinstance(probe, Probe):
+        return probe
+    if probe is None:
+        raise ValueError(
+            "`probe` must be a batch of images, an (images, labels) tuple or a tf.data.Dataset. "
+            "Received: probe=None"
+        )
+    if isinstance(probe, tf.data.Dataset):
+        probe = _first_batch(probe)
+    if isinstance(probe, dict):
+        raise TypeError(
+            "`probe` must be images, (images, labels) or a tf.data.Dataset of those. "
+            "Received: a dict; pass the image array itself"
+        )
+    labels = None
+    if isinstance(probe, (tuple, list)) and not _looks_like_image_list(probe):
+        if len(probe) not in (1, 2, 3):
+            raise ValueError(
+                "`probe` tuple must be (images,) or (images, labels). "
+                f"Received: a tuple of length {len(probe)}"
+            )
+        images = probe[0]
+        labels = probe[1] if len(probe) > 1 else None
+    else:
+        images = probe
+    images = _to_numpy(images, "images")
+    if images.ndim == 3:
+        raise ValueError(
+            "`probe` images must be a batch of shape (batch, height, width, channels). "
+            f"Received: an array of shape {images.shape}; for one image use images[None]"
+        )
+    if images.ndim < 2:
+        raise ValueError(
+            f"`probe` images must be a batch of images. Received: an array of shape {images.shape}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError(
+            f"`probe` must hold at least one image. Received: images of shape {images.shape}"
+        )
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == np.bool_):
+        raise TypeError(f"`probe` images must be numeric. Received: dtype {images.dtype}")
+    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+        raise ValueError(
+            f"`probe` images must be finite. Received: images with {bad} NaN/Inf values"
+        )
+    if labels is not None:
+        labels = _labels_to_int(_to_numpy(labels, "labels"), images.shape[0])
+    digest = hashlib.sha1(np.ascontiguousarray(images).tobytes())
+    digest.update(str((images.shape, images.dtype.str)).encode())
+    if labels is not None:
+        digest.update(labels.tobytes())
+    return Probe(images=images, labels=labels, key=digest.hexdigest())
+
+
+def _looks_like_image_list(probe) -> bool:
+    """True for a plain list of same-shaped image arrays (not an (x, y) tuple)."""
+    if not isinstance(probe, list) or len(probe) == 0:
+        return False
+    first = np.shape(probe[0])
+    return len(first) == 3 and all(np.shape(p) == first for p in probe)
+
+
+def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") -> None:
+    """Raise a clear error when the probe images do not fit the model input.
+
+    Args:
+        probe: the probe.
+        input_shape: the model's image input shape, batch axis included, `None` for free axes.
+        argument: the name used in the message.
+    """
+    expected = tuple(input_shape)[1:]
+    got = probe.image_shape
+    fits = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
+    if not fits:
+        shown = "(batch, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(
+            f"`{argument}` images must match the model input shape {shown}. "
+            f"Received: images of shape {probe.images.shape}"
+        )
+
+
+def resolve_targets(probe: Probe, class_index, num_classes: int | None, argument: str):
+    """Per-image target classes: `-1` means "the predicted class", decided in the graph.
+
+    Args:
+        probe: the probe.
+        class_index: `None` (true label when the probe has labels, else predicted class) or
+            an int class for every image.
+        num_classes: the number of score units, for range checks (`None` to skip).
+        argument: the argument name used in messages.
+
+    Returns:
+        `(batch,)` int32 array.
+    """
+    n = probe.size
+    if class_index is None:
+        if probe.labels is None:
+            return np.full((n,), -1, np.int32)
+        targets = probe.labels
+        if num_classes is not None and (targets.min() < 0 or targets.max() >= num_classes):
+            raise ValueError(
+                f"`probe` labels must be class ids in [0, {num_classes}) for the model's "
+                f"{num_classes} outputs. Received: labels in [{targets.min()}, {targets.max()}]"
+            )
+        return targets.astype(np.int32)
+    if isinstance(class_index, (bool, np.bool_)) or not isinstance(
+        class_index, (int, np.integer)
+    ):
+        raise TypeError(
+            f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
+        )
+    if class_index < 0 or (num_classes is not None and class_index >= num_classes):
+        raise ValueError(
+            f"`{argument}` must be in [0, {num_classes}) for the model's {num_classes} outputs. "
+            f"Received: {argument}={class_index}"
+        )
+    return np.full((n,), int(class_index), np.int32)

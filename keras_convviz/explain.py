@@ -1,0 +1,115 @@
+"""Functional explainers for notebooks and custom loops, on the same compiled core.
+
+Repeated calls on the same model and settings reuse the traced passes. The maps are raw:
+no per-image stretch, so their strength can be compared.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz._core import core_for, occlusion_geometry
+from keras_convviz._probe import check_probe_fits, make_probe, resolve_targets
+from keras_convviz.occlusion_sensitivity import default_patch_size, make_baseline
+
+
+def _setup(model, images, argument="images"):
+    probe = make_probe(images)
+    core = core_for(model)
+    check_probe_fits(probe, core.graph.input_shape, argument)
+    return probe, core, tf.constant(np.asarray(probe.images, np.float32))
+
+
+def feature_maps(
+    model: keras.Model, images, layer_names: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The activations of conv layers on some images.
+
+    Args:
+        model: a built Sequential or Functional Keras model.
+        images: `(batch, height, width, channels)` array.
+        layer_names: layers by name or nested path. Defaults to `None`: every 2-D conv layer.
+
+    Returns:
+        A dict layer path -> `(batch, h, w, channels)` float32 array.
+    """
+    probe, core, x = _setup(model, images)
+    graph = core.graph
+    if layer_names is None:
+        refs = graph.conv_layers()
+    else:
+        names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+        refs = [graph.find_spatial(name, "layer_names") for name in names]
+    fn = core.snapshot_fn(tuple(refs), (), probe.image_shape)
+    out = fn(x, tf.zeros((0, probe.size), tf.int32))
+    return {path: value.numpy() for path, value in out["activations"].items()}
+
+
+def grad_cam(
+    model: keras.Model, images, layer_name: str | None = None, class_index: int | None = None
+) -> np.ndarray:
+    """Grad-CAM maps (Selvaraju et al. 2017) at the input size, raw (not rescaled).
+
+    Args:
+        model: a built Sequential or Functional Keras model.
+        images: `(batch, height, width, channels)` array, or `(images, labels)`.
+        layer_name: the layer to explain. Defaults to `None`: the last layer with a 4-D
+            output before the head.
+        class_index: int or None. Defaults to `None`: the label when given, else the
+            predicted class.
+
+    Returns:
+        `(batch, height, width)` float32 array.
+    """
+    probe, core, x = _setup(model, images)
+    graph = core.graph
+    ref = (
+        graph.default_cam_layer()
+        if layer_name is None
+        else graph.find_spatial(layer_name, "layer_name")
+    )
+    targets = resolve_targets(probe, class_index, graph.num_classes, "class_index")
+    fn = core.snapshot_fn((), (ref,), probe.image_shape)
+    return fn(x, tf.constant(targets[None, :]))["cams"][0].numpy()
+
+
+def occlusion_sensitivity(
+    model: keras.Model,
+    images,
+    patch_size=None,
+    stride=None,
+    baseline=None,
+    class_index: int | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Occlusion sensitivity: score(original) - score(occluded), per pixel.
+
+    Args:
+        model: a built Sequential or Functional Keras model.
+        images: `(batch, height, width, channels)` array, or `(images, labels)`.
+        patch_size: int or (int, int). Defaults to `None`: an eighth of the shorter side.
+        stride: int or (int, int) <= patch_size. Defaults to `None`: `patch_size`.
+        baseline: the occluding value in the model's input space. Defaults to `None`: the
+            per-channel mean of `images`.
+        class_index: int or None. Defaults to `None`: the label when given, else the
+            predicted class.
+        batch_size: occluded images per model call. Defaults to `256`.
+
+    Returns:
+        `(batch, height, width)` float32 array; overlapping windows averaged.
+    """
+    probe, core, x = _setup(model, images)
+    if patch_size is None:
+        patch_size = default_patch_size(probe.image_shape)
+    patch, stride, _ = occlusion_geometry(probe.image_shape, patch_size, stride)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
+    targets = resolve_targets(probe, class_index, core.graph.num_classes, "class_index")
+    forward = core.snapshot_fn((), (), probe.image_shape)
+    out = forward(x, tf.zeros((0, probe.size), tf.int32))
+    resolved = tf.where(targets < 0, out["predicted"], targets)
+    base_scores = tf.gather(out["logits"], resolved, axis=1, batch_dims=1)
+    occlude = core.occlusion_fn(patch, stride, batch_size, probe.image_shape)
+    return occlude(x, resolved, base_scores, tf.constant(make_baseline(baseline, probe))).numpy()

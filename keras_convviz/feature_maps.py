@@ -1,0 +1,100 @@
+"""`FeatureMaps`: the activations of conv layers on the probe images, as tiled grids."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_convviz import _rendering
+from keras_convviz._base import (
+    Image,
+    ProbeCallback,
+    Scalar,
+    check_layer_names,
+    check_positive_int,
+)
+
+
+class FeatureMaps(ProbeCallback):
+    """Writes the feature maps of conv layers for each probe image to TensorBoard.
+
+    At the end of every `freq` epochs it runs the probe through the model (inference mode)
+    and writes, into the run `log_dir/feature_maps`, one image per (layer, probe image): a
+    grid of the first `max_channels` channels, each normalised on its own and small maps
+    upsampled with nearest neighbour. Beside them, per layer, two scalars: the fraction of
+    channels that are dead on the whole probe (never above 0) and the largest raw activation,
+    so exploding or dying layers show up across epochs.
+
+    Tags: `feature_maps/<layer>/image_<i>` (images), `feature_maps/<layer>/dead_fraction` and
+    `feature_maps/<layer>/max_activation` (scalars). Step = epoch.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        probe: the images to look at: an array `(batch, height, width, channels)`, a tuple
+            `(images, labels)`, or a `tf.data.Dataset` (its first batch is used).
+        layer_names: list of str or None. Layers to show, by name or nested path
+            (`"base_model/conv"`). Defaults to `None`: every 2-D conv layer.
+        max_channels: int. Channels shown per layer (the first ones). Defaults to `32`.
+        freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10,
+              callbacks=[kcv.FeatureMaps("logs/run1", probe=(x_val[:8], y_val[:8]))])
+    ```
+    """
+
+    run_name = "feature_maps"
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        layer_names: list[str] | None = None,
+        max_channels: int = 32,
+        freq: int = 1,
+        on_error: str = "warn",
+    ):
+        super().__init__(log_dir, probe, freq=freq, on_error=on_error)
+        self.layer_names = check_layer_names(layer_names)
+        self.max_channels = check_positive_int(max_channels, "max_channels")
+        self._refs: tuple = ()
+
+    def _prepare(self, model):
+        graph = self._join(model).core.graph
+        if self.layer_names is None:
+            refs = graph.conv_layers()
+            if not refs:
+                raise ValueError(
+                    f"FeatureMaps found no 2-D conv layer in model {model.name!r}; pass "
+                    "`layer_names` to choose layers with 4-D outputs."
+                )
+        else:
+            refs = [graph.find_spatial(name, "layer_names") for name in self.layer_names]
+        self._refs = tuple(refs)
+        self._render = tf.function(self._render_all)
+
+    def feature_refs(self):
+        return self._refs
+
+    def _render_all(self, activations):
+        rendered = {}
+        for path, maps in activations.items():
+            grids = _rendering.render_feature_grid(maps, self.max_channels)
+            channel_peak = tf.reduce_max(maps, axis=(0, 1, 2))
+            dead = tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32))
+            rendered[path] = (tf.image.convert_image_dtype(grids, tf.uint8), dead,
+                              tf.reduce_max(maps))
+        return rendered
+
+    def _snapshot(self, epoch):
+        activations = self._shared.result(epoch)["activations"]
+        rendered = self._render({r.path: activations[r.path] for r in self._refs})
+        items = []
+        for path, (grids, dead, peak) in rendered.items():
+            items += [Image(f"feature_maps/{path}/image_{i}", grids[i : i + 1])
+                      for i in range(self.probe.size)]
+            items += [Scalar(f"feature_maps/{path}/dead_fraction", dead),
+                      Scalar(f"feature_maps/{path}/max_activation", peak)]
+        return items

@@ -1,0 +1,124 @@
+"""`FilterWeights`: every conv kernel, signed, on one symmetric colour scale per layer."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_convviz import _rendering
+from keras_convviz._base import (
+    Image,
+    Scalar,
+    SnapshotCallback,
+    check_layer_names,
+    check_positive_int,
+)
+from keras_convviz._core import core_for
+from keras_convviz._model_graph import CONV2D_TYPES
+
+
+def kernel_view(layer) -> tf.Variable | tf.Tensor:
+    """The kernel of a 2-D conv layer as `(kernel_h, kernel_w, in_channels, filters)`.
+
+    Depthwise kernels (also the depthwise half of a separable conv) become one single-input
+    filter per (channel, multiplier); transposed-conv kernels are reordered to put the
+    input channels third.
+    """
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kernel = layer.depthwise_kernel
+    else:
+        kernel = layer.kernel
+    kernel = tf.convert_to_tensor(kernel)
+    if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+        kh, kw, cin, mult = kernel.shape
+        return tf.reshape(kernel, (kh, kw, 1, cin * mult))
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        return tf.transpose(kernel, (0, 1, 3, 2))
+    return kernel
+
+
+class FilterWeights(SnapshotCallback):
+    """Writes the weights of every conv kernel to TensorBoard as images.
+
+    Every kernel renders (unlike `keras.callbacks.TensorBoard(write_images=True)`, which
+    skips most 4-D kernels and clips negative weights): layers with 1 or 3 input channels
+    show one small grey/colour patch per filter; deeper layers show a grid with one row per
+    filter and one column per input channel. Weights are signed on a diverging colour map
+    (blue negative, white zero, red positive; for RGB patches grey is zero) with one symmetric
+    scale per layer, written as the scalar `max_abs`. Written at the end of every `freq`
+    epochs into the run `log_dir/filter_weights`.
+
+    Tags: `filter_weights/<layer>` (images) and `filter_weights/<layer>/max_abs` (scalars).
+    Step = epoch.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        layer_names: list of str or None. Conv layers to show, by name or nested path.
+            Defaults to `None`: every 2-D conv layer.
+        max_filters: int. Filters (output channels) shown per layer. Defaults to `64`.
+        max_inputs: int. Input channels shown per filter in deep layers. Defaults to `32`.
+        freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[kcv.FilterWeights("logs/run1")])
+    ```
+    """
+
+    run_name = "filter_weights"
+
+    def __init__(
+        self,
+        log_dir,
+        layer_names: list[str] | None = None,
+        max_filters: int = 64,
+        max_inputs: int = 32,
+        freq: int = 1,
+        on_error: str = "warn",
+    ):
+        super().__init__(log_dir, freq=freq, on_error=on_error)
+        self.layer_names = check_layer_names(layer_names)
+        self.max_filters = check_positive_int(max_filters, "max_filters")
+        self.max_inputs = check_positive_int(max_inputs, "max_inputs")
+
+    def _prepare(self, model):
+        graph = core_for(model).graph
+        if self.layer_names is None:
+            refs = graph.conv_layers()
+            if not refs:
+                raise ValueError(
+                    f"FilterWeights found no 2-D conv layer in model {model.name!r}."
+                )
+        else:
+            refs = [graph.find(name, "layer_names") for name in self.layer_names]
+            for ref in refs:
+                if not isinstance(ref.layer, CONV2D_TYPES):
+                    raise ValueError(
+                        "`layer_names` must name 2-D conv layers for FilterWeights. Layer "
+                        f"{ref.path!r} is a {type(ref.layer).__name__}. Conv layers: "
+                        f"{[r.path for r in graph.conv_layers()]}. Received: "
+                        f"layer_names={self.layer_names}"
+                    )
+        self._layers = {ref.path: ref.layer for ref in refs}
+        # No arguments: the kernels are read from the variables at each call.
+        self._render = tf.function(self._render_all)
+
+    def _render_all(self):
+        rendered = {}
+        for path, layer in self._layers.items():
+            kernel = kernel_view(layer)
+            image = _rendering.render_kernels(kernel, self.max_filters, self.max_inputs)
+            rendered[path] = (
+                tf.image.convert_image_dtype(image, tf.uint8),
+                _rendering.kernel_scale(kernel),
+            )
+        return rendered
+
+    def _snapshot(self, epoch):
+        items = []
+        for path, (image, scale) in self._render().items():
+            items += [Image(f"filter_weights/{path}", image),
+                      Scalar(f"filter_weights/{path}/max_abs", scale)]
+        return items

@@ -1,0 +1,128 @@
+"""`OcclusionSensitivity`: how much the target score drops when a patch is hidden."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz import _rendering
+from keras_convviz._base import Image, ProbeCallback, Scalar, check_positive_int
+from keras_convviz._core import occlusion_geometry
+from keras_convviz._probe import Probe, resolve_targets
+
+
+def default_patch_size(image_shape) -> int:
+    """An eighth of the shorter image side (at least 1 pixel)."""
+    return max(1, min(image_shape[0], image_shape[1]) // 8)
+
+
+def make_baseline(baseline, probe: Probe) -> np.ndarray:
+    """The occluding value as a `(height, width, channels)` float32 array.
+
+    `None` gives the per-channel mean of the probe images, a value in the model's own input
+    space whatever its scaling ([0, 1], [0, 255] or standardised).
+    """
+    shape = probe.image_shape
+    if baseline is None:
+        value = probe.images.astype(np.float64).mean(axis=(0, 1, 2))
+    else:
+        value = np.asarray(baseline, dtype=np.float64)
+    try:
+        return np.broadcast_to(value, shape).astype(np.float32)
+    except ValueError as error:
+        raise ValueError(
+            f"`baseline` must be a number or an array broadcastable to the image shape {shape}. "
+            f"Received: baseline of shape {np.shape(baseline)}"
+        ) from error
+
+
+class OcclusionSensitivity(ProbeCallback):
+    """Writes occlusion-sensitivity maps of each probe image to TensorBoard.
+
+    Each probe image is covered by a sliding `patch_size` window filled with `baseline`; the
+    map at a pixel is score(original) - score(occluded) of the target class, averaged over
+    the windows that cover it. Red: hiding the region lowers the score (evidence for the
+    class); blue: hiding it raises the score. All occluded images are built and scored in
+    one compiled pass, `batch_size` at a time. At the end of every `freq` epochs it writes,
+    into the run `log_dir/occlusion_sensitivity`, one panel per probe image (the image and
+    the map overlaid, a symmetric colour scale per map) and the largest drop as a scalar.
+
+    Tags: `occlusion_sensitivity/image_<i>` (images) and `occlusion_sensitivity/image_<i>/max`
+    (scalars). Step = epoch.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
+        patch_size: int or (int, int). Side of the occluding window in pixels. Defaults to
+            `None`: an eighth of the shorter image side.
+        stride: int or (int, int), at most `patch_size`. Step between windows; windows that
+            overlap are averaged per pixel. Defaults to `None`: equal to `patch_size`.
+        baseline: float or array broadcastable to `(height, width, channels)`. The value
+            that fills the window, in the model's input space. Defaults to `None`: the
+            per-channel mean of the probe images.
+        class_index: int or None. The class scored for every image. Defaults to `None`: the
+            true label when the probe has labels, else the predicted class.
+        batch_size: int. Occluded images scored per model call; bounds memory. Defaults to
+            `256`.
+        freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[
+        kcv.OcclusionSensitivity("logs/run1", probe=x_val[:8], patch_size=8, freq=5)])
+    ```
+    """
+
+    run_name = "occlusion_sensitivity"
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        patch_size=None,
+        stride=None,
+        baseline=None,
+        class_index: int | None = None,
+        batch_size: int = 256,
+        freq: int = 1,
+        on_error: str = "warn",
+    ):
+        super().__init__(log_dir, probe, freq=freq, on_error=on_error)
+        if patch_size is None:
+            patch_size = default_patch_size(self.probe.image_shape)
+        self.patch_size, self.stride, _ = occlusion_geometry(
+            self.probe.image_shape, patch_size, stride
+        )
+        self.baseline = make_baseline(baseline, self.probe)
+        resolve_targets(self.probe, class_index, None, "class_index")  # type and sign checks
+        self.class_index = class_index
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+
+    def _prepare(self, model):
+        core = self._join(model).core
+        self._targets = tf.constant(
+            resolve_targets(self.probe, self.class_index, core.graph.num_classes, "class_index")
+        )
+        self._occlude = core.occlusion_fn(
+            self.patch_size, self.stride, self.batch_size, self.probe.image_shape
+        )
+        self._baseline = tf.constant(self.baseline)
+        self._render = tf.function(self._render_panels)
+
+    def _render_panels(self, images, maps):
+        panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)
+        return tf.image.convert_image_dtype(panels, tf.uint8), tf.reduce_max(maps, axis=(1, 2))
+
+    def _snapshot(self, epoch):
+        out = self._shared.result(epoch)
+        targets = tf.where(self._targets < 0, out["predicted"], self._targets)
+        base_scores = tf.gather(out["logits"], targets, axis=1, batch_dims=1)
+        maps = self._occlude(self._shared.images, targets, base_scores, self._baseline)
+        panels, peaks = self._render(self._shared.images, maps)
+        items = []
+        for i in range(self.probe.size):
+            items.append(Image(f"occlusion_sensitivity/image_{i}", panels[i : i + 1]))
+            items.append(Scalar(f"occlusion_sensitivity/image_{i}/max", peaks[i]))
+        return items
