@@ -1,0 +1,130 @@
+"""The shared compiled core: traced once, one forward pass per snapshot, nothing changed."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from conftest import small_cnn
+
+import keras_convviz as kcv
+from keras_convviz import _core
+
+
+def test_traced_once_over_many_epochs(tmp_path, data):
+    model = small_cnn()
+    x, y = data
+    callback = kcv.ConvViz(tmp_path, (x[:4], y[:4]), patch_size=8)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[callback])
+    core = _core.core_for(model)
+    compiled = [*core._snapshot_fns.values(), *core._occlusion_fns.values()]
+    compiled += [cb._render for cb in callback.callbacks]
+    assert len(core._snapshot_fns) == 1 and len(core._occlusion_fns) == 1
+    assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
+
+
+class CountInferenceCalls(keras.layers.Layer):
+    """Identity layer counting how often the model runs in inference mode (in the graph)."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, inputs, training=False):
+        if not training:
+            self.calls.assign_add(1.0)
+        return inputs
+
+
+def counting_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    counter = CountInferenceCalls(name="counter")
+    x = counter(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_a")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, counter
+
+
+def test_one_forward_pass_per_snapshot_for_several_callbacks(tmp_path, data):
+    model, counter = counting_model()
+    x, y = data
+    probe = (x[:4], y[:4])
+    callbacks = [
+        kcv.FeatureMaps(tmp_path, probe),
+        kcv.GradCAM(tmp_path, probe),
+        kcv.GradCAM(tmp_path / "second", probe, layer_name="conv_a"),
+        kcv.FilterWeights(tmp_path),
+    ]
+    model.fit(x, y, epochs=4, verbose=0, callbacks=callbacks)
+    assert float(counter.calls.numpy()) == 4.0  # one inference pass per epoch, all callbacks
+
+
+def test_occlusion_scores_in_chunks_of_batch_size(tmp_path, data):
+    model, counter = counting_model()
+    x, _ = data
+    # 32x32 images, patch 8 stride 8: 16 windows per image, 3 images -> 48 occluded images.
+    maps = kcv.occlusion_sensitivity(model, x[:3], patch_size=8, batch_size=20)
+    assert maps.shape == (3, 32, 32)
+    # one forward on the originals, then ceil(48 / 20) = 3 chunks.
+    assert float(counter.calls.numpy()) == 4.0
+
+
+def model_with_batchnorm():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv_a")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Dropout(0.5)(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path):
+    model = model_with_batchnorm()
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(6, 16, 16, 3)).astype(np.float32)
+    before = [v.numpy().copy() for v in model.variables]
+    predictions = model.predict(x, verbose=0)
+    callback = kcv.ConvViz(tmp_path, x, patch_size=4, on_error="raise")
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    after = [v.numpy() for v in model.variables]
+    assert len(before) == len(after)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    assert model.get_layer("head").activation is keras.activations.softmax
+    np.testing.assert_array_equal(model.predict(x, verbose=0), predictions)
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_scores_are_taken_before_the_final_softmax(data):
+    x, _ = data
+    model = small_cnn()
+    core = _core.core_for(model)
+    assert core.graph.ends_in_squashing
+    out = core.snapshot_fn((), (), (32, 32, 3))(x[:5], np.zeros((0, 5), np.int32))
+    features = keras.Model(model.inputs, model.get_layer("gap").output)(x[:5])
+    head = model.get_layer("head")
+    expected = features.numpy() @ head.kernel.numpy() + head.bias.numpy()
+    np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_functional_explainers_reuse_the_compiled_core(data):
+    x, _ = data
+    model = small_cnn()
+    for _ in range(3):
+        kcv.grad_cam(model, x[:2])
+        kcv.grad_cam(model, x[:5])
+        kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
+    core = _core.core_for(model)
+    counts = [f.experimental_get_tracing_count() for f in core._snapshot_fns.values()]
+    counts += [f.experimental_get_tracing_count() for f in core._occlusion_fns.values()]
+    assert counts == [1] * len(counts)
