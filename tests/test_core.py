@@ -111,7 +111,7 @@ def test_scores_are_taken_before_the_final_softmax(data):
     core = _core.core_for(model)
     assert core.graph.ends_in_squashing
     out = core.snapshot_fn((), (), (32, 32, 3))(x[:5], np.zeros((0, 5), np.int32))
-    features = keras.Model(model.inputs, model.get_layer("gap").output)(x[:5])
+    features = keras.Model(model.inputs, model.get_layer("gap").output)([x[:5]])
     head = model.get_layer("head")
     expected = features.numpy() @ head.kernel.numpy() + head.bias.numpy()
     np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-5, atol=1e-6)
