@@ -58,8 +58,12 @@ class Core:
 
     # ---- forward (+ backward) pass -----------------------------------------------------
 
-    def snapshot_fn(self, feature_refs: tuple[LayerRef, ...], cam_refs: tuple[LayerRef, ...],
-                    image_shape: tuple[int, ...]):
+    def snapshot_fn(
+        self,
+        feature_refs: tuple[LayerRef, ...],
+        cam_refs: tuple[LayerRef, ...],
+        image_shape: tuple[int, ...],
+    ):
         """The compiled pass for these layers: `fn(images, targets) -> dict`.
 
         Args:
@@ -137,8 +141,13 @@ class Core:
 
     # ---- occlusion --------------------------------------------------------------------
 
-    def occlusion_fn(self, patch: tuple[int, int], stride: tuple[int, int], batch_size: int,
-                     image_shape: tuple[int, ...]):
+    def occlusion_fn(
+        self,
+        patch: tuple[int, int],
+        stride: tuple[int, int],
+        batch_size: int,
+        image_shape: tuple[int, ...],
+    ):
         """The compiled occlusion pass: `fn(images, targets, base_scores, baseline) -> maps`.
 
         Every occluded image is built and scored inside the graph, `batch_size` at a time.

@@ -188,9 +188,7 @@ def resolve_targets(probe: Probe, class_index, num_classes: int | None, argument
                 f"{num_classes} outputs. Received: labels in [{targets.min()}, {targets.max()}]"
             )
         return targets.astype(np.int32)
-    if isinstance(class_index, (bool, np.bool_)) or not isinstance(
-        class_index, (int, np.integer)
-    ):
+    if isinstance(class_index, (bool, np.bool_)) or not isinstance(class_index, (int, np.integer)):
         raise TypeError(
             f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
         )

@@ -66,13 +66,20 @@ class ConvViz(keras.callbacks.Callback):
         occlusion_freq = freq if occlusion_freq is None else check_freq(occlusion_freq)
         common = {"log_dir": log_dir, "on_error": on_error}
         self.callbacks = [
-            FeatureMaps(probe=probe, layer_names=layer_names, max_channels=max_channels,
-                        freq=freq, **common),
+            FeatureMaps(
+                probe=probe, layer_names=layer_names, max_channels=max_channels, freq=freq, **common
+            ),
             FilterWeights(layer_names=layer_names, freq=freq, **common),
-            GradCAM(probe=probe, layer_name=cam_layer, class_index=class_index, freq=freq,
-                    **common),
-            OcclusionSensitivity(probe=probe, patch_size=patch_size, class_index=class_index,
-                                 freq=occlusion_freq, **common),
+            GradCAM(
+                probe=probe, layer_name=cam_layer, class_index=class_index, freq=freq, **common
+            ),
+            OcclusionSensitivity(
+                probe=probe,
+                patch_size=patch_size,
+                class_index=class_index,
+                freq=occlusion_freq,
+                **common,
+            ),
         ]
 
     def set_model(self, model):

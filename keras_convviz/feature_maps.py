@@ -84,8 +84,11 @@ class FeatureMaps(ProbeCallback):
             grids = _rendering.render_feature_grid(maps, self.max_channels)
             channel_peak = tf.reduce_max(maps, axis=(0, 1, 2))
             dead = tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32))
-            rendered[path] = (tf.image.convert_image_dtype(grids, tf.uint8), dead,
-                              tf.reduce_max(maps))
+            rendered[path] = (
+                tf.image.convert_image_dtype(grids, tf.uint8),
+                dead,
+                tf.reduce_max(maps),
+            )
         return rendered
 
     def _snapshot(self, epoch):
@@ -93,8 +96,12 @@ class FeatureMaps(ProbeCallback):
         rendered = self._render({r.path: activations[r.path] for r in self._refs})
         items = []
         for path, (grids, dead, peak) in rendered.items():
-            items += [Image(f"feature_maps/{path}/image_{i}", grids[i : i + 1])
-                      for i in range(self.probe.size)]
-            items += [Scalar(f"feature_maps/{path}/dead_fraction", dead),
-                      Scalar(f"feature_maps/{path}/max_activation", peak)]
+            items += [
+                Image(f"feature_maps/{path}/image_{i}", grids[i : i + 1])
+                for i in range(self.probe.size)
+            ]
+            items += [
+                Scalar(f"feature_maps/{path}/dead_fraction", dead),
+                Scalar(f"feature_maps/{path}/max_activation", peak),
+            ]
         return items

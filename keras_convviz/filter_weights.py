@@ -88,9 +88,7 @@ class FilterWeights(SnapshotCallback):
         if self.layer_names is None:
             refs = graph.conv_layers()
             if not refs:
-                raise ValueError(
-                    f"FilterWeights found no 2-D conv layer in model {model.name!r}."
-                )
+                raise ValueError(f"FilterWeights found no 2-D conv layer in model {model.name!r}.")
         else:
             refs = [graph.find(name, "layer_names") for name in self.layer_names]
             for ref in refs:
@@ -119,6 +117,8 @@ class FilterWeights(SnapshotCallback):
     def _snapshot(self, epoch):
         items = []
         for path, (image, scale) in self._render().items():
-            items += [Image(f"filter_weights/{path}", image),
-                      Scalar(f"filter_weights/{path}/max_abs", scale)]
+            items += [
+                Image(f"filter_weights/{path}", image),
+                Scalar(f"filter_weights/{path}/max_abs", scale),
+            ]
         return items

@@ -28,28 +28,53 @@ def test_unknown_layer_name_lists_the_conv_layers(tmp_path, model, data):
         "No layer is called 'conv_z'. Conv layers: ['conv_a', 'conv_b']. "
         "Received: layer_names='conv_z'"
     )
-    fit_raises(model, data, kcv.FeatureMaps(tmp_path, x[:2], layer_names=["conv_z"]), ValueError, message)
-    fit_raises(model, data, kcv.GradCAM(tmp_path, x[:2], layer_name="conv_z"), ValueError,
-               "No layer is called 'conv_z'")
-    fit_raises(model, data, kcv.FilterWeights(tmp_path, layer_names=["conv_z"]), ValueError,
-               "No layer is called 'conv_z'")
+    fit_raises(
+        model, data, kcv.FeatureMaps(tmp_path, x[:2], layer_names=["conv_z"]), ValueError, message
+    )
+    fit_raises(
+        model,
+        data,
+        kcv.GradCAM(tmp_path, x[:2], layer_name="conv_z"),
+        ValueError,
+        "No layer is called 'conv_z'",
+    )
+    fit_raises(
+        model,
+        data,
+        kcv.FilterWeights(tmp_path, layer_names=["conv_z"]),
+        ValueError,
+        "No layer is called 'conv_z'",
+    )
     with pytest.raises(ValueError, match="No layer is called 'nope'"):
         kcv.grad_cam(model, x[:2], layer_name="nope")
 
 
 def test_layer_without_spatial_output(tmp_path, model, data):
     x, _ = data
-    message = re.escape("must name layers with 4-D (batch, height, width, channels) outputs. "
-                        "Layer 'gap' has output shape (None, 16)")
+    message = re.escape(
+        "must name layers with 4-D (batch, height, width, channels) outputs. "
+        "Layer 'gap' has output shape (None, 16)"
+    )
     fit_raises(model, data, kcv.GradCAM(tmp_path, x[:2], layer_name="gap"), ValueError, message)
-    fit_raises(model, data, kcv.FilterWeights(tmp_path, layer_names=["pool"]), ValueError,
-               "must name 2-D conv layers for FilterWeights. Layer 'pool' is a MaxPooling2D")
+    fit_raises(
+        model,
+        data,
+        kcv.FilterWeights(tmp_path, layer_names=["pool"]),
+        ValueError,
+        "must name 2-D conv layers for FilterWeights. Layer 'pool' is a MaxPooling2D",
+    )
 
 
 @pytest.mark.parametrize("freq", [-1, 1.5, "2", True])
 def test_bad_freq(tmp_path, data, freq):
     x, _ = data
-    with pytest.raises(ValueError, match=re.escape(f"`freq` must be a non-negative int (epochs between snapshots; 0 disables). Received: freq={freq!r}")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`freq` must be a non-negative int (epochs between snapshots; 0 disables). "
+            f"Received: freq={freq!r}"
+        ),
+    ):
         kcv.GradCAM(tmp_path, x[:2], freq=freq)
     with pytest.raises(ValueError, match="`freq` must be a non-negative int"):
         kcv.ConvViz(tmp_path, x[:2], freq=freq)
@@ -57,9 +82,17 @@ def test_bad_freq(tmp_path, data, freq):
 
 def test_patch_size_and_stride_out_of_range(tmp_path, data):
     x, _ = data
-    with pytest.raises(ValueError, match=re.escape("`patch_size` must fit in the 32x32 probe images. Received: patch_size=40")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("`patch_size` must fit in the 32x32 probe images. Received: patch_size=40"),
+    ):
         kcv.OcclusionSensitivity(tmp_path, x[:2], patch_size=40)
-    with pytest.raises(ValueError, match=re.escape("`patch_size` must be a positive int or a pair of positive ints. Received: patch_size=0")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`patch_size` must be a positive int or a pair of positive ints. Received: patch_size=0"
+        ),
+    ):
         kcv.OcclusionSensitivity(tmp_path, x[:2], patch_size=0)
     with pytest.raises(ValueError, match=re.escape("`stride` must be at most `patch_size`")):
         kcv.OcclusionSensitivity(tmp_path, x[:2], patch_size=4, stride=8)
@@ -69,50 +102,101 @@ def test_patch_size_and_stride_out_of_range(tmp_path, data):
 
 def test_probe_that_does_not_fit_the_model(tmp_path, model, data):
     wrong_size = np.zeros((2, 28, 28, 3), np.float32)
-    message = re.escape("`probe` images must match the model input shape (batch, 32, 32, 3). "
-                        "Received: images of shape (2, 28, 28, 3)")
+    message = re.escape(
+        "`probe` images must match the model input shape (batch, 32, 32, 3). "
+        "Received: images of shape (2, 28, 28, 3)"
+    )
     fit_raises(model, data, kcv.GradCAM(tmp_path, wrong_size), ValueError, message)
     wrong_channels = np.zeros((2, 32, 32, 1), np.float32)
-    fit_raises(model, data, kcv.FeatureMaps(tmp_path, wrong_channels), ValueError,
-               re.escape("Received: images of shape (2, 32, 32, 1)"))
-    with pytest.raises(ValueError, match=re.escape("Received: an array of shape (32, 32, 3); for one image use images[None]")):
+    fit_raises(
+        model,
+        data,
+        kcv.FeatureMaps(tmp_path, wrong_channels),
+        ValueError,
+        re.escape("Received: images of shape (2, 32, 32, 1)"),
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Received: an array of shape (32, 32, 3); for one image use images[None]"),
+    ):
         kcv.GradCAM(tmp_path, np.zeros((32, 32, 3), np.float32))
 
 
 def test_bad_probe_content(tmp_path, data):
     x, y = data
-    with pytest.raises(ValueError, match=re.escape("`probe` must hold at least one image. Received: images of shape (0, 32, 32, 3)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`probe` must hold at least one image. Received: images of shape (0, 32, 32, 3)"
+        ),
+    ):
         kcv.GradCAM(tmp_path, x[:0])
     bad = x[:2].copy()
     bad[0, 0, 0, 0] = np.nan
     bad[1, 1, 1, 1] = np.inf
-    with pytest.raises(ValueError, match=re.escape("`probe` images must be finite. Received: images with 2 NaN/Inf values")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("`probe` images must be finite. Received: images with 2 NaN/Inf values"),
+    ):
         kcv.FeatureMaps(tmp_path, bad)
-    with pytest.raises(ValueError, match=re.escape("`probe` labels must have one entry per image (4 images). Received: 3 labels")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`probe` labels must have one entry per image (4 images). Received: 3 labels"
+        ),
+    ):
         kcv.GradCAM(tmp_path, (x[:4], y[:3]))
-    with pytest.raises(ValueError, match=re.escape("`probe` must be a batch of images, an (images, labels) tuple or a tf.data.Dataset. Received: probe=None")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`probe` must be a batch of images, an (images, labels) tuple or a "
+            "tf.data.Dataset. Received: probe=None"
+        ),
+    ):
         kcv.OcclusionSensitivity(tmp_path, None)
 
 
 def test_class_index_out_of_range(tmp_path, model, data):
     x, y = data
-    fit_raises(model, data, kcv.GradCAM(tmp_path, x[:2], class_index=4), ValueError,
-               re.escape("`class_index` must be in [0, 4) for the model's 4 outputs. Received: class_index=4"))
+    fit_raises(
+        model,
+        data,
+        kcv.GradCAM(tmp_path, x[:2], class_index=4),
+        ValueError,
+        re.escape(
+            "`class_index` must be in [0, 4) for the model's 4 outputs. Received: class_index=4"
+        ),
+    )
     with pytest.raises(ValueError, match=re.escape("Received: class_index=-1")):
         kcv.OcclusionSensitivity(tmp_path, x[:2], class_index=-1)
     with pytest.raises(TypeError, match=re.escape("Received: class_index='cat'")):
         kcv.GradCAM(tmp_path, x[:2], class_index="cat")
-    fit_raises(model, data, kcv.GradCAM(tmp_path, (x[:2], np.array([0, 7]))), ValueError,
-               re.escape("`probe` labels must be class ids in [0, 4) for the model's 4 outputs. Received: labels in [0, 7]"))
+    fit_raises(
+        model,
+        data,
+        kcv.GradCAM(tmp_path, (x[:2], np.array([0, 7]))),
+        ValueError,
+        re.escape(
+            "`probe` labels must be class ids in [0, 4) for the model's 4 outputs. "
+            "Received: labels in [0, 7]"
+        ),
+    )
 
 
 def test_bad_counts(tmp_path, data):
     x, _ = data
-    with pytest.raises(ValueError, match=re.escape("`max_channels` must be an int >= 1. Received: max_channels=0")):
+    with pytest.raises(
+        ValueError, match=re.escape("`max_channels` must be an int >= 1. Received: max_channels=0")
+    ):
         kcv.FeatureMaps(tmp_path, x[:2], max_channels=0)
-    with pytest.raises(ValueError, match=re.escape("`batch_size` must be an int >= 1. Received: batch_size=0")):
+    with pytest.raises(
+        ValueError, match=re.escape("`batch_size` must be an int >= 1. Received: batch_size=0")
+    ):
         kcv.OcclusionSensitivity(tmp_path, x[:2], batch_size=0)
-    with pytest.raises(ValueError, match=re.escape("`on_error` must be one of ('warn', 'raise'). Received: 'ignore'")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("`on_error` must be one of ('warn', 'raise'). Received: 'ignore'"),
+    ):
         kcv.GradCAM(tmp_path, x[:2], on_error="ignore")
 
 
@@ -120,8 +204,13 @@ def test_unwritable_log_dir_is_found_before_training(tmp_path, model, data):
     x, _ = data
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    fit_raises(model, data, kcv.GradCAM(blocker / "logs", x[:2]), ValueError,
-               "`log_dir` must be a writable directory")
+    fit_raises(
+        model,
+        data,
+        kcv.GradCAM(blocker / "logs", x[:2]),
+        ValueError,
+        "`log_dir` must be a writable directory",
+    )
 
 
 def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, data):
@@ -137,7 +226,9 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, dat
         history = model.fit(x, y, epochs=5, verbose=0, callbacks=[callback])
     assert len(history.history["loss"]) == 5
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert messages[0].startswith("GradCAM could not write its snapshot at epoch 0: MemoryError: out of memory (injected)")
+    assert messages[0].startswith(
+        "GradCAM could not write its snapshot at epoch 0: MemoryError: out of memory (injected)"
+    )
     assert "off for the rest of this training run" in messages[1]
     assert len(messages) == 2
 

@@ -24,14 +24,19 @@ def probe_of(data):
 
 def expected_tags(run):
     images = {
-        "feature_maps": [f"feature_maps/{layer}/image_{i}" for layer in LAYERS for i in range(N_PROBE)],
+        "feature_maps": [
+            f"feature_maps/{layer}/image_{i}" for layer in LAYERS for i in range(N_PROBE)
+        ],
         "filter_weights": [f"filter_weights/{layer}" for layer in LAYERS],
         "grad_cam": [f"grad_cam/conv_b/image_{i}" for i in range(N_PROBE)],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}" for i in range(N_PROBE)],
     }[run]
     scalars = {
-        "feature_maps": [f"feature_maps/{layer}/{s}" for layer in LAYERS
-                         for s in ("dead_fraction", "max_activation")],
+        "feature_maps": [
+            f"feature_maps/{layer}/{s}"
+            for layer in LAYERS
+            for s in ("dead_fraction", "max_activation")
+        ],
         "filter_weights": [f"filter_weights/{layer}/max_abs" for layer in LAYERS],
         "grad_cam": [f"grad_cam/conv_b/image_{i}/max" for i in range(N_PROBE)],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)],
@@ -128,8 +133,14 @@ def test_coexists_with_keras_tensorboard(tmp_path, model, data):
     import keras
 
     x, y = data
-    model.fit(x, y, epochs=2, validation_data=(x, y), verbose=0,
-              callbacks=[keras.callbacks.TensorBoard(tmp_path), kcv.GradCAM(tmp_path, probe_of(data))])
+    model.fit(
+        x,
+        y,
+        epochs=2,
+        validation_data=(x, y),
+        verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(tmp_path), kcv.GradCAM(tmp_path, probe_of(data))],
+    )
     assert {"train", "validation", "grad_cam"} <= set(p.name for p in tmp_path.iterdir())
     assert "grad_cam/conv_b/image_0" in read_runs(tmp_path)["grad_cam"]
 
@@ -141,7 +152,15 @@ def test_probe_as_dataset_and_one_hot_labels(tmp_path, data):
     one_hot = np.eye(4, dtype=np.float32)[y]
     dataset = tf.data.Dataset.from_tensor_slices((x, one_hot)).batch(N_PROBE)
     model = small_cnn()
-    fit(model, data, [kcv.GradCAM(tmp_path / "a", dataset), kcv.GradCAM(tmp_path / "b", (x[:N_PROBE], y[:N_PROBE]))], epochs=1)
+    fit(
+        model,
+        data,
+        [
+            kcv.GradCAM(tmp_path / "a", dataset),
+            kcv.GradCAM(tmp_path / "b", (x[:N_PROBE], y[:N_PROBE])),
+        ],
+        epochs=1,
+    )
     a = read_runs(tmp_path / "a")["grad_cam"]
     b = read_runs(tmp_path / "b")["grad_cam"]
     for tag in a:

@@ -86,7 +86,9 @@ def bright_region_model():
     outputs = keras.layers.Dense(2, name="head")(x)
     model = keras.Model(inputs, outputs)
     model.get_layer("box").set_weights([np.ones((3, 3, 1, 1), np.float32) / 9])
-    model.get_layer("head").set_weights([np.array([[-1.0, 1.0]], np.float32), np.zeros(2, np.float32)])
+    model.get_layer("head").set_weights(
+        [np.array([[-1.0, 1.0]], np.float32), np.zeros(2, np.float32)]
+    )
     return model
 
 
@@ -106,7 +108,10 @@ def test_occlusion_over_a_known_bright_region_dominates_the_map():
             inside[box] = True
             # Grow the box by the patch size: windows overlapping the bright region score too.
             grown = np.zeros((24, 24), bool)
-            grown[max(box[0].start - 3, 0) : box[0].stop + 3, max(box[1].start - 3, 0) : box[1].stop + 3] = True
+            grown[
+                max(box[0].start - 3, 0) : box[0].stop + 3,
+                max(box[1].start - 3, 0) : box[1].stop + 3,
+            ] = True
             row, col = np.unravel_index(np.argmax(maps[i]), maps[i].shape)
             assert inside[row, col]
             positive = np.clip(maps[i], 0, None)
@@ -170,7 +175,11 @@ def test_functional_api_and_callbacks_agree(tmp_path, data):
             written = merged[pattern.format(i)]["values"][0]
             assert np.abs(written.astype(int) - rendered[i].astype(int)).max() <= 1
     for i in range(3):
-        assert np.isclose(merged[f"grad_cam/conv_b/image_{i}/max"]["values"][0], cams[i].max(), rtol=1e-5)
         assert np.isclose(
-            merged[f"occlusion_sensitivity/image_{i}/max"]["values"][0], occlusion[i].max(), rtol=1e-5
+            merged[f"grad_cam/conv_b/image_{i}/max"]["values"][0], cams[i].max(), rtol=1e-5
+        )
+        assert np.isclose(
+            merged[f"occlusion_sensitivity/image_{i}/max"]["values"][0],
+            occlusion[i].max(),
+            rtol=1e-5,
         )
