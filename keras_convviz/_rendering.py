@@ -511,7 +511,8 @@ def render_heatmap_panel(
     map values are painted `INVALID_COLOR` in the overlay. If
     `min(height, width) < min_size`, both panels are nearest-upsampled by
     `f = ceil(min_size / min(height, width))` (else `f = 1`); the 2-px white
-    separator is not scaled.
+    separator is not scaled. The overlay is drawn on a grey copy of the image so
+    the map's colours read unambiguously.
 
     Args:
         images: Raw probe images, shape `(batch, height, width, channels)`,
@@ -548,7 +549,10 @@ def render_heatmap_panel(
     else:
         norm = _normalize_by_max(maps, axes=[1, 2])
     heat = apply_colormap(norm, lut)
-    blended = overlay(display, heat, alpha)
+    # The heat colours go over a grey copy of the image: over the image's own colours a
+    # diverging or rainbow map becomes ambiguous (a blue object under a red map).
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(display))
+    blended = overlay(grey, heat, alpha)
     blended = tf.where(tf.math.is_finite(maps)[..., None], blended, _invalid_like(blended))
 
     if static_hw:

@@ -361,6 +361,18 @@ def test_render_heatmap_panel_left_is_display_image_and_separator_white(rng):
     np.testing.assert_array_equal(out[:, :, 32:34], 1.0)
 
 
+def test_render_heatmap_panel_overlays_the_map_on_a_grey_copy(rng):
+    images = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
+    maps = rng.uniform(0.1, 1.0, size=(1, 4, 4)).astype(np.float32)
+    lut = r.colormap("viridis")
+    out = _np(r.render_heatmap_panel(images, maps, False, lut=lut, alpha=0.4, min_size=0))
+    display = _np(r.display_images(tf.constant(images)))
+    grey = display @ np.array([0.2989, 0.587, 0.114], np.float32)
+    heat = _np(r.apply_colormap(maps / maps.max(), lut))
+    expected = 0.6 * grey[..., None] + 0.4 * heat
+    np.testing.assert_allclose(out[:, :, 6:], expected, atol=2e-3)
+
+
 def test_render_heatmap_panel_gradcam_scaling():
     lut = r.colormap("viridis")
     images = tf.zeros([2, 2, 2, 3])
