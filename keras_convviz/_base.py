@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz import _core
-from keras_convviz._probe import Probe, make_probe
+from keras_convviz._probe import Probe, check_probe_fits, make_probe
 
 _ON_ERROR = ("warn", "raise")
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
@@ -191,8 +191,6 @@ class ProbeCallback(SnapshotCallback):
 
     def _join(self, model: keras.Model) -> _core.SharedPass:
         core = _core.core_for(model)
-        from keras_convviz._probe import check_probe_fits
-
         check_probe_fits(self.probe, core.graph.input_shape)
         if self._shared is not None:
             self._shared.leave(self)

@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz._core import core_for, occlusion_geometry
+from keras_convviz._base import check_layer_names, check_positive_int
+from keras_convviz._core import as_float_images, core_for, occlusion_geometry
 from keras_convviz._probe import check_probe_fits, make_probe, resolve_targets
 from keras_convviz.occlusion_sensitivity import default_patch_size, make_baseline
 
@@ -19,7 +20,7 @@ def _setup(model, images, argument="images"):
     probe = make_probe(images)
     core = core_for(model)
     check_probe_fits(probe, core.graph.input_shape, argument)
-    return probe, core, tf.constant(np.asarray(probe.images, np.float32))
+    return probe, core, as_float_images(probe.images)
 
 
 def feature_maps(
@@ -40,7 +41,7 @@ def feature_maps(
     if layer_names is None:
         refs = graph.conv_layers()
     else:
-        names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+        names = check_layer_names(layer_names)
         refs = [graph.find_spatial(name, "layer_names") for name in names]
     fn = core.snapshot_fn(tuple(refs), (), probe.image_shape)
     out = fn(x, tf.zeros((0, probe.size), tf.int32))
@@ -104,8 +105,7 @@ def occlusion_sensitivity(
     if patch_size is None:
         patch_size = default_patch_size(probe.image_shape)
     patch, stride, _ = occlusion_geometry(probe.image_shape, patch_size, stride)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
+    batch_size = check_positive_int(batch_size, "batch_size")
     targets = resolve_targets(probe, class_index, core.graph.num_classes, "class_index")
     forward = core.snapshot_fn((), (), probe.image_shape)
     out = forward(x, tf.zeros((0, probe.size), tf.int32))
