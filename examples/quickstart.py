@@ -9,26 +9,25 @@ import keras
 import keras_convviz as kcv
 from keras_convviz.datasets import make_shapes
 
-train, val = make_shapes(2000, seed=0), make_shapes(200, seed=1)
-model = keras.Sequential(
-    [
-        keras.Input((64, 64, 3)),
-        keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(4, activation="softmax"),
+keras.utils.set_random_seed(0)
+train, val = make_shapes(3000, seed=0), make_shapes(300, seed=1)
+layers = [keras.Input((64, 64, 3))]
+for filters, pool in ((16, True), (32, True), (64, False)):
+    layers += [
+        keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+        keras.layers.BatchNormalization(),
     ]
-)
+    layers += [keras.layers.MaxPooling2D()] if pool else []
+layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, activation="softmax")]
+model = keras.Sequential(layers)
 model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
 
-probe = (val.images[:8], val.labels[:8])
+probe = (val.images[:8], val.labels[:8])  # eight images and their labels
 model.fit(
     train.images,
     train.labels,
-    epochs=5,
+    epochs=8,
+    verbose=2,
     validation_data=(val.images, val.labels),
     callbacks=[kcv.ConvViz("logs/quickstart", probe)],
 )

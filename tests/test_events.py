@@ -165,3 +165,25 @@ def test_probe_as_dataset_and_one_hot_labels(tmp_path, data):
     b = read_runs(tmp_path / "b")["grad_cam"]
     for tag in a:
         np.testing.assert_array_equal(a[tag]["values"][0], b[tag]["values"][0])
+
+
+def test_sequential_model_with_input(tmp_path, data):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_b"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(4, activation="softmax", name="head"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)], epochs=2)
+    runs = read_runs(tmp_path)
+    assert sorted(runs) == ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+    for run, tags in runs.items():
+        check_run(tags, run, steps=[0, 1])
