@@ -93,6 +93,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._failures = 0
         self._warned = False
         self._active = False
+        self._prepared = False
 
     @property
     def run_dir(self) -> str:
@@ -102,6 +103,10 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def _prepare(self, model: keras.Model) -> None:
         """Resolve layers and validate arguments against the model (before the first epoch)."""
+
+    def _can_prepare(self, model: keras.Model) -> bool:
+        """Whether `_prepare` can run at train begin (else it runs at the first snapshot)."""
+        return model.built
 
     def _snapshot(self, epoch: int) -> list[Image | Scalar]:
         raise NotImplementedError
@@ -123,9 +128,12 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._failures = 0
         self._warned = False
         self._active = False
+        self._prepared = False
         if not self.freq:
             return
-        self._prepare(self.model)
+        if self._can_prepare(self.model):
+            self._prepare(self.model)
+            self._prepared = True
         if _is_chief():
             _check_writable(self.run_dir)
         self._active = True
@@ -134,6 +142,9 @@ class SnapshotCallback(keras.callbacks.Callback):
         if not self.is_due(epoch):
             return
         try:
+            if not self._prepared:  # a model first built by the training step itself
+                self._prepare(self.model)
+                self._prepared = True
             summaries = self._snapshot(epoch)
             if _is_chief():
                 self._write(epoch, summaries)
@@ -189,7 +200,14 @@ class ProbeCallback(SnapshotCallback):
         self.probe: Probe = make_probe(probe)
         self._shared: _core.SharedPass | None = None
 
+    def _can_prepare(self, model: keras.Model) -> bool:
+        return True  # an unbuilt model is built from the probe's shape in `_join`
+
     def _join(self, model: keras.Model) -> _core.SharedPass:
+        if not model.built:
+            # A Sequential model without an `Input` is built by its first training step;
+            # building it now for the probe's shape is what that step would do.
+            model.build((None, *self.probe.image_shape))
         core = _core.core_for(model)
         check_probe_fits(self.probe, core.graph.input_shape)
         if self._shared is not None:

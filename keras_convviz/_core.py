@@ -100,7 +100,7 @@ class Core:
             # layers are frozen (trainable=False), as in a fine-tuned keras.applications base.
             tape.watch(x)
             outputs, recorded = self.graph.run(x, taps)
-            logits = tf.cast(outputs, tf.float32)
+            logits = self.graph.scores(outputs)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             resolved = tf.where(targets < 0, predicted[None, :], targets)
             scores = [
@@ -204,7 +204,7 @@ class Core:
             )
             occluded = tf.where(mask[..., None], baseline, tf.gather(images, image_index))
             x = tf.cast(occluded, self.graph.input_dtype)
-            logits = tf.cast(self.graph.run(x, {})[0], tf.float32)
+            logits = self.graph.scores(self.graph.run(x, {})[0])
             chunk_targets = tf.gather(targets, image_index)
             scores = tf.gather(logits, chunk_targets, axis=1, batch_dims=1)
             drops = drops.write(chunk, tf.gather(base_scores, image_index) - scores)

@@ -105,7 +105,11 @@ class ModelGraph:
                 "keras_convviz needs a model whose output is one (batch, classes) tensor of "
                 f"scores. Model {model.name!r} has outputs of shapes {shapes}."
             )
-        self.num_classes = int(outputs[0].shape[-1])
+        units = int(outputs[0].shape[-1])
+        # One sigmoid unit is a binary classifier: its logit z is the evidence for class 1
+        # and -z the evidence for class 0, so it is scored as two classes [-z, z].
+        self.binary = units == 1 and _activation_name(self.final_layer) == "sigmoid"
+        self.num_classes = 2 if self.binary else units
 
     # ---- layer index ------------------------------------------------------------------
 
@@ -187,6 +191,13 @@ class ModelGraph:
                 "channels) output, so there is nothing for Grad-CAM to look at."
             )
         return candidates[-1]
+
+    def scores(self, outputs: tf.Tensor) -> tf.Tensor:
+        """Class scores `(batch, num_classes)` in float32 from the model's output."""
+        scores = tf.cast(outputs, tf.float32)
+        if self.binary:
+            scores = tf.concat([-scores, scores], axis=-1)
+        return scores
 
     # ---- running ------------------------------------------------------------------------
 
