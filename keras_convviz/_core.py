@@ -217,6 +217,11 @@ class Core:
         return summed / count
 
 
+def count_non_finite(x: tf.Tensor) -> tf.Tensor:
+    """Number of NaN/Inf values in `x`, as float32 (a diverging model shows up here)."""
+    return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32))
+
+
 def _window_masks(starts: list[int], patch: int, size: int) -> tf.Tensor:
     positions = np.arange(size)[None, :]
     starts_np = np.asarray(starts)[:, None]

@@ -12,6 +12,7 @@ from keras_convviz._base import (
     check_layer_names,
     check_positive_int,
 )
+from keras_convviz._core import count_non_finite
 
 
 class FeatureMaps(ProbeCallback):
@@ -88,6 +89,7 @@ class FeatureMaps(ProbeCallback):
                 tf.image.convert_image_dtype(grids, tf.uint8),
                 dead,
                 tf.reduce_max(maps),
+                count_non_finite(maps),
             )
         return rendered
 
@@ -95,7 +97,7 @@ class FeatureMaps(ProbeCallback):
         activations = self._shared.result(epoch)["activations"]
         rendered = self._render({r.path: activations[r.path] for r in self._refs})
         items = []
-        for path, (grids, dead, peak) in rendered.items():
+        for path, (grids, dead, peak, non_finite) in rendered.items():
             items += [
                 Image(f"feature_maps/{path}/image_{i}", grids[i : i + 1])
                 for i in range(self.probe.size)
@@ -103,5 +105,6 @@ class FeatureMaps(ProbeCallback):
             items += [
                 Scalar(f"feature_maps/{path}/dead_fraction", dead),
                 Scalar(f"feature_maps/{path}/max_activation", peak),
+                Scalar(f"feature_maps/{path}/non_finite", non_finite),
             ]
         return items

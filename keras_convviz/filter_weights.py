@@ -13,7 +13,7 @@ from keras_convviz._base import (
     check_layer_names,
     check_positive_int,
 )
-from keras_convviz._core import core_for
+from keras_convviz._core import core_for, count_non_finite
 from keras_convviz._model_graph import CONV2D_TYPES
 
 
@@ -111,14 +111,16 @@ class FilterWeights(SnapshotCallback):
             rendered[path] = (
                 tf.image.convert_image_dtype(image, tf.uint8),
                 _rendering.kernel_scale(kernel),
+                count_non_finite(kernel),
             )
         return rendered
 
     def _snapshot(self, epoch):
         items = []
-        for path, (image, scale) in self._render().items():
+        for path, (image, scale, non_finite) in self._render().items():
             items += [
                 Image(f"filter_weights/{path}", image),
                 Scalar(f"filter_weights/{path}/max_abs", scale),
+                Scalar(f"filter_weights/{path}/non_finite", non_finite),
             ]
         return items

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering
 from keras_convviz._base import Image, ProbeCallback, Scalar
-from keras_convviz._core import CamRequest
+from keras_convviz._core import CamRequest, count_non_finite
 from keras_convviz._probe import resolve_targets
 
 
@@ -78,13 +78,14 @@ class GradCAM(ProbeCallback):
         panels = _rendering.render_heatmap_panel(
             images, cams, symmetric=False, lut=_rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
         )
-        return tf.image.convert_image_dtype(panels, tf.uint8), tf.reduce_max(cams, axis=(1, 2))
+        peaks = tf.reduce_max(cams, axis=(1, 2))
+        return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(cams)
 
     def _snapshot(self, epoch):
         cams = self._shared.result(epoch)["cam_by_request"][self._request]
-        panels, peaks = self._render(self._shared.images, cams)
+        panels, peaks, non_finite = self._render(self._shared.images, cams)
         path = self._request.ref.path
-        items = []
+        items = [Scalar(f"grad_cam/{path}/non_finite", non_finite)]
         for i in range(self.probe.size):
             items.append(Image(f"grad_cam/{path}/image_{i}", panels[i : i + 1]))
             items.append(Scalar(f"grad_cam/{path}/image_{i}/max", peaks[i]))

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering
 from keras_convviz._base import Image, ProbeCallback, Scalar, check_positive_int
-from keras_convviz._core import occlusion_geometry
+from keras_convviz._core import count_non_finite, occlusion_geometry
 from keras_convviz._probe import Probe, resolve_targets
 
 
@@ -113,15 +113,16 @@ class OcclusionSensitivity(ProbeCallback):
 
     def _render_panels(self, images, maps):
         panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)
-        return tf.image.convert_image_dtype(panels, tf.uint8), tf.reduce_max(maps, axis=(1, 2))
+        peaks = tf.reduce_max(maps, axis=(1, 2))
+        return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
 
     def _snapshot(self, epoch):
         out = self._shared.result(epoch)
         targets = tf.where(self._targets < 0, out["predicted"], self._targets)
         base_scores = tf.gather(out["logits"], targets, axis=1, batch_dims=1)
         maps = self._occlude(self._shared.images, targets, base_scores, self._baseline)
-        panels, peaks = self._render(self._shared.images, maps)
-        items = []
+        panels, peaks, non_finite = self._render(self._shared.images, maps)
+        items = [Scalar("occlusion_sensitivity/non_finite", non_finite)]
         for i in range(self.probe.size):
             items.append(Image(f"occlusion_sensitivity/image_{i}", panels[i : i + 1]))
             items.append(Scalar(f"occlusion_sensitivity/image_{i}/max", peaks[i]))

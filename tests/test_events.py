@@ -35,11 +35,15 @@ def expected_tags(run):
         "feature_maps": [
             f"feature_maps/{layer}/{s}"
             for layer in LAYERS
-            for s in ("dead_fraction", "max_activation")
+            for s in ("dead_fraction", "max_activation", "non_finite")
         ],
-        "filter_weights": [f"filter_weights/{layer}/max_abs" for layer in LAYERS],
-        "grad_cam": [f"grad_cam/conv_b/image_{i}/max" for i in range(N_PROBE)],
-        "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)],
+        "filter_weights": [
+            f"filter_weights/{layer}/{s}" for layer in LAYERS for s in ("max_abs", "non_finite")
+        ],
+        "grad_cam": [f"grad_cam/conv_b/image_{i}/max" for i in range(N_PROBE)]
+        + ["grad_cam/conv_b/non_finite"],
+        "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)]
+        + ["occlusion_sensitivity/non_finite"],
     }[run]
     return {t: "images" for t in images} | {t: "scalars" for t in scalars}
 
