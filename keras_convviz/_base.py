@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz import _core
+from keras_convviz._model_graph import check_backend
 from keras_convviz._probe import Probe, check_probe_fits, make_probe
 
 _ON_ERROR = ("warn", "raise")
@@ -49,6 +50,18 @@ def check_positive_int(value, argument: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{argument}` must be an int >= 1. Received: {argument}={value!r}")
     return int(value)
+
+
+def warn_skipped_convs(graph, callback: str) -> None:
+    """Say once, at train begin, which conv layers a callback leaves out."""
+    skipped = graph.skipped_convs()
+    if skipped:
+        warnings.warn(
+            f"{callback} shows 2-D convolutions only; it skips the 1-D/3-D conv layers "
+            f"{skipped}.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_layer_names(layer_names, argument: str = "layer_names"):
@@ -86,6 +99,7 @@ class SnapshotCallback(keras.callbacks.Callback):
             raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
         if on_error not in _ON_ERROR:
             raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: {on_error!r}")
+        check_backend()
         self.log_dir = os.fspath(log_dir)
         self.freq = check_freq(freq)
         self.on_error = on_error
@@ -224,13 +238,23 @@ class ProbeCallback(SnapshotCallback):
 
 
 def _is_chief() -> bool:
-    """False only on a non-chief worker of a multi-worker strategy."""
-    strategy = tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
+    """False only on a non-chief worker of a multi-worker strategy.
+
+    Keras calls callbacks outside the strategy scope (`fit` enters it only to build the model
+    and to run its steps), so there `tf.distribute.get_strategy()` is the default strategy
+    on every worker. The task then comes from `TF_CONFIG`, where
+    `MultiWorkerMirroredStrategy` reads it by default.
+    """
+    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    try:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        cluster = resolver.cluster_spec().as_dict()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return True  # a malformed TF_CONFIG: no cluster to defer to
+    if not task_type:
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    cluster = resolver.cluster_spec().as_dict()
     if "chief" in cluster:
         return task_type == "chief"
     return task_type == "worker" and task_id == 0
