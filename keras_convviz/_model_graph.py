@@ -20,6 +20,15 @@ CONV2D_TYPES = (
     keras.layers.DepthwiseConv2D,
     keras.layers.Conv2DTranspose,
 )
+# Convolutions without a 2-D spatial output: not drawn yet, and never skipped silently.
+OTHER_CONV_TYPES = (
+    keras.layers.Conv1D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.SeparableConv1D,
+    keras.layers.DepthwiseConv1D,
+)
 _POOLING_TYPES = (
     keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D,
@@ -52,6 +61,15 @@ class LayerRef:
         return shape is not None and len(shape) == 4
 
 
+def check_backend() -> None:
+    """Raise unless Keras runs on TensorFlow: the compiled core is a `tf.function`."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "keras_convviz needs the TensorFlow Keras backend (set KERAS_BACKEND=tensorflow "
+            f"before importing keras). Received: backend {keras.backend.backend()!r}"
+        )
+
+
 def _is_graph_model(model) -> bool:
     return isinstance(model, keras.Sequential) or hasattr(model, "_run_through_graph")
 
@@ -69,11 +87,7 @@ class ModelGraph:
     """
 
     def __init__(self, model: keras.Model):
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError(
-                "keras_convviz needs the TensorFlow Keras backend. "
-                f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
-            )
+        check_backend()
         if not isinstance(model, keras.Model):
             raise TypeError(f"The model must be a `keras.Model`. Received: {type(model).__name__}")
         if not model.built:
@@ -144,6 +158,10 @@ class ModelGraph:
     def conv_layers(self) -> list[LayerRef]:
         """The 2-D convolution layers with a spatial (4-D) output, in graph order."""
         return [r for r in self.refs if isinstance(r.layer, CONV2D_TYPES) and r.is_spatial]
+
+    def skipped_convs(self) -> list[str]:
+        """Paths of 1-D and 3-D convolutions, which the 2-D views leave out."""
+        return [r.path for r in self.refs if isinstance(r.layer, OTHER_CONV_TYPES)]
 
     def find(self, name: str, argument: str) -> LayerRef:
         """Resolve a layer by path (`"base/conv"`) or by a plain name that is unique."""

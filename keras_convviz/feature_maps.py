@@ -11,6 +11,7 @@ from keras_convviz._base import (
     Scalar,
     check_layer_names,
     check_positive_int,
+    warn_skipped_convs,
 )
 from keras_convviz._core import count_non_finite
 
@@ -65,6 +66,7 @@ class FeatureMaps(ProbeCallback):
     def _prepare(self, model):
         graph = self._join(model).core.graph
         if self.layer_names is None:
+            warn_skipped_convs(graph, "FeatureMaps")
             refs = graph.conv_layers()
             if not refs:
                 raise ValueError(

@@ -12,6 +12,7 @@ from keras_convviz._base import (
     SnapshotCallback,
     check_layer_names,
     check_positive_int,
+    warn_skipped_convs,
 )
 from keras_convviz._core import core_for, count_non_finite
 from keras_convviz._model_graph import CONV2D_TYPES
@@ -86,6 +87,7 @@ class FilterWeights(SnapshotCallback):
     def _prepare(self, model):
         graph = core_for(model).graph
         if self.layer_names is None:
+            warn_skipped_convs(graph, "FilterWeights")
             refs = graph.conv_layers()
             if not refs:
                 raise ValueError(f"FilterWeights found no 2-D conv layer in model {model.name!r}.")

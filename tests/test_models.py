@@ -264,3 +264,28 @@ def test_subclassed_model_gets_a_clear_error(tmp_path):
         "Functional sub-model",
     ):
         kcv.grad_cam(model, images((12, 12, 3)))
+
+
+def test_one_and_three_dimensional_convs_are_skipped_with_a_warning(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv2d")(inputs)
+    h = keras.layers.Reshape((256, 4))(h)
+    h = keras.layers.Conv1D(4, 3, name="conv1d")(h)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(h))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = images((16, 16, 3))
+    with pytest.warns(
+        UserWarning,
+        match=r"FeatureMaps shows 2-D convolutions only; it skips "
+        r"the 1-D/3-D conv layers \['conv1d'\]",
+    ):
+        model.fit(
+            x,
+            np.arange(8) % 3,
+            epochs=1,
+            verbose=0,
+            callbacks=[kcv.FeatureMaps(tmp_path, x[:2], on_error="raise")],
+        )
+    assert "feature_maps/conv2d/image_0" in read_runs(tmp_path)["feature_maps"]
