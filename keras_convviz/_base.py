@@ -148,7 +148,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         if self._can_prepare(self.model):
             self._prepare(self.model)
             self._prepared = True
-        if _is_chief():
+        if _is_chief(self.model):
             _check_writable(self.run_dir)
         self._active = True
 
@@ -160,7 +160,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 self._prepare(self.model)
                 self._prepared = True
             summaries = self._snapshot(epoch)
-            if _is_chief():
+            if _is_chief(self.model):
                 self._write(epoch, summaries)
             self._failures = 0
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
@@ -237,15 +237,16 @@ class ProbeCallback(SnapshotCallback):
             self._shared = None
 
 
-def _is_chief() -> bool:
+def _is_chief(model: keras.Model | None = None) -> bool:
     """False only on a non-chief worker of a multi-worker strategy.
 
     Keras calls callbacks outside the strategy scope (`fit` enters it only to build the model
     and to run its steps), so there `tf.distribute.get_strategy()` is the default strategy
-    on every worker. The task then comes from `TF_CONFIG`, where
-    `MultiWorkerMirroredStrategy` reads it by default.
+    on every worker. The task comes from the strategy the model was built under, else from
+    `TF_CONFIG`, where `MultiWorkerMirroredStrategy` reads it by default.
     """
-    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     try:
