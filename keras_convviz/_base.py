@@ -57,8 +57,7 @@ def warn_skipped_convs(graph, callback: str) -> None:
     skipped = graph.skipped_convs()
     if skipped:
         warnings.warn(
-            f"{callback} shows 2-D convolutions only; it skips the 1-D/3-D conv layers "
-            f"{skipped}.",
+            f"{callback} shows 2-D convolutions only; it skips the 1-D/3-D conv layers {skipped}.",
             UserWarning,
             stacklevel=3,
         )

@@ -148,7 +148,7 @@ class Core:
         batch_size: int,
         image_shape: tuple[int, ...],
     ):
-        """The compiled occlusion pass: `fn(images, targets, base_scores, baseline) -> maps`.
+        """The compiled occlusion pass: `fn(images, targets, logits, baseline) -> maps`.
 
         Every occluded image is built and scored inside the graph, `batch_size` at a time.
 
@@ -159,30 +159,34 @@ class Core:
             image_shape: `(height, width, channels)`.
 
         Returns:
-            A `tf.function` taking `images` `(batch, height, width, channels)`, resolved
-            `targets` `(batch,)`, `base_scores` `(batch,)` (the unoccluded target scores) and
-            `baseline` `(height, width, channels)`, returning `(batch, height, width)` maps of
-            score(original) - score(occluded), overlapping windows averaged per pixel.
+            A `tf.function` taking `images` `(batch, height, width, channels)`, `targets`
+            `(batch,)` (-1 = predicted class), `logits` `(batch, classes)` (the scores of the
+            unoccluded images, from the snapshot pass) and `baseline` `(height, width,
+            channels)`, returning `(batch, height, width)` maps of score(original) -
+            score(occluded), overlapping windows averaged per pixel.
         """
         key = (patch, stride, batch_size, image_shape)
         fn = self._occlusion_fns.get(key)
         if fn is None:
             height, width, channels = image_shape
             fn = tf.function(
-                lambda images, targets, base_scores, baseline: self._occlusion(
-                    images, targets, base_scores, baseline, patch, stride, batch_size
+                lambda images, targets, logits, baseline: self._occlusion(
+                    images, targets, logits, baseline, patch, stride, batch_size
                 ),
                 input_signature=[
                     self.signature(image_shape),
                     tf.TensorSpec((None,), tf.int32),
-                    tf.TensorSpec((None,), tf.float32),
+                    tf.TensorSpec((None, self.graph.num_classes), tf.float32),
                     tf.TensorSpec((height, width, channels), tf.float32),
                 ],
             )
             self._occlusion_fns[key] = fn
         return fn
 
-    def _occlusion(self, images, targets, base_scores, baseline, patch, stride, batch_size):
+    def _occlusion(self, images, targets, logits, baseline, patch, stride, batch_size):
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        targets = tf.where(targets < 0, predicted, targets)
+        base_scores = tf.gather(logits, targets, axis=1, batch_dims=1)
         height, width = int(images.shape[1]), int(images.shape[2])
         tops = window_starts(height, patch[0], stride[0])
         lefts = window_starts(width, patch[1], stride[1])
@@ -204,9 +208,9 @@ class Core:
             )
             occluded = tf.where(mask[..., None], baseline, tf.gather(images, image_index))
             x = tf.cast(occluded, self.graph.input_dtype)
-            logits = self.graph.scores(self.graph.run(x, {})[0])
+            chunk_logits = self.graph.scores(self.graph.run(x, {})[0])
             chunk_targets = tf.gather(targets, image_index)
-            scores = tf.gather(logits, chunk_targets, axis=1, batch_dims=1)
+            scores = tf.gather(chunk_logits, chunk_targets, axis=1, batch_dims=1)
             drops = drops.write(chunk, tf.gather(base_scores, image_index) - scores)
         drops = tf.reshape(drops.concat(), (n, len(tops), len(lefts)))
         rows = tf.cast(rows_in, tf.float32)

@@ -117,10 +117,8 @@ class OcclusionSensitivity(ProbeCallback):
         return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
 
     def _snapshot(self, epoch):
-        out = self._shared.result(epoch)
-        targets = tf.where(self._targets < 0, out["predicted"], self._targets)
-        base_scores = tf.gather(out["logits"], targets, axis=1, batch_dims=1)
-        maps = self._occlude(self._shared.images, targets, base_scores, self._baseline)
+        logits = self._shared.result(epoch)["logits"]
+        maps = self._occlude(self._shared.images, self._targets, logits, self._baseline)
         panels, peaks, non_finite = self._render(self._shared.images, maps)
         items = [Scalar("occlusion_sensitivity/non_finite", non_finite)]
         for i in range(self.probe.size):
