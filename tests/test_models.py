@@ -178,7 +178,7 @@ def test_binary_sigmoid_head_scores_both_classes_with_sign():
     positive = kcv.grad_cam(model, x, layer_name="conv", class_index=1)
     negative = kcv.grad_cam(model, x, layer_name="conv", class_index=0)
     # Grad-CAM of -z: the same weights with the opposite sign before the ReLU.
-    activation = keras.Model(inputs, conv)([x]).numpy()
+    activation = keras.Model(inputs, conv)(x).numpy()
     weights = model.layers[-1].kernel.numpy()[:, 0] / 144.0
     signed = np.einsum("nhwk,k->nhw", activation, weights)
     np.testing.assert_allclose(positive, np.maximum(signed, 0), rtol=1e-5, atol=1e-6)
