@@ -1,0 +1,162 @@
+"""A peer library's side of the benchmark, run inside that peer's own virtual environment.
+
+Started by `run.py` as `<peer venv>/bin/python benchmarks/peer_worker.py PEER WORKLOAD.npz`.
+It loads the shared workload (weights and images written by the main process), then
+answers one JSON request per line on stdin with one JSON line on its protocol channel
+(the original stdout; everything else the libraries print goes to stderr):
+
+    {"op": "info"}                                   -> {"versions": {...}}
+    {"op": "occlusion", "patch": 8, "stride": 8, "reps": 3, "warmup": 0}
+                                                     -> {"times": [seconds, ...]}
+    {"op": "grad_cam", "reps": 3, "warmup": 0}       -> {"times": [...]}
+    {"op": "quit"}
+
+Between requests it blocks on stdin and uses no CPU, so the main process can time our
+package in between: rounds of (ours, peer) alternate, and machine drift cancels.
+
+Every tool explains the same model (ending in logits), the same 8 images, and class 0 for
+every image (the cost does not depend on the class; tf-explain takes one class per call).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The protocol channel is a private copy of stdout; stdout itself goes to stderr, so the
+# progress bars and prints of the libraries cannot corrupt the protocol.
+_PROTOCOL = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import timing  # noqa: E402
+import workload  # noqa: E402
+
+TARGET_CLASS = 0
+
+
+def load_workload(path: str):
+    data = np.load(path)
+    model = workload.build_cnn(image_size=int(data["image_size"]))
+    model.set_weights([data[f"w{i}"] for i in range(int(data["num_weights"]))])
+    return model, data["images"]
+
+
+class TfExplain:
+    name = "tf-explain"
+
+    def __init__(self, model, images):
+        import tf_explain
+        from tf_explain.core.grad_cam import GradCAM
+        from tf_explain.core.occlusion_sensitivity import OcclusionSensitivity
+
+        self.model, self.images = model, images
+        # Default construction, as its documentation shows: `model.predict` then scores
+        # the occluded images in batches of its default size (32).
+        self.occlusion = OcclusionSensitivity()
+        self.grad_cam_explainer = GradCAM()
+        self.versions = {"tf-explain": getattr(tf_explain, "__version__", "?")}
+
+    def run_occlusion(self, patch: int, stride: int):
+        if stride != patch:
+            raise ValueError("tf-explain has no stride: windows never overlap")
+        return self.occlusion.explain(
+            (self.images, None), self.model, class_index=TARGET_CLASS, patch_size=patch
+        )
+
+    def run_grad_cam(self):
+        return self.grad_cam_explainer.explain(
+            (self.images, None),
+            self.model,
+            class_index=TARGET_CLASS,
+            layer_name=workload.CAM_LAYER,
+        )
+
+
+class Xplique:
+    name = "xplique"
+
+    def __init__(self, model, images):
+        import xplique
+        from xplique.attributions import GradCAM, Occlusion
+
+        self.model, self.images = model, images
+        self._occlusion_cls = Occlusion
+        self._occluders = {}
+        self.targets = tf.one_hot(np.full(len(images), TARGET_CLASS), workload.NUM_CLASSES).numpy()
+        baseline = images.astype(np.float64).mean(axis=(0, 1, 2))
+        # One scalar occluding value (xplique takes a float): the mean grey of the probe.
+        self.occlusion_value = float(baseline.mean())
+        # The model ends in logits; `output_layer=` would be ignored by xplique 2.0.2.
+        self.grad_cam_explainer = GradCAM(model, conv_layer=workload.CAM_LAYER)
+        self.versions = {"xplique": xplique.__version__}
+
+    def run_occlusion(self, patch: int, stride: int):
+        key = (patch, stride)
+        if key not in self._occluders:
+            self._occluders[key] = self._occlusion_cls(
+                self.model,
+                batch_size=512,
+                patch_size=patch,
+                patch_stride=stride,
+                occlusion_value=self.occlusion_value,
+            )
+        return self._occluders[key].explain(self.images, self.targets).numpy()
+
+    def run_grad_cam(self):
+        return self.grad_cam_explainer.explain(self.images, self.targets).numpy()
+
+
+PEERS = {"tf-explain": TfExplain, "xplique": Xplique}
+
+
+def main() -> None:
+    peer_name, workload_path = sys.argv[1], sys.argv[2]
+    model, images = load_workload(workload_path)
+    peer = PEERS[peer_name](model, images)
+    import keras
+
+    versions = {
+        **peer.versions,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
+    _reply({"ready": True})
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request["op"]
+        try:
+            if op == "quit":
+                break
+            if op == "info":
+                _reply({"versions": versions})
+                continue
+            if op == "occlusion":
+
+                def fn(r=request):
+                    return peer.run_occlusion(r["patch"], r["stride"])
+
+            elif op == "grad_cam":
+                fn = peer.run_grad_cam
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            times = timing.interleave({"fn": fn}, request["reps"], request["warmup"])["fn"]
+            _reply({"times": times})
+        except Exception as error:  # noqa: BLE001 - reported to the harness, which goes on
+            _reply({"error": f"{type(error).__name__}: {error}"})
+
+
+def _reply(message: dict) -> None:
+    _PROTOCOL.write(json.dumps(message) + "\n")
+    _PROTOCOL.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1191 @@
+"""keras_convviz benchmarks: against the floor, against the peers, and over training.
+
+    python benchmarks/run.py            # everything, about 15 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer repetitions and sizes, about 3-4 minutes
+    python benchmarks/run.py --only occlusion,grad_cam --no-peers
+
+Prints one table per section and a summary of the targets, and writes every number to
+`benchmarks/results.json`. The peers (tf-explain, xplique) are installed the first time
+into their own virtual environments under `benchmarks/.peers/` (about a minute each); a
+peer that cannot be installed is reported and skipped.
+
+Every ratio comes from repetitions interleaved in one process (or in rounds alternating
+with a peer's process), as the median of the per-repetition ratios after a warm-up, so
+drift of the machine cancels. The load average is recorded per section: other processes
+on the machine slow every candidate alike but widen the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import peers  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import timing  # noqa: E402
+import workload  # noqa: E402
+
+import keras_convviz as kcv  # noqa: E402
+from keras_convviz import _core  # noqa: E402  (internals, for the breakdowns only)
+
+SECTIONS = (
+    "occlusion",
+    "grad_cam",
+    "peers",
+    "snapshot",
+    "tracing",
+    "memory",
+    "training",
+    "mobilenet",
+    "scaling",
+)
+FORBIDDEN_OPS = {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+def config(quick: bool) -> dict:
+    if quick:
+        return {
+            "reps": 5,
+            "occlusion": [(8, 8, 256), (8, 4, 256), (4, 4, 256), (8, 8, 64)],
+            "peer_rounds": 5,
+            "peer_reps": 1,
+            "peer_occlusion": [(8, 8)],
+            "snapshot_reps": 7,
+            "memory_patches": [8, 2],
+            "train": {"n_train": 128, "n_val": 32, "epochs": 2, "reps": 5},
+            "mobilenet_reps": 5,
+            "scaling_probe": [8, 32],
+            "scaling_size": [32, 64, 128],
+            "scaling_reps": 5,
+        }
+    return {
+        "reps": 9,
+        "occlusion": [(8, 8, 256), (8, 4, 256), (4, 4, 256), (8, 8, 64)],
+        "peer_rounds": 6,
+        "peer_reps": 3,
+        "peer_occlusion": [(8, 8), (8, 4), (4, 4)],
+        "snapshot_reps": 15,
+        "memory_patches": [8, 4, 2, 1],
+        "train": {"n_train": 800, "n_val": 160, "epochs": 4, "reps": 5},
+        "mobilenet_reps": 7,
+        "scaling_probe": [8, 32, 128],
+        "scaling_size": [32, 64, 128, 224],
+        "scaling_reps": 5,
+    }
+
+
+# ---- small helpers --------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1e3, 2)
+
+
+def check(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "NO")
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A markdown table; `columns` is a list of (key, header)."""
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(h for _, h in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row.get(k, "")) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def target(what: str, value, goal: str, met: bool | None) -> dict:
+    return {"what": what, "value": value, "target": goal, "met": met}
+
+
+def graph_ops(concrete) -> list[str]:
+    graph_def = concrete.graph.as_graph_def()
+    ops = [node.op for node in graph_def.node]
+    for function in graph_def.library.function:
+        ops += [node.op for node in function.node_def]
+    return ops
+
+
+def concrete_functions(fn) -> list:
+    lister = getattr(fn, "_list_all_concrete_functions", None)
+    if lister is not None:
+        return list(lister())
+    return [fn.get_concrete_function()]
+
+
+def inspect_functions(named: dict) -> list[dict]:
+    """Tracing count and forbidden (Python) ops of each compiled function."""
+    rows = []
+    for name, fn in named.items():
+        ops: list[str] = []
+        for concrete in concrete_functions(fn):
+            ops += graph_ops(concrete)
+        forbidden = sorted(op for op in ops if op in FORBIDDEN_OPS)
+        rows.append(
+            {
+                "function": name,
+                "traces": fn.experimental_get_tracing_count(),
+                "graph_ops": len(ops),
+                "py_ops": len(forbidden),
+            }
+        )
+    return rows
+
+
+def core_functions(model) -> dict:
+    core = _core.core_for(model)
+    named = {}
+    for key, fn in core._snapshot_fns.items():
+        try:
+            features, cams = key[0], key[1]
+            named[f"snapshot(features={len(features)}, cams={len(cams)})"] = fn
+        except (TypeError, IndexError):
+            named[f"snapshot{key!r}"] = fn
+    for key, fn in core._occlusion_fns.items():
+        try:
+            patch, stride, batch = key[0], key[1], key[2]
+            named[f"occlusion(patch={patch[0]}, stride={stride[0]}, B={batch})"] = fn
+        except (TypeError, IndexError):
+            named[f"occlusion{key!r}"] = fn
+    return named
+
+
+class PassTimer:
+    """Times the compiled occlusion pass inside each public call (its wrapper left out).
+
+    Wraps `Core.occlusion_fn` of one model's core so every call of the compiled pass it
+    returns is timed; eager calls on the CPU return when the pass is done. Only a
+    breakdown: if the internals move, the breakdown is left out and the rest runs.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.times: list[float] = []
+        self._core = None
+
+    def __enter__(self):
+        if self.model is None:
+            return self
+        try:
+            core = _core.core_for(self.model)
+            original = type(core).occlusion_fn
+        except AttributeError:
+            return self
+        times = self.times
+
+        def occlusion_fn(core_self, *args, **kwargs):
+            compiled = original(core_self, *args, **kwargs)
+
+            def timed_pass(*call_args, **call_kwargs):
+                start = time.perf_counter()
+                out = compiled(*call_args, **call_kwargs)
+                times.append(time.perf_counter() - start)
+                return out
+
+            return timed_pass
+
+        core.occlusion_fn = types.MethodType(occlusion_fn, core)
+        self._core = core
+        return self
+
+    def __exit__(self, *exc):
+        if self._core is not None:
+            del self._core.occlusion_fn
+        return False
+
+
+# ---- 1. occlusion vs the floor -------------------------------------------------------------
+
+
+def occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown=True):
+    """Ours (the public call) vs the floor, on exactly the same occluded images."""
+    image_size = images.shape[1]
+    predicted = workload.predicted_classes(model, images)
+    per_image = workload.windows_per_image(image_size, patch, stride)
+    occluded = tf.constant(workload.occluded_images(images, patch, stride))
+    targets = tf.constant(np.repeat(predicted, per_image))
+    floor = workload.make_forward_floor(model, batch_size)
+
+    def ours():
+        return kcv.occlusion_sensitivity(
+            model, images, patch_size=patch, stride=stride, batch_size=batch_size
+        )
+
+    def run_floor():
+        return floor(occluded, targets).numpy()
+
+    fns = {"ours": ours, "floor": run_floor}
+    max_diff = None
+    if stride == patch:  # our map is the floor's drop, pixel for pixel
+        maps = ours()
+        logits = model(images, training=False).numpy()
+        base = logits[np.arange(len(images)), predicted]
+        drops = base[:, None] - run_floor().reshape(len(images), per_image)
+        ours_drops = maps[:, ::patch, ::patch].reshape(len(images), -1)
+        if ours_drops.shape == drops.shape:
+            max_diff = float(np.abs(ours_drops - drops).max())
+    with PassTimer(model if breakdown else None) as inner:
+        times = timing.interleave(fns, reps=reps, warmup=1)
+    if inner.times:  # the compiled occlusion pass alone, timed inside each public call
+        times["core"] = inner.times[-reps:]
+    row = {
+        "patch": patch,
+        "stride": stride,
+        "batch_size": batch_size,
+        "occluded_images": len(images) * per_image,
+        "ours_ms": ms(timing.median(times["ours"])),
+        "floor_ms": ms(timing.median(times["floor"])),
+        "ratio": round(timing.paired_ratio(times["ours"], times["floor"]), 3),
+        "spread": round(timing.spread(times["ours"]), 3),
+        "max_abs_diff_vs_floor": max_diff,
+    }
+    if "core" in times:
+        row["core_ms"] = ms(timing.median(times["core"]))
+        row["core_ratio"] = round(timing.paired_ratio(times["core"], times["floor"]), 3)
+    row["times_s"] = {k: [round(v, 5) for v in vs] for k, vs in times.items()}
+    return row
+
+
+def section_occlusion(cfg, ctx):
+    model, images = ctx["model"], ctx["images"]
+    rows, targets = [], []
+    for patch, stride, batch_size in cfg["occlusion"]:
+        row = occlusion_vs_floor(model, images, patch, stride, batch_size, cfg["reps"])
+        row["met"] = check(row["ratio"] <= 1.15)
+        rows.append(row)
+        targets.append(
+            target(
+                f"occlusion p{patch}/s{stride}/B{batch_size} vs floor",
+                row["ratio"],
+                "<= 1.15x",
+                row["ratio"] <= 1.15,
+            )
+        )
+    text = table(
+        rows,
+        [
+            ("patch", "patch"),
+            ("stride", "stride"),
+            ("batch_size", "B"),
+            ("occluded_images", "occluded images"),
+            ("ours_ms", "ours ms"),
+            ("core_ms", "core pass ms"),
+            ("floor_ms", "floor ms"),
+            ("ratio", "ours/floor"),
+            ("core_ratio", "core/floor"),
+            ("met", "<= 1.15x"),
+        ],
+    )
+    notes = [
+        "ours = kcv.occlusion_sensitivity(...) end to end (argument checks, the unoccluded "
+        "forward pass, the compiled occlusion pass, .numpy()); core pass = the compiled "
+        "occlusion tf.function alone; floor = one compiled tf.function running the model "
+        "(training=False) over the same pre-built occluded images in chunks of B and "
+        "gathering the target logit.",
+        "max |ours - floor| over the window scores (stride = patch): "
+        + ", ".join(
+            f"p{r['patch']}: {r['max_abs_diff_vs_floor']:.2g}"
+            for r in rows
+            if r["max_abs_diff_vs_floor"] is not None
+        ),
+    ]
+    return {"rows": rows, "table": text, "notes": notes, "targets": targets}
+
+
+# ---- 2. Grad-CAM vs the floor ----------------------------------------------------------------
+
+
+def grad_cam_vs_floor(model, images, layer, reps):
+    predicted = tf.constant(workload.predicted_classes(model, images))
+    x = tf.constant(images)
+    to_input = workload.make_backward_floor(model)
+    to_layer = workload.make_backward_floor(model, layer)
+    times = timing.interleave(
+        {
+            "ours": lambda: kcv.grad_cam(model, images, layer_name=layer),
+            "floor_input": lambda: to_input(x, predicted).numpy(),
+            "floor_layer": lambda: to_layer(x, predicted).numpy(),
+        },
+        reps=reps,
+        warmup=1,
+    )
+    return {
+        "layer": layer,
+        "images": len(images),
+        "ours_ms": ms(timing.median(times["ours"])),
+        "floor_input_ms": ms(timing.median(times["floor_input"])),
+        "floor_layer_ms": ms(timing.median(times["floor_layer"])),
+        "ratio_input": round(timing.paired_ratio(times["ours"], times["floor_input"]), 3),
+        "ratio_layer": round(timing.paired_ratio(times["ours"], times["floor_layer"]), 3),
+        "times_s": {k: [round(v, 5) for v in vs] for k, vs in times.items()},
+    }
+
+
+GRAD_CAM_COLUMNS = [
+    ("model", "model"),
+    ("layer", "layer"),
+    ("images", "images"),
+    ("ours_ms", "ours ms"),
+    ("floor_input_ms", "fwd+bwd to input ms"),
+    ("floor_layer_ms", "fwd+bwd to layer ms"),
+    ("ratio_input", "ours / fwd+bwd(input)"),
+    ("ratio_layer", "ours / fwd+bwd(layer)"),
+]
+
+
+def section_grad_cam(cfg, ctx):
+    row = grad_cam_vs_floor(ctx["model"], ctx["images"], workload.CAM_LAYER, cfg["reps"] * 3)
+    row["model"] = "small CNN 64px"
+    notes = [
+        "ours = kcv.grad_cam(model, images, layer_name='conv3') end to end; "
+        "fwd+bwd(input) = one compiled forward pass and the gradient of the target logit "
+        "with respect to the input (a full backward pass); fwd+bwd(layer) = the gradient "
+        "with respect to the Grad-CAM layer only, the least Grad-CAM can do."
+    ]
+    return {
+        "rows": [row],
+        "table": table([row], GRAD_CAM_COLUMNS),
+        "notes": notes,
+        "targets": [
+            target("Grad-CAM vs fwd+bwd(input)", row["ratio_input"], "report", None),
+        ],
+    }
+
+
+# ---- 3. peers --------------------------------------------------------------------------------
+
+
+def write_workload(model, images, path: Path) -> None:
+    weights = model.get_weights()
+    np.savez(
+        path,
+        images=images,
+        image_size=images.shape[1],
+        num_weights=len(weights),
+        **{f"w{i}": w for i, w in enumerate(weights)},
+    )
+
+
+def rounds_vs_peer(peer, ours_fn, request: dict, rounds: int, reps: int) -> dict:
+    """Alternating rounds: ours (this process) and the peer (its process), `reps` each."""
+    peer.request(**request, reps=0, warmup=1)
+    timing.timed(ours_fn, reps=0, warmup=1)
+    ours_all, peer_all, ratios = [], [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours = timing.timed(ours_fn, reps)
+            theirs = peer.request(**request, reps=reps, warmup=0)["times"]
+        else:
+            theirs = peer.request(**request, reps=reps, warmup=0)["times"]
+            ours = timing.timed(ours_fn, reps)
+        ours_all += ours
+        peer_all += theirs
+        ratios.append(timing.median(theirs) / timing.median(ours))
+    return {
+        "ours_ms": ms(timing.median(ours_all)),
+        "peer_ms": ms(timing.median(peer_all)),
+        "speedup": round(timing.median(ratios), 2),
+        "round_speedups": [round(v, 2) for v in ratios],
+    }
+
+
+PEER_GOALS = {("tf-explain", "occlusion"): 4.0, ("xplique", "occlusion"): 2.0}
+
+
+def section_peers(cfg, ctx):
+    model, images = ctx["model"], ctx["images"]
+    rows, targets, notes, installs = [], [], [], {}
+    workload_path = Path(ctx["tmp"]) / "workload.npz"
+    write_workload(model, images, workload_path)
+    for name in ("tf-explain", "xplique"):
+        if ctx["args"].no_peers:
+            installs[name] = "skipped (--no-peers)"
+            continue
+        ok, message = peers.ensure_peer(name, tf.__version__, log=ctx["log"])
+        installs[name] = message
+        if not ok:
+            notes.append(f"{name} could not be installed: {message}. Ours vs the floor stands.")
+            continue
+        try:
+            peer = peers.PeerProcess(name, workload_path)
+        except RuntimeError as error:
+            installs[name] = f"installed, but its worker failed: {error}"
+            notes.append(f"{name}: {installs[name]}")
+            continue
+        try:
+            installs[name] = {"status": message, **peer.request(op="info")["versions"]}
+            tasks = [("occlusion", p, s) for p, s in cfg["peer_occlusion"]] + [("grad_cam", 0, 0)]
+            for method, patch, stride in tasks:
+                if name == "tf-explain" and method == "occlusion" and stride != patch:
+                    continue  # tf-explain has no stride
+                if method == "occlusion":
+
+                    def ours_fn(p=patch, s=stride):
+                        return kcv.occlusion_sensitivity(
+                            model, images, patch_size=p, stride=s, class_index=0
+                        )
+
+                    request = {"op": "occlusion", "patch": patch, "stride": stride}
+                    label = f"occlusion p{patch}/s{stride}"
+                else:
+
+                    def ours_fn():
+                        return kcv.grad_cam(
+                            model, images, layer_name=workload.CAM_LAYER, class_index=0
+                        )
+
+                    request = {"op": "grad_cam"}
+                    label = "Grad-CAM"
+                ctx["log"](f"  {name}: {label}")
+                try:
+                    result = rounds_vs_peer(
+                        peer, ours_fn, request, cfg["peer_rounds"], cfg["peer_reps"]
+                    )
+                except RuntimeError as error:
+                    notes.append(f"{name} {label} failed: {error}")
+                    continue
+                goal = PEER_GOALS.get((name, method))
+                if name == "xplique" and method == "grad_cam":
+                    goal = 1.0
+                met = None if goal is None else result["speedup"] >= goal
+                row = {"peer": name, "method": label, **result}
+                row["target"] = "report" if goal is None else f">= {goal:g}x"
+                row["met"] = check(met)
+                rows.append(row)
+                if goal is not None:
+                    targets.append(
+                        target(f"{label}: ours vs {name}", result["speedup"], row["target"], met)
+                    )
+        finally:
+            peer.close()
+    text = table(
+        rows,
+        [
+            ("peer", "peer"),
+            ("method", "method"),
+            ("ours_ms", "ours ms"),
+            ("peer_ms", "peer ms"),
+            ("speedup", "peer/ours"),
+            ("target", "target"),
+            ("met", "met"),
+        ],
+    )
+    notes += [
+        "Same model (ending in logits), same weights, same 8 images, class 0 for every image "
+        "in every tool. Rounds alternate (ours in this process, the peer in its own venv's "
+        f"process); {cfg['peer_rounds']} rounds of {cfg['peer_reps']} calls each after a "
+        "warm-up call; peer/ours = median over rounds of median(peer)/median(ours).",
+        "tf-explain: OcclusionSensitivity().explain((x, None), model, 0, patch_size) on the "
+        "8 images (it loops per image, model.predict in its default batch of 32, plus its "
+        "heatmap/grid rendering); GradCAM().explain((x, None), model, 0, layer_name='conv3') "
+        "(guided gradients, its default). No stride, so only stride = patch.",
+        "xplique: Occlusion(model, batch_size=512, patch_size, patch_stride, "
+        "occlusion_value).explain(x, one_hot) and GradCAM(model, conv_layer='conv3')"
+        ".explain(x, one_hot); explainers built once, outside the timing.",
+        "ours: kcv.occlusion_sensitivity(model, x, patch, stride, class_index=0) with its "
+        "default batch_size=256; kcv.grad_cam(model, x, 'conv3', class_index=0).",
+    ]
+    return {
+        "rows": rows,
+        "table": text,
+        "notes": notes,
+        "targets": targets,
+        "installs": installs,
+    }
+
+
+# ---- 4. a full snapshot without occlusion -----------------------------------------------------
+
+
+def section_snapshot(cfg, ctx):
+    model, images = ctx["model"], ctx["images"]
+    log_dir = Path(ctx["tmp"]) / "snapshot_logs"
+    callback = kcv.ConvViz(str(log_dir), probe=images, occlusion_freq=0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    members = [cb for cb in callback.callbacks if cb.freq > 0]
+    shared = next(cb._shared for cb in members if getattr(cb, "_shared", None) is not None)
+    x = tf.constant(images)
+    predicted = tf.constant(workload.predicted_classes(model, images))
+    to_input = workload.make_backward_floor(model)
+    to_layer = workload.make_backward_floor(model, workload.CAM_LAYER)
+    epoch = 0
+    for _ in range(2):  # warm-up: traces the pass and every render function
+        callback.on_epoch_end(epoch)
+        epoch += 1
+    to_input(x, predicted)
+    to_layer(x, predicted)
+    passes_before = shared.passes_run
+    phases = {k: [] for k in ("floor_input", "floor_layer", "compute", "render", "write", "total")}
+    for rep in range(cfg["snapshot_reps"]):
+        if rep % 2 == 0:
+            phases["floor_input"].append(_clock(lambda: to_input(x, predicted).numpy()))
+            phases["floor_layer"].append(_clock(lambda: to_layer(x, predicted).numpy()))
+        start = time.perf_counter()
+        shared.result(epoch)
+        t_compute = time.perf_counter()
+        items = [(cb, cb._snapshot(epoch)) for cb in members]
+        t_render = time.perf_counter()
+        for cb, summaries in items:
+            cb._write(epoch, summaries)
+        end = time.perf_counter()
+        phases["compute"].append(t_compute - start)
+        phases["render"].append(t_render - t_compute)
+        phases["write"].append(end - t_render)
+        phases["total"].append(end - start)
+        if rep % 2 == 1:
+            phases["floor_layer"].append(_clock(lambda: to_layer(x, predicted).numpy()))
+            phases["floor_input"].append(_clock(lambda: to_input(x, predicted).numpy()))
+        epoch += 1
+    passes = (shared.passes_run - passes_before) / cfg["snapshot_reps"]
+    summaries = sum(len(s) for _, s in items)
+    images_written = sum(1 for _, s in items for i in s if hasattr(i, "data"))
+    callback.on_train_end()
+    compute_ratio = timing.paired_ratio(phases["compute"], phases["floor_input"])
+    compute_ratio_layer = timing.paired_ratio(phases["compute"], phases["floor_layer"])
+    row = {k + "_ms": ms(timing.median(v)) for k, v in phases.items()}
+    row.update(
+        {
+            "compute_vs_fwd_bwd_input": round(compute_ratio, 3),
+            "compute_vs_fwd_bwd_layer": round(compute_ratio_layer, 3),
+            "total_vs_fwd_bwd_input": round(
+                timing.paired_ratio(phases["total"], phases["floor_input"]), 1
+            ),
+            "passes_per_snapshot": passes,
+            "summaries": summaries,
+            "images_written": images_written,
+            "members": [type(cb).__name__ for cb in members],
+        }
+    )
+    text = table(
+        [row],
+        [
+            ("compute_ms", "compute ms (SharedPass.result)"),
+            ("floor_input_ms", "fwd+bwd(input) ms"),
+            ("floor_layer_ms", "fwd+bwd(layer) ms"),
+            ("compute_vs_fwd_bwd_input", "compute / fwd+bwd(input)"),
+            ("compute_vs_fwd_bwd_layer", "compute / fwd+bwd(layer)"),
+            ("render_ms", "render ms"),
+            ("write_ms", "write ms"),
+            ("total_ms", "total ms"),
+            ("passes_per_snapshot", "passes/snapshot"),
+        ],
+    )
+    notes = [
+        "ConvViz(log_dir, probe, occlusion_freq=0) on the 8 probe images: FeatureMaps of "
+        "conv1-3, FilterWeights of conv1-3 and GradCAM of conv3, one shared pass. compute = "
+        "SharedPass.result (the compiled forward + Grad-CAM backward, all activations "
+        f"returned); render = each callback's _snapshot (its compiled _render and the "
+        f"slicing into summaries); write = each callback's _write ({images_written} PNG images "
+        f"and {summaries - images_written} scalars, flushed).",
+    ]
+    return {
+        "rows": [row],
+        "table": text,
+        "notes": notes,
+        "targets": [
+            target(
+                "snapshot compute vs fwd+bwd(input)",
+                row["compute_vs_fwd_bwd_input"],
+                "<= 1.5x",
+                compute_ratio <= 1.5,
+            ),
+            target("snapshot passes per epoch", passes, "1", passes == 1),
+            target(
+                "snapshot compute+render+write vs fwd+bwd(input)",
+                row["total_vs_fwd_bwd_input"],
+                "report",
+                None,
+            ),
+        ],
+    }
+
+
+def _clock(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ---- 5. tracing and Python ops ----------------------------------------------------------------
+
+
+def section_tracing(cfg, ctx):
+    from keras_convviz.datasets import make_shapes
+    from keras_convviz.demo import train_demo_model
+
+    # Functional explainers: 10 calls each on new image contents of the same shape.
+    model = workload.build_cnn()
+    for call in range(10):
+        x = workload.probe_images(8, 64, seed=100 + call)
+        kcv.feature_maps(model, x)
+        kcv.grad_cam(model, x)
+        kcv.occlusion_sensitivity(model, x, patch_size=8)
+    functional = inspect_functions(core_functions(model))
+    for row in functional:
+        row["where"] = "functional API, 10 calls"
+
+    # Training: ConvViz at freq=1 over 10 epochs of fit.
+    train = make_shapes(64, image_size=64, seed=0)
+    val = make_shapes(16, image_size=64, seed=10_000)
+    callback = kcv.ConvViz(
+        str(Path(ctx["tmp"]) / "tracing_logs"), probe=(val.images[:8], val.labels[:8])
+    )
+    trained, _ = train_demo_model(train, epochs=10, callbacks=[callback])
+    named = core_functions(trained)
+    for cb in callback.callbacks:
+        render = getattr(cb, "_render", None)
+        if render is not None:
+            named[f"{type(cb).__name__}._render"] = render
+    fit = inspect_functions(named)
+    for row in fit:
+        row["where"] = "ConvViz over 10 epochs of fit"
+    rows = functional + fit
+    text = table(
+        rows,
+        [
+            ("where", "where"),
+            ("function", "compiled function"),
+            ("traces", "traces"),
+            ("graph_ops", "ops in graph + library"),
+            ("py_ops", "PyFunc/EagerPyFunc ops"),
+        ],
+    )
+    max_traces = max(r["traces"] for r in rows)
+    py_ops = sum(r["py_ops"] for r in rows)
+    return {
+        "rows": rows,
+        "table": text,
+        "notes": [
+            "Tracing counts from tf.function.experimental_get_tracing_count(); ops from "
+            "get_concrete_function().graph.as_graph_def(), nodes and function library."
+        ],
+        "targets": [
+            target(
+                "traces per compiled function (10 calls / 10 epochs)",
+                max_traces,
+                "1",
+                max_traces == 1,
+            ),
+            target("PyFunc/EagerPyFunc ops in the compiled graphs", py_ops, "0", py_ops == 0),
+        ],
+    }
+
+
+# ---- 6. memory ----------------------------------------------------------------------------------
+
+
+def section_memory(cfg, ctx):
+    rows = []
+    batch_size = 256
+    for patch in cfg["memory_patches"]:
+        windows = (64 // patch) ** 2
+        command = [sys.executable, str(HERE / "memory_worker.py"), "--relay"]
+        command += ["--patch", str(patch), "--batch-size", str(batch_size)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            rows.append({"patch": patch, "windows": windows, "error": done.stderr[-400:]})
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        occluded = 8 * windows
+        row = {
+            "patch": patch,
+            "windows": windows,
+            "occluded_images": occluded,
+            "chunks": -(-occluded // batch_size),
+            "maxrss_before_mb": result["baseline_mb"],
+            "maxrss_after_mb": result["peak_mb"],
+            "maxrss_growth_mb": round(result["peak_mb"] - result["baseline_mb"], 1),
+            "rss_before_mb": result.get("rss_before_mb"),
+            "call_peak_mb": result.get("call_peak_mb"),
+            "prebuilt_mb": round(occluded * 64 * 64 * 3 * 4 / 2**20, 1),
+            "seconds": result["seconds"],
+        }
+        if row["call_peak_mb"] is not None and row["rss_before_mb"] is not None:
+            row["call_extra_mb"] = round(row["call_peak_mb"] - row["rss_before_mb"], 1)
+        rows.append(row)
+    good = [r for r in rows if "maxrss_after_mb" in r]
+    growth = None
+    if len(good) >= 2:
+        growth = round(good[-1]["maxrss_after_mb"] - good[0]["maxrss_after_mb"], 1)
+    text = table(
+        rows,
+        [
+            ("patch", "patch (= stride)"),
+            ("windows", "windows/image"),
+            ("occluded_images", "occluded images"),
+            ("chunks", "chunks of 256"),
+            ("maxrss_before_mb", "ru_maxrss before MB"),
+            ("maxrss_after_mb", "ru_maxrss after MB"),
+            ("call_extra_mb", "call peak above RSS before MB"),
+            ("prebuilt_mb", "all occluded images MB"),
+            ("seconds", "call s (incl. tracing)"),
+        ],
+    )
+    first, last = (good[0], good[-1]) if good else ({}, {})
+    return {
+        "rows": rows,
+        "table": text,
+        "notes": [
+            "Each size in a fresh process (memory_worker.py, started through a small relay "
+            "process so that ru_maxrss is the worker's own): 8 images 64x64, batch_size=256. "
+            "ru_maxrss 'before' = after TensorFlow, the model and one Grad-CAM call; 'after' "
+            "= after one occlusion call, its tracing included. 'call peak above RSS before' "
+            "= VmHWM reset just before the call (/proc/self/clear_refs) minus VmRSS before "
+            "it. The last-but-one column is what pre-building every occluded image would "
+            "hold, for scale."
+        ],
+        "targets": [
+            target(
+                f"occlusion peak RSS growth, {last.get('windows', '?')} vs "
+                f"{first.get('windows', '?')} windows/image (MB)",
+                growth,
+                "flat (report)",
+                None,
+            )
+        ],
+    }
+
+
+# ---- 7. training overhead --------------------------------------------------------------------
+
+
+class _EpochClock(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.begin, self.end = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begin.append(time.perf_counter())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end.append(time.perf_counter())
+
+
+class _Mark(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.end = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end.append(time.perf_counter())
+
+
+def section_training(cfg, ctx):
+    from keras_convviz.datasets import make_shapes
+    from keras_convviz.demo import train_demo_model
+
+    spec = cfg["train"]
+    train = make_shapes(spec["n_train"], image_size=64, seed=0)
+    val = make_shapes(spec["n_val"], image_size=64, seed=10_000)
+    probe = (val.images[:8], val.labels[:8])
+    records = {"with": [], "without": []}
+    counter = [0]
+
+    def fit(with_callback: bool):
+        clock, mark = _EpochClock(), _Mark()
+        callbacks = [clock]
+        if with_callback:
+            counter[0] += 1
+            log_dir = Path(ctx["tmp"]) / f"train_logs_{counter[0]}"
+            callbacks += [kcv.ConvViz(str(log_dir), probe=probe, freq=1), mark]
+        keras.utils.set_random_seed(0)
+        start = time.perf_counter()
+        train_demo_model(
+            train,
+            epochs=spec["epochs"],
+            validation_data=(val.images, val.labels),
+            callbacks=callbacks,
+        )
+        total = time.perf_counter() - start
+        epochs = [e - b for b, e in zip(clock.begin, clock.end)]
+        snapshots = [m - e for e, m in zip(clock.end, mark.end)]
+        records["with" if with_callback else "without"].append(
+            {"total": total, "epochs": epochs, "snapshots": snapshots}
+        )
+        return total
+
+    fit(True)  # warm-up: first-time imports and graph building in this process
+    fit(False)
+    for key in records:
+        records[key].clear()
+    for rep in range(spec["reps"]):
+        order = (True, False) if rep % 2 == 0 else (False, True)
+        for with_callback in order:
+            fit(with_callback)
+    with_total = [r["total"] for r in records["with"]]
+    without_total = [r["total"] for r in records["without"]]
+    fit_ratio = timing.paired_ratio(with_total, without_total)
+    epoch_time = timing.median([e for r in records["without"] for e in r["epochs"][1:]])
+    first_snapshot = timing.median([r["snapshots"][0] for r in records["with"]])
+    steady = timing.median([s for r in records["with"] for s in r["snapshots"][1:]])
+    row = {
+        "n_train": spec["n_train"],
+        "n_val": spec["n_val"],
+        "epochs": spec["epochs"],
+        "fit_with_s": round(timing.median(with_total), 2),
+        "fit_without_s": round(timing.median(without_total), 2),
+        "fit_ratio": round(fit_ratio, 3),
+        "epoch_s": round(epoch_time, 3),
+        "first_snapshot_s": round(first_snapshot, 3),
+        "snapshot_s": round(steady, 3),
+        "snapshot_fraction_of_epoch": round(steady / epoch_time, 3),
+        "demo_epoch_estimate_s": round(epoch_time * 4000 / spec["n_train"], 2),
+    }
+    row["snapshot_fraction_demo_estimate"] = round(steady / row["demo_epoch_estimate_s"], 3)
+    text = table(
+        [row],
+        [
+            ("n_train", "train images"),
+            ("epochs", "epochs"),
+            ("fit_without_s", "fit s, no callback"),
+            ("fit_with_s", "fit s, ConvViz freq=1"),
+            ("fit_ratio", "ratio"),
+            ("epoch_s", "epoch s"),
+            ("first_snapshot_s", "first snapshot s (traces)"),
+            ("snapshot_s", "snapshot s (later)"),
+            ("snapshot_fraction_of_epoch", "snapshot / epoch"),
+            ("snapshot_fraction_demo_estimate", "snapshot / demo epoch (est.)"),
+        ],
+    )
+    notes = [
+        "keras_convviz.demo.train_demo_model (the demo CNN with batch norm, Adam, batch 32) "
+        f"on {spec['n_train']} synthetic 64x64 shapes, validation on {spec['n_val']}, "
+        f"{spec['epochs']} epochs; with ConvViz(log_dir, probe=8 labelled validation images, "
+        "freq=1) (feature maps, filters, Grad-CAM and occlusion with patch 8 every epoch) vs "
+        f"no callback, {spec['reps']} interleaved pairs after a warm-up pair. Each fit "
+        "builds a fresh model, so the ratio includes the one-time tracing of the snapshot.",
+        "snapshot = ConvViz.on_epoch_end, timed between two marker callbacks; epoch = "
+        "epoch_begin to epoch_end incl. validation, runs without the callback, first epoch "
+        "left out. The demo itself trains on 4000 images: its epoch is estimated by "
+        "scaling.",
+    ]
+    return {
+        "rows": [row],
+        "table": text,
+        "notes": notes,
+        "targets": [
+            target("fit with ConvViz(freq=1) / without", row["fit_ratio"], "report", None),
+            target(
+                "snapshot / epoch (demo model, 64px)",
+                row["snapshot_fraction_of_epoch"],
+                "report",
+                None,
+            ),
+        ],
+        "records": records,
+    }
+
+
+# ---- 8. a larger model, and scaling ------------------------------------------------------------
+
+
+def section_mobilenet(cfg, ctx):
+    keras.utils.set_random_seed(0)
+    model = workload.build_mobilenet(128)
+    images = workload.probe_images(8, 128)
+    reps = cfg["mobilenet_reps"]
+    occ = occlusion_vs_floor(model, images, 16, 16, 256, reps)
+    try:
+        layer = _core.core_for(model).graph.default_cam_layer().path
+    except Exception:  # noqa: BLE001 - internals moved: MobileNetV2's last 4-D layer
+        layer = "out_relu"
+    cam = grad_cam_vs_floor(model, images, layer, reps)
+    cam["model"] = "MobileNetV2 128px"
+    occ["model"] = "MobileNetV2 128px"
+    occ["met"] = check(occ["ratio"] <= 1.15)
+    text = (
+        table(
+            [occ],
+            [
+                ("model", "model"),
+                ("patch", "patch"),
+                ("occluded_images", "occluded images"),
+                ("ours_ms", "ours ms"),
+                ("core_ms", "core pass ms"),
+                ("floor_ms", "floor ms"),
+                ("ratio", "ours/floor"),
+                ("core_ratio", "core/floor"),
+                ("met", "<= 1.15x"),
+            ],
+        )
+        + "\n\n"
+        + table([cam], GRAD_CAM_COLUMNS)
+    )
+    return {
+        "rows": [occ, cam],
+        "table": text,
+        "notes": [
+            "keras.applications.MobileNetV2(weights=None, 128x128, 10 classes, logits), "
+            "seeded; 8 images; occlusion with the default patch (16 = 1/8 of the side), "
+            f"B=256; Grad-CAM of its default layer ({layer})."
+        ],
+        "targets": [
+            target(
+                "MobileNetV2 occlusion vs floor", occ["ratio"], "<= 1.15x", occ["ratio"] <= 1.15
+            ),
+            target("MobileNetV2 Grad-CAM vs fwd+bwd(input)", cam["ratio_input"], "report", None),
+        ],
+    }
+
+
+def section_scaling(cfg, ctx):
+    reps = cfg["scaling_reps"]
+    configs = [(n, 64) for n in cfg["scaling_probe"]]
+    configs += [(8, s) for s in cfg["scaling_size"] if s != 64]
+    configs.sort(key=lambda c: c[0] * c[1] * c[1])
+    rows = []
+    for n, size in configs:
+        ctx["log"](f"  {n} images at {size}px")
+        model = workload.build_cnn(image_size=size)
+        images = workload.probe_images(n, size)
+        patch = max(1, size // 8)
+        occ = occlusion_vs_floor(model, images, patch, patch, 256, reps, breakdown=False)
+        cam_times = timing.timed(lambda m=model, x=images: kcv.grad_cam(m, x), reps, warmup=1)
+        work = occ["occluded_images"] * size * size / 1e6  # megapixels through the model
+        rows.append(
+            {
+                "images": n,
+                "size": size,
+                "occluded_images": occ["occluded_images"],
+                "work_mpx": round(work, 2),
+                "ours_ms": occ["ours_ms"],
+                "floor_ms": occ["floor_ms"],
+                "ratio": occ["ratio"],
+                "ms_per_mpx": round(occ["ours_ms"] / work, 1),
+                "grad_cam_ms": ms(timing.median(cam_times)),
+                "grad_cam_ms_per_mpx": round(
+                    timing.median(cam_times) * 1e3 / (n * size * size / 1e6), 1
+                ),
+            }
+        )
+    reference = next((r for r in rows if r["images"] == 8 and r["size"] == 64), rows[0])
+    for row in rows:
+        row["cost_per_work_vs_8x64"] = round(row["ms_per_mpx"] / reference["ms_per_mpx"], 2)
+    text = table(
+        rows,
+        [
+            ("images", "images"),
+            ("size", "px"),
+            ("occluded_images", "occluded images"),
+            ("work_mpx", "work Mpx"),
+            ("ours_ms", "occlusion ms"),
+            ("floor_ms", "floor ms"),
+            ("ratio", "ours/floor"),
+            ("ms_per_mpx", "occlusion ms/Mpx"),
+            ("cost_per_work_vs_8x64", "per work vs 8x64"),
+            ("grad_cam_ms", "Grad-CAM ms"),
+            ("grad_cam_ms_per_mpx", "Grad-CAM ms/Mpx"),
+        ],
+    )
+    return {
+        "rows": rows,
+        "table": text,
+        "notes": [
+            "Small CNN; occlusion with the default patch (1/8 of the side, 64 windows per "
+            "image), B=256; work = occluded images x pixels (for Grad-CAM: probe images x "
+            "pixels). Linear scaling = constant ms/Mpx; 'per work vs 8x64' compares the "
+            "occlusion cost per Mpx with the 8-image 64px case."
+        ],
+        "targets": [
+            target(
+                "occlusion cost per work, largest vs 8x64",
+                rows[-1]["cost_per_work_vs_8x64"],
+                "~1 (report)",
+                None,
+            )
+        ],
+    }
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory_gb = None
+    with contextlib.suppress(ValueError, OSError):
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gb": memory_gb,
+    }
+
+
+def versions() -> dict:
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "keras_convviz": kcv.__version__,
+        "git": commit,
+    }
+
+
+RUNNERS = {
+    "occlusion": section_occlusion,
+    "grad_cam": section_grad_cam,
+    "peers": section_peers,
+    "snapshot": section_snapshot,
+    "tracing": section_tracing,
+    "memory": section_memory,
+    "training": section_training,
+    "mobilenet": section_mobilenet,
+    "scaling": section_scaling,
+}
+
+TITLES = {
+    "occlusion": "1. Occlusion vs the floor (small CNN, 8 images 64x64)",
+    "grad_cam": "2. Grad-CAM vs the floor",
+    "peers": "3. Peers (same model, weights, images)",
+    "snapshot": "4. A full snapshot without occlusion",
+    "tracing": "5. Tracing and Python ops",
+    "memory": "6. Occlusion memory (peak RSS)",
+    "training": "7. Training overhead (demo model)",
+    "mobilenet": "8a. MobileNetV2 at 128x128",
+    "scaling": "8b. Scaling with work",
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 3-4 minutes")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--no-peers", action="store_true", help="skip tf-explain and xplique")
+    parser.add_argument("--out", default=str(HERE / "results.json"), help="results file")
+    args = parser.parse_args(argv)
+    only = [s for s in args.only.split(",") if s] or list(SECTIONS)
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    cfg = config(args.quick)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    results = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "machine": machine(),
+        "versions": versions(),
+        "load_start": timing.load(),
+        "config": {k: v for k, v in cfg.items()},
+        "sections": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="kcv-bench-") as tmp:
+        ctx = {
+            "model": workload.build_cnn(),
+            "images": workload.probe_images(),
+            "tmp": tmp,
+            "args": args,
+            "log": log,
+        }
+        for name in SECTIONS:
+            if name not in only:
+                continue
+            log(f"[{time.perf_counter() - started:6.0f} s] {TITLES[name]} ...")
+            load_before = timing.load()
+            section_start = time.perf_counter()
+            try:
+                result = RUNNERS[name](cfg, ctx)
+            except Exception as error:  # noqa: BLE001 - one failing section does not stop the rest
+                import traceback
+
+                traceback.print_exc()
+                result = {"error": f"{type(error).__name__}: {error}", "targets": []}
+            result["seconds"] = round(time.perf_counter() - section_start, 1)
+            result["load_before"] = load_before
+            result["load_after"] = timing.load()
+            results["sections"][name] = result
+            _print_section(name, result)
+    results["load_end"] = timing.load()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    all_targets = [t for s in results["sections"].values() for t in s.get("targets", [])]
+    results["summary"] = all_targets
+    print("\n## Summary\n")
+    print(
+        table(
+            [{**t, "met": check(t["met"])} for t in all_targets],
+            [("what", "measure"), ("value", "value"), ("target", "target"), ("met", "met")],
+        )
+    )
+    print(
+        f"\n{results['mode']} run, {results['seconds']:.0f} s; load average at start "
+        f"{results['load_start']}, at end {results['load_end']} "
+        f"(on {results['machine']['cpus']} CPUs; other processes widen the spread)."
+    )
+    Path(args.out).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(f"numbers written to {args.out}")
+    return 0
+
+
+def _print_section(name: str, result: dict) -> None:
+    print(f"\n## {TITLES[name]}\n")
+    if "error" in result:
+        print(f"FAILED: {result['error']}")
+        return
+    print(result["table"])
+    for note in result.get("notes", []):
+        print(f"\n- {note}")
+    print(
+        f"\n({result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']})",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The benchmark workload and "the floor": plain TensorFlow/Keras, no keras_convviz import.
+
+This module is imported by the main harness and by the peer workers that run inside their
+own virtual environments (tf-explain, xplique), so every tool sees the same model, the same
+weights and the same images. It needs only numpy, tensorflow and keras.
+
+The floor is the least work any occlusion or Grad-CAM implementation has to do: one
+compiled `tf.function` that runs the model (`training=False`) over exactly the occluded
+images our occlusion pass builds (pre-built here, outside the timing) in the same chunk
+size, and takes the same target-logit reduction; for Grad-CAM, one compiled forward and
+backward pass on the probe.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+NUM_CLASSES = 10
+CAM_LAYER = "conv3"
+
+
+# ---- model and images ---------------------------------------------------------------------
+
+
+def build_cnn(image_size: int = 64, num_classes: int = NUM_CLASSES, seed: int = 0) -> keras.Model:
+    """The small benchmark CNN: Conv 16/32/64 3x3 ReLU, max pooling between, GAP, Dense.
+
+    The head is a plain Dense layer (logits), so every tool explains the same scores:
+    xplique ignores `output_layer=` and would otherwise explain softmax probabilities.
+    Weights are drawn from a seeded numpy generator (He-normal kernels, small biases), so
+    every process and every Keras version gets bit-identical weights.
+    """
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name=CAM_LAYER)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="bench_cnn")
+    model.set_weights(seeded_weights(model, seed))
+    return model
+
+
+def seeded_weights(model: keras.Model, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in model.get_weights():
+        if w.ndim >= 2:  # kernels: He-normal on the fan-in
+            fan_in = int(np.prod(w.shape[:-1]))
+            weights.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), w.shape).astype(np.float32))
+        else:  # biases
+            weights.append(rng.normal(0.0, 0.01, w.shape).astype(np.float32))
+    return weights
+
+
+def build_mobilenet(image_size: int = 128, num_classes: int = NUM_CLASSES, seed: int = 0):
+    """MobileNetV2 (weights=None) ending in logits, seeded."""
+    keras.utils.set_random_seed(seed)
+    return keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3),
+        weights=None,
+        classes=num_classes,
+        classifier_activation=None,
+    )
+
+
+def probe_images(n: int = 8, image_size: int = 64, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (n, image_size, image_size, 3)).astype(np.float32)
+
+
+# ---- occlusion geometry, as keras_convviz defines it ----------------------------------------
+
+
+def window_starts(size: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] + patch < size:
+        starts.append(size - patch)
+    return starts
+
+
+def occluded_images(images: np.ndarray, patch: int, stride: int) -> np.ndarray:
+    """Every occluded image, image-major then window row-major, filled with the channel mean.
+
+    The same images, in the same order, as keras_convviz's compiled occlusion pass builds
+    (its default baseline is the per-channel mean of the probe).
+    """
+    n, height, width, _ = images.shape
+    tops = window_starts(height, patch, stride)
+    lefts = window_starts(width, patch, stride)
+    baseline = images.astype(np.float64).mean(axis=(0, 1, 2)).astype(np.float32)
+    out = np.repeat(images, len(tops) * len(lefts), axis=0)
+    k = 0
+    for _ in range(n):
+        for top in tops:
+            for left in lefts:
+                out[k, top : top + patch, left : left + patch, :] = baseline
+                k += 1
+    return out
+
+
+def windows_per_image(image_size: int, patch: int, stride: int) -> int:
+    return len(window_starts(image_size, patch, stride)) ** 2
+
+
+# ---- the floors ------------------------------------------------------------------------------
+
+
+def make_forward_floor(model: keras.Model, batch_size: int):
+    """`fn(occluded, targets) -> (total,)` target logits, one compiled pass in chunks of B."""
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, *image_shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ]
+    )
+    def floor(occluded, targets):
+        total = tf.shape(occluded)[0]
+        num_chunks = (total + batch_size - 1) // batch_size
+        scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        for chunk in tf.range(num_chunks):
+            start = chunk * batch_size
+            stop = tf.minimum(start + batch_size, total)
+            logits = tf.cast(model(occluded[start:stop], training=False), tf.float32)
+            picked = tf.gather(logits, targets[start:stop], axis=1, batch_dims=1)
+            scores = scores.write(chunk, picked)
+        return scores.concat()
+
+    return floor
+
+
+def make_backward_floor(model: keras.Model, layer_name: str | None = None):
+    """One compiled forward + backward pass of the target logit on a batch.
+
+    `layer_name=None`: the gradient with respect to the input (a full backward pass).
+    Otherwise the gradient with respect to that layer's output, the least Grad-CAM needs.
+    Returns `fn(images, targets) -> gradient`.
+    """
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    tap = None
+    if layer_name is not None:
+        tap = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.outputs[0]])
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, *image_shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ]
+    )
+    def floor(images, targets):
+        with tf.GradientTape() as tape:
+            if tap is None:
+                tape.watch(images)
+                logits = model(images, training=False)
+                wrt = images
+            else:
+                wrt, logits = tap(images, training=False)
+            score = tf.reduce_sum(
+                tf.gather(tf.cast(logits, tf.float32), targets, axis=1, batch_dims=1)
+            )
+        return tape.gradient(score, wrt)
+
+    return floor
+
+
+def predicted_classes(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return np.argmax(model(images, training=False).numpy(), axis=-1).astype(np.int32)
