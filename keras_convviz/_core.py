@@ -74,9 +74,9 @@ class Core:
         Returns:
             A `tf.function` taking `images` `(batch, height, width, channels)` float32 and
             `targets` `(len(cam_refs), batch)` int32 (-1 = predicted class) and returning a dict:
-            `"logits"` `(batch, classes)`, `"predicted"` `(batch,)`, `"activations"` path ->
+            `"logits"` `(batch, classes)`, `"activations"` path ->
             `(batch, h, w, c)` float32, `"cams"` list of `(batch, height, width)` raw Grad-CAM
-            maps at the input size, `"cam_targets"` `(len(cam_refs), batch)` resolved targets.
+            maps at the input size.
         """
         key = (tuple(r.path for r in feature_refs), tuple(r.path for r in cam_refs), image_shape)
         fn = self._snapshot_fns.get(key)
@@ -114,10 +114,8 @@ class Core:
             cams.append(self._grad_cam(activation, grads, tf.shape(images)[1:3]))
         return {
             "logits": logits,
-            "predicted": predicted,
             "activations": {r.path: tf.cast(recorded[r.path], tf.float32) for r in feature_refs},
             "cams": cams,
-            "cam_targets": resolved,
         }
 
     @staticmethod
