@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_convviz import _core
 from keras_convviz._model_graph import check_backend
-from keras_convviz._probe import Probe, check_probe_fits, make_probe
+from keras_convviz._probe import Probe, make_probe
 
 _ON_ERROR = ("warn", "raise")
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
@@ -206,11 +206,31 @@ class SnapshotCallback(keras.callbacks.Callback):
 
 
 class ProbeCallback(SnapshotCallback):
-    """A callback that runs on a fixed probe through the shared pass."""
+    """A callback that runs on a fixed probe through the shared pass.
 
-    def __init__(self, log_dir, probe, freq: int = 1, on_error: str = "warn"):
+    Args (besides the base's):
+        probe: images, `(x, labels)` or a `tf.data.Dataset`; for a multi-input model `x`
+            is a dict keyed by input name or a list in input order.
+        image_input: the model input that takes the images, by name or position.
+        score_output: the model output that holds the class scores, by name or position.
+    """
+
+    # Whether the callback reads class scores (else an ambiguous output is not an error).
+    needs_scores = True
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        freq: int = 1,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+    ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
-        self.probe: Probe = make_probe(probe)
+        self.probe: Probe = make_probe(probe, image_input)
+        self.image_input = image_input
+        self.score_output = score_output
         self._shared: _core.SharedPass | None = None
 
     def _can_prepare(self, model: keras.Model) -> bool:
@@ -222,10 +242,10 @@ class ProbeCallback(SnapshotCallback):
             # building it now for the probe's shape is what that step would do.
             model.build((None, *self.probe.image_shape))
         core = _core.core_for(model)
-        check_probe_fits(self.probe, core.graph.input_shape)
+        bound = core.bind(self.probe, self.image_input, self.score_output, self.needs_scores)
         if self._shared is not None:
             self._shared.leave(self)
-        self._shared = _core.shared_pass(model, self.probe)
+        self._shared = _core.shared_pass(model, self.probe, bound)
         self._shared.join(self)
         return self._shared
 

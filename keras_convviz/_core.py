@@ -1,6 +1,6 @@
 """The shared compiled pass: activations, scores, Grad-CAM and occlusion in `tf.function`s.
 
-Plan once, run many: a `Core` is made once per model and input signature and compiles each
+Plan once, run many: a `Core` is made once per model and compiles each
 pass the first time it is asked for; afterwards every call reuses the traced graph. Nothing
 here writes files; callbacks and the functional explainers turn the results into images or
 numpy arrays.
@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz._model_graph import LayerRef, ModelGraph
-from keras_convviz._probe import Probe
+from keras_convviz._model_graph import Head, LayerRef, ModelGraph
+from keras_convviz._probe import Probe, check_input_fits, check_probe_fits
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,40 @@ class CamRequest:
 
     ref: LayerRef
     targets: tuple[int, ...]  # -1: the predicted class of that image
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How a probe feeds a model: the compiled passes are specialised on it.
+
+    Attributes:
+        image_index: the position of the image input in `model.inputs`.
+        image_shape: `(height, width, channels)` of the probe images.
+        extra_specs: `(shape without batch, dtype name)` of each other input, in
+            `model.inputs` order; empty for a single-input model.
+        head: the output read as class scores, or `None` when no scores are needed.
+    """
+
+    image_index: int
+    image_shape: tuple[int, ...]
+    extra_specs: tuple[tuple[tuple[int, ...], str], ...]
+    head: Head | None
+
+
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """A probe bound to a model: the tensors every compiled pass is called with.
+
+    Attributes:
+        binding: the `Binding`.
+        images: `(batch, height, width, channels)` float32 images.
+        extras: the other model inputs, in `model.inputs` order (fixed for every image
+            and every occluded copy of it).
+    """
+
+    binding: Binding
+    images: tf.Tensor
+    extras: tuple[tf.Tensor, ...]
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -40,7 +74,7 @@ def window_starts(size: int, patch: int, stride: int) -> list[int]:
 
 
 class Core:
-    """Compiled passes over one model with one image input signature.
+    """Compiled passes over one model, specialised per layers and `Binding`.
 
     Args:
         graph: the resolved model.
@@ -53,8 +87,57 @@ class Core:
 
     # ---- input ------------------------------------------------------------------------
 
-    def signature(self, image_shape: tuple[int, ...]) -> tf.TensorSpec:
-        return tf.TensorSpec((None, *image_shape), tf.float32)
+    def bind(
+        self,
+        probe: Probe,
+        image_input=None,
+        score_output=None,
+        scores: bool = True,
+        argument: str = "probe",
+    ) -> Bound:
+        """Check a probe against the model and say how it feeds the model's inputs.
+
+        Args:
+            probe: the probe.
+            image_input: the model input that takes the images (name or position); `None`
+                picks the only input, the probe's own choice, or the only 4-D input.
+            score_output: the output that holds the class scores (name or position); `None`
+                picks the only output, or the only (batch, units) output.
+            scores: whether the scores are needed (Grad-CAM, occlusion); when False an
+                ambiguous `score_output=None` means "no scores".
+            argument: the name of the probe argument, for messages.
+        """
+        graph = self.graph
+        names = graph.input_names
+        if image_input is None and probe.inputs is not None:
+            key = probe.image_key
+            if (isinstance(key, str) and key in names) or (
+                isinstance(key, int) and key < len(names)
+            ):
+                image_input = key
+        index = graph.image_input(image_input)
+        extras = _extra_inputs(graph, probe, index, argument)
+        check_probe_fits(probe, graph.input_shapes[index], argument)
+        binding = Binding(
+            image_index=index,
+            image_shape=probe.image_shape,
+            extra_specs=tuple((tuple(a.shape[1:]), a.dtype.name) for a in extras),
+            head=graph.head(score_output, required=scores),
+        )
+        return Bound(binding, as_float_images(probe.images), tuple(tf.constant(a) for a in extras))
+
+    def _specs(self, binding: Binding) -> list:
+        return [
+            tf.TensorSpec((None, *binding.image_shape), tf.float32),
+            tuple(tf.TensorSpec((None, *shape), dtype) for shape, dtype in binding.extra_specs),
+        ]
+
+    def _inputs(self, binding: Binding, images, extras) -> list:
+        """One tensor per model input, in `model.inputs` order, in the input's dtype."""
+        inputs = list(extras)
+        inputs.insert(binding.image_index, images)
+        dtypes = self.graph.input_dtypes
+        return [tf.cast(x, dtype) if dtype else x for x, dtype in zip(inputs, dtypes)]
 
     # ---- forward (+ backward) pass -----------------------------------------------------
 
@@ -62,29 +145,31 @@ class Core:
         self,
         feature_refs: tuple[LayerRef, ...],
         cam_refs: tuple[LayerRef, ...],
-        image_shape: tuple[int, ...],
+        binding: Binding,
     ):
-        """The compiled pass for these layers: `fn(images, targets) -> dict`.
+        """The compiled pass for these layers: `fn(images, extras, targets) -> dict`.
 
         Args:
             feature_refs: layers whose activations are returned.
-            cam_refs: layers for Grad-CAM, one per row of `targets`.
-            image_shape: `(height, width, channels)` of the images it will be called with.
+            cam_refs: layers for Grad-CAM, one per row of `targets` (needs `binding.head`).
+            binding: how the probe feeds the model (`Core.bind`).
 
         Returns:
-            A `tf.function` taking `images` `(batch, height, width, channels)` float32 and
-            `targets` `(len(cam_refs), batch)` int32 (-1 = predicted class) and returning a dict:
-            `"logits"` `(batch, classes)`, `"activations"` path ->
-            `(batch, h, w, c)` float32, `"cams"` list of `(batch, height, width)` raw Grad-CAM
-            maps at the input size.
+            A `tf.function` taking `images` `(batch, height, width, channels)` float32, the
+            `extras` of a `Bound`, and `targets` `(len(cam_refs), batch)` int32 (-1 =
+            predicted class), and returning a dict: `"logits"` `(batch, classes)` (when the
+            binding has a head), `"activations"` path -> `(batch, h, w, c)` float32, `"cams"`
+            list of `(batch, height, width)` raw Grad-CAM maps at the input size.
         """
-        key = (tuple(r.path for r in feature_refs), tuple(r.path for r in cam_refs), image_shape)
+        key = (tuple(r.path for r in feature_refs), tuple(r.path for r in cam_refs), binding)
         fn = self._snapshot_fns.get(key)
         if fn is None:
             fn = tf.function(
-                lambda images, targets: self._snapshot(images, targets, feature_refs, cam_refs),
+                lambda images, extras, targets: self._snapshot(
+                    images, extras, targets, feature_refs, cam_refs, binding
+                ),
                 input_signature=[
-                    self.signature(image_shape),
+                    *self._specs(binding),
                     tf.TensorSpec((len(cam_refs), None), tf.int32),
                 ],
                 reduce_retracing=True,
@@ -92,31 +177,31 @@ class Core:
             self._snapshot_fns[key] = fn
         return fn
 
-    def _snapshot(self, images, targets, feature_refs, cam_refs):
+    def _snapshot(self, images, extras, targets, feature_refs, cam_refs, binding):
         taps = {r.path: r.layer for r in (*feature_refs, *cam_refs)}
-        x = tf.cast(images, self.graph.input_dtype) if self.graph.input_dtype else images
+        inputs = self._inputs(binding, images, extras)
         with tf.GradientTape(persistent=len(cam_refs) > 1) as tape:
             # Watching the input makes every activation differentiable even when the
             # layers are frozen (trainable=False), as in a fine-tuned keras.applications base.
-            tape.watch(x)
-            outputs, recorded = self.graph.run(x, taps)
-            logits = self.graph.scores(outputs)
-            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            resolved = tf.where(targets < 0, predicted[None, :], targets)
-            scores = [
-                tf.reduce_sum(tf.gather(logits, resolved[i], axis=1, batch_dims=1))
-                for i in range(len(cam_refs))
-            ]
+            tape.watch(inputs[binding.image_index])
+            logits, recorded = self.graph.run(inputs, taps, binding.head)
+            scores = []
+            if cam_refs:
+                predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+                resolved = tf.where(targets < 0, predicted[None, :], targets)
+                scores = [
+                    tf.reduce_sum(tf.gather(logits, resolved[i], axis=1, batch_dims=1))
+                    for i in range(len(cam_refs))
+                ]
         cams = []
         for i, ref in enumerate(cam_refs):
             activation = recorded[ref.path]
             grads = tape.gradient(scores[i], activation)
             cams.append(self._grad_cam(activation, grads, tf.shape(images)[1:3]))
-        return {
-            "logits": logits,
-            "activations": {r.path: tf.cast(recorded[r.path], tf.float32) for r in feature_refs},
-            "cams": cams,
-        }
+        out = {"activations": _as_float(recorded, feature_refs), "cams": cams}
+        if logits is not None:  # no score output is read for feature maps alone
+            out["logits"] = logits
+        return out
 
     @staticmethod
     def _grad_cam(activation, grads, size):
@@ -144,9 +229,9 @@ class Core:
         patch: tuple[int, int],
         stride: tuple[int, int],
         batch_size: int,
-        image_shape: tuple[int, ...],
+        binding: Binding,
     ):
-        """The compiled occlusion pass: `fn(images, targets, logits, baseline) -> maps`.
+        """The compiled occlusion pass: `fn(images, extras, targets, logits, baseline) -> maps`.
 
         Every occluded image is built and scored inside the graph, `batch_size` at a time.
 
@@ -154,34 +239,36 @@ class Core:
             patch: `(height, width)` of the occluding window.
             stride: `(rows, cols)` between windows.
             batch_size: occluded images scored per model call.
-            image_shape: `(height, width, channels)`.
+            binding: how the probe feeds the model (`Core.bind`), with a head.
 
         Returns:
-            A `tf.function` taking `images` `(batch, height, width, channels)`, `targets`
+            A `tf.function` taking `images` `(batch, height, width, channels)`, the `extras`
+            of a `Bound` (each occluded copy gets its image's other inputs), `targets`
             `(batch,)` (-1 = predicted class), `logits` `(batch, classes)` (the scores of the
             unoccluded images, from the snapshot pass) and `baseline` `(height, width,
             channels)`, returning `(batch, height, width)` maps of score(original) -
             score(occluded), overlapping windows averaged per pixel.
         """
-        key = (patch, stride, batch_size, image_shape)
+        key = (patch, stride, batch_size, binding)
         fn = self._occlusion_fns.get(key)
         if fn is None:
-            height, width, channels = image_shape
             fn = tf.function(
-                lambda images, targets, logits, baseline: self._occlusion(
-                    images, targets, logits, baseline, patch, stride, batch_size
+                lambda images, extras, targets, logits, baseline: self._occlusion(
+                    images, extras, targets, logits, baseline, patch, stride, batch_size, binding
                 ),
                 input_signature=[
-                    self.signature(image_shape),
+                    *self._specs(binding),
                     tf.TensorSpec((None,), tf.int32),
-                    tf.TensorSpec((None, self.graph.num_classes), tf.float32),
-                    tf.TensorSpec((height, width, channels), tf.float32),
+                    tf.TensorSpec((None, binding.head.num_classes), tf.float32),
+                    tf.TensorSpec(binding.image_shape, tf.float32),
                 ],
             )
             self._occlusion_fns[key] = fn
         return fn
 
-    def _occlusion(self, images, targets, logits, baseline, patch, stride, batch_size):
+    def _occlusion(
+        self, images, extras, targets, logits, baseline, patch, stride, batch_size, binding
+    ):
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         targets = tf.where(targets < 0, predicted, targets)
         base_scores = tf.gather(logits, targets, axis=1, batch_dims=1)
@@ -205,8 +292,10 @@ class Core:
                 & tf.gather(cols_in, window % len(lefts))[:, None, :]
             )
             occluded = tf.where(mask[..., None], baseline, tf.gather(images, image_index))
-            x = tf.cast(occluded, self.graph.input_dtype)
-            chunk_logits = self.graph.scores(self.graph.run(x, {})[0])
+            inputs = self._inputs(
+                binding, occluded, [tf.gather(extra, image_index) for extra in extras]
+            )
+            chunk_logits = self.graph.run(inputs, {}, binding.head)[0]
             chunk_targets = tf.gather(targets, image_index)
             scores = tf.gather(chunk_logits, chunk_targets, axis=1, batch_dims=1)
             drops = drops.write(chunk, tf.gather(base_scores, image_index) - scores)
@@ -217,6 +306,49 @@ class Core:
         summed = tf.einsum("ay,nab,bx->nyx", rows, drops, cols)
         count = tf.einsum("ay,bx->yx", rows, cols)
         return summed / count
+
+
+def _extra_inputs(graph: ModelGraph, probe: Probe, index: int, argument: str) -> list:
+    """The probe's arrays for the model's other inputs, in `model.inputs` order."""
+    names = graph.input_names
+    if len(names) == 1:
+        if probe.inputs is not None and len(probe.inputs) > 1:
+            raise ValueError(
+                f"`{argument}` must give the one input of model {graph.model.name!r}. "
+                f"Received: {len(probe.inputs)} inputs {list(probe.inputs)}"
+            )
+        return []
+    listed = ", ".join(f"{n!r} {tuple(s)}" for n, s in zip(names, graph.input_shapes))
+    if probe.inputs is None:
+        raise ValueError(
+            f"`{argument}` must give every input of model {graph.model.name!r} ({listed}): "
+            "x as a dict keyed by input name or a list in input order, in (x,) or "
+            "(x, labels). Received: one image array"
+        )
+    keys = names if isinstance(probe.image_key, str) else list(range(len(names)))
+    missing = [k for k in keys if k not in probe.inputs]
+    if missing or len(probe.inputs) != len(names):
+        raise ValueError(
+            f"`{argument}` must give every input of model {graph.model.name!r} ({listed}), "
+            f"by name in a dict or by position in a list. Received: inputs {list(probe.inputs)}"
+        )
+    if keys[index] != probe.image_key:
+        raise ValueError(
+            f"`image_input` must be the same input in the model and the probe: the model's "
+            f"image input is {names[index]!r} (position {index}), the probe's images are its "
+            f"input {probe.image_key!r}. Pass `image_input` to choose."
+        )
+    extras = []
+    for position, key in enumerate(keys):
+        if position != index:
+            array = probe.inputs[key]
+            check_input_fits(array, graph.input_shapes[position], names[position], argument)
+            extras.append(array)
+    return extras
+
+
+def _as_float(recorded: dict, refs) -> dict:
+    return {r.path: tf.cast(recorded[r.path], tf.float32) for r in refs}
 
 
 def count_non_finite(x: tf.Tensor) -> tf.Tensor:
@@ -259,10 +391,11 @@ class SharedPass:
     members due then, and the others read the cached result.
     """
 
-    def __init__(self, core: Core, probe: Probe):
+    def __init__(self, core: Core, probe: Probe, bound: Bound):
         self.core = core
         self.probe = probe
-        self.images = as_float_images(probe.images)
+        self.bound = bound
+        self.images = bound.images
         self.members: list = []
         self.passes_run = 0
         self._cache: tuple[int, dict] | None = None
@@ -285,13 +418,11 @@ class SharedPass:
         # Grad-CAM requests of members not due this epoch are left out, so a pass without
         # them is the cheaper forward-only variant (each variant is traced once).
         requests = list(dict.fromkeys(req for m in due for req in m.cam_requests()))
-        fn = self.core.snapshot_fn(
-            feature_refs, tuple(r.ref for r in requests), self.probe.image_shape
-        )
+        fn = self.core.snapshot_fn(feature_refs, tuple(r.ref for r in requests), self.bound.binding)
         targets = np.asarray([r.targets for r in requests], np.int32).reshape(
             len(requests), self.probe.size
         )
-        out = fn(self.images, tf.constant(targets))
+        out = fn(self.images, self.bound.extras, tf.constant(targets))
         out["cam_by_request"] = dict(zip(requests, out["cams"]))
         self.passes_run += 1
         self._cache = (epoch, out)
@@ -308,13 +439,14 @@ def _unique_refs(refs) -> tuple[LayerRef, ...]:
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def shared_pass(model: keras.Model, probe: Probe) -> SharedPass:
-    """The `SharedPass` for a model and probe content, made on first use."""
+def shared_pass(model: keras.Model, probe: Probe, bound: Bound) -> SharedPass:
+    """The `SharedPass` for a model, probe content and binding, made on first use."""
     per_model = _SHARED.setdefault(model, {})
-    shared = per_model.get(probe.key)
+    key = (probe.key, bound.binding)
+    shared = per_model.get(key)
     if shared is None:
-        shared = SharedPass(core_for(model), probe)
-        per_model[probe.key] = shared
+        shared = SharedPass(core_for(model), probe, bound)
+        per_model[key] = shared
     return shared
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 CONV2D_TYPES = (
@@ -61,6 +62,39 @@ class LayerRef:
         return shape is not None and len(shape) == 4
 
 
+@dataclass(frozen=True)
+class Head:
+    """The model output read as class scores.
+
+    Attributes:
+        index: the output's position in `model.outputs`.
+        name: the output's name.
+        layer: the layer that produces it (inside nested models too).
+        binary: one sigmoid unit, scored as the two classes `[-z, z]`.
+        num_classes: the number of scores.
+    """
+
+    index: int
+    name: str
+    layer: keras.layers.Layer
+    binary: bool
+    num_classes: int
+
+    @property
+    def squashed(self) -> bool:
+        """True when the output passes through a final softmax or sigmoid."""
+        return isinstance(self.layer, keras.layers.Softmax) or (
+            _activation_name(self.layer) in _SQUASHING
+        )
+
+    def scores(self, output: tf.Tensor) -> tf.Tensor:
+        """Class scores `(batch, num_classes)` in float32 from the output."""
+        scores = tf.cast(output, tf.float32)
+        if self.binary:
+            scores = tf.concat([-scores, scores], axis=-1)
+        return scores
+
+
 def check_backend() -> None:
     """Raise unless Keras runs on TensorFlow: the compiled core is a `tf.function`."""
     if keras.backend.backend() != "tensorflow":
@@ -104,26 +138,81 @@ class ModelGraph:
         self.model = model
         self.refs: list[LayerRef] = []
         self._collect(model, prefix="")
-        self.final_layer = self._final_layer(model)
-        if len(model.inputs or []) != 1:
+        self.input_names = _io_names(model, "_inputs_struct", model.inputs)
+        self.output_names = _io_names(model, "_outputs_struct", model.outputs)
+        self.input_shapes = [tuple(t.shape) for t in model.inputs]
+        self.input_dtypes = [t.dtype for t in model.inputs]
+
+    # ---- inputs and outputs ---------------------------------------------------------------
+
+    def image_input(self, image_input=None) -> int:
+        """The position of the image input among the model's inputs.
+
+        Args:
+            image_input: the input's name or position. `None` picks the only input, or the
+                only 4-D (batch, height, width, channels) input of a multi-input model.
+        """
+        names, shapes = self.input_names, self.input_shapes
+        listed = ", ".join(f"{n!r} {s}" for n, s in zip(names, shapes))
+        if image_input is None:
+            if len(names) == 1:
+                return 0
+            images = [i for i, s in enumerate(shapes) if len(s) == 4]
+            if len(images) == 1:
+                return images[0]
             raise ValueError(
-                f"keras_convviz needs a model with one image input. Model {model.name!r} has "
-                f"{len(model.inputs or [])} inputs."
+                f"`image_input` must name the image input of model {self.model.name!r}, which "
+                f"has {len(names)} inputs: {listed}. Received: image_input=None"
             )
-        self.input_shape = tuple(model.inputs[0].shape)
-        self.input_dtype = model.inputs[0].dtype
-        outputs = model.outputs
-        if len(outputs) != 1 or len(outputs[0].shape) != 2:
-            shapes = [tuple(o.shape) for o in outputs]
+        index = _position(image_input, names, "image_input", f"inputs: {listed}")
+        if len(shapes[index]) != 4:
             raise ValueError(
-                "keras_convviz needs a model whose output is one (batch, classes) tensor of "
-                f"scores. Model {model.name!r} has outputs of shapes {shapes}."
+                "`image_input` must name a 4-D (batch, height, width, channels) input. Input "
+                f"{names[index]!r} has shape {shapes[index]}. Received: image_input={image_input!r}"
             )
-        units = int(outputs[0].shape[-1])
+        return index
+
+    def head(self, score_output=None, required: bool = True) -> Head | None:
+        """The output whose units are the class scores, and how to read it.
+
+        Args:
+            score_output: the output's name or position. `None` picks the only output, or
+                the only (batch, units) output of a multi-output model.
+            required: when False, an unresolvable `None` gives `None` instead of an error
+                (feature maps need no scores).
+        """
+        names = self.output_names
+        shapes = [tuple(t.shape) for t in self.model.outputs]
+        listed = ", ".join(f"{n!r} {s}" for n, s in zip(names, shapes))
+        if score_output is None:
+            two_d = [i for i, s in enumerate(shapes) if len(s) == 2]
+            if len(names) == 1 or len(two_d) == 1:
+                index = 0 if len(names) == 1 else two_d[0]
+            elif not required:
+                return None
+            else:
+                raise ValueError(
+                    f"`score_output` must name the output that holds the class scores of model "
+                    f"{self.model.name!r}, which has {len(names)} outputs: {listed}. "
+                    "Received: score_output=None"
+                )
+        else:
+            index = _position(score_output, names, "score_output", f"outputs: {listed}")
+        if len(shapes[index]) != 2:
+            if not required and score_output is None:
+                return None
+            raise ValueError(
+                "keras_convviz needs the scores as one (batch, classes) output"
+                f"{' (choose it with `score_output`)' if len(names) > 1 else ''}. Output "
+                f"{names[index]!r} of model {self.model.name!r} has shape {shapes[index]}. "
+                f"Received: score_output={score_output!r}"
+            )
+        layer = _final_layer(self.model, index)
+        units = int(shapes[index][-1])
         # One sigmoid unit is a binary classifier: its logit z is the evidence for class 1
         # and -z the evidence for class 0, so it is scored as two classes [-z, z].
-        self.binary = units == 1 and _activation_name(self.final_layer) == "sigmoid"
-        self.num_classes = 2 if self.binary else units
+        binary = units == 1 and _activation_name(layer) == "sigmoid"
+        return Head(index, names[index], layer, binary, 2 if binary else units)
 
     # ---- layer index ------------------------------------------------------------------
 
@@ -134,26 +223,6 @@ class ModelGraph:
                 self._collect(layer, prefix=path + "/")
             else:
                 self.refs.append(LayerRef(path, layer))
-
-    @staticmethod
-    def _final_layer(model):
-        """The layer that produces the model's (first) output, inside nested models too."""
-        while True:
-            if isinstance(model, keras.Sequential):
-                layer = model.layers[-1]
-            else:
-                layer = model.outputs[0]._keras_history.operation
-            if isinstance(layer, keras.Model) and _is_graph_model(layer):
-                model = layer
-                continue
-            return layer
-
-    @property
-    def ends_in_squashing(self) -> bool:
-        """True when the score output passes through a final softmax or sigmoid."""
-        return isinstance(self.final_layer, keras.layers.Softmax) or (
-            _activation_name(self.final_layer) in _SQUASHING
-        )
 
     def conv_layers(self) -> list[LayerRef]:
         """The 2-D convolution layers with a spatial (4-D) output, in graph order."""
@@ -210,37 +279,32 @@ class ModelGraph:
             )
         return candidates[-1]
 
-    def scores(self, outputs: tf.Tensor) -> tf.Tensor:
-        """Class scores `(batch, num_classes)` in float32 from the model's output."""
-        scores = tf.cast(outputs, tf.float32)
-        if self.binary:
-            scores = tf.concat([-scores, scores], axis=-1)
-        return scores
-
     # ---- running ------------------------------------------------------------------------
 
-    def run(self, images: tf.Tensor, taps: dict[str, keras.layers.Layer], scores: bool = True):
+    def run(self, inputs: list, taps: dict[str, keras.layers.Layer], head: Head | None = None):
         """Run the model in inference mode and record the outputs of some layers.
 
         Args:
-            images: `(batch, height, width, channels)` model input.
+            inputs: one tensor per model input, in `model.inputs` order.
             taps: path -> layer to record.
-            scores: when True and the model ends in a softmax/sigmoid, return the values
-                before it (a saturated softmax has near-zero gradients).
+            head: the score output to return, with the values before a final
+                softmax/sigmoid (a saturated softmax has near-zero gradients); `None` returns
+                no scores.
 
         Returns:
-            `(outputs, recorded)`: the model output `(batch, classes)` and a dict path ->
-            layer output.
+            `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
+            and a dict path -> layer output.
         """
         by_id = {id(layer): path for path, layer in taps.items()}
         recorded: dict[str, tf.Tensor] = {}
+        final = head.layer if head is not None else None
 
         def call(op, *args, **kwargs):
             if "training" in getattr(op, "_call_context_args", ()):
                 kwargs["training"] = False
             if isinstance(op, keras.Model) and _is_graph_model(op):
                 out = run_model(op, args[0] if args else kwargs.pop("inputs"))
-            elif scores and op is self.final_layer:
+            elif op is final:
                 out = _call_without_squashing(op, args, kwargs)
             else:
                 out = op(*args, **kwargs)
@@ -258,14 +322,57 @@ class ModelGraph:
             out = model._run_through_graph(flat, operation_fn=lambda op: _bind(call, op))
             return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
-        outputs = run_model(self.model, images)
+        model = self.model
+        if isinstance(model, keras.Sequential):
+            outputs = run_model(model, inputs[0])
+        else:
+            outputs = run_model(model, keras.tree.pack_sequence_as(model._inputs_struct, inputs))
         missing = set(taps) - set(recorded)
         if missing:
             raise ValueError(
                 f"Layers {sorted(missing)} were not reached when running model "
                 f"{self.model.name!r} on its image input."
             )
-        return outputs, recorded
+        if head is None:
+            return None, recorded
+        return head.scores(keras.tree.flatten(outputs)[head.index]), recorded
+
+
+def _io_names(model, struct_name: str, tensors) -> list[str]:
+    """Names of a model's inputs or outputs, in `model.inputs`/`model.outputs` order."""
+    struct = getattr(model, struct_name, None)
+    if isinstance(struct, dict):
+        return keras.tree.flatten({key: key for key in struct})
+    names = getattr(model, "output_names", None) if struct_name == "_outputs_struct" else None
+    if names and len(names) == len(tensors):
+        return list(names)
+    return [t.name for t in tensors]
+
+
+def _position(value, names: list[str], argument: str, listed: str) -> int:
+    if isinstance(value, str) and value in names:
+        return names.index(value)
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if is_int and 0 <= value < len(names):
+        return int(value)
+    raise ValueError(
+        f"`{argument}` must be the name or position of one of the model's {listed}. "
+        f"Received: {argument}={value!r}"
+    )
+
+
+def _final_layer(model, index: int):
+    """The layer that produces a model output, inside nested models too."""
+    while True:
+        if isinstance(model, keras.Sequential):
+            layer = model.layers[-1]
+        else:
+            history = model.outputs[index]._keras_history
+            layer, index = history.operation, history.tensor_index
+        if isinstance(layer, keras.Model) and _is_graph_model(layer):
+            model = layer
+            continue
+        return layer
 
 
 def _bind(call, op):

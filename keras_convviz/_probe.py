@@ -16,11 +16,17 @@ class Probe:
     Attributes:
         images: `(batch, height, width, channels)` array as the user gave it (dtype kept).
         labels: `(batch,)` int32 class labels, or `None` when the probe has no labels.
+        inputs: for a model with several inputs, every input array by its key (the input's
+            name when the probe was a dict, its position when it was a list), the images
+            included; `None` for a plain image array.
+        image_key: the key of the images in `inputs` (`None` for a plain image array).
     """
 
     images: np.ndarray
     labels: np.ndarray | None
     key: str = field(default="", compare=False)
+    inputs: dict | None = field(default=None, compare=False)
+    image_key: str | int | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:
@@ -71,13 +77,17 @@ def _labels_to_int(labels: np.ndarray, n: int) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def make_probe(probe) -> Probe:
+def make_probe(probe, image_input=None) -> Probe:
     """Turn the user's `probe` argument into a `Probe`.
 
     Args:
-        probe: an array of images `(batch, height, width, channels)`, a tuple `(images,)` or
-            `(images, labels)`, or a `tf.data.Dataset` whose first element is one of those
-            (its first batch is used). Labels are integer class ids or one-hot rows.
+        probe: an array of images `(batch, height, width, channels)`, a tuple `(x,)` or
+            `(x, labels)`, or a `tf.data.Dataset` whose first element is one of those (its
+            first batch is used). For a model with several inputs, `x` is a dict keyed by
+            input name or a list in the model's input order. Labels are integer class ids
+            or one-hot rows.
+        image_input: for a multi-input `x`, the key (dict) or position (list) of the
+            images; `None` picks the only 4-D array.
 
     Returns:
         A `Probe` with images as numpy and labels as int32 (or `None`).
@@ -91,23 +101,37 @@ def make_probe(probe) -> Probe:
         )
     if isinstance(probe, tf.data.Dataset):
         probe = _first_batch(probe)
-    if isinstance(probe, dict):
-        raise TypeError(
-            "`probe` must be images, (images, labels) or a tf.data.Dataset of those. "
-            "Received: a dict; pass the image array itself"
-        )
     labels = None
     if isinstance(probe, (tuple, list)) and not _looks_like_image_list(probe):
         if len(probe) not in (1, 2, 3):
             raise ValueError(
-                "`probe` tuple must be (images,) or (images, labels). "
+                "`probe` tuple must be (x,) or (x, labels). "
                 f"Received: a tuple of length {len(probe)}"
             )
-        images = probe[0]
+        x = probe[0]
         labels = probe[1] if len(probe) > 1 else None
     else:
-        images = probe
-    images = _to_numpy(images, "images")
+        x = probe
+    inputs, image_key = None, None
+    if isinstance(x, dict) or (isinstance(x, (tuple, list)) and not _looks_like_image_list(x)):
+        inputs = _input_arrays(x)
+        image_key = _image_key(inputs, image_input)
+        images = inputs[image_key]
+    else:
+        images = _to_numpy(x, "images")
+    _check_images(images)
+    if labels is not None:
+        labels = _labels_to_int(_to_numpy(labels, "labels"), images.shape[0])
+    digest = hashlib.sha1()
+    for name, array in sorted((inputs or {"": images}).items(), key=lambda kv: str(kv[0])):
+        digest.update(str((name, array.shape, array.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    if labels is not None:
+        digest.update(labels.tobytes())
+    return Probe(images, labels, digest.hexdigest(), inputs, image_key)
+
+
+def _check_images(images: np.ndarray) -> None:
     if images.ndim == 3:
         raise ValueError(
             "`probe` images must be a batch of shape (batch, height, width, channels). "
@@ -128,13 +152,39 @@ def make_probe(probe) -> Probe:
         raise ValueError(
             f"`probe` images must be finite. Received: images with {bad} NaN/Inf values"
         )
-    if labels is not None:
-        labels = _labels_to_int(_to_numpy(labels, "labels"), images.shape[0])
-    digest = hashlib.sha1(np.ascontiguousarray(images).tobytes())
-    digest.update(str((images.shape, images.dtype.str)).encode())
-    if labels is not None:
-        digest.update(labels.tobytes())
-    return Probe(images=images, labels=labels, key=digest.hexdigest())
+
+
+def _input_arrays(x) -> dict:
+    """The arrays of a multi-input probe `x` (dict or list) by key, one batch size."""
+    items = x.items() if isinstance(x, dict) else enumerate(x)
+    inputs = {key: _to_numpy(value, f"input {key!r}") for key, value in items}
+    if not inputs:
+        raise ValueError(
+            f"`probe` must hold at least one input. Received: an empty {type(x).__name__}"
+        )
+    sizes = {key: (a.shape[0] if a.ndim else None) for key, a in inputs.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(
+            "`probe` inputs must all hold the same number of samples. Received: batch sizes "
+            f"{sizes}"
+        )
+    for key, array in inputs.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            raise ValueError(f"`probe` input {key!r} must be finite. Received: NaN/Inf values")
+    return inputs
+
+
+def _image_key(inputs: dict, image_input):
+    if image_input is not None and image_input in inputs and not isinstance(image_input, bool):
+        return image_input
+    candidates = [key for key, array in inputs.items() if array.ndim == 4]
+    if len(candidates) == 1:
+        return candidates[0]
+    shapes = {key: array.shape for key, array in inputs.items()}
+    raise ValueError(
+        "`image_input` must give the key (dict probe) or position (list probe) of the images "
+        f"among the probe's inputs {shapes}. Received: image_input={image_input!r}"
+    )
 
 
 def _looks_like_image_list(probe) -> bool:
@@ -161,6 +211,18 @@ def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") 
         raise ValueError(
             f"`{argument}` images must match the model input shape {shown}. "
             f"Received: images of shape {probe.images.shape}"
+        )
+
+
+def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument: str) -> None:
+    """Raise a clear error when a probe array does not fit a (non-image) model input."""
+    expected = tuple(input_shape)[1:]
+    got = tuple(array.shape[1:])
+    if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
+        shown = "(batch, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(
+            f"`{argument}` input {name!r} must match the model input shape {shown}. "
+            f"Received: an array of shape {array.shape}"
         )
 
 

@@ -37,6 +37,13 @@ class ConvViz(keras.callbacks.Callback):
         occlusion_freq: int or None. Epochs between occlusion snapshots (occlusion scores
             many images, so it may run less often). Defaults to `None`: same as `freq`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            keyed by input name or a list in input order. Defaults to `None`: the only 4-D
+            input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
 
     Example:
 
@@ -59,22 +66,24 @@ class ConvViz(keras.callbacks.Callback):
         patch_size=None,
         occlusion_freq: int | None = None,
         on_error: str = "warn",
+        image_input=None,
+        score_output=None,
     ):
         super().__init__()
-        probe = make_probe(probe)
         freq = check_freq(freq)
         occlusion_freq = freq if occlusion_freq is None else check_freq(occlusion_freq)
-        common = {"log_dir": log_dir, "on_error": on_error}
+        common = {
+            "log_dir": log_dir,
+            "on_error": on_error,
+            "probe": make_probe(probe, image_input),
+            "image_input": image_input,
+            "score_output": score_output,
+        }
         self.callbacks = [
-            FeatureMaps(
-                probe=probe, layer_names=layer_names, max_channels=max_channels, freq=freq, **common
-            ),
-            FilterWeights(layer_names=layer_names, freq=freq, **common),
-            GradCAM(
-                probe=probe, layer_name=cam_layer, class_index=class_index, freq=freq, **common
-            ),
+            FeatureMaps(layer_names=layer_names, max_channels=max_channels, freq=freq, **common),
+            FilterWeights(layer_names=layer_names, freq=freq, log_dir=log_dir, on_error=on_error),
+            GradCAM(layer_name=cam_layer, class_index=class_index, freq=freq, **common),
             OcclusionSensitivity(
-                probe=probe,
                 patch_size=patch_size,
                 class_index=class_index,
                 freq=occlusion_freq,

@@ -11,20 +11,20 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz._base import check_layer_names, check_positive_int
-from keras_convviz._core import as_float_images, core_for, occlusion_geometry
-from keras_convviz._probe import check_probe_fits, make_probe, resolve_targets
+from keras_convviz._core import core_for, occlusion_geometry
+from keras_convviz._probe import make_probe, resolve_targets
 from keras_convviz.occlusion_sensitivity import default_patch_size, make_baseline
 
 
-def _setup(model, images, argument="images"):
-    probe = make_probe(images)
+def _setup(model, images, image_input, score_output, scores=True):
+    probe = make_probe(images, image_input)
     core = core_for(model)
-    check_probe_fits(probe, core.graph.input_shape, argument)
-    return probe, core, as_float_images(probe.images)
+    bound = core.bind(probe, image_input, score_output, scores, argument="images")
+    return probe, core, bound
 
 
 def feature_maps(
-    model: keras.Model, images, layer_names: list[str] | None = None
+    model: keras.Model, images, layer_names: list[str] | None = None, image_input=None
 ) -> dict[str, np.ndarray]:
     """The activations of conv layers on some images.
 
@@ -32,24 +32,31 @@ def feature_maps(
         model: a built Sequential or Functional Keras model.
         images: `(batch, height, width, channels)` array.
         layer_names: layers by name or nested path. Defaults to `None`: every 2-D conv layer.
+        image_input: for a model with several inputs, the one that takes the images (name or
+            position); `images` then gives every input. Defaults to `None`: the only 4-D input.
 
     Returns:
         A dict layer path -> `(batch, h, w, channels)` float32 array.
     """
-    probe, core, x = _setup(model, images)
+    probe, core, bound = _setup(model, images, image_input, None, scores=False)
     graph = core.graph
     if layer_names is None:
         refs = graph.conv_layers()
     else:
         names = check_layer_names(layer_names)
         refs = [graph.find_spatial(name, "layer_names") for name in names]
-    fn = core.snapshot_fn(tuple(refs), (), probe.image_shape)
-    out = fn(x, tf.zeros((0, probe.size), tf.int32))
+    fn = core.snapshot_fn(tuple(refs), (), bound.binding)
+    out = fn(bound.images, bound.extras, tf.zeros((0, probe.size), tf.int32))
     return {path: value.numpy() for path, value in out["activations"].items()}
 
 
 def grad_cam(
-    model: keras.Model, images, layer_name: str | None = None, class_index: int | None = None
+    model: keras.Model,
+    images,
+    layer_name: str | None = None,
+    class_index: int | None = None,
+    image_input=None,
+    score_output=None,
 ) -> np.ndarray:
     """Grad-CAM maps (Selvaraju et al. 2017) at the input size, raw (not rescaled).
 
@@ -60,20 +67,26 @@ def grad_cam(
             output before the head.
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
+        image_input: for a model with several inputs, the one that takes the images (name or
+            position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
+            `(x, labels)`). Defaults to `None`: the only 4-D input.
+        score_output: for a model with several outputs, the one that holds the class scores
+            (name or position). Defaults to `None`: the only (batch, units) output.
 
     Returns:
         `(batch, height, width)` float32 array.
     """
-    probe, core, x = _setup(model, images)
+    probe, core, bound = _setup(model, images, image_input, score_output)
     graph = core.graph
     ref = (
         graph.default_cam_layer()
         if layer_name is None
         else graph.find_spatial(layer_name, "layer_name")
     )
-    targets = resolve_targets(probe, class_index, graph.num_classes, "class_index")
-    fn = core.snapshot_fn((), (ref,), probe.image_shape)
-    return fn(x, tf.constant(targets[None, :]))["cams"][0].numpy()
+    num_classes = bound.binding.head.num_classes
+    targets = resolve_targets(probe, class_index, num_classes, "class_index")
+    fn = core.snapshot_fn((), (ref,), bound.binding)
+    return fn(bound.images, bound.extras, tf.constant(targets[None, :]))["cams"][0].numpy()
 
 
 def occlusion_sensitivity(
@@ -84,6 +97,8 @@ def occlusion_sensitivity(
     baseline=None,
     class_index: int | None = None,
     batch_size: int = 256,
+    image_input=None,
+    score_output=None,
 ) -> np.ndarray:
     """Occlusion sensitivity: score(original) - score(occluded), per pixel.
 
@@ -97,18 +112,24 @@ def occlusion_sensitivity(
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
         batch_size: occluded images per model call. Defaults to `256`.
+        image_input: for a model with several inputs, the one that takes the images (name or
+            position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
+            `(x, labels)`). Defaults to `None`: the only 4-D input.
+        score_output: for a model with several outputs, the one that holds the class scores
+            (name or position). Defaults to `None`: the only (batch, units) output.
 
     Returns:
         `(batch, height, width)` float32 array; overlapping windows averaged.
     """
-    probe, core, x = _setup(model, images)
+    probe, core, bound = _setup(model, images, image_input, score_output)
     if patch_size is None:
         patch_size = default_patch_size(probe.image_shape)
     patch, stride, _ = occlusion_geometry(probe.image_shape, patch_size, stride)
     batch_size = check_positive_int(batch_size, "batch_size")
-    targets = resolve_targets(probe, class_index, core.graph.num_classes, "class_index")
-    forward = core.snapshot_fn((), (), probe.image_shape)
-    out = forward(x, tf.zeros((0, probe.size), tf.int32))
-    occlude = core.occlusion_fn(patch, stride, batch_size, probe.image_shape)
+    binding = bound.binding
+    targets = resolve_targets(probe, class_index, binding.head.num_classes, "class_index")
+    forward = core.snapshot_fn((), (), binding)
+    logits = forward(bound.images, bound.extras, tf.zeros((0, probe.size), tf.int32))["logits"]
+    occlude = core.occlusion_fn(patch, stride, batch_size, binding)
     baseline = tf.constant(make_baseline(baseline, probe))
-    return occlude(x, tf.constant(targets), out["logits"], baseline).numpy()
+    return occlude(bound.images, bound.extras, tf.constant(targets), logits, baseline).numpy()

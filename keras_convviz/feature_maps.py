@@ -38,6 +38,12 @@ class FeatureMaps(ProbeCallback):
         max_channels: int. Channels shown per layer (the first ones). Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            or list. Defaults to `None`: the only 4-D input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores; only used to share a pass with `GradCAM` and
+            `OcclusionSensitivity`. Defaults to `None`.
 
     Example:
 
@@ -48,6 +54,7 @@ class FeatureMaps(ProbeCallback):
     """
 
     run_name = "feature_maps"
+    needs_scores = False
 
     def __init__(
         self,
@@ -57,8 +64,10 @@ class FeatureMaps(ProbeCallback):
         max_channels: int = 32,
         freq: int = 1,
         on_error: str = "warn",
+        image_input=None,
+        score_output=None,
     ):
-        super().__init__(log_dir, probe, freq=freq, on_error=on_error)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
         self.layer_names = check_layer_names(layer_names)
         self.max_channels = check_positive_int(max_channels, "max_channels")
         self._refs: tuple = ()

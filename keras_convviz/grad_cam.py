@@ -33,6 +33,12 @@ class GradCAM(ProbeCallback):
             predicted class.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            or list. Defaults to `None`: the only 4-D input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
 
     Example:
 
@@ -51,8 +57,10 @@ class GradCAM(ProbeCallback):
         class_index: int | None = None,
         freq: int = 1,
         on_error: str = "warn",
+        image_input=None,
+        score_output=None,
     ):
-        super().__init__(log_dir, probe, freq=freq, on_error=on_error)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
         if layer_name is not None and not isinstance(layer_name, str):
             raise TypeError(f"`layer_name` must be a str or None. Received: {layer_name!r}")
         self.layer_name = layer_name
@@ -61,13 +69,15 @@ class GradCAM(ProbeCallback):
         self._request = None
 
     def _prepare(self, model):
-        graph = self._join(model).core.graph
+        shared = self._join(model)
+        graph = shared.core.graph
         ref = (
             graph.default_cam_layer()
             if self.layer_name is None
             else graph.find_spatial(self.layer_name, "layer_name")
         )
-        targets = resolve_targets(self.probe, self.class_index, graph.num_classes, "class_index")
+        num_classes = shared.bound.binding.head.num_classes
+        targets = resolve_targets(self.probe, self.class_index, num_classes, "class_index")
         self._request = CamRequest(ref, tuple(int(t) for t in targets))
         self._render = tf.function(self._render_panels)
 

@@ -66,6 +66,12 @@ class OcclusionSensitivity(ProbeCallback):
             `256`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            or list. Defaults to `None`: the only 4-D input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
 
     Example:
 
@@ -88,8 +94,10 @@ class OcclusionSensitivity(ProbeCallback):
         batch_size: int = 256,
         freq: int = 1,
         on_error: str = "warn",
+        image_input=None,
+        score_output=None,
     ):
-        super().__init__(log_dir, probe, freq=freq, on_error=on_error)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
         if patch_size is None:
             patch_size = default_patch_size(self.probe.image_shape)
         self.patch_size, self.stride, _ = occlusion_geometry(
@@ -101,12 +109,13 @@ class OcclusionSensitivity(ProbeCallback):
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _prepare(self, model):
-        core = self._join(model).core
+        shared = self._join(model)
+        binding = shared.bound.binding
         self._targets = tf.constant(
-            resolve_targets(self.probe, self.class_index, core.graph.num_classes, "class_index")
+            resolve_targets(self.probe, self.class_index, binding.head.num_classes, "class_index")
         )
-        self._occlude = core.occlusion_fn(
-            self.patch_size, self.stride, self.batch_size, self.probe.image_shape
+        self._occlude = shared.core.occlusion_fn(
+            self.patch_size, self.stride, self.batch_size, binding
         )
         self._baseline = tf.constant(self.baseline)
         self._render = tf.function(self._render_panels)
@@ -118,7 +127,8 @@ class OcclusionSensitivity(ProbeCallback):
 
     def _snapshot(self, epoch):
         logits = self._shared.result(epoch)["logits"]
-        maps = self._occlude(self._shared.images, self._targets, logits, self._baseline)
+        bound = self._shared.bound
+        maps = self._occlude(bound.images, bound.extras, self._targets, logits, self._baseline)
         panels, peaks, non_finite = self._render(self._shared.images, maps)
         items = [Scalar("occlusion_sensitivity/non_finite", non_finite)]
         for i in range(self.probe.size):

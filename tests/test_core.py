@@ -8,6 +8,7 @@ from conftest import small_cnn
 
 import keras_convviz as kcv
 from keras_convviz import _core
+from keras_convviz._probe import make_probe
 
 
 def test_traced_once_over_many_epochs(tmp_path, data):
@@ -109,8 +110,9 @@ def test_scores_are_taken_before_the_final_softmax(data):
     x, _ = data
     model = small_cnn()
     core = _core.core_for(model)
-    assert core.graph.ends_in_squashing
-    out = core.snapshot_fn((), (), (32, 32, 3))(x[:5], np.zeros((0, 5), np.int32))
+    bound = core.bind(make_probe(x[:5]))
+    assert bound.binding.head.squashed
+    out = core.snapshot_fn((), (), bound.binding)(bound.images, (), np.zeros((0, 5), np.int32))
     features = keras.Model(model.inputs, model.get_layer("gap").output)([x[:5]])
     head = model.get_layer("head")
     expected = features.numpy() @ head.kernel.numpy() + head.bias.numpy()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -236,3 +239,41 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, dat
     raising._snapshot = broken
     with pytest.raises(MemoryError, match="injected"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[raising])
+
+
+BACKEND_SCRIPT = """
+import keras
+import numpy as np
+import keras_convviz as kcv
+
+assert keras.backend.backend() == "numpy", keras.backend.backend()
+model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                          keras.layers.Dense(2)])
+for attempt in (lambda: kcv.ConvViz("logs", np.zeros((1, 8, 8, 3))),
+                lambda: kcv.grad_cam(model, np.zeros((1, 8, 8, 3)))):
+    try:
+        attempt()
+    except ValueError as error:
+        print("ValueError:", error)
+"""
+
+
+def test_a_non_tensorflow_keras_backend_is_refused_at_construction(tmp_path):
+    # Keras picks its backend once per process, so Keras runs on its numpy backend in a
+    # subprocess of its own.
+    env = {**os.environ, "KERAS_BACKEND": "numpy", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", BACKEND_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = (
+        "ValueError: keras_convviz needs the TensorFlow Keras backend (set "
+        "KERAS_BACKEND=tensorflow before importing keras). Received: backend 'numpy'"
+    )
+    assert result.stdout.splitlines() == [message, message]
+    assert not (tmp_path / "logs").exists()

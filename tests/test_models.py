@@ -9,6 +9,7 @@ from conftest import read_runs
 
 import keras_convviz as kcv
 from keras_convviz import _core
+from keras_convviz._probe import make_probe
 
 RUNS = ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
 
@@ -201,7 +202,8 @@ def test_multi_label_and_regression_heads_score_the_unit(tmp_path, activation):
     logits = keras.Model(model.inputs, model.layers[-2].output)([x]).numpy() @ head.kernel.numpy()
     logits += head.bias.numpy()
     core = _core.core_for(model)
-    out = core.snapshot_fn((), (), (12, 12, 3))(x, np.zeros((0, 8), np.int32))
+    bound = core.bind(make_probe(x))
+    out = core.snapshot_fn((), (), bound.binding)(bound.images, (), np.zeros((0, 8), np.int32))
     np.testing.assert_allclose(out["logits"].numpy(), logits, rtol=1e-5, atol=1e-6)
     assert kcv.grad_cam(model, x, class_index=2).shape == (8, 12, 12)
 
