@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import read_runs
 
 import keras_convviz as kcv
@@ -114,6 +115,9 @@ def test_multi_input_explainers_feed_each_image_its_own_other_inputs():
     cam = kcv.grad_cam(model, probe, layer_name="conv_b")
     cam_list = kcv.grad_cam(model, ([meta, x], y), layer_name="conv_b", image_input="img")
     np.testing.assert_allclose(cam_list, cam, rtol=1e-5, atol=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices(({"img": x, "meta": meta}, y)).batch(4)
+    cam_data = kcv.grad_cam(model, dataset, layer_name="conv_b")
+    np.testing.assert_allclose(cam_data, cam, rtol=1e-5, atol=1e-6)
     maps = kcv.feature_maps(model, ({"img": x, "meta": meta},))
     assert sorted(maps) == ["conv_a", "conv_b"]
 
