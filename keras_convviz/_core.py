@@ -199,6 +199,9 @@ class Core:
         baseline = tf.cast(baseline, images.dtype)
         build_chunk = _occluded_chunk_xla if xla_available() else _occluded_chunk
         for chunk in tf.range(num_chunks):
+            # One chunk at a time: the default (10 iterations in flight) holds up to ten
+            # chunks' images and activations at once (benchmarks/loop_memory.py).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
             image_index = index // per_image
             window = index % per_image

@@ -225,3 +225,14 @@ def test_occlusion_graph_runs_no_python(data):
     ops |= {node.op for f in graph.library.function for node in f.node_def}
     assert {"PyFunc", "EagerPyFunc", "PyFuncStateless"}.isdisjoint(ops)
     assert "Select" in ops or "SelectV2" in ops  # the library was searched too
+
+
+def test_occlusion_loop_runs_one_chunk_at_a_time(data):
+    # The while loop's default keeps up to 10 chunks (images and activations) alive at once.
+    x, _ = data
+    model = small_cnn()
+    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
+    (fn,) = _core.core_for(model)._occlusion_fns.values()
+    graph = fn.get_concrete_function().graph.as_graph_def()
+    loops = [node for node in graph.node if node.op in ("While", "StatelessWhile")]
+    assert [node.attr["parallel_iterations"].i for node in loops] == [1]
