@@ -8,6 +8,7 @@ numpy arrays.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 
@@ -283,15 +284,23 @@ class Core:
         num_chunks = (total + batch_size - 1) // batch_size
         drops = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
         baseline = tf.cast(baseline, images.dtype)
+        build_chunk = _occluded_chunk_xla if xla_available() else _occluded_chunk
         for chunk in tf.range(num_chunks):
+            # One chunk at a time: the default (10 iterations in flight) holds up to ten
+            # chunks' images and activations at once (benchmarks/loop_memory.py).
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
             image_index = index // per_image
             window = index % per_image
-            mask = (
-                tf.gather(rows_in, window // len(lefts))[:, :, None]
-                & tf.gather(cols_in, window % len(lefts))[:, None, :]
+            occluded = build_chunk(
+                images,
+                image_index,
+                window // len(lefts),
+                window % len(lefts),
+                rows_in,
+                cols_in,
+                baseline,
             )
-            occluded = tf.where(mask[..., None], baseline, tf.gather(images, image_index))
             inputs = self._inputs(
                 binding, occluded, [tf.gather(extra, image_index) for extra in extras]
             )
@@ -306,6 +315,42 @@ class Core:
         summed = tf.einsum("ay,nab,bx->nyx", rows, drops, cols)
         count = tf.einsum("ay,bx->yx", rows, cols)
         return summed / count
+
+
+def _occluded_chunk(images, image_index, row_index, col_index, rows_in, cols_in, baseline):
+    """One chunk of occluded images: image `image_index[i]` with window `i` set to `baseline`.
+
+    Args:
+        images: `(batch, height, width, channels)` the unoccluded images.
+        image_index: `(chunk,)` int32, which image each occluded copy is made from.
+        row_index: `(chunk,)` int32, the window's row among the row starts.
+        col_index: `(chunk,)` int32, the window's column among the column starts.
+        rows_in: `(n_rows, height)` bool, the pixel rows each window row covers.
+        cols_in: `(n_cols, width)` bool, the pixel columns each window column covers.
+        baseline: `(height, width, channels)` the occluding values.
+
+    Returns:
+        `(chunk, height, width, channels)` occluded images, dtype of `images`.
+    """
+    mask = tf.gather(rows_in, row_index)[:, :, None] & tf.gather(cols_in, col_index)[:, None, :]
+    return tf.where(mask[..., None], baseline, tf.gather(images, image_index))
+
+
+# TensorFlow's CPU select kernel costs several copies of the chunk (a quarter to a third of
+# the occlusion pass on a small CNN); XLA fuses gather, mask and select into one pass
+# (benchmarks/occlusion_fix.py). It compiles once per chunk shape: full chunks and the last.
+_occluded_chunk_xla = tf.function(_occluded_chunk, jit_compile=True)
+
+
+@functools.cache
+def xla_available() -> bool:
+    """Whether XLA compiles on this process's default device (some device plugins cannot)."""
+    try:
+        with tf.init_scope():  # run it now, also when asked while a pass is traced
+            tf.function(lambda x: tf.where(x > 0, x, 0.0), jit_compile=True)(tf.ones(2))
+    except Exception:  # noqa: BLE001 - any failure: build the chunks with plain TF ops
+        return False
+    return True
 
 
 def _extra_inputs(graph: ModelGraph, probe: Probe, index: int, argument: str) -> list:

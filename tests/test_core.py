@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 from conftest import small_cnn
@@ -130,3 +135,106 @@ def test_functional_explainers_reuse_the_compiled_core(data):
     counts = [f.experimental_get_tracing_count() for f in core._snapshot_fns.values()]
     counts += [f.experimental_get_tracing_count() for f in core._occlusion_fns.values()]
     assert counts == [1] * len(counts)
+
+
+def numpy_occlusion(model, images, patch, baseline, targets):
+    """Occlusion maps the slow, obvious way: every occluded image built in numpy."""
+    n, height, width, _ = images.shape
+    tops = _core.window_starts(height, patch, patch)
+    lefts = _core.window_starts(width, patch, patch)
+    occluded = []
+    for image in images:
+        for top in tops:
+            for left in lefts:
+                copy = image.copy()
+                copy[top : top + patch, left : left + patch] = baseline[
+                    top : top + patch, left : left + patch
+                ]
+                occluded.append(copy)
+    per_image = len(tops) * len(lefts)
+    scores = model(np.stack(occluded)).numpy()[np.arange(n * per_image), targets.repeat(per_image)]
+    scores = scores.reshape(n, len(tops), len(lefts))
+    base = model(images).numpy()[np.arange(n), targets]
+    drops = base[:, None, None] - scores
+    return np.repeat(np.repeat(drops, patch, axis=1), patch, axis=2)
+
+
+def test_occlusion_matches_a_numpy_reference_and_the_plain_ops(data, monkeypatch):
+    x, _ = data
+    images = x[:3]
+    baseline = np.random.default_rng(4).random((32, 32, 3)).astype(np.float32)
+    targets = np.array([0, 2, 3])
+    model = small_cnn(final_activation=None)  # logits: the scores the core takes
+    # batch_size=20: 48 occluded images in chunks of 20, 20 and a partial 8.
+    got = kcv.occlusion_sensitivity(
+        model, (images, targets), patch_size=8, baseline=baseline, batch_size=20
+    )
+    expected = numpy_occlusion(model, images, 8, baseline, targets)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert _core.xla_available()  # so the call above built its chunks with XLA
+    # The fallback without XLA gives the same maps bit for bit.
+    monkeypatch.setattr(_core, "xla_available", lambda: False)
+    _core._CORES.pop(model)
+    plain = kcv.occlusion_sensitivity(
+        model, (images, targets), patch_size=8, baseline=baseline, batch_size=20
+    )
+    np.testing.assert_array_equal(got, plain)
+
+
+XLA_COMPILES = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from conftest import small_cnn
+    import keras_convviz as kcv
+    from keras_convviz import _core
+
+    x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
+    model = small_cnn()
+    traces = []
+    for _ in range(5):  # 48 occluded images per call: chunks of 20, 20 and 8
+        kcv.occlusion_sensitivity(model, x, patch_size=8, batch_size=20)
+        traces.append(_core._occluded_chunk_xla.experimental_get_tracing_count())
+    print(traces)
+    """
+)
+
+
+def test_occlusion_compiles_once_per_chunk_shape(tmp_path):
+    dump = tmp_path / "xla"
+    script = tmp_path / "occlude.py"
+    script.write_text(XLA_COMPILES.format(tests=os.path.dirname(__file__)))
+    env = dict(os.environ, XLA_FLAGS=f"--xla_dump_to={dump}")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "[1, 1, 1, 1, 1]"
+    # XLA compiled the chunk builder for two shapes (full chunks and the last one), once each.
+    compiled = {p.name.split(".")[1] for p in dump.glob("*occluded_chunk*.before_optimizations*")}
+    modules = list(dump.glob("*occluded_chunk*.before_optimizations*"))
+    assert len(compiled) == 1 and len(modules) == 2, sorted(p.name for p in dump.iterdir())
+
+
+def test_occlusion_graph_runs_no_python(data):
+    x, _ = data
+    model = small_cnn()
+    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
+    (fn,) = _core.core_for(model)._occlusion_fns.values()
+    graph = fn.get_concrete_function().graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for f in graph.library.function for node in f.node_def}
+    assert {"PyFunc", "EagerPyFunc", "PyFuncStateless"}.isdisjoint(ops)
+    assert "Select" in ops or "SelectV2" in ops  # the library was searched too
+
+
+def test_occlusion_loop_runs_one_chunk_at_a_time(data):
+    # The while loop's default keeps up to 10 chunks (images and activations) alive at once.
+    x, _ = data
+    model = small_cnn()
+    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
+    (fn,) = _core.core_for(model)._occlusion_fns.values()
+    graph = fn.get_concrete_function().graph.as_graph_def()
+    loops = [node for node in graph.node if node.op in ("While", "StatelessWhile")]
+    assert [node.attr["parallel_iterations"].i for node in loops] == [1]
