@@ -339,7 +339,7 @@ def _occluded_chunk(images, image_index, row_index, col_index, rows_in, cols_in,
 # TensorFlow's CPU select kernel costs several copies of the chunk (a quarter to a third of
 # the occlusion pass on a small CNN); XLA fuses gather, mask and select into one pass
 # (benchmarks/occlusion_fix.py). It compiles once per chunk shape: full chunks and the last.
-_occluded_chunk_xla = tf.function(_occluded_chunk, jit_compile=True)
+_occluded_chunk_xla = tf.function(_occluded_chunk, jit_compile=True, autograph=False)
 
 
 @functools.cache
@@ -347,7 +347,10 @@ def xla_available() -> bool:
     """Whether XLA compiles on this process's default device (some device plugins cannot)."""
     try:
         with tf.init_scope():  # run it now, also when asked while a pass is traced
-            tf.function(lambda x: tf.where(x > 0, x, 0.0), jit_compile=True)(tf.ones(2))
+            probe = tf.function(
+                lambda x: tf.where(x > 0, x, 0.0), jit_compile=True, autograph=False
+            )
+            probe(tf.ones(2))
     except Exception:  # noqa: BLE001 - any failure: build the chunks with plain TF ops
         return False
     return True

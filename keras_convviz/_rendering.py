@@ -11,6 +11,10 @@ Images are `(batch, height, width, channels)` float32 tensors in [0, 1] with
 
 Non-finite values (NaN/Inf) are never silently clipped or stretched: they are
 painted in `INVALID_COLOR` so a diverging model is visible at a glance.
+
+The callbacks trace their renderers with `tf.function(..., autograph=False)`, so
+Python `if`/`for`/`while` here may only depend on Python values and static
+shapes, never on a tensor's value (use `tf.where`, `tf.maximum`... instead).
 """
 
 from __future__ import annotations

@@ -85,7 +85,9 @@ class FeatureMaps(ProbeCallback):
         else:
             refs = [graph.find_spatial(name, "layer_names") for name in self.layer_names]
         self._refs = tuple(refs)
-        self._render = tf.function(self._render_all)
+        # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
+        # of the first snapshot's time.
+        self._render = tf.function(self._render_all, autograph=False)
 
     def feature_refs(self):
         return self._refs

@@ -102,8 +102,10 @@ class FilterWeights(SnapshotCallback):
                         f"layer_names={self.layer_names}"
                     )
         self._layers = {ref.path: ref.layer for ref in refs}
-        # No arguments: the kernels are read from the variables at each call.
-        self._render = tf.function(self._render_all)
+        # No arguments: the kernels are read from the variables at each call. No AutoGraph:
+        # straight-line TF ops (see _rendering), and converting them took most of the first
+        # snapshot's time.
+        self._render = tf.function(self._render_all, autograph=False)
 
     def _render_all(self):
         rendered = {}

@@ -79,7 +79,9 @@ class GradCAM(ProbeCallback):
         num_classes = shared.bound.binding.head.num_classes
         targets = resolve_targets(self.probe, self.class_index, num_classes, "class_index")
         self._request = CamRequest(ref, tuple(int(t) for t in targets))
-        self._render = tf.function(self._render_panels)
+        # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
+        # of the first snapshot's time.
+        self._render = tf.function(self._render_panels, autograph=False)
 
     def cam_requests(self):
         return (self._request,)

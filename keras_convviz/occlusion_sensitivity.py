@@ -118,7 +118,9 @@ class OcclusionSensitivity(ProbeCallback):
             self.patch_size, self.stride, self.batch_size, binding
         )
         self._baseline = tf.constant(self.baseline)
-        self._render = tf.function(self._render_panels)
+        # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
+        # of the first snapshot's time.
+        self._render = tf.function(self._render_panels, autograph=False)
 
     def _render_panels(self, images, maps):
         panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)

@@ -64,7 +64,10 @@ def read_runs(log_dir) -> dict:
                 values = []
                 for event in events:
                     blob = tf.make_ndarray(event.tensor_proto)
-                    values.append(np.asarray(PILImage.open(io.BytesIO(blob[2]))))
+                    image = np.asarray(PILImage.open(io.BytesIO(blob[2])))
+                    # [width, height, png], as tf.summary.image writes it
+                    assert [int(v) for v in blob[:2]] == [image.shape[1], image.shape[0]], tag
+                    values.append(image)
             elif plugin == "scalars":
                 values = [float(tf.make_ndarray(e.tensor_proto)) for e in events]
             else:  # e.g. the model graph that keras.callbacks.TensorBoard writes

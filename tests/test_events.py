@@ -191,3 +191,38 @@ def test_sequential_model_with_input(tmp_path, data):
     assert sorted(runs) == ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
     for run, tags in runs.items():
         check_run(tags, run, steps=[0, 1])
+
+
+def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data, monkeypatch):
+    from keras_convviz._base import Image, SnapshotCallback
+
+    written = {}
+    write = SnapshotCallback._write
+
+    def record(self, epoch, summaries):
+        for item in summaries:
+            value = item.data[0] if isinstance(item, Image) else item.value
+            written[(self.run_name, item.tag, epoch)] = np.asarray(value)
+        write(self, epoch, summaries)
+
+    monkeypatch.setattr(SnapshotCallback, "_write", record)
+    model = small_cnn()
+    callback = kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)
+    fit(model, data, [callback], epochs=5)
+    x, y = data
+    model.fit(x, y, epochs=7, initial_epoch=5, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)
+    read_back = {
+        (run, tag, step): value
+        for run, tags in runs.items()
+        for tag, record in tags.items()
+        for step, value in zip(record["steps"], record["values"])
+    }
+    assert read_back.keys() == written.keys()
+    for key, value in written.items():
+        if value.dtype == np.uint8:  # an image: the PNG decodes to exactly the rendered pixels
+            np.testing.assert_array_equal(read_back[key], value, err_msg=str(key))
+        else:
+            assert read_back[key] == np.float32(value), key
+    # One encoder per callback, traced once over 7 snapshots and two fits.
+    assert [cb._encode.experimental_get_tracing_count() for cb in callback.callbacks] == [1] * 4
