@@ -7,11 +7,12 @@ tf.range(num_chunks)`, which AutoGraph turns into a `tf.while_loop`. With Tensor
 default `parallel_iterations=10` up to 10 chunks (their images and activations) can be
 alive at once, so the peak memory of an occlusion call grows with the number of chunks
 until 10, instead of being bounded by one chunk of `batch_size` images. The package now
-sets `parallel_iterations=1` in that loop. This script runs the same loop shape (gather a
-chunk of 256 images, run the benchmark CNN, reduce) with `parallel_iterations` 10 (the
-default, the package before the fix), 2 and 1 (the package now), each in a fresh process,
-and reports the peak resident memory of the call (VmHWM, reset just before it) and its
-time. `memory_worker.py` measures the package's own occlusion call the same way.
+sets `parallel_iterations=2` (`_core.CHUNKS_IN_FLIGHT`): 1 holds the least memory, but in
+the real pass it cannot build the next chunk while the current one is scored. This script
+runs the same loop shape (gather a chunk of 256 images, run the benchmark CNN, reduce)
+with `parallel_iterations` 10 (the default, the package before the fix), 2 (the package
+now) and 1, each in a fresh process, and reports the peak resident memory of the call
+(VmHWM, reset just before it) and its time. `memory_worker.py` measures the package's own occlusion call the same way.
 """
 
 from __future__ import annotations

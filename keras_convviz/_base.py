@@ -210,7 +210,7 @@ class SnapshotCallback(keras.callbacks.Callback):
             if self._encode is None:
                 # One compiled function encodes every PNG of a snapshot (in parallel, off
                 # Python); the images' shapes are fixed per callback, so it traces once.
-                self._encode = tf.function(encode_images, autograph=False)
+                self._encode = _core.compile_once(encode_images, autograph=False)
             encoded = iter(self._encode(tuple(images)))
         with self._writer.as_default(step=epoch):
             # What tf.summary.image / tf.summary.scalar write, without their per-call work.

@@ -19,6 +19,25 @@ import tensorflow as tf
 from keras_convviz._model_graph import Head, LayerRef, ModelGraph
 from keras_convviz._probe import Probe, check_input_fits, check_probe_fits
 
+# Occlusion chunks in flight. One holds the least memory but cannot build the next chunk
+# while the current one is scored (5-25 % slower on 2 CPU cores); TensorFlow's default, 10,
+# holds up to ten. Two keeps the overlap, and the peak stays flat in the number of chunks
+# (BENCHMARKS.md, occlusion memory).
+CHUNKS_IN_FLIGHT = 2
+
+
+def compile_once(fn, **options):
+    """`tf.function(fn, **options)` for a function each instance traces once.
+
+    TensorFlow counts traces per Python code object across every `tf.function` made from
+    it and warns of "excessive retracing" when a process makes several (several callbacks,
+    models or notebook runs), although each of ours is traced once. The flag is the one
+    TensorFlow sets on the functions it restores from a SavedModel.
+    """
+    compiled = tf.function(fn, **options)
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
+
 
 @dataclass(frozen=True)
 class CamRequest:
@@ -165,7 +184,7 @@ class Core:
         key = (tuple(r.path for r in feature_refs), tuple(r.path for r in cam_refs), binding)
         fn = self._snapshot_fns.get(key)
         if fn is None:
-            fn = tf.function(
+            fn = compile_once(
                 lambda images, extras, targets: self._snapshot(
                     images, extras, targets, feature_refs, cam_refs, binding
                 ),
@@ -253,7 +272,7 @@ class Core:
         key = (patch, stride, batch_size, binding)
         fn = self._occlusion_fns.get(key)
         if fn is None:
-            fn = tf.function(
+            fn = compile_once(
                 lambda images, extras, targets, logits, baseline: self._occlusion(
                     images, extras, targets, logits, baseline, patch, stride, batch_size, binding
                 ),
@@ -286,9 +305,7 @@ class Core:
         baseline = tf.cast(baseline, images.dtype)
         build_chunk = _occluded_chunk_xla if xla_available() else _occluded_chunk
         for chunk in tf.range(num_chunks):
-            # One chunk at a time: the default (10 iterations in flight) holds up to ten
-            # chunks' images and activations at once (benchmarks/loop_memory.py).
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            tf.autograph.experimental.set_loop_options(parallel_iterations=CHUNKS_IN_FLIGHT)
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
             image_index = index // per_image
             window = index % per_image

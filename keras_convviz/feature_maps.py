@@ -13,7 +13,7 @@ from keras_convviz._base import (
     check_positive_int,
     warn_skipped_convs,
 )
-from keras_convviz._core import count_non_finite
+from keras_convviz._core import compile_once, count_non_finite
 
 
 class FeatureMaps(ProbeCallback):
@@ -87,7 +87,7 @@ class FeatureMaps(ProbeCallback):
         self._refs = tuple(refs)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
-        self._render = tf.function(self._render_all, autograph=False)
+        self._render = compile_once(self._render_all, autograph=False)
 
     def feature_refs(self):
         return self._refs

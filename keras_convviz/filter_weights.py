@@ -14,7 +14,7 @@ from keras_convviz._base import (
     check_positive_int,
     warn_skipped_convs,
 )
-from keras_convviz._core import core_for, count_non_finite
+from keras_convviz._core import compile_once, core_for, count_non_finite
 from keras_convviz._model_graph import CONV2D_TYPES
 
 
@@ -105,7 +105,7 @@ class FilterWeights(SnapshotCallback):
         # No arguments: the kernels are read from the variables at each call. No AutoGraph:
         # straight-line TF ops (see _rendering), and converting them took most of the first
         # snapshot's time.
-        self._render = tf.function(self._render_all, autograph=False)
+        self._render = compile_once(self._render_all, autograph=False)
 
     def _render_all(self):
         rendered = {}

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering
 from keras_convviz._base import Image, ProbeCallback, Scalar
-from keras_convviz._core import CamRequest, count_non_finite
+from keras_convviz._core import CamRequest, compile_once, count_non_finite
 from keras_convviz._probe import resolve_targets
 
 
@@ -81,7 +81,7 @@ class GradCAM(ProbeCallback):
         self._request = CamRequest(ref, tuple(int(t) for t in targets))
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
-        self._render = tf.function(self._render_panels, autograph=False)
+        self._render = compile_once(self._render_panels, autograph=False)
 
     def cam_requests(self):
         return (self._request,)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering
 from keras_convviz._base import Image, ProbeCallback, Scalar, check_positive_int
-from keras_convviz._core import count_non_finite, occlusion_geometry
+from keras_convviz._core import compile_once, count_non_finite, occlusion_geometry
 from keras_convviz._probe import Probe, resolve_targets
 
 
@@ -120,7 +120,7 @@ class OcclusionSensitivity(ProbeCallback):
         self._baseline = tf.constant(self.baseline)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
-        self._render = tf.function(self._render_panels, autograph=False)
+        self._render = compile_once(self._render_panels, autograph=False)
 
     def _render_panels(self, images, maps):
         panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)

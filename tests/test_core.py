@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import textwrap
 
 import keras
 import numpy as np
+import tensorflow as tf
 from conftest import small_cnn
 
 import keras_convviz as kcv
@@ -229,7 +232,7 @@ def test_occlusion_graph_runs_no_python(data):
     assert "Select" in ops or "SelectV2" in ops  # the library was searched too
 
 
-def test_occlusion_loop_runs_one_chunk_at_a_time(data):
+def test_occlusion_loop_bounds_the_chunks_in_flight(data):
     # The while loop's default keeps up to 10 chunks (images and activations) alive at once.
     x, _ = data
     model = small_cnn()
@@ -237,4 +240,24 @@ def test_occlusion_loop_runs_one_chunk_at_a_time(data):
     (fn,) = _core.core_for(model)._occlusion_fns.values()
     graph = fn.get_concrete_function().graph.as_graph_def()
     loops = [node for node in graph.node if node.op in ("While", "StatelessWhile")]
-    assert [node.attr["parallel_iterations"].i for node in loops] == [1]
+    assert [node.attr["parallel_iterations"].i for node in loops] == [_core.CHUNKS_IN_FLIGHT]
+    assert _core.CHUNKS_IN_FLIGHT < 10
+
+
+def test_many_callbacks_in_one_process_raise_no_retracing_warning(tmp_path):
+    # Each instance traces its own functions once; TensorFlow counts traces per code object
+    # across instances, and would otherwise warn of "excessive retracing" from the 2nd fit.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    tf.get_logger().addHandler(handler)
+    try:
+        x = np.random.default_rng(0).random((8, 16, 16, 3)).astype(np.float32)
+        y = np.arange(8) % 4
+        for i in range(4):
+            model = small_cnn(input_shape=(16, 16, 3))
+            callback = kcv.ConvViz(tmp_path / str(i), (x[:2], y[:2]), patch_size=8)
+            model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+            kcv.grad_cam(model, x[:2])
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert "retracing" not in stream.getvalue()
