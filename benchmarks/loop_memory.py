@@ -12,7 +12,8 @@ the real pass it cannot build the next chunk while the current one is scored. Th
 runs the same loop shape (gather a chunk of 256 images, run the benchmark CNN, reduce)
 with `parallel_iterations` 10 (the default, the package before the fix), 2 (the package
 now) and 1, each in a fresh process, and reports the peak resident memory of the call
-(VmHWM, reset just before it) and its time. `memory_worker.py` measures the package's own occlusion call the same way.
+(VmHWM, reset just before it) and its time. `memory_worker.py` measures the package's own
+occlusion call the same way.
 """
 
 from __future__ import annotations
