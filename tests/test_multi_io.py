@@ -248,3 +248,23 @@ def test_score_output_must_be_a_scores_output():
         "`score_output` must be the name or position of one of the model's outputs: 'box' "
         "(None, 8, 8, 2), 'cls' (None, 3). Received: score_output=2"
     )
+
+
+def test_feature_maps_need_no_scores_output(tmp_path):
+    x, _, _ = data(n=4)
+    keras.utils.set_random_seed(0)
+    image = keras.Input((12, 12, 3), name="img")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(image)
+    mask = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(h)
+    model = keras.Model(image, mask, name="segmenter")
+    model.compile("adam", "binary_crossentropy")
+    callback = kcv.FeatureMaps(tmp_path, probe=x[:2], on_error="raise")
+    model.fit(x, (x[..., :1] > 0.5).astype(np.float32), epochs=2, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)["feature_maps"]
+    assert runs["feature_maps/mask/image_1"]["steps"] == [0, 1]
+    with pytest.raises(ValueError) as error:
+        kcv.grad_cam(model, x)
+    assert str(error.value) == (
+        "keras_convviz needs the scores as one (batch, classes) output. Output 'mask' of model "
+        "'segmenter' has shape (None, 12, 12, 1). Received: score_output=None"
+    )
