@@ -260,4 +260,11 @@ def test_many_callbacks_in_one_process_raise_no_retracing_warning(tmp_path):
             kcv.grad_cam(model, x[:2])
     finally:
         tf.get_logger().removeHandler(handler)
-    assert "retracing" not in stream.getvalue()
+    # Keras's own train step (`TensorFlowTrainer`) is traced again for every new model and
+    # may warn too; only warnings about our functions count here.
+    ours = [
+        line
+        for line in stream.getvalue().splitlines()
+        if "retracing" in line and "TensorFlowTrainer" not in line
+    ]
+    assert ours == []
