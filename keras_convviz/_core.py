@@ -460,7 +460,6 @@ class SharedPass:
         self.core = core
         self.probe = probe
         self.bound = bound
-        self.images = bound.images
         self.members: list = []
         self.passes_run = 0
         self._cache: tuple[int, dict] | None = None
@@ -487,7 +486,7 @@ class SharedPass:
         targets = np.asarray([r.targets for r in requests], np.int32).reshape(
             len(requests), self.probe.size
         )
-        out = fn(self.images, self.bound.extras, tf.constant(targets))
+        out = fn(self.bound.images, self.bound.extras, tf.constant(targets))
         out["cam_by_request"] = dict(zip(requests, out["cams"]))
         self.passes_run += 1
         self._cache = (epoch, out)

@@ -195,6 +195,15 @@ def _looks_like_image_list(probe) -> bool:
     return len(first) == 3 and all(np.shape(p) == first for p in probe)
 
 
+def _mismatch(input_shape: tuple, got: tuple) -> str | None:
+    """The model input shape as `(batch, ...)` when `got` (no batch axis) does not fit it."""
+    expected = tuple(input_shape)[1:]
+    fits = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
+    if fits:
+        return None
+    return "(batch, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+
+
 def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") -> None:
     """Raise a clear error when the probe images do not fit the model input.
 
@@ -203,11 +212,8 @@ def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") 
         input_shape: the model's image input shape, batch axis included, `None` for free axes.
         argument: the name used in the message.
     """
-    expected = tuple(input_shape)[1:]
-    got = probe.image_shape
-    fits = len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
-    if not fits:
-        shown = "(batch, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+    shown = _mismatch(input_shape, probe.image_shape)
+    if shown:
         raise ValueError(
             f"`{argument}` images must match the model input shape {shown}. "
             f"Received: images of shape {probe.images.shape}"
@@ -216,10 +222,8 @@ def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") 
 
 def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument: str) -> None:
     """Raise a clear error when a probe array does not fit a (non-image) model input."""
-    expected = tuple(input_shape)[1:]
-    got = tuple(array.shape[1:])
-    if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
-        shown = "(batch, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+    shown = _mismatch(input_shape, tuple(array.shape[1:]))
+    if shown:
         raise ValueError(
             f"`{argument}` input {name!r} must match the model input shape {shown}. "
             f"Received: an array of shape {array.shape}"

@@ -95,7 +95,7 @@ class GradCAM(ProbeCallback):
 
     def _snapshot(self, epoch):
         cams = self._shared.result(epoch)["cam_by_request"][self._request]
-        panels, peaks, non_finite = self._render(self._shared.images, cams)
+        panels, peaks, non_finite = self._render(self._shared.bound.images, cams)
         path = self._request.ref.path
         items = [Scalar(f"grad_cam/{path}/non_finite", non_finite)]
         for i in range(self.probe.size):

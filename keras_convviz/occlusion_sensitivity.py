@@ -131,7 +131,7 @@ class OcclusionSensitivity(ProbeCallback):
         logits = self._shared.result(epoch)["logits"]
         bound = self._shared.bound
         maps = self._occlude(bound.images, bound.extras, self._targets, logits, self._baseline)
-        panels, peaks, non_finite = self._render(self._shared.images, maps)
+        panels, peaks, non_finite = self._render(bound.images, maps)
         items = [Scalar("occlusion_sensitivity/non_finite", non_finite)]
         for i in range(self.probe.size):
             items.append(Image(f"occlusion_sensitivity/image_{i}", panels[i : i + 1]))

@@ -220,12 +220,17 @@ def test_occlusion_compiles_once_per_chunk_shape(tmp_path):
     assert len(compiled) == 1 and len(modules) == 2, sorted(p.name for p in dump.iterdir())
 
 
+def occlusion_graph(images):
+    """The graph of the compiled occlusion pass of a fresh small CNN."""
+    model = small_cnn()
+    kcv.occlusion_sensitivity(model, images, patch_size=8)
+    (fn,) = _core.core_for(model)._occlusion_fns.values()
+    return fn.get_concrete_function().graph.as_graph_def()
+
+
 def test_occlusion_graph_runs_no_python(data):
     x, _ = data
-    model = small_cnn()
-    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
-    (fn,) = _core.core_for(model)._occlusion_fns.values()
-    graph = fn.get_concrete_function().graph.as_graph_def()
+    graph = occlusion_graph(x[:2])
     ops = {node.op for node in graph.node}
     ops |= {node.op for f in graph.library.function for node in f.node_def}
     assert {"PyFunc", "EagerPyFunc", "PyFuncStateless"}.isdisjoint(ops)
@@ -235,10 +240,7 @@ def test_occlusion_graph_runs_no_python(data):
 def test_occlusion_loop_bounds_the_chunks_in_flight(data):
     # The while loop's default keeps up to 10 chunks (images and activations) alive at once.
     x, _ = data
-    model = small_cnn()
-    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
-    (fn,) = _core.core_for(model)._occlusion_fns.values()
-    graph = fn.get_concrete_function().graph.as_graph_def()
+    graph = occlusion_graph(x[:2])
     loops = [node for node in graph.node if node.op in ("While", "StatelessWhile")]
     assert [node.attr["parallel_iterations"].i for node in loops] == [_core.CHUNKS_IN_FLIGHT]
     assert _core.CHUNKS_IN_FLIGHT < 10
