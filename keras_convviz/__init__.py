@@ -1,26 +1,33 @@
 """keras_convviz: see inside a convolutional network while it trains, in TensorBoard.
 
-Keras callbacks that write feature maps, filter weights, occlusion sensitivity and Grad-CAM
-of a fixed probe batch at the end of every N epochs, plus functional explainers that return
-the same maps as numpy arrays.
+Keras callbacks that write feature maps, filter weights, CAM maps (Grad-CAM and its
+family), occlusion sensitivity and gradient saliency of a fixed probe batch at the end of
+every N epochs, plus functional explainers that return the same maps as numpy arrays.
 """
 
-from keras_convviz.convviz import ConvViz
-from keras_convviz.explain import feature_maps, grad_cam, occlusion_sensitivity
-from keras_convviz.feature_maps import FeatureMaps
-from keras_convviz.filter_weights import FilterWeights
-from keras_convviz.grad_cam import GradCAM
-from keras_convviz.occlusion_sensitivity import OcclusionSensitivity
+from keras_convviz.callbacks.convviz import ConvViz
+from keras_convviz.callbacks.feature_maps import FeatureMaps
+from keras_convviz.callbacks.filter_weights import FilterWeights
+from keras_convviz.callbacks.grad_cam import GradCAM
+from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
+from keras_convviz.callbacks.saliency import Saliency
+from keras_convviz.explain import feature_maps, grad_cam, occlusion_sensitivity, saliency
+from keras_convviz.methods.cam import CAM_METHODS
+from keras_convviz.methods.saliency import SALIENCY_METHODS
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
+    "CAM_METHODS",
+    "SALIENCY_METHODS",
     "ConvViz",
     "FeatureMaps",
     "FilterWeights",
     "GradCAM",
     "OcclusionSensitivity",
+    "Saliency",
     "feature_maps",
     "grad_cam",
     "occlusion_sensitivity",
+    "saliency",
 ]

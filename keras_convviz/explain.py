@@ -1,26 +1,48 @@
 """Functional explainers for notebooks and custom loops, on the same compiled core.
 
-Repeated calls on the same model and settings reuse the traced passes. The maps are raw:
-no per-image stretch, so their strength can be compared.
+Each call is one compiled pass for its needs; repeated calls on the same model and settings
+reuse the traced pass (another probe size or class index does not trace again). The maps
+are raw: no per-image stretch, so their strength can be compared.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_convviz._base import check_layer_names, check_positive_int
-from keras_convviz._core import core_for, occlusion_geometry
-from keras_convviz._probe import make_probe, resolve_targets
-from keras_convviz.occlusion_sensitivity import default_patch_size, make_baseline
+from keras_convviz._args import (
+    check_layer_name,
+    check_layer_names,
+    check_methods,
+    check_positive_int,
+    make_baseline,
+    resolve_targets,
+    saliency_options,
+)
+from keras_convviz.core.binding import bind
+from keras_convviz.core.needs import Activations, Const, Plan, targets_const
+from keras_convviz.core.probe import make_probe
+from keras_convviz.core.shared import core_for
+from keras_convviz.methods.cam import CAM_METHODS, Cam
+from keras_convviz.methods.perturb import Occlusion, default_patch_size, occlusion_geometry
+from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need
 
 
 def _setup(model, images, image_input, score_output, scores=True):
     probe = make_probe(images, image_input)
     core = core_for(model)
-    bound = core.bind(probe, image_input, score_output, scores, argument="images")
+    bound = bind(core.graph, probe, image_input, score_output, scores, argument="images")
     return probe, core, bound
+
+
+def _targets(probe, bound, class_index) -> Const:
+    num_classes = bound.binding.head.num_classes
+    return targets_const(resolve_targets(probe, class_index, num_classes, "class_index"))
+
+
+def _run(core, bound, needs) -> list[np.ndarray]:
+    result = core.run(Plan(needs), bound)
+    return [result[need].numpy() for need in needs]
 
 
 def feature_maps(
@@ -38,16 +60,14 @@ def feature_maps(
     Returns:
         A dict layer path -> `(batch, h, w, channels)` float32 array.
     """
-    probe, core, bound = _setup(model, images, image_input, None, scores=False)
+    _, core, bound = _setup(model, images, image_input, None, scores=False)
     graph = core.graph
     if layer_names is None:
         refs = graph.conv_layers()
     else:
-        names = check_layer_names(layer_names)
-        refs = [graph.find_spatial(name, "layer_names") for name in names]
-    fn = core.snapshot_fn(tuple(refs), (), bound.binding)
-    out = fn(bound.images, bound.extras, tf.zeros((0, probe.size), tf.int32))
-    return {path: value.numpy() for path, value in out["activations"].items()}
+        refs = [graph.find_spatial(name, "layer_names") for name in check_layer_names(layer_names)]
+    needs = [Activations(ref) for ref in refs]
+    return {ref.path: value for ref, value in zip(refs, _run(core, bound, needs))}
 
 
 def grad_cam(
@@ -55,10 +75,12 @@ def grad_cam(
     images,
     layer_name: str | None = None,
     class_index: int | None = None,
+    method="gradcam",
+    batch_size: int = 256,
     image_input=None,
     score_output=None,
-) -> np.ndarray:
-    """Grad-CAM maps (Selvaraju et al. 2017) at the input size, raw (not rescaled).
+):
+    """CAM maps (Grad-CAM, Selvaraju et al. 2017, or another method) at the input size, raw.
 
     Args:
         model: a built Sequential or Functional Keras model.
@@ -67,6 +89,10 @@ def grad_cam(
             output before the head.
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
+        method: one of `"gradcam"`, `"gradcam++"`, `"layercam"`, `"hirescam"`,
+            `"eigencam"`, `"scorecam"`, or a list of them (computed in one pass, sharing
+            one gradient). Defaults to `"gradcam"`.
+        batch_size: masked images per model call for `"scorecam"`. Defaults to `256`.
         image_input: for a model with several inputs, the one that takes the images (name or
             position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
             `(x, labels)`). Defaults to `None`: the only 4-D input.
@@ -74,19 +100,21 @@ def grad_cam(
             (name or position). Defaults to `None`: the only (batch, units) output.
 
     Returns:
-        `(batch, height, width)` float32 array.
+        `(batch, height, width)` float32 array, non-negative; for a list of methods, a dict
+        method -> such an array.
     """
+    methods = check_methods(method, CAM_METHODS)
+    batch_size = check_positive_int(batch_size, "batch_size")
     probe, core, bound = _setup(model, images, image_input, score_output)
     graph = core.graph
     ref = (
         graph.default_cam_layer()
-        if layer_name is None
+        if check_layer_name(layer_name) is None
         else graph.find_spatial(layer_name, "layer_name")
     )
-    num_classes = bound.binding.head.num_classes
-    targets = resolve_targets(probe, class_index, num_classes, "class_index")
-    fn = core.snapshot_fn((), (ref,), bound.binding)
-    return fn(bound.images, bound.extras, tf.constant(targets[None, :]))["cams"][0].numpy()
+    targets = _targets(probe, bound, class_index)
+    maps = _run(core, bound, [Cam(ref, m, targets, batch_size) for m in methods])
+    return maps[0] if isinstance(method, str) else dict(zip(methods, maps))
 
 
 def occlusion_sensitivity(
@@ -126,10 +154,63 @@ def occlusion_sensitivity(
         patch_size = default_patch_size(probe.image_shape)
     patch, stride, _ = occlusion_geometry(probe.image_shape, patch_size, stride)
     batch_size = check_positive_int(batch_size, "batch_size")
-    binding = bound.binding
-    targets = resolve_targets(probe, class_index, binding.head.num_classes, "class_index")
-    forward = core.snapshot_fn((), (), binding)
-    logits = forward(bound.images, bound.extras, tf.zeros((0, probe.size), tf.int32))["logits"]
-    occlude = core.occlusion_fn(patch, stride, batch_size, binding)
-    baseline = tf.constant(make_baseline(baseline, probe))
-    return occlude(bound.images, bound.extras, tf.constant(targets), logits, baseline).numpy()
+    need = Occlusion(
+        patch,
+        stride,
+        batch_size,
+        _targets(probe, bound, class_index),
+        Const(make_baseline(baseline, probe)),
+    )
+    return _run(core, bound, [need])[0]
+
+
+def saliency(
+    model: keras.Model,
+    images,
+    method="smoothgrad",
+    class_index: int | None = None,
+    samples: int = 32,
+    noise: float = 0.15,
+    steps: int = 32,
+    baseline=None,
+    seed: int = 0,
+    batch_size: int = 256,
+    image_input=None,
+    score_output=None,
+):
+    """Gradient saliency: raw attributions of the target score to each input value.
+
+    Args:
+        model: a built Sequential or Functional Keras model.
+        images: `(batch, height, width, channels)` array, or `(images, labels)`.
+        method: `"gradient"` (Simonyan et al. 2014: dS/dx), `"gradient_x_input"`
+            (x * dS/dx), `"smoothgrad"` (Smilkov et al. 2017: dS/dx averaged over `samples`
+            noisy copies, noise standard deviation `noise` x (max - min of the image)),
+            `"integrated_gradients"` (Sundararajan et al. 2017: (x - baseline) x the mean
+            of dS/dx over `steps` points of the straight path, midpoint rule), or a list of
+            them. Defaults to `"smoothgrad"`.
+        class_index: int or None. Defaults to `None`: the label when given, else the
+            predicted class.
+        samples: SmoothGrad's noisy copies per image. Defaults to `32`.
+        noise: SmoothGrad's noise level. Defaults to `0.15`.
+        steps: Integrated Gradients' path points. Defaults to `32`.
+        baseline: Integrated Gradients' starting image in the model's input space, a number
+            or an array broadcastable to `(height, width, channels)`. Defaults to `None`:
+            zeros.
+        seed: SmoothGrad's noise seed (the same seed gives the same maps). Defaults to `0`.
+        batch_size: inputs scored per model call. Defaults to `256`.
+        image_input: for a model with several inputs, the one that takes the images.
+        score_output: for a model with several outputs, the one that holds the class scores.
+
+    Returns:
+        `(batch, height, width, channels)` float32 array; for a list of methods, a dict
+        method -> such an array. Integrated Gradients is complete: its sum over an image
+        approaches S(x) - S(baseline) as `steps` grows.
+    """
+    methods = check_methods(method, SALIENCY_METHODS)
+    options = saliency_options(samples, noise, steps, seed, batch_size)
+    probe, core, bound = _setup(model, images, image_input, score_output)
+    targets = _targets(probe, bound, class_index)
+    base = Const(make_baseline(0.0 if baseline is None else baseline, probe))
+    values = _run(core, bound, [saliency_need(m, targets, base, **options) for m in methods])
+    return values[0] if isinstance(method, str) else dict(zip(methods, values))

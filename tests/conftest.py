@@ -82,3 +82,15 @@ def event_files(log_dir) -> list[str]:
     for root, _, files in os.walk(log_dir):
         found += [os.path.join(root, f) for f in files if "tfevents" in f]
     return sorted(found)
+
+
+def core_logits(model, images) -> np.ndarray:
+    """The class scores the compiled core reads from a model (before a final squashing)."""
+    from keras_convviz.core.binding import bind
+    from keras_convviz.core.needs import Logits, Plan
+    from keras_convviz.core.probe import make_probe
+    from keras_convviz.core.shared import core_for
+
+    core = core_for(model)
+    bound = bind(core.graph, make_probe(images))
+    return core.run(Plan([Logits()]), bound)[Logits()].numpy()

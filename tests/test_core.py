@@ -12,11 +12,12 @@ import textwrap
 import keras
 import numpy as np
 import tensorflow as tf
-from conftest import small_cnn
+from conftest import core_logits, small_cnn
 
 import keras_convviz as kcv
-from keras_convviz import _core
-from keras_convviz._probe import make_probe
+from keras_convviz.core import passes
+from keras_convviz.core.shared import _CORES, core_for
+from keras_convviz.methods import perturb
 
 
 def test_traced_once_over_many_epochs(tmp_path, data):
@@ -24,10 +25,10 @@ def test_traced_once_over_many_epochs(tmp_path, data):
     x, y = data
     callback = kcv.ConvViz(tmp_path, (x[:4], y[:4]), patch_size=8)
     model.fit(x, y, epochs=6, verbose=0, callbacks=[callback])
-    core = _core.core_for(model)
-    compiled = [*core._snapshot_fns.values(), *core._occlusion_fns.values()]
+    core = core_for(model)
+    compiled = [*core.passes.values()]
     compiled += [cb._render for cb in callback.callbacks]
-    assert len(core._snapshot_fns) == 1 and len(core._occlusion_fns) == 1
+    assert len(core.passes) == 1  # one pass for every callback, occlusion included
     assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
 
 
@@ -77,7 +78,7 @@ def test_occlusion_scores_in_chunks_of_batch_size(tmp_path, data):
     # 32x32 images, patch 8 stride 8: 16 windows per image, 3 images -> 48 occluded images.
     maps = kcv.occlusion_sensitivity(model, x[:3], patch_size=8, batch_size=20)
     assert maps.shape == (3, 32, 32)
-    # one forward on the originals, then ceil(48 / 20) = 3 chunks.
+    # one forward on the originals, then ceil(48 / 20) = 3 chunks, in one compiled pass.
     assert float(counter.calls.numpy()) == 4.0
 
 
@@ -117,14 +118,11 @@ def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path
 def test_scores_are_taken_before_the_final_softmax(data):
     x, _ = data
     model = small_cnn()
-    core = _core.core_for(model)
-    bound = core.bind(make_probe(x[:5]))
-    assert bound.binding.head.squashed
-    out = core.snapshot_fn((), (), bound.binding)(bound.images, (), np.zeros((0, 5), np.int32))
+    assert core_for(model).graph.head().squashed
     features = keras.Model(model.inputs, model.get_layer("gap").output)([x[:5]])
     head = model.get_layer("head")
     expected = features.numpy() @ head.kernel.numpy() + head.bias.numpy()
-    np.testing.assert_allclose(out["logits"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(core_logits(model, x[:5]), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_functional_explainers_reuse_the_compiled_core(data):
@@ -134,17 +132,15 @@ def test_functional_explainers_reuse_the_compiled_core(data):
         kcv.grad_cam(model, x[:2])
         kcv.grad_cam(model, x[:5])
         kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
-    core = _core.core_for(model)
-    counts = [f.experimental_get_tracing_count() for f in core._snapshot_fns.values()]
-    counts += [f.experimental_get_tracing_count() for f in core._occlusion_fns.values()]
-    assert counts == [1] * len(counts)
+    counts = [f.experimental_get_tracing_count() for f in core_for(model).passes.values()]
+    assert counts == [1, 1]  # grad_cam and occlusion, each traced once for every call
 
 
 def numpy_occlusion(model, images, patch, baseline, targets):
     """Occlusion maps the slow, obvious way: every occluded image built in numpy."""
     n, height, width, _ = images.shape
-    tops = _core.window_starts(height, patch, patch)
-    lefts = _core.window_starts(width, patch, patch)
+    tops = perturb.window_starts(height, patch, patch)
+    lefts = perturb.window_starts(width, patch, patch)
     occluded = []
     for image in images:
         for top in tops:
@@ -174,10 +170,10 @@ def test_occlusion_matches_a_numpy_reference_and_the_plain_ops(data, monkeypatch
     )
     expected = numpy_occlusion(model, images, 8, baseline, targets)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert _core.xla_available()  # so the call above built its chunks with XLA
+    assert passes.xla_available()  # so the call above built its chunks with XLA
     # The fallback without XLA gives the same maps bit for bit.
-    monkeypatch.setattr(_core, "xla_available", lambda: False)
-    _core._CORES.pop(model)
+    monkeypatch.setattr(perturb, "xla_available", lambda: False)
+    _CORES.pop(model)
     plain = kcv.occlusion_sensitivity(
         model, (images, targets), patch_size=8, baseline=baseline, batch_size=20
     )
@@ -189,16 +185,16 @@ XLA_COMPILES = textwrap.dedent(
     import os, sys
     sys.path.insert(0, {tests!r})
     import numpy as np
-    from conftest import small_cnn
+    from conftest import core_logits, small_cnn
     import keras_convviz as kcv
-    from keras_convviz import _core
+    from keras_convviz.methods import perturb
 
     x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
     model = small_cnn()
     traces = []
     for _ in range(5):  # 48 occluded images per call: chunks of 20, 20 and 8
         kcv.occlusion_sensitivity(model, x, patch_size=8, batch_size=20)
-        traces.append(_core._occluded_chunk_xla.experimental_get_tracing_count())
+        traces.append(perturb.occluded_chunk_xla.experimental_get_tracing_count())
     print(traces)
     """
 )
@@ -224,7 +220,7 @@ def occlusion_graph(images):
     """The graph of the compiled occlusion pass of a fresh small CNN."""
     model = small_cnn()
     kcv.occlusion_sensitivity(model, images, patch_size=8)
-    (fn,) = _core.core_for(model)._occlusion_fns.values()
+    (fn,) = core_for(model).passes.values()
     return fn.get_concrete_function().graph.as_graph_def()
 
 
@@ -242,8 +238,8 @@ def test_occlusion_loop_bounds_the_chunks_in_flight(data):
     x, _ = data
     graph = occlusion_graph(x[:2])
     loops = [node for node in graph.node if node.op in ("While", "StatelessWhile")]
-    assert [node.attr["parallel_iterations"].i for node in loops] == [_core.CHUNKS_IN_FLIGHT]
-    assert _core.CHUNKS_IN_FLIGHT < 10
+    assert [node.attr["parallel_iterations"].i for node in loops] == [passes.CHUNKS_IN_FLIGHT]
+    assert passes.CHUNKS_IN_FLIGHT < 10
 
 
 def test_many_callbacks_in_one_process_raise_no_retracing_warning(tmp_path):

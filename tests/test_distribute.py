@@ -26,7 +26,7 @@ import pytest
 from conftest import event_files, read_runs, small_cnn
 
 import keras_convviz as kcv
-from keras_convviz._base import _is_chief
+from keras_convviz.callbacks.base import _is_chief
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)

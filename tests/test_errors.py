@@ -198,7 +198,7 @@ def test_bad_counts(tmp_path, data):
         kcv.OcclusionSensitivity(tmp_path, x[:2], batch_size=0)
     with pytest.raises(
         ValueError,
-        match=re.escape("`on_error` must be one of ('warn', 'raise'). Received: 'ignore'"),
+        match=re.escape("`on_error` must be one of ('warn', 'raise'). Received: on_error='ignore'"),
     ):
         kcv.GradCAM(tmp_path, x[:2], on_error="ignore")
 

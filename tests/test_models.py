@@ -5,11 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import read_runs
+from conftest import core_logits, read_runs
 
 import keras_convviz as kcv
-from keras_convviz import _core
-from keras_convviz._probe import make_probe
+from keras_convviz.core.shared import core_for
 
 RUNS = ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
 
@@ -91,7 +90,7 @@ def test_nested_keras_applications_base(tmp_path):
     h = keras.layers.GlobalAveragePooling2D()(h)
     outputs = keras.layers.Dense(3, activation="softmax")(h)
     model = keras.Model(inputs, outputs)
-    graph = _core.core_for(model).graph
+    graph = core_for(model).graph
     assert graph.default_cam_layer().path == f"{base.name}/out_relu"
     x = images((96, 96, 3), n=2, high=255.0)
     by_path = kcv.grad_cam(model, x, layer_name=f"{base.name}/Conv_1")
@@ -111,7 +110,7 @@ def test_nested_resnet50_with_a_frozen_base():
     inputs = keras.Input((64, 64, 3))
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(base(inputs)))
     model = keras.Model(inputs, outputs)
-    assert _core.core_for(model).graph.default_cam_layer().path == f"{base.name}/conv5_block3_out"
+    assert core_for(model).graph.default_cam_layer().path == f"{base.name}/conv5_block3_out"
     cams = kcv.grad_cam(model, images((64, 64, 3), n=2), class_index=1)
     assert cams.shape == (2, 64, 64) and np.isfinite(cams).all()
     assert cams.max() > 0  # gradients flow through frozen layers
@@ -201,10 +200,7 @@ def test_multi_label_and_regression_heads_score_the_unit(tmp_path, activation):
     head = model.layers[-1]
     logits = keras.Model(model.inputs, model.layers[-2].output)([x]).numpy() @ head.kernel.numpy()
     logits += head.bias.numpy()
-    core = _core.core_for(model)
-    bound = core.bind(make_probe(x))
-    out = core.snapshot_fn((), (), bound.binding)(bound.images, (), np.zeros((0, 8), np.int32))
-    np.testing.assert_allclose(out["logits"].numpy(), logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(core_logits(model, x), logits, rtol=1e-5, atol=1e-6)
     assert kcv.grad_cam(model, x, class_index=2).shape == (8, 12, 12)
 
 

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
-from keras_convviz import _rendering
-from keras_convviz._base import Image, ProbeCallback, Scalar, check_positive_int
-from keras_convviz._core import compile_once, count_non_finite, occlusion_geometry
-from keras_convviz._probe import Probe, resolve_targets
-
-
-def default_patch_size(image_shape) -> int:
-    """An eighth of the shorter image side (at least 1 pixel)."""
-    return max(1, min(image_shape[0], image_shape[1]) // 8)
-
-
-def make_baseline(baseline, probe: Probe) -> np.ndarray:
-    """The occluding value as a `(height, width, channels)` float32 array.
-
-    `None` gives the per-channel mean of the probe images, a value in the model's own input
-    space whatever its scaling ([0, 1], [0, 255] or standardised).
-    """
-    shape = probe.image_shape
-    if baseline is None:
-        value = probe.images.astype(np.float64).mean(axis=(0, 1, 2))
-    else:
-        value = np.asarray(baseline, dtype=np.float64)
-    try:
-        return np.broadcast_to(value, shape).astype(np.float32)
-    except ValueError as error:
-        raise ValueError(
-            f"`baseline` must be a number or an array broadcastable to the image shape {shape}. "
-            f"Received: baseline of shape {np.shape(baseline)}"
-        ) from error
+from keras_convviz import _rendering, _tags
+from keras_convviz._args import (
+    check_class_index,
+    check_positive_int,
+    make_baseline,
+    resolve_targets,
+)
+from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
+from keras_convviz.core.needs import Const, targets_const
+from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.methods.perturb import Occlusion, default_patch_size, occlusion_geometry
 
 
 class OcclusionSensitivity(ProbeCallback):
@@ -81,7 +62,7 @@ class OcclusionSensitivity(ProbeCallback):
     ```
     """
 
-    run_name = "occlusion_sensitivity"
+    run_name = _tags.OCCLUSION
 
     def __init__(
         self,
@@ -104,23 +85,27 @@ class OcclusionSensitivity(ProbeCallback):
             self.probe.image_shape, patch_size, stride
         )
         self.baseline = make_baseline(baseline, self.probe)
-        resolve_targets(self.probe, class_index, None, "class_index")  # type and sign checks
+        check_class_index(class_index)
         self.class_index = class_index
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _prepare(self, model):
         shared = self._join(model)
-        binding = shared.bound.binding
-        self._targets = tf.constant(
-            resolve_targets(self.probe, self.class_index, binding.head.num_classes, "class_index")
+        num_classes = shared.bound.binding.head.num_classes
+        targets = resolve_targets(self.probe, self.class_index, num_classes, "class_index")
+        self._need = Occlusion(
+            self.patch_size,
+            self.stride,
+            self.batch_size,
+            targets_const(targets),
+            Const(self.baseline),
         )
-        self._occlude = shared.core.occlusion_fn(
-            self.patch_size, self.stride, self.batch_size, binding
-        )
-        self._baseline = tf.constant(self.baseline)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
+
+    def needs(self):
+        return (self._need,)
 
     def _render_panels(self, images, maps):
         panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)
@@ -128,12 +113,11 @@ class OcclusionSensitivity(ProbeCallback):
         return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
 
     def _snapshot(self, epoch):
-        logits = self._shared.result(epoch)["logits"]
-        bound = self._shared.bound
-        maps = self._occlude(bound.images, bound.extras, self._targets, logits, self._baseline)
-        panels, peaks, non_finite = self._render(bound.images, maps)
-        items = [Scalar("occlusion_sensitivity/non_finite", non_finite)]
+        maps = self._result(epoch)[self._need]
+        panels, peaks, non_finite = self._render(self._shared.bound.images, maps)
+        run = self.run_name
+        items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite)]
         for i in range(self.probe.size):
-            items.append(Image(f"occlusion_sensitivity/image_{i}", panels[i : i + 1]))
-            items.append(Scalar(f"occlusion_sensitivity/image_{i}/max", peaks[i]))
+            items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
+            items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))
         return items

@@ -228,39 +228,3 @@ def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument:
             f"`{argument}` input {name!r} must match the model input shape {shown}. "
             f"Received: an array of shape {array.shape}"
         )
-
-
-def resolve_targets(probe: Probe, class_index, num_classes: int | None, argument: str):
-    """Per-image target classes: `-1` means "the predicted class", decided in the graph.
-
-    Args:
-        probe: the probe.
-        class_index: `None` (true label when the probe has labels, else predicted class) or
-            an int class for every image.
-        num_classes: the number of score units, for range checks (`None` to skip).
-        argument: the argument name used in messages.
-
-    Returns:
-        `(batch,)` int32 array.
-    """
-    n = probe.size
-    if class_index is None:
-        if probe.labels is None:
-            return np.full((n,), -1, np.int32)
-        targets = probe.labels
-        if num_classes is not None and (targets.min() < 0 or targets.max() >= num_classes):
-            raise ValueError(
-                f"`probe` labels must be class ids in [0, {num_classes}) for the model's "
-                f"{num_classes} outputs. Received: labels in [{targets.min()}, {targets.max()}]"
-            )
-        return targets.astype(np.int32)
-    if isinstance(class_index, (bool, np.bool_)) or not isinstance(class_index, (int, np.integer)):
-        raise TypeError(
-            f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
-        )
-    if class_index < 0 or (num_classes is not None and class_index >= num_classes):
-        raise ValueError(
-            f"`{argument}` must be in [0, {num_classes}) for the model's {num_classes} outputs. "
-            f"Received: {argument}={class_index}"
-        )
-    return np.full((n,), int(class_index), np.int32)

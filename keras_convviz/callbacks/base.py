@@ -1,31 +1,33 @@
-"""The callback base: lifecycle, `freq`, the lazy writer, chief-only writing, error policy.
+"""The callback base: lifecycle, `freq`, steps, the shared writers, chief-only writing, errors.
 
-Subclasses say what to compute and how to name it (`_prepare`, `_snapshot`); everything with
-a side effect (files, warnings) lives here.
+Subclasses say what to compute and how to name it (`_prepare`, `needs`, `_snapshot`);
+everything with a side effect (files, warnings) lives here.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_convviz import _core
-from keras_convviz._model_graph import check_backend
-from keras_convviz._probe import Probe, make_probe
+from keras_convviz._args import check_freq, check_log_dir, check_on_error
+from keras_convviz.core.binding import bind
+from keras_convviz.core.graph import check_backend
+from keras_convviz.core.passes import compile_once
+from keras_convviz.core.probe import Probe, make_probe
+from keras_convviz.core.shared import SharedPass, core_for, shared_pass
 
-_ON_ERROR = ("warn", "raise")
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
 MAX_FAILURES = 3
 # zlib level of the PNGs. Level 1 encodes a snapshot in about 0.4-0.6x the time of the
 # default level (6), for files 7% larger on the demo model's ConvViz snapshot (0.2% on the
-# noise images of benchmarks/write_fix.py); TensorBoard shows the same pixels either way.
+# noise images of the benchmark that measured it); TensorBoard shows the same pixels.
 PNG_COMPRESSION = 1
 # What tf.summary.image and tf.summary.scalar attach to each value, made once.
 _IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
@@ -46,21 +48,6 @@ class Scalar:
     value: float | tf.Tensor
 
 
-def check_freq(freq) -> int:
-    if isinstance(freq, bool) or not isinstance(freq, (int, np.integer)) or freq < 0:
-        raise ValueError(
-            "`freq` must be a non-negative int (epochs between snapshots; 0 disables). "
-            f"Received: freq={freq!r}"
-        )
-    return int(freq)
-
-
-def check_positive_int(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{argument}` must be an int >= 1. Received: {argument}={value!r}")
-    return int(value)
-
-
 def warn_skipped_convs(graph, callback: str) -> None:
     """Say once, at train begin, which conv layers a callback leaves out."""
     skipped = graph.skipped_convs()
@@ -72,28 +59,70 @@ def warn_skipped_convs(graph, callback: str) -> None:
         )
 
 
-def check_layer_names(layer_names, argument: str = "layer_names"):
-    if layer_names is None:
-        return None
-    if isinstance(layer_names, str):
-        return [layer_names]
-    names = list(layer_names)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            f"`{argument}` must be None or a non-empty list of layer names. "
-            f"Received: {argument}={layer_names!r}"
-        )
-    return names
+class RunWriter:
+    """The one event file of a run directory in this process.
+
+    TensorBoard's fast loader serves more than 10 images per tag only from a run with one
+    event file, so every callback writing into a run directory (two `GradCAM`s on two
+    layers, a second `fit`) shares this writer. It stays open while a callback that wrote
+    through it lives, and it refuses a tag that another live callback already writes.
+    """
+
+    _open: dict[str, RunWriter] = {}
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self.writer = tf.summary.create_file_writer(run_dir)
+        self.users = 0
+        self._seen: weakref.WeakSet = weakref.WeakSet()
+        self.owners: dict[str, weakref.ref] = {}
+
+    @classmethod
+    def acquire(cls, run_dir: str, user) -> RunWriter:
+        key = os.path.realpath(run_dir)
+        shared = cls._open.get(key)
+        if shared is None:
+            shared = cls._open[key] = RunWriter(run_dir)
+        if user not in shared._seen:
+            shared._seen.add(user)
+            shared.users += 1
+            weakref.finalize(user, shared._release)
+        return shared
+
+    def _release(self) -> None:
+        # Called when a user is collected, possibly in the middle of tracing a graph: no
+        # TensorFlow op may run here. Dropping the last reference lets TensorFlow's own
+        # resource deleter close the file (flushed at every snapshot already).
+        self.users -= 1
+        key = os.path.realpath(self.run_dir)
+        if not self.users and RunWriter._open.get(key) is self:
+            del RunWriter._open[key]
+
+    def claim(self, tag: str, user) -> None:
+        owner = self.owners.get(tag)
+        current = owner() if owner is not None else None
+        if current is None:
+            self.owners[tag] = weakref.ref(user)
+        elif current is not user:
+            raise ValueError(
+                f"Two callbacks write the tag {tag!r} into the run {self.run_dir!r} "
+                f"({type(current).__name__} and {type(user).__name__}); give one of them "
+                "another `log_dir`."
+            )
 
 
 class SnapshotCallback(keras.callbacks.Callback):
     """Base of the keras_convviz callbacks. Not for direct use.
 
+    Steps never go backwards for one instance: a later `fit` with the same callback
+    continues after the last epoch it saw (an `initial_epoch` further ahead is kept), into
+    the same event file.
+
     Args:
         log_dir: str or path. The TensorBoard log directory; this callback writes into its
             own run directory `log_dir/<run_name>`.
         freq: int. Write a snapshot at the end of every `freq` epochs (epochs 0, freq,
-            2*freq, ...). `0` disables the callback. Defaults to `1`.
+            2*freq, ... of each `fit`). `0` disables the callback. Defaults to `1`.
         on_error: `"warn"` or `"raise"`. What a failure inside a snapshot does: `"warn"`
             warns once with the cause and training goes on (after 3 failures in a row the
             callback turns itself off for the run); `"raise"` re-raises. Defaults to `"warn"`.
@@ -103,24 +132,27 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def __init__(self, log_dir, freq: int = 1, on_error: str = "warn"):
         super().__init__()
-        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
-            raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
-        if on_error not in _ON_ERROR:
-            raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: {on_error!r}")
+        self.log_dir = check_log_dir(log_dir)
+        self.on_error = check_on_error(on_error)
         check_backend()
-        self.log_dir = os.fspath(log_dir)
         self.freq = check_freq(freq)
-        self.on_error = on_error
-        self._writer = None
+        self._writers: dict[str, RunWriter] = {}
         self._encode = None
         self._failures = 0
         self._warned = False
         self._active = False
         self._prepared = False
+        self._next_step = 0  # the first step a later epoch may write
+        self._offset: int | None = None  # step - epoch in the current fit
+        self._last_model = None
 
     @property
     def run_dir(self) -> str:
         return os.path.join(self.log_dir, self.run_name)
+
+    def run_names(self) -> tuple[str, ...]:
+        """The runs this callback writes (each tag starts with its run's name)."""
+        return (self.run_name,)
 
     # ---- what subclasses supply ---------------------------------------------------------
 
@@ -136,10 +168,8 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     # ---- shared-pass membership (probe-based callbacks) ------------------------------------
 
-    def feature_refs(self) -> tuple:
-        return ()
-
-    def cam_requests(self) -> tuple:
+    def needs(self) -> tuple:
+        """What this callback needs from the shared pass (`Need`s)."""
         return ()
 
     def is_due(self, epoch: int) -> bool:
@@ -152,16 +182,34 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._warned = False
         self._active = False
         self._prepared = False
+        self._offset = None
         if not self.freq:
             return
+        previous = self._last_model() if self._last_model is not None else None
+        if previous is not None and previous is not self.model and self._next_step:
+            warnings.warn(
+                f"{type(self).__name__} is used on another model ({self.model.name!r}) than "
+                f"in its last fit ({previous.name!r}); its run {self.run_dir!r} continues "
+                f"at step {self._next_step}, so its history mixes both models. Make a new "
+                "callback with another `log_dir` to keep them apart.",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._last_model = weakref.ref(self.model)
         if self._can_prepare(self.model):
             self._prepare(self.model)
             self._prepared = True
         if _is_chief(self.model):
-            _check_writable(self.run_dir)
+            for run in self.run_names():
+                _check_writable(os.path.join(self.log_dir, run))
         self._active = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._offset is None:  # the first epoch of this fit
+            self._offset = max(0, self._next_step - epoch)
+        step = epoch + self._offset
+        if self._active:
+            self._next_step = step + 1
         if not self.is_due(epoch):
             return
         try:
@@ -170,7 +218,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 self._prepared = True
             summaries = self._snapshot(epoch)
             if _is_chief(self.model):
-                self._write(epoch, summaries)
+                self._write(step, summaries)
             self._failures = 0
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
             if self.on_error == "raise":
@@ -196,34 +244,44 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._active = False
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for shared in self._writers.values():
+            shared.writer.flush()
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def _write(self, epoch: int, summaries) -> None:
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.run_dir)
-        images = [item.data for item in summaries if isinstance(item, Image)]
+    def _write(self, step: int, summaries) -> None:
+        images = [item for item in summaries if isinstance(item, Image)]
+        encoded = {}
         if images:
             if self._encode is None:
                 # One compiled function encodes every PNG of a snapshot (in parallel, off
                 # Python); the images' shapes are fixed per callback, so it traces once.
-                self._encode = _core.compile_once(encode_images, autograph=False)
-            encoded = iter(self._encode(tuple(images)))
-        with self._writer.as_default(step=epoch):
-            # What tf.summary.image / tf.summary.scalar write, without their per-call work.
-            for item in summaries:
-                if isinstance(item, Image):
-                    tf.summary.write(item.tag, next(encoded), metadata=_IMAGE_METADATA)
-                else:
-                    value = tf.cast(item.value, tf.float32)
-                    if value.shape.rank != 0:
-                        raise ValueError(f"Scalar {item.tag!r} must be a scalar; got {value.shape}")
-                    tf.summary.write(item.tag, value, metadata=_SCALAR_METADATA)
-        # Flushed at every snapshot so a run killed later keeps what was written.
-        self._writer.flush()
+                self._encode = compile_once(encode_images, autograph=False)
+            pngs = self._encode(tuple(item.data for item in images))
+            encoded = dict(zip(map(id, images), pngs))
+        by_run: dict[str, list] = {}
+        for item in summaries:
+            by_run.setdefault(item.tag.split("/", 1)[0], []).append(item)
+        for run, items in by_run.items():
+            shared = self._writers.get(run)
+            if shared is None:
+                shared = RunWriter.acquire(os.path.join(self.log_dir, run), self)
+                self._writers[run] = shared
+            with shared.writer.as_default(step=step):
+                # What tf.summary.image / tf.summary.scalar write, without their per-call work.
+                for item in items:
+                    shared.claim(item.tag, self)
+                    if isinstance(item, Image):
+                        tf.summary.write(item.tag, encoded[id(item)], metadata=_IMAGE_METADATA)
+                    else:
+                        value = tf.cast(item.value, tf.float32)
+                        if value.shape.rank != 0:
+                            raise ValueError(
+                                f"Scalar {item.tag!r} must be a scalar; got {value.shape}"
+                            )
+                        tf.summary.write(item.tag, value, metadata=_SCALAR_METADATA)
+            # Flushed at every snapshot so a run killed later keeps what was written.
+            shared.writer.flush()
 
 
 def encode_images(images: tuple[tf.Tensor, ...]) -> list[tf.Tensor]:
@@ -270,23 +328,26 @@ class ProbeCallback(SnapshotCallback):
         self.probe: Probe = make_probe(probe, image_input)
         self.image_input = image_input
         self.score_output = score_output
-        self._shared: _core.SharedPass | None = None
+        self._shared: SharedPass | None = None
 
     def _can_prepare(self, model: keras.Model) -> bool:
         return True  # an unbuilt model is built from the probe's shape in `_join`
 
-    def _join(self, model: keras.Model) -> _core.SharedPass:
+    def _join(self, model: keras.Model) -> SharedPass:
         if not model.built:
             # A Sequential model without an `Input` is built by its first training step;
             # building it now for the probe's shape is what that step would do.
             model.build((None, *self.probe.image_shape))
-        core = _core.core_for(model)
-        bound = core.bind(self.probe, self.image_input, self.score_output, self.needs_scores)
+        core = core_for(model)
+        bound = bind(core.graph, self.probe, self.image_input, self.score_output, self.needs_scores)
         if self._shared is not None:
             self._shared.leave(self)
-        self._shared = _core.shared_pass(model, self.probe, bound)
+        self._shared = shared_pass(model, self.probe, bound)
         self._shared.join(self)
         return self._shared
+
+    def _result(self, epoch: int):
+        return self._shared.result(epoch)
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)

@@ -5,17 +5,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_convviz import _rendering
-from keras_convviz._base import (
-    Image,
-    Scalar,
-    SnapshotCallback,
-    check_layer_names,
-    check_positive_int,
-    warn_skipped_convs,
-)
-from keras_convviz._core import compile_once, core_for, count_non_finite
-from keras_convviz._model_graph import CONV2D_TYPES
+from keras_convviz import _rendering, _tags
+from keras_convviz._args import check_layer_names, check_positive_int
+from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, warn_skipped_convs
+from keras_convviz.core.graph import CONV2D_TYPES
+from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.core.shared import core_for
 
 
 def kernel_view(layer) -> tf.Variable | tf.Tensor:
@@ -68,7 +63,7 @@ class FilterWeights(SnapshotCallback):
     ```
     """
 
-    run_name = "filter_weights"
+    run_name = _tags.FILTER_WEIGHTS
 
     def __init__(
         self,
@@ -120,11 +115,12 @@ class FilterWeights(SnapshotCallback):
         return rendered
 
     def _snapshot(self, epoch):
+        run = self.run_name
         items = []
         for path, (image, scale, non_finite) in self._render().items():
             items += [
-                Image(f"filter_weights/{path}", image),
-                Scalar(f"filter_weights/{path}/max_abs", scale),
-                Scalar(f"filter_weights/{path}/non_finite", non_finite),
+                Image(_tags.tag(run, path), image),
+                Scalar(_tags.tag(run, path, "max_abs"), scale),
+                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite),
             ]
         return items

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_convviz import _rendering
-from keras_convviz._base import (
-    Image,
-    ProbeCallback,
-    Scalar,
-    check_layer_names,
-    check_positive_int,
-    warn_skipped_convs,
-)
-from keras_convviz._core import compile_once, count_non_finite
+from keras_convviz import _rendering, _tags
+from keras_convviz._args import check_layer_names, check_positive_int
+from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, warn_skipped_convs
+from keras_convviz.core.needs import Activations
+from keras_convviz.core.passes import compile_once, count_non_finite
 
 
 class FeatureMaps(ProbeCallback):
@@ -53,7 +48,7 @@ class FeatureMaps(ProbeCallback):
     ```
     """
 
-    run_name = "feature_maps"
+    run_name = _tags.FEATURE_MAPS
     needs_scores = False
 
     def __init__(
@@ -70,7 +65,7 @@ class FeatureMaps(ProbeCallback):
         super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
         self.layer_names = check_layer_names(layer_names)
         self.max_channels = check_positive_int(max_channels, "max_channels")
-        self._refs: tuple = ()
+        self._needs: tuple = ()
 
     def _prepare(self, model):
         graph = self._join(model).core.graph
@@ -84,13 +79,13 @@ class FeatureMaps(ProbeCallback):
                 )
         else:
             refs = [graph.find_spatial(name, "layer_names") for name in self.layer_names]
-        self._refs = tuple(refs)
+        self._needs = tuple(Activations(ref) for ref in refs)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_all, autograph=False)
 
-    def feature_refs(self):
-        return self._refs
+    def needs(self):
+        return self._needs
 
     def _render_all(self, activations):
         rendered = {}
@@ -107,17 +102,17 @@ class FeatureMaps(ProbeCallback):
         return rendered
 
     def _snapshot(self, epoch):
-        activations = self._shared.result(epoch)["activations"]
-        rendered = self._render({r.path: activations[r.path] for r in self._refs})
+        result = self._result(epoch)
+        rendered = self._render({need.ref.path: result[need] for need in self._needs})
+        run = self.run_name
         items = []
         for path, (grids, dead, peak, non_finite) in rendered.items():
             items += [
-                Image(f"feature_maps/{path}/image_{i}", grids[i : i + 1])
-                for i in range(self.probe.size)
+                Image(_tags.tag(run, path, i), grids[i : i + 1]) for i in range(self.probe.size)
             ]
             items += [
-                Scalar(f"feature_maps/{path}/dead_fraction", dead),
-                Scalar(f"feature_maps/{path}/max_activation", peak),
-                Scalar(f"feature_maps/{path}/non_finite", non_finite),
+                Scalar(_tags.tag(run, path, "dead_fraction"), dead),
+                Scalar(_tags.tag(run, path, "max_activation"), peak),
+                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite),
             ]
         return items

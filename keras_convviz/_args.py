@@ -1,0 +1,179 @@
+"""Every argument check, shared by the callbacks and the functional explainers.
+
+Messages follow Keras: they name the argument, say what was expected and echo the value.
+What the arguments alone decide is checked at construction; what needs the model (class
+ranges, layers) when the model is known, before the first epoch runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from keras_convviz.core.probe import Probe
+
+ON_ERROR = ("warn", "raise")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_log_dir(log_dir) -> str:
+    if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+        raise TypeError(f"`log_dir` must be a path. Received: log_dir={log_dir!r}")
+    return os.fspath(log_dir)
+
+
+def check_on_error(on_error) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"`on_error` must be one of {ON_ERROR}. Received: on_error={on_error!r}")
+    return on_error
+
+
+def check_freq(freq, argument: str = "freq") -> int:
+    if not _is_int(freq) or freq < 0:
+        raise ValueError(
+            f"`{argument}` must be a non-negative int (epochs between snapshots; 0 disables). "
+            f"Received: {argument}={freq!r}"
+        )
+    return int(freq)
+
+
+def check_positive_int(value, argument: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"`{argument}` must be an int >= 1. Received: {argument}={value!r}")
+    return int(value)
+
+
+def check_positive_float(value, argument: str) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{argument}` must be a number > 0. Received: {argument}={value!r}")
+    return float(value)
+
+
+def check_seed(seed, argument: str = "seed") -> int:
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"`{argument}` must be a non-negative int. Received: {argument}={seed!r}")
+    return int(seed)
+
+
+def check_layer_names(layer_names, argument: str = "layer_names"):
+    if layer_names is None:
+        return None
+    if isinstance(layer_names, str):
+        return [layer_names]
+    names = list(layer_names)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"`{argument}` must be None or a non-empty list of layer names. "
+            f"Received: {argument}={layer_names!r}"
+        )
+    return names
+
+
+def check_layer_name(layer_name, argument: str = "layer_name"):
+    if layer_name is not None and not isinstance(layer_name, str):
+        raise TypeError(f"`{argument}` must be a str or None. Received: {argument}={layer_name!r}")
+    return layer_name
+
+
+def check_methods(method, registry, argument: str = "method") -> tuple[str, ...]:
+    """One method name or a non-empty list of them, each a key of `registry`."""
+    names = [method] if isinstance(method, str) else method
+    try:
+        names = list(names)
+    except TypeError:
+        names = None
+    if not names or any(not isinstance(n, str) or n not in registry for n in names):
+        raise ValueError(
+            f"`{argument}` must be one of {sorted(registry)} or a list of them. "
+            f"Received: {argument}={method!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def pair(value, argument: str) -> tuple[int, int]:
+    """An int or a pair of ints, each >= 1, as `(rows, cols)`."""
+    pair = (value, value) if _is_int(value) else tuple(np.atleast_1d(np.asarray(value, object)))
+    if len(pair) != 2 or not all(_is_int(v) for v in pair) or min(pair) < 1:
+        raise ValueError(
+            f"`{argument}` must be a positive int or a pair of positive ints. "
+            f"Received: {argument}={value!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def check_class_index(class_index, argument: str = "class_index") -> None:
+    """Type and sign of `class_index`, before the model is known."""
+    resolve_targets(None, class_index, None, argument)
+
+
+def resolve_targets(probe: Probe | None, class_index, num_classes: int | None, argument: str):
+    """Per-image target classes: `-1` means "the predicted class", decided in the graph.
+
+    Args:
+        probe: the probe (`None`: check `class_index` alone).
+        class_index: `None` (true label when the probe has labels, else predicted class) or
+            an int class for every image.
+        num_classes: the number of score units, for range checks (`None` to skip).
+        argument: the argument name used in messages.
+
+    Returns:
+        `(batch,)` int32 array (`None` when `probe` is `None`).
+    """
+    if class_index is None:
+        if probe is None:
+            return None
+        if probe.labels is None:
+            return np.full((probe.size,), -1, np.int32)
+        targets = probe.labels
+        if num_classes is not None and (targets.min() < 0 or targets.max() >= num_classes):
+            raise ValueError(
+                f"`probe` labels must be class ids in [0, {num_classes}) for the model's "
+                f"{num_classes} outputs. Received: labels in [{targets.min()}, {targets.max()}]"
+            )
+        return targets.astype(np.int32)
+    if not _is_int(class_index):
+        raise TypeError(
+            f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
+        )
+    if class_index < 0 or (num_classes is not None and class_index >= num_classes):
+        raise ValueError(
+            f"`{argument}` must be in [0, {num_classes}) for the model's {num_classes} outputs. "
+            f"Received: {argument}={class_index}"
+        )
+    return None if probe is None else np.full((probe.size,), int(class_index), np.int32)
+
+
+def make_baseline(baseline, probe: Probe) -> np.ndarray:
+    """A baseline image as a `(height, width, channels)` float32 array.
+
+    `None` gives the per-channel mean of the probe images, a value in the model's own input
+    space whatever its scaling ([0, 1], [0, 255] or standardised).
+    """
+    shape = probe.image_shape
+    if baseline is None:
+        value = probe.images.astype(np.float64).mean(axis=(0, 1, 2))
+    else:
+        value = np.asarray(baseline, dtype=np.float64)
+    try:
+        return np.broadcast_to(value, shape).astype(np.float32)
+    except ValueError as error:
+        raise ValueError(
+            f"`baseline` must be a number or an array broadcastable to the image shape {shape}. "
+            f"Received: baseline of shape {np.shape(baseline)}"
+        ) from error
+
+
+def saliency_options(samples, noise, steps, seed, batch_size) -> dict:
+    """The sampling options of the saliency methods, checked."""
+    return {
+        "samples": check_positive_int(samples, "samples"),
+        "noise": check_positive_float(noise, "noise"),
+        "steps": check_positive_int(steps, "steps"),
+        "seed": check_seed(seed),
+        "batch_size": check_positive_int(batch_size, "batch_size"),
+    }

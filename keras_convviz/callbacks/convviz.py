@@ -1,0 +1,191 @@
+"""`ConvViz`: the one-line entry point, the callbacks with sensible defaults on one probe."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import keras
+
+from keras_convviz._args import check_freq
+from keras_convviz.callbacks.feature_maps import FeatureMaps
+from keras_convviz.callbacks.filter_weights import FilterWeights
+from keras_convviz.callbacks.grad_cam import GradCAM
+from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
+from keras_convviz.callbacks.saliency import Saliency
+from keras_convviz.core.probe import make_probe
+
+# The hooks a callback may have; ConvViz forwards each one some child implements. Hooks no
+# child implements stay Keras's defaults: a batch-level hook would turn off Keras 3's async
+# dispatch of the training loop.
+_HOOKS = tuple(
+    name
+    for name, _ in inspect.getmembers(keras.callbacks.Callback, inspect.isfunction)
+    if name.startswith("on_")
+)
+
+
+def _implements(callback, hook: str) -> bool:
+    return not getattr(getattr(callback, hook), "_is_default", False)
+
+
+class ConvViz(keras.callbacks.Callback):
+    """Feature maps, filter weights, Grad-CAM, occlusion and saliency in one callback.
+
+    Runs `FeatureMaps`, `FilterWeights`, `GradCAM` and `OcclusionSensitivity` (and
+    `Saliency` when asked) on one probe; they share one compiled pass, so a snapshot costs
+    one forward and backward pass on the probe plus the occlusion pass. Each writes into
+    its own run directory under `log_dir` (`feature_maps/`, `filter_weights/`, `grad_cam/`,
+    `occlusion_sensitivity/`, ...), beside the `train/` and `validation/` runs of
+    `keras.callbacks.TensorBoard(log_dir)`. Every Keras hook is forwarded to the children.
+
+    Each child can be switched off (`occlusion=False`) or given any of its own arguments as
+    a dict, which override the shared ones (`grad_cam={"method": ["gradcam", "scorecam"]}`,
+    `occlusion={"stride": 4, "batch_size": 64}`, `saliency={"method": "smoothgrad"}`).
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch is used).
+        freq: int. Epochs between snapshots for all of them; `0` disables. Defaults to `1`.
+        layer_names: list of str or None. Layers for feature maps and filters. Defaults to
+            `None`: every 2-D conv layer.
+        cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer with
+            a 4-D output before the head.
+        class_index: int or None. Target class for Grad-CAM, occlusion and saliency.
+            Defaults to `None`: the true label when the probe has labels, else the
+            predicted class.
+        max_channels: int. Feature-map channels shown per layer. Defaults to `32`.
+        patch_size: int, (int, int) or None. Occlusion window. Defaults to `None`: an eighth
+            of the shorter image side.
+        occlusion_freq: int or None. Epochs between occlusion snapshots (occlusion scores
+            many images, so it may run less often). Defaults to `None`: same as `freq`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            keyed by input name or a list in input order. Defaults to `None`: the only 4-D
+            input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
+        feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
+            that child out; a dict gives it arguments of its own. Defaults to `True`.
+        saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
+            noisy copies of each probe image with a backward pass each, so it is off unless
+            asked). Defaults to `False`.
+
+    Example:
+
+    ```python
+    probe = (x_val[:8], y_val[:8])
+    model.fit(x, y, epochs=30, callbacks=[kcv.ConvViz("logs/run1", probe)])
+    # tensorboard --logdir logs --samples_per_plugin images=1000
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        freq: int = 1,
+        layer_names: list[str] | None = None,
+        cam_layer: str | None = None,
+        class_index: int | None = None,
+        max_channels: int = 32,
+        patch_size=None,
+        occlusion_freq: int | None = None,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+        feature_maps=True,
+        filter_weights=True,
+        grad_cam=True,
+        occlusion=True,
+        saliency=False,
+    ):
+        super().__init__()
+        freq = check_freq(freq)
+        occlusion_freq = (
+            freq if occlusion_freq is None else check_freq(occlusion_freq, "occlusion_freq")
+        )
+        shared = {"log_dir": log_dir, "on_error": on_error, "freq": freq}
+        on_probe = {
+            **shared,
+            "probe": make_probe(probe, image_input),
+            "image_input": image_input,
+            "score_output": score_output,
+        }
+        children = (
+            (
+                "feature_maps",
+                feature_maps,
+                FeatureMaps,
+                {**on_probe, "layer_names": layer_names, "max_channels": max_channels},
+            ),
+            (
+                "filter_weights",
+                filter_weights,
+                FilterWeights,
+                {**shared, "layer_names": layer_names},
+            ),
+            (
+                "grad_cam",
+                grad_cam,
+                GradCAM,
+                {**on_probe, "layer_name": cam_layer, "class_index": class_index},
+            ),
+            (
+                "occlusion",
+                occlusion,
+                OcclusionSensitivity,
+                {
+                    **on_probe,
+                    "patch_size": patch_size,
+                    "class_index": class_index,
+                    "freq": occlusion_freq,
+                },
+            ),
+            ("saliency", saliency, Saliency, {**on_probe, "class_index": class_index}),
+        )
+        self.callbacks = [
+            cls(**_arguments(argument, choice, cls, defaults))
+            for argument, choice, cls, defaults in children
+            if choice is not False
+        ]
+        for hook in _HOOKS:
+            if any(_implements(child, hook) for child in self.callbacks):
+                setattr(self, hook, functools.partial(self._forward, hook))
+
+    def _forward(self, hook: str, *args, **kwargs):
+        for child in self.callbacks:
+            getattr(child, hook)(*args, **kwargs)
+
+    def set_model(self, model):
+        super().set_model(model)
+        for child in self.callbacks:
+            child.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        for child in self.callbacks:
+            child.set_params(params)
+
+
+def _arguments(argument: str, choice, cls, defaults: dict) -> dict:
+    """A child's arguments: the shared ones, overridden by the user's dict for it."""
+    if choice is True:
+        return defaults
+    if not isinstance(choice, dict):
+        raise TypeError(
+            f"`{argument}` must be True, False or a dict of {cls.__name__} arguments. "
+            f"Received: {argument}={choice!r}"
+        )
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(choice) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"`{argument}` must hold arguments of {cls.__name__}: {accepted}. "
+            f"Received unknown: {unknown}"
+        )
+    if "probe" in choice:
+        choice = {**choice, "probe": make_probe(choice["probe"], choice.get("image_input"))}
+    return {key: value for key, value in {**defaults, **choice}.items() if key in accepted}

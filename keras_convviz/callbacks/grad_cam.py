@@ -1,0 +1,141 @@
+"""`GradCAM`: where the evidence for the target class lies in a conv layer (the CAM family)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_convviz import _rendering, _tags
+from keras_convviz._args import (
+    check_class_index,
+    check_layer_name,
+    check_methods,
+    check_positive_int,
+    resolve_targets,
+)
+from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
+from keras_convviz.core.needs import targets_const
+from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.methods.cam import CAM_METHODS, Cam
+
+
+class GradCAM(ProbeCallback):
+    """Writes Grad-CAM (or another CAM method's) heatmaps of each probe image to TensorBoard.
+
+    Grad-CAM (Selvaraju et al. 2017): ReLU(sum_c mean_hw(dS/dA_c) * A_c) on a layer's output A,
+    for the target score S taken before a final softmax/sigmoid (a saturated softmax has
+    no gradient), upsampled bilinearly to the input size. `method` picks another member of
+    the CAM family, or several side by side: `"gradcam++"` (Chattopadhay et al. 2018),
+    `"layercam"` (Jiang et al. 2021), `"hirescam"` (Draelos & Carin 2020), `"eigencam"`
+    (Muhammad & Yeasin 2020, no gradient) and `"scorecam"` (Wang et al. 2020: one forward
+    pass per channel and image, `batch_size` at a time). All methods on one layer share one
+    gradient. At the end of every `freq` epochs it writes, into one run per method
+    (`log_dir/grad_cam`, `log_dir/grad_cam_plus_plus`, `log_dir/layer_cam`,
+    `log_dir/hires_cam`, `log_dir/eigen_cam`, `log_dir/score_cam`), one panel per probe
+    image: the image and the map overlaid on it, each map scaled by its own maximum; that
+    raw maximum is written as a scalar so the strength of the evidence can be followed
+    across epochs.
+
+    Tags: `<run>/<layer>/image_<i>` (images), `<run>/<layer>/image_<i>/max` and
+    `<run>/<layer>/non_finite` (scalars). The same tag in each method's run, so
+    TensorBoard shows the methods side by side. Step = epoch.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
+        layer_name: str or None. The layer to explain, by name or nested path. Defaults to
+            `None`: the last layer with a 4-D output before the head (pooling layers skipped).
+        class_index: int or None. The class whose score is explained for every image.
+            Defaults to `None`: each image's true label when the probe has labels, else its
+            predicted class.
+        method: str or list of str. One of `"gradcam"`, `"gradcam++"`, `"layercam"`,
+            `"hirescam"`, `"eigencam"`, `"scorecam"`, or a list of them. Defaults to
+            `"gradcam"`.
+        batch_size: int. Masked images scored per model call by `"scorecam"`; bounds its
+            memory. Defaults to `256`.
+        freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position); the probe then gives every input, `x` as a dict
+            or list. Defaults to `None`: the only 4-D input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[
+        kcv.GradCAM("logs/run1", probe=(x_val[:8], y_val[:8]), method=["gradcam", "layercam"])])
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        layer_name: str | None = None,
+        class_index: int | None = None,
+        method="gradcam",
+        batch_size: int = 256,
+        freq: int = 1,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+    ):
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        self.layer_name = check_layer_name(layer_name)
+        check_class_index(class_index)
+        self.class_index = class_index
+        self.methods = check_methods(method, CAM_METHODS)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.run_name = _tags.cam_run(self.methods[0])
+        self._needs: tuple[Cam, ...] = ()
+
+    def run_names(self):
+        return tuple(_tags.cam_run(m) for m in self.methods)
+
+    def _prepare(self, model):
+        shared = self._join(model)
+        graph = shared.core.graph
+        ref = (
+            graph.default_cam_layer()
+            if self.layer_name is None
+            else graph.find_spatial(self.layer_name, "layer_name")
+        )
+        num_classes = shared.bound.binding.head.num_classes
+        targets = targets_const(
+            resolve_targets(self.probe, self.class_index, num_classes, "class_index")
+        )
+        self._needs = tuple(Cam(ref, m, targets, self.batch_size) for m in self.methods)
+        # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
+        # of the first snapshot's time.
+        self._render = compile_once(self._render_panels, autograph=False)
+
+    def needs(self):
+        return self._needs
+
+    def _render_panels(self, images, cams):
+        lut = _rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
+        out = []
+        for maps in cams:
+            panels = _rendering.render_heatmap_panel(images, maps, symmetric=False, lut=lut)
+            out.append(
+                (
+                    tf.image.convert_image_dtype(panels, tf.uint8),
+                    tf.reduce_max(maps, axis=(1, 2)),
+                    count_non_finite(maps),
+                )
+            )
+        return out
+
+    def _snapshot(self, epoch):
+        result = self._result(epoch)
+        rendered = self._render(self._shared.bound.images, [result[n] for n in self._needs])
+        items = []
+        for need, (panels, peaks, non_finite) in zip(self._needs, rendered):
+            run, path = _tags.cam_run(need.method), need.ref.path
+            items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite))
+            for i in range(self.probe.size):
+                items.append(Image(_tags.tag(run, path, i), panels[i : i + 1]))
+                items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))
+        return items

@@ -1,0 +1,136 @@
+"""`Saliency`: which input pixels the target score is sensitive to (gradient methods)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_convviz import _rendering, _tags
+from keras_convviz._args import (
+    check_class_index,
+    check_methods,
+    make_baseline,
+    resolve_targets,
+    saliency_options,
+)
+from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
+from keras_convviz.core.needs import Const, targets_const
+from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need, saliency_view
+
+
+class Saliency(ProbeCallback):
+    """Writes gradient saliency maps of each probe image to TensorBoard.
+
+    `method` is one of, or a list of:
+    `"gradient"` (Simonyan et al. 2014): dS/dx; `"gradient_x_input"`: x * dS/dx;
+    `"smoothgrad"` (Smilkov et al. 2017): the mean of dS/dx over `samples` copies of the
+    image with Gaussian noise of standard deviation `noise` x (max - min of the image);
+    `"integrated_gradients"` (Sundararajan et al. 2017): (x - baseline) x the mean of dS/dx
+    over `steps` points on the straight path from `baseline`. S is the target score before
+    a final softmax/sigmoid. Noise samples and path points are scored in the compiled pass,
+    `batch_size` at a time. At the end of every `freq` epochs it writes, into one run per
+    method (`log_dir/gradient`, `log_dir/gradient_x_input`, `log_dir/smoothgrad`,
+    `log_dir/integrated_gradients`), one panel per probe image: the image beside the map.
+    Gradient and SmoothGrad show the largest magnitude over channels (warm = sensitive);
+    the two input-weighted methods show the signed sum over channels (red raises the score,
+    blue lowers it). The raw maximum magnitude is written as a scalar.
+
+    Tags: `<run>/image_<i>` (images), `<run>/image_<i>/max` and `<run>/non_finite`
+    (scalars). Step = epoch.
+
+    Args:
+        log_dir: str or path. The TensorBoard log directory.
+        probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
+        method: str or list of str. Defaults to `"smoothgrad"`.
+        class_index: int or None. The class scored for every image. Defaults to `None`: the
+            true label when the probe has labels, else the predicted class.
+        samples: int. SmoothGrad's noisy copies per image. Defaults to `32`.
+        noise: float. SmoothGrad's noise level, a fraction of each image's value range.
+            Defaults to `0.15`.
+        steps: int. Integrated Gradients' path points. Defaults to `32`.
+        baseline: float or array broadcastable to `(height, width, channels)`. Integrated
+            Gradients' starting image, in the model's input space. Defaults to `None`: zeros.
+        seed: int. SmoothGrad's noise seed. Defaults to `0`.
+        batch_size: int. Inputs scored per model call; bounds memory. Defaults to `256`.
+        freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
+        on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
+        image_input: str, int or None. For a model with several inputs, the one that takes
+            the images (name or position). Defaults to `None`: the only 4-D input.
+        score_output: str, int or None. For a model with several outputs, the one that
+            holds the class scores (name or position). Defaults to `None`: the only
+            (batch, units) output.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[
+        kcv.Saliency("logs/run1", probe=(x_val[:8], y_val[:8]), method="smoothgrad")])
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        method="smoothgrad",
+        class_index: int | None = None,
+        samples: int = 32,
+        noise: float = 0.15,
+        steps: int = 32,
+        baseline=None,
+        seed: int = 0,
+        batch_size: int = 256,
+        freq: int = 1,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+    ):
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        self.methods = check_methods(method, SALIENCY_METHODS)
+        check_class_index(class_index)
+        self.class_index = class_index
+        self.options = saliency_options(samples, noise, steps, seed, batch_size)
+        self.baseline = make_baseline(0.0 if baseline is None else baseline, self.probe)
+        self.run_name = _tags.saliency_run(self.methods[0])
+        self._needs: tuple = ()
+
+    def run_names(self):
+        return tuple(_tags.saliency_run(m) for m in self.methods)
+
+    def _prepare(self, model):
+        shared = self._join(model)
+        num_classes = shared.bound.binding.head.num_classes
+        targets = targets_const(
+            resolve_targets(self.probe, self.class_index, num_classes, "class_index")
+        )
+        baseline = Const(self.baseline)
+        self._needs = tuple(
+            saliency_need(m, targets, baseline, **self.options) for m in self.methods
+        )
+        self._render = compile_once(self._render_panels, autograph=False)
+
+    def needs(self):
+        return self._needs
+
+    def _render_panels(self, images, attributions):
+        out = []
+        for method, values in zip(self.methods, attributions):
+            maps, signed = saliency_view(method, values)
+            panels = _rendering.render_heatmap_panel(images, maps, symmetric=signed)
+            peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
+            out.append(
+                (tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(values))
+            )
+        return out
+
+    def _snapshot(self, epoch):
+        result = self._result(epoch)
+        rendered = self._render(self._shared.bound.images, [result[n] for n in self._needs])
+        items = []
+        for method, (panels, peaks, non_finite) in zip(self.methods, rendered):
+            run = _tags.saliency_run(method)
+            items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite))
+            for i in range(self.probe.size):
+                items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
+                items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))
+        return items

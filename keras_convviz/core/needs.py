@@ -1,0 +1,175 @@
+"""What a pass computes: needs in, a typed result out.
+
+A callback (or a functional explainer) says what it wants from the compiled pass as
+`Need` values: the activations of a layer, a CAM map, an occlusion map, a saliency map.
+A `Plan` takes the union of several callers' needs; it is also the compile key. The arrays
+a need carries (target classes, a baseline image) are `Const`s: the plan lifts them out of
+the key and feeds them to the compiled function as arguments, so another class index or
+another probe of the same shape does not trace again, and needs with equal targets share
+one gradient.
+
+A need's `compute(ctx)` runs while the pass is traced: it reads what the pass recorded
+(`ctx.activation`, `ctx.gradient`, `ctx.logits`) or scores more inputs through the general
+chunked loop (`ctx.score_in_chunks`), and returns one tensor. A new method is a new need
+(or one registry line, for a CAM variant); the pass itself does not change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz.core.graph import LayerRef
+
+
+class Const:
+    """An array a need feeds into the pass as an argument (targets, a baseline image).
+
+    Equal contents compare equal, so two needs with the same targets share one slot and
+    one gradient.
+
+    Args:
+        value: the array.
+        batched: whether its first axis is the probe's batch axis (left free in the
+            compiled signature, so probes of any size share one trace).
+    """
+
+    __slots__ = ("value", "batched", "_key")
+
+    def __init__(self, value, batched: bool = False):
+        value = np.ascontiguousarray(value)
+        value.setflags(write=False)
+        self.value = value
+        self.batched = batched
+        digest = hashlib.sha1(value.tobytes()).hexdigest()
+        self._key = (value.dtype.str, value.shape, batched, digest)
+
+    def __eq__(self, other):
+        return isinstance(other, Const) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return f"Const(shape={self.value.shape}, dtype={self.value.dtype})"
+
+    def spec(self) -> tf.TensorSpec:
+        shape = (None, *self.value.shape[1:]) if self.batched else self.value.shape
+        return tf.TensorSpec(shape, tf.as_dtype(self.value.dtype))
+
+
+def targets_const(targets) -> Const:
+    """Per-image target classes `(batch,)` as a `Const` (-1: the image's predicted class)."""
+    return Const(np.asarray(targets, np.int32).reshape(-1), batched=True)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a `Const` sits among the compiled function's arguments (in a plan's key)."""
+
+    index: int
+    spec: tf.TensorSpec
+
+
+class Need:
+    """Something a caller wants from the pass. Subclasses are frozen dataclasses.
+
+    `layers()` names the layers whose outputs the pass must record, `gradients()` the
+    `(layer or None for the image input, targets)` pairs whose gradient of the target score
+    it must take (once per pair, shared by every need), and `compute(ctx)` makes the value.
+    """
+
+    needs_scores = True  # False only for needs that read no class score
+
+    def layers(self) -> tuple[LayerRef, ...]:
+        return ()
+
+    def gradients(self) -> tuple[tuple[LayerRef | None, Const | Slot], ...]:
+        return ()
+
+    def compute(self, ctx) -> tf.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Activations(Need):
+    """A layer's output on the probe, float32 `(batch, h, w, channels)`."""
+
+    ref: LayerRef
+    needs_scores = False
+
+    def layers(self):
+        return (self.ref,)
+
+    def compute(self, ctx):
+        return ctx.activation(self.ref)
+
+
+@dataclass(frozen=True)
+class Logits(Need):
+    """The class scores `(batch, classes)` before a final softmax/sigmoid."""
+
+    def compute(self, ctx):
+        return ctx.logits
+
+
+class Plan:
+    """The union of some needs, with their `Const`s lifted into arguments.
+
+    Attributes:
+        needs: the needs, each once, in the order first given.
+        key: the needs with every `Const` replaced by its `Slot`: what the compiled
+            function is specialised on (with the binding).
+        consts: the lifted arrays, in slot order.
+    """
+
+    def __init__(self, needs: Iterable[Need]):
+        self.needs = tuple(dict.fromkeys(needs))
+        slots: dict[Const, Slot] = {}
+        keyed = []
+        for need in self.needs:
+            changes = {}
+            for field in dataclasses.fields(need):
+                value = getattr(need, field.name)
+                if isinstance(value, Const):
+                    if value not in slots:
+                        slots[value] = Slot(len(slots), value.spec())
+                    changes[field.name] = slots[value]
+            keyed.append(dataclasses.replace(need, **changes) if changes else need)
+        self.key = tuple(keyed)
+        self.consts = tuple(slots)
+        self._fed = None
+
+    @property
+    def needs_scores(self) -> bool:
+        return any(need.needs_scores for need in self.needs)
+
+    def feed(self) -> tuple[tf.Tensor, ...]:
+        """The lifted arrays as tensors, made once."""
+        if self._fed is None:
+            self._fed = tuple(tf.constant(c.value) for c in self.consts)
+        return self._fed
+
+    def specs(self) -> tuple[tf.TensorSpec, ...]:
+        return tuple(c.spec() for c in self.consts)
+
+
+class Result:
+    """What one pass computed, read by the need that asked for it: `result[need]`."""
+
+    def __init__(self, needs: tuple[Need, ...], values):
+        self._values = dict(zip(needs, values))
+
+    def __getitem__(self, need: Need) -> tf.Tensor:
+        return self._values[need]
+
+    def __contains__(self, need: Need) -> bool:
+        return need in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)

@@ -1,0 +1,256 @@
+"""The compiled pass: one `tf.function` per (plan, binding) that computes every need.
+
+Plan once, run many: a `Core` is made once per model; `Core.run(plan, bound)` compiles the
+pass for that plan the first time and reuses the traced graph afterwards. The pass runs
+the model once on the probe (inference mode) recording the layers the needs name, takes
+each requested gradient of the target scores once (one backward per target set), and then
+lets each need compute its value: from what was recorded, or by scoring more inputs in
+bounded chunks with `Context.score_in_chunks`, the one loop every perturbation method
+(occlusion, Score-CAM, SmoothGrad, Integrated Gradients, ...) shares. Nothing here writes
+files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from keras_convviz.core.binding import Binding, Bound
+from keras_convviz.core.graph import LayerRef, ModelGraph
+from keras_convviz.core.needs import Plan, Result, Slot
+
+# Chunks in flight in the chunked loop. One holds the least memory but cannot build the
+# next chunk while the current one is scored (5-25 % slower on 2 CPU cores); TensorFlow's
+# default, 10, holds up to ten. Two keeps the overlap, and the peak stays flat in the number
+# of chunks (BENCHMARKS.md, occlusion memory).
+CHUNKS_IN_FLIGHT = 2
+
+
+def compile_once(fn, **options):
+    """`tf.function(fn, **options)` for a function each instance traces once.
+
+    TensorFlow counts traces per Python code object across every `tf.function` made from
+    it and warns of "excessive retracing" when a process makes several (several callbacks,
+    models or notebook runs), although each of ours is traced once. The flag is the one
+    TensorFlow sets on the functions it restores from a SavedModel.
+    """
+    compiled = tf.function(fn, **options)
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
+
+
+@functools.cache
+def xla_available() -> bool:
+    """Whether XLA compiles on this process's default device (some device plugins cannot)."""
+    try:
+        with tf.init_scope():  # run it now, also when asked while a pass is traced
+            probe = tf.function(
+                lambda x: tf.where(x > 0, x, 0.0), jit_compile=True, autograph=False
+            )
+            probe(tf.ones(2))
+    except Exception:  # noqa: BLE001 - any failure: build the chunks with plain TF ops
+        return False
+    return True
+
+
+def count_non_finite(x: tf.Tensor) -> tf.Tensor:
+    """Number of NaN/Inf values in `x`, as float32 (a diverging model shows up here)."""
+    return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32))
+
+
+class Context:
+    """What a need sees while the pass is traced.
+
+    Attributes:
+        images: `(batch, height, width, channels)` float32 probe images.
+        logits: `(batch, classes)` float32 scores before a final softmax/sigmoid, or `None`
+            when the binding reads no scores.
+    """
+
+    def __init__(self, core: Core, binding: Binding, images, extras, consts, logits, recorded):
+        self._core = core
+        self._binding = binding
+        self.images = images
+        self._extras = extras
+        self._consts = consts
+        self.logits = logits
+        self._recorded = recorded
+        self._gradients: dict = {}
+        self._targets: dict = {}
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self._binding.image_shape[0], self._binding.image_shape[1]
+
+    def const(self, slot: Slot) -> tf.Tensor:
+        return self._consts[slot.index]
+
+    def targets(self, slot: Slot) -> tf.Tensor:
+        """`(batch,)` int32 target classes, -1 resolved to each image's predicted class."""
+        if slot not in self._targets:
+            given = self.const(slot)
+            predicted = tf.argmax(self.logits, axis=-1, output_type=tf.int32)
+            self._targets[slot] = tf.where(given < 0, predicted, given)
+        return self._targets[slot]
+
+    def target_scores(self, slot: Slot) -> tf.Tensor:
+        """`(batch,)` the target class's score of each probe image."""
+        return tf.gather(self.logits, self.targets(slot), axis=1, batch_dims=1)
+
+    def activation(self, ref: LayerRef) -> tf.Tensor:
+        """A recorded layer output as float32 `(batch, h, w, channels)`."""
+        return tf.cast(self._recorded[ref.path], tf.float32)
+
+    def gradient(self, ref: LayerRef | None, targets: Slot) -> tf.Tensor:
+        """d(target score)/d(layer output), or d/d(images) for `ref=None`, float32."""
+        return self._gradients[(None if ref is None else ref.path, targets)]
+
+    def score_in_chunks(
+        self,
+        per_image: int,
+        batch_size: int,
+        build: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+        targets: Slot,
+        gradients: bool = False,
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Score `per_image` built inputs per probe image, `batch_size` at a time.
+
+        The general chunked loop (captum's `_batched_operator`): input `k` of image `i`
+        has the flat index `i * per_image + k`; chunk `j` holds the flat indices
+        `[j * batch_size, (j + 1) * batch_size)`. Each chunk is built, scored on its
+        images' targets (with the images' other inputs) and, with `gradients`, its
+        gradient with respect to the built inputs is summed per probe image. At most
+        `CHUNKS_IN_FLIGHT` chunks are alive at once, so memory is bounded by `batch_size`.
+
+        Args:
+            per_image: inputs built per probe image (a Python int).
+            batch_size: inputs scored per model call.
+            build: `build(image_index, k) -> (chunk, height, width, channels)`: the
+                inputs of a chunk, from which probe image and which of its `per_image`.
+            targets: the slot of the target classes.
+            gradients: also sum d(score)/d(input) per probe image.
+
+        Returns:
+            `(scores, gradient_sums)`: `(batch, per_image)` float32 scores of the target
+            class, and `(batch, height, width, channels)` float32 sums of the input
+            gradients over each image's inputs (or `None` without `gradients`).
+        """
+        images = self.images
+        n = tf.shape(images)[0]
+        total = n * per_image
+        num_chunks = (total + batch_size - 1) // batch_size
+        targets = self.targets(targets)
+        run = self._core.scores_of
+
+        def body(chunk, scores, sums):
+            index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
+            image_index = index // per_image
+            inputs = build(image_index, index % per_image)
+            extras = [tf.gather(extra, image_index) for extra in self._extras]
+            chunk_targets = tf.gather(targets, image_index)
+            if gradients:
+                with tf.GradientTape() as tape:
+                    tape.watch(inputs)
+                    score = run(self._binding, inputs, extras, chunk_targets)
+                grads = tape.gradient(score, inputs)
+                sums = sums + tf.math.unsorted_segment_sum(grads, image_index, n)
+            else:
+                score = run(self._binding, inputs, extras, chunk_targets)
+            return chunk + 1, scores.write(chunk, score), sums
+
+        scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        sums = tf.zeros_like(images) if gradients else tf.zeros((0,), tf.float32)
+        _, scores, sums = tf.while_loop(
+            lambda chunk, *_: chunk < num_chunks,
+            body,
+            (tf.constant(0), scores, sums),
+            parallel_iterations=CHUNKS_IN_FLIGHT,
+        )
+        return tf.reshape(scores.concat(), (n, per_image)), sums if gradients else None
+
+
+class Core:
+    """The compiled passes over one model, one per (plan key, binding).
+
+    Args:
+        graph: the resolved model.
+    """
+
+    def __init__(self, graph: ModelGraph):
+        self.graph = graph
+        self.passes: dict[tuple, tf.types.experimental.GenericFunction] = {}
+
+    def run(self, plan: Plan, bound: Bound) -> Result:
+        """Compute every need of `plan` on a bound probe in one compiled call."""
+        fn = self.compiled(plan, bound.binding)
+        values = fn(bound.images, bound.extras, plan.feed())
+        return Result(plan.needs, values)
+
+    def compiled(self, plan: Plan, binding: Binding):
+        """The compiled pass for a plan: `fn(images, extras, consts) -> [value per need]`."""
+        key = (plan.key, binding)
+        fn = self.passes.get(key)
+        if fn is None:
+            needs = plan.key
+            # No AutoGraph: the pass is plain TF ops and one `tf.while_loop`, and converting
+            # it cost most of the first snapshot's time.
+            fn = compile_once(
+                lambda images, extras, consts: self._pass(images, extras, consts, needs, binding),
+                input_signature=[
+                    tf.TensorSpec((None, *binding.image_shape), tf.float32),
+                    tuple(tf.TensorSpec((None, *s), d) for s, d in binding.extra_specs),
+                    plan.specs(),
+                ],
+                autograph=False,
+                reduce_retracing=True,
+            )
+            self.passes[key] = fn
+        return fn
+
+    def _inputs(self, binding: Binding, images, extras) -> list:
+        """One tensor per model input, in `model.inputs` order, in the input's dtype."""
+        inputs = list(extras)
+        inputs.insert(binding.image_index, images)
+        dtypes = self.graph.input_dtypes
+        return [tf.cast(x, dtype) if dtype else x for x, dtype in zip(inputs, dtypes)]
+
+    def scores_of(self, binding: Binding, images, extras, targets) -> tf.Tensor:
+        """`(chunk,)` the `targets` scores of the model on some inputs (inference mode)."""
+        logits = self.graph.run(self._inputs(binding, images, extras), {}, binding.head)[0]
+        return tf.gather(logits, targets, axis=1, batch_dims=1)
+
+    def _pass(self, images, extras, consts, needs, binding):
+        taps = {ref.path: ref.layer for need in needs for ref in need.layers()}
+        wanted = list(dict.fromkeys(pair for need in needs for pair in need.gradients()))
+        for ref, _ in wanted:
+            if ref is not None:
+                taps[ref.path] = ref.layer
+        by_targets: dict[Slot, list] = {}
+        for ref, slot in wanted:
+            by_targets.setdefault(slot, []).append(ref)
+
+        tape = tf.GradientTape(persistent=len(by_targets) > 1) if wanted else None
+        with tape or contextlib.nullcontext():
+            if tape is not None:
+                # Watching the images makes every activation differentiable even when the
+                # layers are frozen (trainable=False), as in a fine-tuned keras.applications
+                # base, and gives the input gradient for saliency.
+                tape.watch(images)
+            inputs = self._inputs(binding, images, extras)
+            logits, recorded = self.graph.run(inputs, taps, binding.head)
+            ctx = Context(self, binding, images, extras, consts, logits, recorded)
+            totals = {slot: tf.reduce_sum(ctx.target_scores(slot)) for slot in by_targets}
+        for slot, refs in by_targets.items():
+            sources = [images if ref is None else recorded[ref.path] for ref in refs]
+            # One backward per target set, for every layer (and the input) that needs it.
+            grads = tape.gradient(totals[slot], sources)
+            for ref, source, grad in zip(refs, sources, grads):
+                if grad is None:  # the score does not depend on this layer at all
+                    grad = tf.zeros_like(source)
+                ctx._gradients[(None if ref is None else ref.path, slot)] = tf.cast(
+                    grad, tf.float32
+                )
+        return [need.compute(ctx) for need in needs]

@@ -1,0 +1,81 @@
+"""One core per model, and one pass per snapshot for every callback watching a probe."""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+
+from keras_convviz.core.binding import Bound
+from keras_convviz.core.graph import ModelGraph
+from keras_convviz.core.needs import Plan, Result
+from keras_convviz.core.passes import Core
+from keras_convviz.core.probe import Probe
+
+_CORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def core_for(model: keras.Model) -> Core:
+    """The `Core` of a model, made once and reused by every callback and explainer call."""
+    core = _CORES.get(model)
+    if core is None:
+        core = Core(ModelGraph(model))
+        _CORES[model] = core
+    return core
+
+
+class SharedPass:
+    """One compiled pass per snapshot for all callbacks on a model and probe.
+
+    Each member declares what it needs (`needs()`, a tuple of `Need`s) and when it is due
+    (`is_due(epoch)`); the first member to ask at an epoch runs one pass for the union of
+    the needs of the members due then, and the others read the cached `Result`.
+    """
+
+    def __init__(self, core: Core, probe: Probe, bound: Bound):
+        self.core = core
+        self.probe = probe
+        self.bound = bound
+        self.members: list = []
+        self.passes_run = 0
+        self._plans: dict[tuple, Plan] = {}
+        self._cache: tuple[int, Result] | None = None
+
+    def join(self, member) -> None:
+        if member not in self.members:
+            self.members.append(member)
+        self._cache = None
+
+    def leave(self, member) -> None:
+        if member in self.members:
+            self.members.remove(member)
+        self._cache = None
+
+    def result(self, epoch: int) -> Result:
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        # Only the members due now: a pass without the others' needs is cheaper (each
+        # distinct set of due members is one plan, traced once).
+        needs = tuple(need for m in self.members if m.is_due(epoch) for need in m.needs())
+        plan = self._plans.get(needs)
+        if plan is None:
+            plan = Plan(needs)
+            self._plans[needs] = plan
+        result = self.core.run(plan, self.bound)
+        self.passes_run += 1
+        self._cache = (epoch, result)
+        return result
+
+
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_pass(model: keras.Model, probe: Probe, bound: Bound) -> SharedPass:
+    """The `SharedPass` for a model, probe content and binding, made on first use."""
+    per_model = _SHARED.setdefault(model, {})
+    key = (probe.key, bound.binding)
+    shared = per_model.get(key)
+    if shared is None:
+        shared = SharedPass(core_for(model), probe, bound)
+        per_model[key] = shared
+    return shared

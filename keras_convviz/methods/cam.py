@@ -1,0 +1,176 @@
+"""The CAM family: where the evidence for a class lies in a conv layer.
+
+Each method is a pure TensorFlow function of the layer's output A `(batch, h, w, channels)`
+and what it needs besides (the gradient g = dS/dA of the target score S, or the scores of
+the image masked by each channel), returning the map before the final ReLU and upsampling,
+`(batch, h, w)` float32. `CAM_METHODS` lists them; the `Cam` need runs one on the pass,
+where dS/dA is taken once per (layer, targets) and shared by every method on that layer.
+A new CAM variant is one function here and one line in `CAM_METHODS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from keras_convviz.core.graph import LayerRef
+from keras_convviz.core.needs import Const, Need
+
+
+def grad_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2): sum_c mean_hw(g_c) * A_c."""
+    weights = tf.reduce_mean(gradient, axis=(1, 2))
+    return tf.einsum("bhwc,bc->bhw", activation, weights)
+
+
+def grad_cam_plus_plus(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19): sum_c w_c * A_c.
+
+    w_c = sum_hw alpha * relu(g_c), alpha = g_c^2 / (2 g_c^2 + sum_hw(A_c) * g_c^3), with
+    alpha = 0 where g_c = 0 (the closed form for an exponential score, as pytorch-grad-cam).
+    """
+    g2 = tf.square(gradient)
+    g3 = g2 * gradient
+    total = tf.reduce_sum(activation, axis=(1, 2), keepdims=True)
+    alpha = tf.math.divide_no_nan(g2, 2.0 * g2 + total * g3)
+    alpha = tf.where(gradient != 0.0, alpha, 0.0)
+    weights = tf.reduce_sum(alpha * tf.nn.relu(gradient), axis=(1, 2))
+    return tf.einsum("bhwc,bc->bhw", activation, weights)
+
+
+def layer_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    """LayerCAM (Jiang et al. 2021, eq. 4-5): sum_c relu(g_c) * A_c, per position."""
+    return tf.reduce_sum(tf.nn.relu(gradient) * activation, axis=-1)
+
+
+def hires_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+    """HiResCAM (Draelos & Carin 2020, eq. 5): sum_c g_c * A_c, per position."""
+    return tf.reduce_sum(gradient * activation, axis=-1)
+
+
+def eigen_cam(activation: tf.Tensor) -> tf.Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020): A projected on its first principal component.
+
+    The positions are the samples: A `(h*w, channels)` is centred over positions and
+    projected on its first right singular vector. The sign of a singular vector is
+    arbitrary; it is chosen so the map correlates positively with sum_c A_c.
+    """
+    shape = tf.shape(activation)
+    flat = tf.reshape(activation, (shape[0], shape[1] * shape[2], shape[3]))
+    centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+    _, _, v = tf.linalg.svd(centred, full_matrices=False)
+    projection = tf.einsum("bpc,bc->bp", centred, v[:, :, 0])
+    total = tf.reduce_sum(flat, axis=-1)
+    total -= tf.reduce_mean(total, axis=1, keepdims=True)
+    sign = tf.where(tf.reduce_sum(projection * total, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
+    return tf.reshape(projection * sign, shape[:3])
+
+
+def score_cam(activation: tf.Tensor, masked_scores: tf.Tensor) -> tf.Tensor:
+    """Score-CAM (Wang et al. 2020, eq. 6-8): sum_c softmax_c(S(x * m_c)) * A_c.
+
+    Args:
+        activation: `(batch, h, w, channels)` A.
+        masked_scores: `(batch, channels)` the target score of the image masked by each
+            channel's map (`score_cam_inputs`).
+    """
+    weights = tf.nn.softmax(masked_scores, axis=-1)
+    return tf.einsum("bhwc,bc->bhw", activation, weights)
+
+
+def score_cam_inputs(images, activation, image_index, channel) -> tf.Tensor:
+    """Images masked by one channel's map each: x * m_c (Score-CAM's inputs).
+
+    m_c is A_c upsampled bilinearly to the input size and min-max scaled to [0, 1] on its
+    own (per image and channel, as pytorch-grad-cam; a constant channel masks everything).
+
+    Args:
+        images: `(batch, height, width, channels_in)` the probe images.
+        activation: `(batch, h, w, channels)` A.
+        image_index: `(chunk,)` int32 which image each masked copy is made from.
+        channel: `(chunk,)` int32 which channel of A masks it.
+
+    Returns:
+        `(chunk, height, width, channels_in)` masked images.
+    """
+    maps = tf.gather_nd(
+        tf.transpose(activation, (0, 3, 1, 2)), tf.stack([image_index, channel], axis=1)
+    )
+    size = tf.shape(images)[1:3]
+    masks = tf.image.resize(maps[..., None], size, method="bilinear")
+    low = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
+    high = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
+    masks = tf.math.divide_no_nan(masks - low, high - low)
+    return tf.gather(images, image_index) * masks
+
+
+@dataclass(frozen=True)
+class CamMethod:
+    """A CAM method: its map function, what it needs, and the run it writes to.
+
+    Attributes:
+        fn: `fn(activation, **needed) -> (batch, h, w)` map before ReLU and upsampling.
+        run: the TensorBoard run its callback writes (see `_tags`).
+        needs: `"gradient"` (dS/dA), `"masked_scores"` (scores of channel-masked
+            inputs, scored in chunks) or `"activation"` (A alone).
+    """
+
+    fn: Callable[..., tf.Tensor]
+    run: str
+    needs: str = "gradient"
+
+
+CAM_METHODS: dict[str, CamMethod] = {
+    "gradcam": CamMethod(grad_cam, "grad_cam"),
+    "gradcam++": CamMethod(grad_cam_plus_plus, "grad_cam_plus_plus"),
+    "layercam": CamMethod(layer_cam, "layer_cam"),
+    "hirescam": CamMethod(hires_cam, "hires_cam"),
+    "eigencam": CamMethod(eigen_cam, "eigen_cam", needs="activation"),
+    "scorecam": CamMethod(score_cam, "score_cam", needs="masked_scores"),
+}
+
+
+@dataclass(frozen=True)
+class Cam(Need):
+    """A CAM map of one layer at the input size, `(batch, height, width)` raw, >= 0.
+
+    Attributes:
+        ref: the layer.
+        method: a key of `CAM_METHODS`.
+        targets: the target classes (`targets_const`).
+        batch_size: masked images scored per model call (Score-CAM only).
+    """
+
+    ref: LayerRef
+    method: str
+    targets: Const
+    batch_size: int = 0
+
+    def layers(self):
+        return (self.ref,)
+
+    def gradients(self):
+        if CAM_METHODS[self.method].needs == "gradient":
+            return ((self.ref, self.targets),)
+        return ()
+
+    def compute(self, ctx):
+        method = CAM_METHODS[self.method]
+        activation = ctx.activation(self.ref)
+        if method.needs == "gradient":
+            raw = method.fn(activation, ctx.gradient(self.ref, self.targets))
+        elif method.needs == "masked_scores":
+
+            def build(image_index, channel):
+                return score_cam_inputs(ctx.images, activation, image_index, channel)
+
+            scores, _ = ctx.score_in_chunks(
+                int(activation.shape[-1]), self.batch_size, build, self.targets
+            )
+            raw = method.fn(activation, scores)
+        else:
+            raw = method.fn(activation)
+        cam = tf.nn.relu(raw)
+        return tf.image.resize(cam[..., None], ctx.image_size, method="bilinear")[..., 0]
