@@ -151,9 +151,7 @@ class ConvViz(keras.callbacks.Callback):
             for argument, choice, cls, defaults in children
             if choice is not False
         ]
-        for hook in _HOOKS:
-            if any(_implements(child, hook) for child in self.callbacks):
-                setattr(self, hook, functools.partial(self._forward, hook))
+        _install_hooks(self)
 
     def _forward(self, hook: str, *args, **kwargs):
         for child in self.callbacks:
@@ -168,6 +166,13 @@ class ConvViz(keras.callbacks.Callback):
         super().set_params(params)
         for child in self.callbacks:
             child.set_params(params)
+
+
+def _install_hooks(convviz: ConvViz) -> None:
+    """Forward each hook some child implements (and only those) to every child."""
+    for hook in _HOOKS:
+        if any(_implements(child, hook) for child in convviz.callbacks):
+            setattr(convviz, hook, functools.partial(convviz._forward, hook))
 
 
 def _arguments(argument: str, choice, cls, defaults: dict) -> dict:

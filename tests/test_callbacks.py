@@ -1,0 +1,121 @@
+"""Callback plumbing: ConvViz forwards every hook and every child argument; runs and steps."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from conftest import event_files, read_runs, small_cnn
+
+import keras_convviz as kcv
+
+
+def probe_of(data, n=2):
+    x, y = data
+    return x[:n], y[:n]
+
+
+class EpochBegins(kcv.FeatureMaps):
+    """A FeatureMaps that also counts the epoch-begin hook (ConvViz must forward it)."""
+
+    begun: list
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begun.append(epoch)
+
+
+def test_convviz_children_take_their_own_arguments(tmp_path, data):
+    callback = kcv.ConvViz(
+        tmp_path,
+        probe_of(data),
+        patch_size=8,
+        feature_maps=False,
+        filter_weights={"max_filters": 4, "max_inputs": 2},
+        grad_cam={"method": ["gradcam", "layercam"], "layer_name": "conv_a"},
+        occlusion={"stride": 4, "batch_size": 7, "baseline": 0.0},
+        saliency={"method": "gradient"},
+    )
+    names = [type(c).__name__ for c in callback.callbacks]
+    assert names == ["FilterWeights", "GradCAM", "OcclusionSensitivity", "Saliency"]
+    weights, cam, occlusion, saliency = callback.callbacks
+    assert (weights.max_filters, weights.max_inputs) == (4, 2)
+    assert cam.methods == ("gradcam", "layercam") and cam.layer_name == "conv_a"
+    assert (occlusion.patch_size, occlusion.stride, occlusion.batch_size) == ((8, 8), (4, 4), 7)
+    assert np.all(occlusion.baseline == 0.0)
+    assert saliency.methods == ("gradient",)
+    small_cnn().fit(*data, epochs=1, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)
+    assert sorted(runs) == [
+        "filter_weights",
+        "grad_cam",
+        "gradient",
+        "layer_cam",
+        "occlusion_sensitivity",
+    ]
+    assert "grad_cam/conv_a/image_1" in runs["grad_cam"]
+    assert "layer_cam/conv_a/image_1" in runs["layer_cam"]
+
+
+def test_convviz_forwards_every_hook_a_child_implements(tmp_path, data):
+    from keras_convviz.callbacks.convviz import _install_hooks
+
+    callback = kcv.ConvViz(tmp_path, probe_of(data), occlusion=False)
+    child = EpochBegins(tmp_path / "extra", probe_of(data))
+    child.begun = []
+    callback.callbacks.append(child)  # a child with a hook none of the others has
+    _install_hooks(callback)
+    small_cnn().fit(*data, epochs=3, verbose=0, callbacks=[callback])
+    assert child.begun == [0, 1, 2]
+    assert sorted(read_runs(tmp_path / "extra")) == ["feature_maps"]
+    # No batch-level hook is forwarded: Keras keeps its asynchronous training loop.
+    for hook in ("on_train_batch_end", "on_batch_end", "on_test_batch_end"):
+        assert getattr(getattr(callback, hook), "_is_default", False), hook
+
+
+def test_convviz_rejects_unknown_child_arguments(tmp_path, data):
+    with pytest.raises(TypeError, match=re.escape("`occlusion` must hold arguments of")):
+        kcv.ConvViz(tmp_path, probe_of(data), occlusion={"strid": 4})
+    with pytest.raises(TypeError, match=re.escape("Received unknown: ['strid']")):
+        kcv.ConvViz(tmp_path, probe_of(data), occlusion={"strid": 4})
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "`saliency` must be True, False or a dict of Saliency arguments. "
+            "Received: saliency='smoothgrad'"
+        ),
+    ):
+        kcv.ConvViz(tmp_path, probe_of(data), saliency="smoothgrad")
+    # A child's own check names its argument.
+    with pytest.raises(ValueError, match=re.escape("Received: stride=(16, 16)")):
+        kcv.ConvViz(tmp_path, probe_of(data), patch_size=8, occlusion={"stride": 16})
+
+
+def test_a_later_fit_continues_the_steps_in_one_event_file(tmp_path, data):
+    x, y = data
+    model = small_cnn()
+    callback = kcv.FeatureMaps(tmp_path, probe_of(data), layer_names=["conv_a"], freq=2)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])  # steps 0, 2
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])  # epochs 0-2 -> steps 3-5
+    model.fit(x, y, epochs=10, initial_epoch=8, verbose=0, callbacks=[callback])  # ahead: 8
+    steps = read_runs(tmp_path)["feature_maps"]["feature_maps/conv_a/image_0"]["steps"]
+    assert steps == [0, 2, 3, 5, 8]
+    assert len(event_files(tmp_path)) == 1
+
+
+def test_moving_a_callback_to_another_model_warns(tmp_path, data):
+    x, y = data
+    callback = kcv.FilterWeights(tmp_path)
+    small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    with pytest.warns(UserWarning, match="its history mixes both models"):
+        small_cnn(seed=1).fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    steps = read_runs(tmp_path)["filter_weights"]["filter_weights/conv_a"]["steps"]
+    assert steps == [0, 1]
+
+
+def test_two_callbacks_writing_one_tag_are_refused(tmp_path, data):
+    x, y = data
+    first = kcv.GradCAM(tmp_path, probe_of(data), class_index=0, on_error="raise")
+    second = kcv.GradCAM(tmp_path, probe_of(data), class_index=1, on_error="raise")
+    with pytest.raises(ValueError, match="Two callbacks write the tag 'grad_cam/conv_b/"):
+        small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[first, second])
