@@ -140,7 +140,12 @@ def resolve_targets(probe: Probe | None, class_index, num_classes: int | None, a
         raise TypeError(
             f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
         )
-    if class_index < 0 or (num_classes is not None and class_index >= num_classes):
+    if class_index < 0 and num_classes is None:
+        raise ValueError(
+            f"`{argument}` must be None or a non-negative int class index. "
+            f"Received: {argument}={class_index}"
+        )
+    if num_classes is not None and not 0 <= class_index < num_classes:
         raise ValueError(
             f"`{argument}` must be in [0, {num_classes}) for the model's {num_classes} outputs. "
             f"Received: {argument}={class_index}"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 
+import keras
 import numpy as np
 import pytest
 from conftest import small_cnn
@@ -243,6 +244,7 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, dat
 
 BACKEND_SCRIPT = """
 import keras
+import keras
 import numpy as np
 import keras_convviz as kcv
 
@@ -277,3 +279,71 @@ def test_a_non_tensorflow_keras_backend_is_refused_at_construction(tmp_path):
     )
     assert result.stdout.splitlines() == [message, message]
     assert not (tmp_path / "logs").exists()
+
+
+# ---- what a new user tripped over (issue 16, item 5) ------------------------------------
+
+
+def test_a_negative_class_index_is_called_one_at_construction(tmp_path, data):
+    x, _ = data
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`class_index` must be None or a non-negative int class index. Received: class_index=-1"
+        ),
+    ):
+        kcv.GradCAM(tmp_path, x[:2], class_index=-1)
+
+
+def test_an_unbatched_dataset_probe_is_told_to_batch(tmp_path, data):
+    import tensorflow as tf
+
+    x, y = data
+    dataset = tf.data.Dataset.from_tensor_slices((x[:4], y[:4]))
+    with pytest.raises(ValueError, match=re.escape("use dataset.batch(n)")):
+        kcv.GradCAM(tmp_path, dataset)
+
+
+def test_swapped_log_dir_and_probe_are_named(tmp_path, data):
+    x, _ = data
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "not a path. Received: probe='logs/run1'. The log directory comes first: "
+            "ConvViz(log_dir, probe)."
+        ),
+    ):
+        kcv.ConvViz(x[:2], "logs/run1")
+
+
+def test_convviz_errors_name_the_argument_the_user_passed(tmp_path, model, data):
+    x, _ = data
+    fit_raises(
+        model,
+        data,
+        kcv.ConvViz(tmp_path, x[:2], cam_layer="conv_z", on_error="raise"),
+        ValueError,
+        re.escape("Received: cam_layer='conv_z'"),
+    )
+
+
+def test_an_unknown_layer_lists_the_nested_models(tmp_path):
+    inner = small_cnn()
+    inputs = keras.Input((32, 32, 3))
+    outer = keras.Model(inputs, inner(inputs), name="outer")
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Nested models (address their layers as 'model/layer'): ['small_cnn']"),
+    ):
+        kcv.grad_cam(outer, np.zeros((1, 32, 32, 3), np.float32), layer_name="base/conv_b")
+
+
+def test_a_large_probe_warns_and_says_how_to_take_fewer(tmp_path, data):
+    import tensorflow as tf
+
+    x, y = data
+    with pytest.warns(UserWarning, match=re.escape("The probe holds 32 images")):
+        kcv.GradCAM(tmp_path, (x, y))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    with pytest.warns(UserWarning, match=re.escape("dataset.unbatch().take(n).batch(n)")):
+        kcv.FeatureMaps(tmp_path, dataset)

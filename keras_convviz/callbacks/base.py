@@ -20,7 +20,7 @@ from keras_convviz._args import check_freq, check_log_dir, check_on_error
 from keras_convviz.core.binding import bind
 from keras_convviz.core.graph import check_backend
 from keras_convviz.core.passes import compile_once
-from keras_convviz.core.probe import Probe, make_probe
+from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
 
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
@@ -326,6 +326,7 @@ class ProbeCallback(SnapshotCallback):
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
         self.probe: Probe = make_probe(probe, image_input)
+        warn_large_probe(self.probe)
         self.image_input = image_input
         self.score_output = score_output
         self._shared: SharedPass | None = None

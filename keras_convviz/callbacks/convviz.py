@@ -151,6 +151,11 @@ class ConvViz(keras.callbacks.Callback):
             for argument, choice, cls, defaults in children
             if choice is not False
         ]
+        for child in self.callbacks:
+            if isinstance(child, GradCAM) and not (
+                isinstance(grad_cam, dict) and "layer_name" in grad_cam
+            ):
+                child._layer_argument = "cam_layer"
         _install_hooks(self)
 
     def _forward(self, hook: str, *args, **kwargs):

@@ -90,6 +90,8 @@ class GradCAM(ProbeCallback):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.run_name = _tags.cam_run(self.methods[0])
         self._needs: tuple[Cam, ...] = ()
+        # The argument name errors use: `ConvViz` passes its `cam_layer` as `layer_name`.
+        self._layer_argument = "layer_name"
 
     def run_names(self):
         return tuple(_tags.cam_run(m) for m in self.methods)
@@ -100,7 +102,7 @@ class GradCAM(ProbeCallback):
         ref = (
             graph.default_cam_layer()
             if self.layer_name is None
-            else graph.find_spatial(self.layer_name, "layer_name")
+            else graph.find_spatial(self.layer_name, self._layer_argument)
         )
         num_classes = shared.bound.binding.head.num_classes
         targets = targets_const(

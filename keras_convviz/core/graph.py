@@ -247,9 +247,13 @@ class ModelGraph:
                 f"path instead, one of {[r.path for r in matches]}. Received: {argument}={name!r}"
             )
         if not matches:
+            nested = sorted({r.path.rsplit("/", 1)[0] for r in self.refs if "/" in r.path})
+            where = f" Nested models (address their layers as 'model/layer'): {nested}." * bool(
+                nested
+            )
             raise ValueError(
                 f"`{argument}` must name layers of model {self.model.name!r}. No layer is "
-                f"called {name!r}. Conv layers: {self._conv_names()}. Received: "
+                f"called {name!r}. Conv layers: {self._conv_names()}.{where} Received: "
                 f"{argument}={name!r}"
             )
         return matches[0]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
+
+# Above this many probe images a callback warns: each image is a card per layer and kind.
+LARGE_PROBE = 16
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class Probe:
             name when the probe was a dict, its position when it was a list), the images
             included; `None` for a plain image array.
         image_key: the key of the images in `inputs` (`None` for a plain image array).
+        from_dataset: whether it is the first batch of a `tf.data.Dataset`.
     """
 
     images: np.ndarray
@@ -27,6 +33,7 @@ class Probe:
     key: str = field(default="", compare=False)
     inputs: dict | None = field(default=None, compare=False)
     image_key: str | int | None = field(default=None, compare=False)
+    from_dataset: bool = field(default=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -94,12 +101,19 @@ def make_probe(probe, image_input=None) -> Probe:
     """
     if isinstance(probe, Probe):
         return probe
+    if isinstance(probe, (str, bytes, os.PathLike)):
+        raise TypeError(
+            "`probe` must be a batch of images, an (images, labels) tuple or a "
+            f"tf.data.Dataset, not a path. Received: probe={probe!r}. The log directory "
+            "comes first: ConvViz(log_dir, probe)."
+        )
     if probe is None:
         raise ValueError(
             "`probe` must be a batch of images, an (images, labels) tuple or a tf.data.Dataset. "
             "Received: probe=None"
         )
-    if isinstance(probe, tf.data.Dataset):
+    from_dataset = isinstance(probe, tf.data.Dataset)
+    if from_dataset:
         probe = _first_batch(probe)
     labels = None
     if isinstance(probe, (tuple, list)) and not _looks_like_image_list(probe):
@@ -119,7 +133,7 @@ def make_probe(probe, image_input=None) -> Probe:
         images = inputs[image_key]
     else:
         images = _to_numpy(x, "images")
-    _check_images(images)
+    _check_images(images, from_dataset)
     if labels is not None:
         labels = _labels_to_int(_to_numpy(labels, "labels"), images.shape[0])
     digest = hashlib.sha1()
@@ -128,10 +142,16 @@ def make_probe(probe, image_input=None) -> Probe:
         digest.update(np.ascontiguousarray(array).tobytes())
     if labels is not None:
         digest.update(labels.tobytes())
-    return Probe(images, labels, digest.hexdigest(), inputs, image_key)
+    return Probe(images, labels, digest.hexdigest(), inputs, image_key, from_dataset)
 
 
-def _check_images(images: np.ndarray) -> None:
+def _check_images(images: np.ndarray, from_dataset: bool = False) -> None:
+    if images.ndim == 3 and from_dataset:
+        raise ValueError(
+            "`probe` must be a batched tf.data.Dataset: its first element is the probe "
+            f"batch. Received: an unbatched dataset of images of shape {images.shape}; use "
+            "dataset.batch(n), n the number of probe images"
+        )
     if images.ndim == 3:
         raise ValueError(
             "`probe` images must be a batch of shape (batch, height, width, channels). "
@@ -228,3 +248,22 @@ def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument:
             f"`{argument}` input {name!r} must match the model input shape {shown}. "
             f"Received: an array of shape {array.shape}"
         )
+
+
+def warn_large_probe(probe: Probe) -> None:
+    """Warn when a probe is so large that its pictures would flood TensorBoard."""
+    if probe.size <= LARGE_PROBE:
+        return
+    hint = (
+        "a tf.data probe gives its first batch: take n images with "
+        "dataset.unbatch().take(n).batch(n)"
+        if probe.from_dataset
+        else "e.g. probe=(x_val[:8], y_val[:8])"
+    )
+    warnings.warn(
+        f"The probe holds {probe.size} images: the callbacks write one picture per probe "
+        "image, layer and kind at every snapshot, which floods TensorBoard with cards. "
+        f"{LARGE_PROBE} or fewer images usually tell the story ({hint}).",
+        UserWarning,
+        stacklevel=4,
+    )
