@@ -16,7 +16,7 @@ from conftest import core_logits, small_cnn
 
 import keras_convviz as kcv
 from keras_convviz.core import passes
-from keras_convviz.core.shared import _CORES, core_for
+from keras_convviz.core.shared import core_for, forget
 from keras_convviz.methods import perturb
 
 
@@ -173,7 +173,7 @@ def test_occlusion_matches_a_numpy_reference_and_the_plain_ops(data, monkeypatch
     assert passes.xla_available()  # so the call above built its chunks with XLA
     # The fallback without XLA gives the same maps bit for bit.
     monkeypatch.setattr(perturb, "xla_available", lambda: False)
-    _CORES.pop(model)
+    forget(model)
     plain = kcv.occlusion_sensitivity(
         model, (images, targets), patch_size=8, baseline=baseline, batch_size=20
     )

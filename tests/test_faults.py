@@ -3,14 +3,17 @@ snapshots, and many snapshots leak nothing."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import keras
 import numpy as np
+import tensorflow as tf
 from conftest import event_files, read_runs, small_cnn
 
 import keras_convviz as kcv
@@ -145,3 +148,34 @@ def test_fifty_snapshots_leak_nothing(tmp_path, data):
     assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
     # Two fits of one instance: one event file per run, the same through both fits.
     assert len(event_files(tmp_path)) == 4
+
+
+def test_an_explained_model_is_freed(data):
+    # The core refers back to its model; it must not keep the model alive.
+    x, _ = data
+    model = small_cnn()
+    kcv.grad_cam(model, x[:2])
+    kcv.occlusion_sensitivity(model, x[:2], patch_size=8)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_callback_collected_while_tensorflow_traces_leaves_no_writer_ops(tmp_path):
+    # The garbage collector may collect a callback at any allocation, e.g. while `fit`
+    # traces its tf.data map; releasing its writer then must put no op into that function.
+    model = small_cnn(input_shape=(16, 16, 3))
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    callback = kcv.GradCAM(tmp_path, images)
+    snapshot(callback, model)
+    gc.collect()
+    gc.disable()  # the callback and the model go with the collection inside the trace below
+    try:
+        callback.cycle = callback
+        del callback, model
+        dataset = tf.data.Dataset.range(3).map(lambda i: (gc.collect(), i)[1], num_parallel_calls=2)
+    finally:
+        gc.enable()
+    assert list(dataset.as_numpy_iterator()) == [0, 1, 2]
+    assert list(dataset.as_numpy_iterator()) == [0, 1, 2]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import keras
 
 from keras_convviz.core.binding import Bound
@@ -12,16 +10,25 @@ from keras_convviz.core.needs import Plan, Result
 from keras_convviz.core.passes import Core
 from keras_convviz.core.probe import Probe
 
-_CORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The model keeps its core (and its shared passes) itself: a core refers back to its model,
+# so a weak-keyed table would keep every model alive. Set past Keras's attribute tracking.
+_CORE_ATTRIBUTE = "_keras_convviz_core"
+_SHARED_ATTRIBUTE = "_keras_convviz_shared"
 
 
 def core_for(model: keras.Model) -> Core:
     """The `Core` of a model, made once and reused by every callback and explainer call."""
-    core = _CORES.get(model)
+    core = model.__dict__.get(_CORE_ATTRIBUTE)
     if core is None:
         core = Core(ModelGraph(model))
-        _CORES[model] = core
+        object.__setattr__(model, _CORE_ATTRIBUTE, core)
     return core
+
+
+def forget(model: keras.Model) -> None:
+    """Drop a model's core and shared passes (the next call resolves the model afresh)."""
+    model.__dict__.pop(_CORE_ATTRIBUTE, None)
+    model.__dict__.pop(_SHARED_ATTRIBUTE, None)
 
 
 class SharedPass:
@@ -67,12 +74,12 @@ class SharedPass:
         return result
 
 
-_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def shared_pass(model: keras.Model, probe: Probe, bound: Bound) -> SharedPass:
     """The `SharedPass` for a model, probe content and binding, made on first use."""
-    per_model = _SHARED.setdefault(model, {})
+    per_model = model.__dict__.get(_SHARED_ATTRIBUTE)
+    if per_model is None:
+        per_model = {}
+        object.__setattr__(model, _SHARED_ATTRIBUTE, per_model)
     key = (probe.key, bound.binding)
     shared = per_model.get(key)
     if shared is None:

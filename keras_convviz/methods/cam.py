@@ -34,8 +34,8 @@ def grad_cam_plus_plus(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
     g2 = tf.square(gradient)
     g3 = g2 * gradient
     total = tf.reduce_sum(activation, axis=(1, 2), keepdims=True)
+    # 0 where the denominator is (always where g_c = 0).
     alpha = tf.math.divide_no_nan(g2, 2.0 * g2 + total * g3)
-    alpha = tf.where(gradient != 0.0, alpha, 0.0)
     weights = tf.reduce_sum(alpha * tf.nn.relu(gradient), axis=(1, 2))
     return tf.einsum("bhwc,bc->bhw", activation, weights)
 
