@@ -47,8 +47,9 @@ def test_a_diverged_model_is_marked_and_counted(tmp_path, data):
         if v["kind"] == "scalars"
     }
     assert scalars["filter_weights/conv_b/non_finite"] == 3 * 3 * 8 * 16
-    assert scalars["filter_weights/conv_a/non_finite"] == 0
-    assert scalars["feature_maps/conv_a/non_finite"] == 0
+    # A healthy layer writes no non_finite scalar (it would be a flat chart of zeros).
+    assert "filter_weights/conv_a/non_finite" not in scalars
+    assert "feature_maps/conv_a/non_finite" not in scalars
     assert scalars["feature_maps/conv_b/non_finite"] > 0.5 * 2 * 16 * 16 * 16
     assert scalars["grad_cam/conv_b/non_finite"] > 0
     assert scalars["occlusion_sensitivity/non_finite"] > 0
@@ -74,8 +75,9 @@ def test_training_goes_on_through_divergence(tmp_path, data):
         x, y, epochs=3, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8)]
     )
     assert len(history.history["loss"]) == 3
-    steps = read_runs(tmp_path)["grad_cam"]["grad_cam/conv_b/non_finite"]["steps"]
-    assert steps == [0, 1, 2]
+    runs = read_runs(tmp_path)
+    assert runs["filter_weights"]["filter_weights/conv_a/non_finite"]["steps"] == [0, 1, 2]
+    assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2]
 
 
 def test_constant_maps_render_as_constant():
@@ -179,3 +181,22 @@ def test_a_callback_collected_while_tensorflow_traces_leaves_no_writer_ops(tmp_p
         gc.enable()
     assert list(dataset.as_numpy_iterator()) == [0, 1, 2]
     assert list(dataset.as_numpy_iterator()) == [0, 1, 2]
+
+
+def test_a_non_finite_count_once_written_goes_on_to_show_recovery(tmp_path, data):
+    x, y = data
+    model = small_cnn()
+    kernel = model.get_layer("conv_b").kernel
+    healthy = kernel.numpy()
+    callback = kcv.FilterWeights(tmp_path, on_error="raise")
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_end(0)  # healthy: nothing written
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    callback.on_epoch_end(1)
+    kernel.assign(healthy)
+    callback.on_epoch_end(2)  # healthy again: the zero is written, the chart comes down
+    callback.on_train_end()
+    series = read_runs(tmp_path)["filter_weights"]["filter_weights/conv_b/non_finite"]
+    assert series["steps"] == [1, 2] and series["values"] == [3 * 3 * 8 * 16, 0.0]
+    assert "filter_weights/conv_a/non_finite" not in read_runs(tmp_path)["filter_weights"]

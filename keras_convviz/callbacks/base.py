@@ -44,8 +44,12 @@ class Image:
 
 @dataclass(frozen=True)
 class Scalar:
+    """One scalar summary. A `sparse` one (e.g. `non_finite`) is written from the first
+    snapshot where it is non-zero on, so a healthy run shows no flat chart of zeros."""
+
     tag: str
     value: float | tf.Tensor
+    sparse: bool = False
 
 
 def warn_skipped_convs(graph, callback: str) -> None:
@@ -143,6 +147,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._active = False
         self._prepared = False
         self._next_step = 0  # the first step a later epoch may write
+        self._written: set[str] = set()  # sparse scalars written once, written from then on
         self._offset: int | None = None  # step - epoch in the current fit
         self._last_model = None
 
@@ -249,7 +254,17 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     # ---- writing ----------------------------------------------------------------------------
 
+    def _due(self, item) -> bool:
+        """Whether a summary is written now (a sparse scalar only from its first non-zero)."""
+        if not (isinstance(item, Scalar) and item.sparse) or item.tag in self._written:
+            return True
+        if float(item.value) == 0.0:
+            return False
+        self._written.add(item.tag)
+        return True
+
     def _write(self, step: int, summaries) -> None:
+        summaries = [item for item in summaries if self._due(item)]
         images = [item for item in summaries if isinstance(item, Image)]
         encoded = {}
         if images:

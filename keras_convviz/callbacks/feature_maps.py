@@ -113,6 +113,6 @@ class FeatureMaps(ProbeCallback):
             items += [
                 Scalar(_tags.tag(run, path, "dead_fraction"), dead),
                 Scalar(_tags.tag(run, path, "max_activation"), peak),
-                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite),
+                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True),
             ]
         return items

@@ -121,6 +121,6 @@ class FilterWeights(SnapshotCallback):
             items += [
                 Image(_tags.tag(run, path), image),
                 Scalar(_tags.tag(run, path, "max_abs"), scale),
-                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite),
+                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True),
             ]
         return items

@@ -136,7 +136,7 @@ class GradCAM(ProbeCallback):
         items = []
         for need, (panels, peaks, non_finite) in zip(self._needs, rendered):
             run, path = _tags.cam_run(need.method), need.ref.path
-            items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite))
+            items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, path, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))

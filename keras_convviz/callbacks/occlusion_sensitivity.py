@@ -116,7 +116,7 @@ class OcclusionSensitivity(ProbeCallback):
         maps = self._result(epoch)[self._need]
         panels, peaks, non_finite = self._render(self._shared.bound.images, maps)
         run = self.run_name
-        items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite)]
+        items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         for i in range(self.probe.size):
             items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
             items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))

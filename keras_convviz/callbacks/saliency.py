@@ -129,7 +129,7 @@ class Saliency(ProbeCallback):
         items = []
         for method, (panels, peaks, non_finite) in zip(self.methods, rendered):
             run = _tags.saliency_run(method)
-            items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite))
+            items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))
