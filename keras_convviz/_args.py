@@ -182,3 +182,28 @@ def saliency_options(samples, noise, steps, seed, batch_size) -> dict:
         "seed": check_seed(seed),
         "batch_size": check_positive_int(batch_size, "batch_size"),
     }
+
+
+def check_class_names(class_names, argument: str = "class_names"):
+    """None or a list of class names (str), one per score unit (checked once known)."""
+    if class_names is None:
+        return None
+    names = [class_names] if isinstance(class_names, str) else class_names
+    try:
+        names = list(names)
+    except TypeError:
+        names = None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"`{argument}` must be None or a list of class names (str). "
+            f"Received: {argument}={class_names!r}"
+        )
+    return names
+
+
+def check_class_names_fit(class_names, num_classes: int, argument: str = "class_names"):
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"`{argument}` must name each of the model's {num_classes} classes. "
+            f"Received: {len(class_names)} names {class_names[:8]}"
+        )

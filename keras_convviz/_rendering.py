@@ -39,6 +39,9 @@ _MIN_CELL_PX = 8
 # centre (zero weight) is near-white and would merge with white separators.
 _KERNEL_SEPARATOR = 0.0
 
+# Pillow's built-in bitmap font: every glyph is 6 x 11 pixels.
+FONT_HEIGHT, FONT_WIDTH = 11, 6
+
 _LUT_SIZE = 256
 _LUT_CACHE: dict[str, tf.Tensor] = {}
 
@@ -503,20 +506,23 @@ def render_heatmap_panel(
     maps: tf.Tensor,
     symmetric: bool,
     lut: tf.Tensor | None = None,
-    alpha: float = 0.5,
-    min_size: int = 128,
+    alpha: float = 0.85,
+    min_size: int = 160,
+    caption: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """Renders `[display image | heat-map overlay]` panels.
+    """Renders `[display image | overlay | map | colour bar]` panels, with a caption below.
 
-    With `symmetric=False` (e.g. Grad-CAM, non-negative), each map is divided
-    by its own maximum (max <= 0 gives all 0; negatives clip to 0). With
-    `symmetric=True` (e.g. occlusion score drops, signed), each map is scaled
-    by its own `max |v|` so 0 lands on the colour map's centre. Non-finite
-    map values are painted `INVALID_COLOR` in the overlay. If
-    `min(height, width) < min_size`, both panels are nearest-upsampled by
-    `f = ceil(min_size / min(height, width))` (else `f = 1`); the 2-px white
-    separator is not scaled. The overlay is drawn on a grey copy of the image so
-    the map's colours read unambiguously.
+    With `symmetric=False` (e.g. Grad-CAM, non-negative), each map is divided by its own
+    maximum (max <= 0 gives all 0; negatives clip to 0); its strength is that fraction.
+    With `symmetric=True` (e.g. occlusion score drops, signed), each map is scaled by its
+    own `max |v|` so 0 lands on the colour map's centre; its strength is `|v| / max |v|`.
+    The overlay draws the heat colours over a grey copy of the image with an opacity of
+    `alpha * strength`, so the image shows through where the map is weak and the colours
+    are vivid where it is strong; the map is also shown on its own. The colour bar gives
+    the raw range of each map (`max` at the top; `0`, or `-max` when symmetric, at the
+    bottom). Non-finite map values are painted `INVALID_COLOR`. If `min(height, width) <
+    min_size`, the image and map panels are nearest-upsampled by `f = ceil(min_size /
+    min(height, width))` (else `f = 1`). Separators are 2 px white.
 
     Args:
         images: Raw probe images, shape `(batch, height, width, channels)`,
@@ -527,12 +533,15 @@ def render_heatmap_panel(
             non-negative.
         lut: Colour map `(num_colors, 3)`; `None` means `colormap("RdBu_r")`
             if `symmetric` else `colormap("turbo")`.
-        alpha: Weight of the heat colours in the overlay.
+        alpha: Opacity of the heat colours where the map is strongest.
         min_size: Minimum displayed image side in pixels.
+        caption: `(batch, length)` int32 ASCII codes of a line of text written under
+            each panel (see `caption_codes`), or `None`.
 
     Returns:
-        Float32 tensor of shape `(batch, height * f, 2 * width * f + 2, 3)` in
-        [0, 1].
+        Float32 tensor of shape `(batch, height * f + c, 3 * width * f + 6 +
+        COLOUR_BAR_WIDTH, 3)` in [0, 1], with `c = CAPTION_HEIGHT` when there is a
+        caption, else 0.
     """
     images = tf.convert_to_tensor(images)
     maps = tf.convert_to_tensor(maps)
@@ -549,21 +558,116 @@ def render_heatmap_panel(
         maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
 
     if symmetric:
-        norm = normalize_symmetric(maps, max_abs_finite(maps, axes=[1, 2], keepdims=True))
+        scale = max_abs_finite(maps, axes=[1, 2], keepdims=True)
+        norm = normalize_symmetric(maps, scale)
+        strength = tf.abs(2.0 * norm - 1.0)
+        low = -scale[:, 0, 0]
     else:
         norm = _normalize_by_max(maps, axes=[1, 2])
+        strength = norm
+        scale = tf.maximum(
+            tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=[1, 2]), 0.0
+        )[:, None, None]
+        low = tf.zeros_like(scale[:, 0, 0])
+    finite = tf.math.is_finite(maps)[..., None]
     heat = apply_colormap(norm, lut)
     # The heat colours go over a grey copy of the image: over the image's own colours a
     # diverging or rainbow map becomes ambiguous (a blue object under a red map).
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(display))
-    blended = overlay(grey, heat, alpha)
-    blended = tf.where(tf.math.is_finite(maps)[..., None], blended, _invalid_like(blended))
+    opacity = alpha * tf.where(tf.math.is_finite(strength), strength, 0.0)[..., None]
+    blended = tf.clip_by_value((1.0 - opacity) * grey + opacity * heat, 0.0, 1.0)
+    blended = tf.where(finite, blended, _invalid_like(blended))
 
     if static_hw:
         factor = _min_factor(min(h, w), min_size)
     else:
         factor = _min_factor(tf.minimum(tf.shape(images)[1], tf.shape(images)[2]), min_size)
-    return hstack([_repeat_hw(display, factor), _repeat_hw(blended, factor)], pad=2)
+    panels = [_repeat_hw(x, factor) for x in (display, blended, heat)]
+    bar = colour_bar(lut, scale[:, 0, 0], low, _dim(panels[0], 1))
+    panel = hstack([*panels, bar], pad=2)
+    if caption is None:
+        return panel
+    text = 1.0 - draw_text(caption)  # black ink on white
+    text = tf.pad(text, [[0, 0], [3, 2], [2, 0]], constant_values=1.0)
+    width = _dim(panel, 2)
+    text_width = _dim(text, 2)
+    if isinstance(width, int) and isinstance(text_width, int):
+        text = (
+            text[:, :, :width]
+            if text_width >= width
+            else tf.pad(text, [[0, 0], [0, 0], [0, width - text_width]], constant_values=1.0)
+        )
+    rows = tf.tile(text[..., None], [1, 1, 1, 3])
+    return tf.concat([panel, rows], axis=1)
+
+
+COLOUR_BAR_WIDTH = 10 + 2 + 9 * FONT_WIDTH
+CAPTION_HEIGHT = FONT_HEIGHT + 5
+
+
+def colour_bar(lut: tf.Tensor, high: tf.Tensor, low: tf.Tensor, height: int) -> tf.Tensor:
+    """A vertical colour bar with its raw range written beside it.
+
+    Args:
+        lut: the colour map `(num_colors, 3)`; its last colour at the top.
+        high: `(batch,)` the value at the top.
+        low: `(batch,)` the value at the bottom.
+        height: Python int, the bar's height in pixels.
+
+    Returns:
+        `(batch, height, COLOUR_BAR_WIDTH, 3)` float32 in [0, 1] on white.
+    """
+    batch = _dim(high, 0)
+    ramp = tf.linspace(1.0, 0.0, height)
+    bar = tf.tile(apply_colormap(ramp, lut)[None, :, None, :], [batch, 1, 10, 1])
+    labels = tf.ones([batch, height, 9 * FONT_WIDTH], tf.float32)
+    top = 1.0 - draw_text(number_codes(high))
+    bottom = 1.0 - draw_text(number_codes(low))
+    gap = max(height - 2 * FONT_HEIGHT, 0)
+    column = tf.concat([top, tf.ones([batch, gap, 9 * FONT_WIDTH]), bottom], axis=1)[:, :height]
+    labels = tf.minimum(labels, column)
+    labels = tf.tile(labels[..., None], [1, 1, 1, 3])
+    space = tf.ones([batch, height, 2, 3])
+    return tf.concat([bar, space, labels], axis=2)
+
+
+def caption_codes(
+    targets: tf.Tensor, predicted: tf.Tensor, probability: tf.Tensor, names: tf.Tensor
+) -> tf.Tensor:
+    """`"target <name>  pred <name> 0.93"` as ASCII codes, one line per image.
+
+    Args:
+        targets: `(batch,)` int32 the class the map explains.
+        predicted: `(batch,)` int32 the predicted class.
+        probability: `(batch,)` float the predicted class's probability.
+        names: `(classes, name_length)` int32 codes of each class's name (`text_codes`).
+
+    Returns:
+        `(batch, 19 + 2 * name_length)` int32 codes.
+    """
+    batch = tf.shape(targets)[0]
+
+    def const(text):
+        return tf.tile(_codes_of(text)[None, :], [batch, 1])
+
+    hundredths = tf.cast(tf.round(tf.clip_by_value(probability, 0.0, 1.0) * 100.0), tf.int32)
+    whole = hundredths // 100
+    digits = tf.stack(
+        [48 + whole, tf.fill([batch], 46), 48 + (hundredths // 10) % 10, 48 + hundredths % 10],
+        axis=1,
+    )
+    digits = tf.where((whole > 0)[:, None], _codes_of("1.00")[None, :], digits)
+    return tf.concat(
+        [
+            const("target "),
+            tf.gather(names, targets),
+            const("  pred "),
+            tf.gather(names, predicted),
+            const(" "),
+            digits,
+        ],
+        axis=1,
+    )
 
 
 def kernel_scale(kernel: tf.Tensor) -> tf.Tensor:
@@ -646,3 +750,160 @@ def render_kernels(
     cells = tf.reshape(cells, [nf * ni, kh, kw])
     rgb = apply_colormap(_repeat_hw(cells, factor), lut)
     return tile(rgb, ncols=ni, pad=1, pad_value=_KERNEL_SEPARATOR)
+
+
+# --------------------------------------------------------------------------
+# Text: a 6x11 bitmap font, drawn by gathering glyphs (no Python per image)
+# --------------------------------------------------------------------------
+
+_FONT_CACHE: list[tf.Tensor] = []
+
+
+def font() -> tf.Tensor:
+    """The glyphs of ASCII 0-127 as ink coverage, `(128, 11, 6)` float32 in [0, 1].
+
+    Pillow's built-in bitmap font, rasterised once and cached as an eager constant.
+    """
+    if not _FONT_CACHE:
+        import numpy as np
+        from PIL import Image, ImageDraw, ImageFont
+
+        bitmap_font = ImageFont.load_default_imagefont()
+        glyphs = np.zeros((128, FONT_HEIGHT, FONT_WIDTH), np.float32)
+        for code in range(32, 127):
+            canvas = Image.new("L", (FONT_WIDTH, FONT_HEIGHT), 0)
+            ImageDraw.Draw(canvas).text((0, 0), chr(code), fill=255, font=bitmap_font)
+            glyphs[code] = np.asarray(canvas, np.float32) / 255.0
+        with tf.init_scope():
+            _FONT_CACHE.append(tf.constant(glyphs))
+    return _FONT_CACHE[0]
+
+
+def text_codes(text: str, width: int):
+    """A string as `(width,)` int32 ASCII codes, cut or padded with spaces (host side)."""
+    import numpy as np
+
+    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:width]
+    return np.frombuffer(clean.ljust(width).encode("ascii"), np.uint8).astype(np.int32)
+
+
+def draw_text(codes: tf.Tensor, scale: int = 1) -> tf.Tensor:
+    """Ink coverage of lines of text.
+
+    Args:
+        codes: `(batch, length)` int32 ASCII codes.
+        scale: Python int, nearest-neighbour enlargement.
+
+    Returns:
+        `(batch, 11 * scale, 6 * length * scale)` float32 in [0, 1].
+    """
+    glyphs = tf.gather(font(), tf.clip_by_value(codes, 0, 127))  # (b, n, 11, 6)
+    batch, length = _dim(codes, 0), _dim(codes, 1)
+    ink = tf.reshape(tf.transpose(glyphs, (0, 2, 1, 3)), (batch, FONT_HEIGHT, -1))
+    if isinstance(length, int):
+        ink = tf.ensure_shape(ink, (None, FONT_HEIGHT, FONT_WIDTH * length))
+    return _repeat_hw(ink, scale)
+
+
+def _codes_of(text: str) -> tf.Tensor:
+    return tf.constant([ord(c) for c in text], tf.int32)
+
+
+def number_codes(values: tf.Tensor, width: int = 9) -> tf.Tensor:
+    """Numbers as right-aligned text with 3 significant digits, in TF ops.
+
+    Fixed point from 0.00100 to 99900 (`"0.00123"`, `"1.50"`, `"512"`), else scientific
+    (`"1.23e-05"`); `"nan"`, `"inf"` and `"-inf"` for non-finite values.
+
+    Args:
+        values: `(batch,)` float.
+        width: characters per number (>= 9 fits every case).
+
+    Returns:
+        `(batch, width)` int32 ASCII codes.
+    """
+    x = tf.cast(values, tf.float64)
+    finite = tf.math.is_finite(x)
+    a = tf.abs(tf.where(finite, x, tf.zeros_like(x)))
+    zero = tf.equal(a, 0.0)
+    exponent = tf.floor(tf.math.log(tf.where(zero, tf.ones_like(a), a)) / math.log(10.0))
+    mantissa = tf.round(a * tf.pow(tf.constant(10.0, tf.float64), 2.0 - exponent))
+    carry = mantissa >= 1000.0  # 999.6 rounds up a decade
+    exponent = tf.where(carry, exponent + 1.0, exponent)
+    mantissa = tf.where(carry, tf.round(mantissa / 10.0), mantissa)
+    mantissa = tf.where(zero, tf.zeros_like(mantissa), mantissa)
+    exponent = tf.where(zero, tf.zeros_like(exponent), exponent)
+    negative = tf.logical_and(x < 0, tf.logical_not(zero))
+
+    # Fixed point: the integer n with `decimals` digits after the point.
+    decimals = tf.cast(tf.clip_by_value(2.0 - exponent, 0.0, 5.0), tf.int64)
+    n = tf.cast(
+        mantissa * tf.pow(tf.constant(10.0, tf.float64), tf.maximum(exponent - 2.0, 0.0)),
+        tf.int64,
+    )
+    j = tf.range(width, dtype=tf.int64)[None, :]  # position from the right
+    k = decimals[:, None]
+    n_ = n[:, None]
+    after = tf.logical_and(k > 0, j < k)
+    point = tf.logical_and(k > 0, tf.equal(j, k))
+    i = j - tf.where(k > 0, k + 1, 0)  # position within the integer part
+    integer = n_ // tf.pow(tf.constant(10, tf.int64), k)
+    power = tf.pow(tf.constant(10, tf.int64), tf.maximum(i, 0))
+    in_integer = tf.logical_and(i >= 0, tf.logical_or(tf.equal(i, 0), integer >= power))
+    digit_after = (n_ // tf.pow(tf.constant(10, tf.int64), j)) % 10
+    digit_integer = (integer // power) % 10
+    # The sign sits just left of the leading digit.
+    leading = tf.reduce_sum(tf.cast(in_integer, tf.int64), axis=1, keepdims=True) + tf.where(
+        k > 0, k + 1, 0
+    )
+    sign = tf.logical_and(negative[:, None], tf.equal(j, leading))
+    blank = tf.where(sign, _int64(45), _int64(32))
+    fixed = tf.where(
+        after,
+        48 + digit_after,
+        tf.where(point, _int64(46), tf.where(in_integer, 48 + digit_integer, blank)),
+    )
+    fixed = tf.reverse(tf.cast(fixed, tf.int32), axis=[1])
+
+    # Scientific: [-]d.dde[+-]XX, right-aligned.
+    m = tf.cast(mantissa, tf.int64)
+    e = tf.cast(tf.abs(exponent), tf.int64)
+    science = tf.stack(
+        [
+            tf.fill(tf.shape(m), tf.constant(32, tf.int64)),
+            48 + m // 100,
+            tf.fill(tf.shape(m), tf.constant(46, tf.int64)),
+            48 + (m // 10) % 10,
+            48 + m % 10,
+            tf.fill(tf.shape(m), tf.constant(101, tf.int64)),
+            tf.where(exponent < 0, _int64(45), _int64(43)),
+            48 + (e // 10) % 10,
+            48 + e % 10,
+        ],
+        axis=1,
+    )
+    science = tf.where(negative[:, None] & (tf.range(9)[None, :] == 0), _int64(45), science)
+    science = tf.cast(science, tf.int32)
+    science = tf.concat([tf.fill([tf.shape(m)[0], max(width - 9, 0)], 32), science], axis=1)
+    science = science[:, -width:]
+
+    use_fixed = tf.logical_and(exponent >= -3.0, exponent <= 4.0)
+    out = tf.where(use_fixed[:, None], fixed, science)
+    special = tf.where(
+        tf.math.is_nan(x)[:, None],
+        _right(_codes_of("nan"), width),
+        tf.where(
+            (x < 0)[:, None], _right(_codes_of("-inf"), width), _right(_codes_of("inf"), width)
+        ),
+    )
+    return tf.where(finite[:, None], out, special)
+
+
+def _int64(value: int) -> tf.Tensor:
+    return tf.constant(value, tf.int64)
+
+
+def _right(codes: tf.Tensor, width: int) -> tf.Tensor:
+    """`(1, width)` codes right-aligned with spaces."""
+    pad = width - int(codes.shape[0])
+    return tf.concat([tf.fill([pad], 32), codes], axis=0)[None, :]

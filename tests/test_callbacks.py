@@ -119,3 +119,59 @@ def test_two_callbacks_writing_one_tag_are_refused(tmp_path, data):
     second = kcv.GradCAM(tmp_path, probe_of(data), class_index=1, on_error="raise")
     with pytest.raises(ValueError, match="Two callbacks write the tag 'grad_cam/conv_b/"):
         small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[first, second])
+
+
+def test_each_map_is_captioned_with_its_target_prediction_and_probability(tmp_path, data):
+    from keras_convviz import _rendering
+
+    x, y = data
+    model = small_cnn()
+    names = ["circle", "square", "triangle", "cross"]
+    probe = (x[:3], np.array([2, 0, 3]))
+    callbacks = [
+        kcv.GradCAM(tmp_path, probe, class_names=names, on_error="raise"),
+        kcv.OcclusionSensitivity(tmp_path, x[:3], patch_size=8, class_names=names),
+        kcv.Saliency(tmp_path, probe, method="gradient", class_index=1),
+    ]
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+        callback.on_epoch_end(0)
+        callback.on_train_end()
+    probabilities = model.predict(x[:3], verbose=0)
+    predicted = probabilities.argmax(1)
+    runs = read_runs(tmp_path)
+
+    def caption(target, i, labels, width):
+        text = (
+            f"target {labels[target]:<{width}}  pred {labels[predicted[i]]:<{width}} "
+            f"{probabilities[i, predicted[i]]:.2f}"
+        )
+        return 1.0 - _rendering.draw_text(np.array([[ord(c) for c in text]]))[0].numpy()
+
+    expected = {
+        "grad_cam/conv_b/image_{}": lambda i: caption([2, 0, 3][i], i, names, 8),
+        "occlusion_sensitivity/image_{}": lambda i: caption(predicted[i], i, names, 8),
+        "gradient/image_{}": lambda i: caption(1, i, [str(c) for c in range(4)], 1),
+    }
+    for pattern, make in expected.items():
+        for i in range(3):
+            tag = pattern.format(i)
+            png = runs[tag.split("/")[0]][tag]["values"][0]
+            text = make(i)
+            rows = png[-_rendering.CAPTION_HEIGHT + 3 : -2, 2 : 2 + text.shape[1], 0] / 255.0
+            np.testing.assert_allclose(rows, text, atol=1 / 255, err_msg=tag)
+
+
+def test_class_names_must_name_every_class(tmp_path, data):
+    x, y = data
+    with pytest.raises(ValueError, match=re.escape("`class_names` must be None or a list")):
+        kcv.GradCAM(tmp_path, x[:2], class_names=[1, 2])
+    callback = kcv.GradCAM(tmp_path, x[:2], class_names=["a", "b"], on_error="raise")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "`class_names` must name each of the model's 4 classes. Received: 2 names ['a', 'b']"
+        ),
+    ):
+        small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[callback])

@@ -7,6 +7,7 @@ import pytest
 from conftest import event_files, read_runs, small_cnn
 
 import keras_convviz as kcv
+from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
 
 N_PROBE = 3
 LAYERS = ("conv_a", "conv_b")
@@ -46,15 +47,16 @@ def expected_tags(run):
 
 # (height, width) of each image, from the layout rules of the renderers:
 # feature grids tile channels (upsampled to >= 32 px) with 1-px separators, ceil(sqrt(n)) cols;
-# heatmap panels are [image | overlay] upsampled to >= 128 px with a 2-px separator;
+# heatmap panels are [image | overlay | map | colour bar] upsampled to >= 160 px with 2-px
+# separators, and a caption line below;
 # first-layer filters are 3x3 patches x6 in a grid, deeper ones a filters x inputs grid x4.
 EXPECTED_SHAPES = {
     "feature_maps/conv_a": (3 * 32 + 4, 3 * 32 + 4),  # 8 channels of 32x32 -> 3x3 grid
     "feature_maps/conv_b": (4 * 32 + 5, 4 * 32 + 5),  # 16 channels of 16x16 (x2) -> 4x4
     "filter_weights/conv_a": (3 * 18 + 4, 3 * 18 + 4),  # 8 RGB patches 3x3 (x6)
     "filter_weights/conv_b": (16 * 12 + 17, 8 * 12 + 9),  # 16 filters x 8 inputs, 3x3 (x4)
-    "grad_cam": (128, 2 * 128 + 2),
-    "occlusion_sensitivity": (128, 2 * 128 + 2),
+    "grad_cam": (160 + CAPTION_HEIGHT, 3 * 160 + 6 + COLOUR_BAR_WIDTH),
+    "occlusion_sensitivity": (160 + CAPTION_HEIGHT, 3 * 160 + 6 + COLOUR_BAR_WIDTH),
 }
 
 

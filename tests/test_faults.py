@@ -85,8 +85,10 @@ def test_constant_maps_render_as_constant():
         np.zeros((1, 8, 8, 3), np.float32), np.full((1, 8, 8), 3.0, np.float32), symmetric=True
     ).numpy()
     assert np.isfinite(panel).all()
-    overlay = panel[0, :, panel.shape[2] // 2 + 1 :]
-    assert np.ptp(overlay.reshape(-1, 3), axis=0).max() < 1e-6
+    side = 160  # 8x8 enlarged to the 160-px minimum
+    overlay, heat = panel[0, :, side + 2 : 2 * side + 2], panel[0, :, 2 * side + 4 : 3 * side + 4]
+    for part in (overlay, heat):
+        assert np.ptp(part.reshape(-1, 3), axis=0).max() < 1e-6
 
 
 TRAIN_AND_DIE = textwrap.dedent(

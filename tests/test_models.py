@@ -8,6 +8,7 @@ import pytest
 from conftest import core_logits, read_runs
 
 import keras_convviz as kcv
+from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
 from keras_convviz.core.shared import core_for
 
 RUNS = ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
@@ -136,8 +137,9 @@ def test_image_formats(tmp_path, shape, dtype, high):
     )
     runs = fit_convviz(model, x.astype(np.float32), y, tmp_path, patch_size=4)
     panel = runs["grad_cam"]["grad_cam/conv/image_0"]["values"][0]
-    factor = -(-128 // min(shape[:2]))
-    assert panel.shape == (shape[0] * factor, 2 * shape[1] * factor + 2, 3)
+    factor = -(-160 // min(shape[:2]))
+    width = 3 * shape[1] * factor + 6 + COLOUR_BAR_WIDTH
+    assert panel.shape == (shape[0] * factor + CAPTION_HEIGHT, width, 3)
     # uint8 probes go through the functional API as they are.
     assert kcv.grad_cam(model, x[:2]).shape == (2, *shape[:2])
 

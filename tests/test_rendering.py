@@ -338,9 +338,19 @@ def test_render_feature_grid_dynamic_spatial_shape_matches_eager(rng):
 # --------------------------------------------------------------------------
 
 
+def _parts(out, side):
+    """The image, overlay and map panels and the colour bar of a heat-map panel."""
+    return (
+        out[..., :side, :],
+        out[..., side + 2 : 2 * side + 2, :],
+        out[..., 2 * side + 4 : 3 * side + 4, :],
+        out[..., 3 * side + 6 :, :],
+    )
+
+
 @pytest.mark.parametrize(
     "k,h,w,c,min_size,f",
-    [(2, 32, 40, 3, 128, 4), (1, 150, 130, 1, 128, 1), (1, 28, 28, 1, 128, 5), (2, 7, 9, 3, 0, 1)],
+    [(2, 32, 40, 3, 128, 4), (1, 150, 130, 1, 128, 1), (1, 28, 28, 1, 160, 6), (2, 7, 9, 3, 0, 1)],
 )
 def test_render_heatmap_panel_shape(rng, k, h, w, c, min_size, f):
     images = rng.uniform(0, 255, size=(k, h, w, c)).astype(np.float32)
@@ -349,7 +359,10 @@ def test_render_heatmap_panel_shape(rng, k, h, w, c, min_size, f):
         out = r.render_heatmap_panel(
             tf.constant(images), tf.constant(maps), symmetric, min_size=min_size
         )
-        _assert_image(out, (k, h * f, 2 * w * f + 2, 3))
+        _assert_image(out, (k, h * f, 3 * w * f + 6 + r.COLOUR_BAR_WIDTH, 3))
+        caption = tf.constant(np.full((k, 30), ord("x"), np.int32))
+        out = r.render_heatmap_panel(images, maps, symmetric, min_size=min_size, caption=caption)
+        _assert_image(out, (k, h * f + r.CAPTION_HEIGHT, 3 * w * f + 6 + r.COLOUR_BAR_WIDTH, 3))
 
 
 def test_render_heatmap_panel_left_is_display_image_and_separator_white(rng):
@@ -359,43 +372,52 @@ def test_render_heatmap_panel_left_is_display_image_and_separator_white(rng):
     display = np.repeat(np.repeat(_np(r.display_images(tf.constant(images))), 2, 1), 2, 2)
     np.testing.assert_allclose(out[:, :, :32], display, atol=1e-6)
     np.testing.assert_array_equal(out[:, :, 32:34], 1.0)
+    np.testing.assert_array_equal(out[:, :, 66:68], 1.0)
 
 
-def test_render_heatmap_panel_overlays_the_map_on_a_grey_copy(rng):
+def test_render_heatmap_panel_overlay_opacity_follows_the_map(rng):
     images = rng.uniform(size=(1, 4, 4, 3)).astype(np.float32)
     maps = rng.uniform(0.1, 1.0, size=(1, 4, 4)).astype(np.float32)
     lut = r.colormap("viridis")
-    out = _np(r.render_heatmap_panel(images, maps, False, lut=lut, alpha=0.4, min_size=0))
+    out = _np(r.render_heatmap_panel(images, maps, False, lut=lut, alpha=0.8, min_size=0))
     display = _np(r.display_images(tf.constant(images)))
-    grey = display @ np.array([0.2989, 0.587, 0.114], np.float32)
+    grey = (display @ np.array([0.2989, 0.587, 0.114], np.float32))[..., None]
+    strength = (maps / maps.max())[..., None]
     heat = _np(r.apply_colormap(maps / maps.max(), lut))
-    expected = 0.6 * grey[..., None] + 0.4 * heat
-    np.testing.assert_allclose(out[:, :, 6:], expected, atol=2e-3)
+    expected = (1 - 0.8 * strength) * grey + 0.8 * strength * heat
+    _, overlay, alone, _ = _parts(out, 4)
+    np.testing.assert_allclose(overlay, expected, atol=2e-3)
+    np.testing.assert_allclose(alone, heat, atol=1e-6)  # the map on its own
 
 
 def test_render_heatmap_panel_gradcam_scaling():
     lut = r.colormap("viridis")
     images = tf.zeros([2, 2, 2, 3])
     maps = tf.constant([[[0.0, 1.0], [2.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    out = _np(r.render_heatmap_panel(images, maps, False, lut=lut, alpha=1.0, min_size=0))
-    right = out[:, :, 4:]
-    np.testing.assert_allclose(right[0], _np(r.apply_colormap([[0.0, 0.25], [0.5, 1.0]], lut)))
-    np.testing.assert_allclose(right[1], np.broadcast_to(_np(lut[0]), (2, 2, 3)))
+    out = _np(r.render_heatmap_panel(images, maps, False, lut=lut, min_size=0))
+    alone = _parts(out, 2)[2]
+    np.testing.assert_allclose(alone[0], _np(r.apply_colormap([[0.0, 0.25], [0.5, 1.0]], lut)))
+    np.testing.assert_allclose(alone[1], np.broadcast_to(_np(lut[0]), (2, 2, 3)))
+    # An all-zero map leaves the (grey) image untouched in the overlay.
+    np.testing.assert_allclose(_parts(out, 2)[1][1], _parts(out, 2)[0][1], atol=1e-3)
 
 
 def test_render_heatmap_panel_symmetric_centre_blue_red_and_invalid():
     images = tf.zeros([1, 2, 3, 1])
     maps = tf.constant([[[0.0, -2.0, 1.0], [2.0, np.nan, np.inf]]])
-    out = _np(r.render_heatmap_panel(images, maps, True, alpha=1.0, min_size=0))
-    right = out[0, :, 5:]
+    out = _np(r.render_heatmap_panel(images, maps, True, min_size=0))
+    _, overlay, right, _ = _parts(out[0], 3)
     np.testing.assert_allclose(right[0, 0], _mpl("RdBu_r", 0.5), atol=1e-7)  # 0 -> centre
     np.testing.assert_allclose(right[0, 1], _mpl("RdBu_r", 0.0), atol=1e-7)
     np.testing.assert_allclose(right[0, 2], _mpl("RdBu_r", 0.75), atol=1e-7)
     np.testing.assert_allclose(right[1, 0], _mpl("RdBu_r", 1.0), atol=1e-7)
     assert right[0, 1, 2] > right[0, 1, 0]  # negative -> blue side
     assert right[1, 0, 0] > right[1, 0, 2]  # positive -> red side
-    np.testing.assert_array_equal(right[1, 1], MAGENTA)
-    np.testing.assert_array_equal(right[1, 2], MAGENTA)
+    for part in (overlay, right):
+        np.testing.assert_array_equal(part[1, 1], MAGENTA)
+        np.testing.assert_array_equal(part[1, 2], MAGENTA)
+    image = _parts(out[0], 3)[0]
+    np.testing.assert_allclose(overlay[0, 0], image[0, 0], atol=1e-3)  # zero: no colour
 
 
 def test_render_heatmap_panel_invalid_is_exact_with_blending_and_upsampling():
@@ -403,13 +425,61 @@ def test_render_heatmap_panel_invalid_is_exact_with_blending_and_upsampling():
     maps[0, 0, 0] = np.nan
     out = _np(r.render_heatmap_panel(tf.ones([1, 4, 4, 3]), tf.constant(maps), False, min_size=8))
     np.testing.assert_array_equal(out[0, 0:2, 10:12], np.broadcast_to(MAGENTA, (2, 2, 3)))
-    assert np.sum(np.all(out == MAGENTA, axis=-1)) == 4
+    assert np.sum(np.all(out == MAGENTA, axis=-1)) == 8  # 2x2 in the overlay and in the map
 
 
 def test_render_heatmap_panel_resizes_smaller_maps():
     images = tf.zeros([1, 8, 8, 3])
     out = r.render_heatmap_panel(images, tf.ones([1, 2, 2]), False, min_size=0)
-    _assert_image(out, (1, 8, 18, 3))
+    _assert_image(out, (1, 8, 3 * 8 + 6 + r.COLOUR_BAR_WIDTH, 3))
+
+
+def test_colour_bar_writes_the_raw_range():
+    maps = tf.constant([[[0.0, 0.5], [1.25, 2.5]], [[-3.0, 0.0], [0.0, 1.0]]])
+    out = _np(r.render_heatmap_panel(tf.zeros([2, 2, 2, 1]), maps, True, min_size=40))
+    bar = _parts(out, 40)[3]
+    labels = bar[:, :, 12:, 0]  # right of the 10-px bar and a 2-px space, black ink on white
+    top = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([2.5, 3.0]))))
+    bottom = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([-2.5, -3.0]))))
+    np.testing.assert_allclose(labels[:, : r.FONT_HEIGHT], top)
+    np.testing.assert_allclose(labels[:, -r.FONT_HEIGHT :], bottom)
+    ramp = bar[0, :, 0]  # the bar runs from the map's top colour down to its bottom colour
+    np.testing.assert_allclose(ramp[0], _mpl("RdBu_r", 1.0), atol=1e-7)
+    np.testing.assert_allclose(ramp[-1], _mpl("RdBu_r", 0.0), atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (0.0, "0.00"),
+        (1.5, "1.50"),
+        (-1.5, "-1.50"),
+        (0.00123, "0.00123"),
+        (512.0, "512"),
+        (99900.0, "99900"),
+        (123456.0, "1.23e+05"),
+        (-2.5e-7, "-2.50e-07"),
+        (999.6, "1000"),
+        (0.05, "0.0500"),
+        (float("nan"), "nan"),
+        (float("-inf"), "-inf"),
+    ],
+)
+def test_number_codes(value, text):
+    codes = _np(r.number_codes(tf.constant([value], tf.float32)))[0]
+    assert "".join(map(chr, codes)) == text.rjust(9)
+
+
+def test_caption_codes_and_text():
+    names = np.stack([r.text_codes(n, 6) for n in ("circle", "square", "cross")])
+    codes = r.caption_codes(
+        tf.constant([0, 2]), tf.constant([1, 2]), tf.constant([0.934, 0.9999]), tf.constant(names)
+    )
+    lines = ["".join(map(chr, row)) for row in _np(codes)]
+    assert lines == ["target circle  pred square 0.93", "target cross   pred cross  1.00"]
+    ink = _np(r.draw_text(codes))
+    assert ink.shape == (2, r.FONT_HEIGHT, r.FONT_WIDTH * len(lines[0]))
+    assert ink[0, :, : r.FONT_WIDTH * 6].max() == 1.0 and ink[0, :, -1].max() == 0.0
 
 
 # --------------------------------------------------------------------------

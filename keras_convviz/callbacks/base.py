@@ -12,17 +12,30 @@ import weakref
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_convviz._args import check_freq, check_log_dir, check_on_error
+from keras_convviz._args import (
+    check_class_index,
+    check_class_names,
+    check_class_names_fit,
+    check_freq,
+    check_log_dir,
+    check_on_error,
+    resolve_targets,
+)
+from keras_convviz._rendering import caption_codes, text_codes
 from keras_convviz.core.binding import bind
 from keras_convviz.core.graph import check_backend
+from keras_convviz.core.needs import Const, Logits, targets_const
 from keras_convviz.core.passes import compile_once
 from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
 
+# Class names longer than this are cut in the captions.
+MAX_NAME = 16
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
 MAX_FAILURES = 3
 # zlib level of the PNGs. Level 1 encodes a snapshot in about 0.4-0.6x the time of the
@@ -405,3 +418,59 @@ def _check_writable(run_dir: str) -> None:
         ) from error
     if not os.access(run_dir, os.W_OK):
         raise ValueError(f"`log_dir` must be a writable directory. Received: {run_dir!r}")
+
+
+class MapCallback(ProbeCallback):
+    """A probe callback that draws one heat map per probe image for a target class.
+
+    It resolves the targets, reads the logits from the shared pass, and captions every
+    panel with the target class, the predicted class and its probability.
+
+    Args (besides `ProbeCallback`'s):
+        class_index: the class explained for every image, or `None`.
+        class_names: the classes' names for the captions, or `None` (their indices).
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        class_index=None,
+        class_names=None,
+        freq: int = 1,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+    ):
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        check_class_index(class_index)
+        self.class_index = class_index
+        self.class_names = check_class_names(class_names)
+        self._map_needs: tuple = ()
+
+    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
+        """Join the shared pass; the targets as a `Const` for the needs."""
+        shared = self._join(model)
+        head = shared.bound.binding.head
+        targets = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
+        check_class_names_fit(self.class_names, head.num_classes)
+        names = self.class_names or [str(c) for c in range(head.num_classes)]
+        width = min(max(len(n) for n in names), MAX_NAME)
+        self._names = tf.constant(np.stack([text_codes(n, width) for n in names]))
+        self._head = head
+        self._given_targets = tf.constant(targets)
+        return shared, targets_const(targets)
+
+    def needs(self):
+        return (*self._map_needs, Logits())
+
+    def _logits(self, epoch: int) -> tf.Tensor:
+        return self._result(epoch)[Logits()]
+
+    def _caption(self, logits: tf.Tensor) -> tf.Tensor:
+        """`(batch, length)` caption codes: target, predicted class, its probability."""
+        probabilities = self._head.probabilities(logits)
+        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
+        confidence = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
+        return caption_codes(targets, predicted, confidence, self._names)

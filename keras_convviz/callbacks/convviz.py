@@ -67,6 +67,9 @@ class ConvViz(keras.callbacks.Callback):
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores (name or position). Defaults to `None`: the only
             (batch, units) output.
+        class_names: list of str or None. The classes' names, for the captions of the
+            heat maps (target, predicted class and its probability). Defaults to `None`:
+            the class indices.
         feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
             that child out; a dict gives it arguments of its own. Defaults to `True`.
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
@@ -96,6 +99,7 @@ class ConvViz(keras.callbacks.Callback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        class_names=None,
         feature_maps=True,
         filter_weights=True,
         grad_cam=True,
@@ -114,6 +118,7 @@ class ConvViz(keras.callbacks.Callback):
             "image_input": image_input,
             "score_output": score_output,
         }
+        on_maps = {**on_probe, "class_index": class_index, "class_names": class_names}
         children = (
             (
                 "feature_maps",
@@ -127,24 +132,14 @@ class ConvViz(keras.callbacks.Callback):
                 FilterWeights,
                 {**shared, "layer_names": layer_names},
             ),
-            (
-                "grad_cam",
-                grad_cam,
-                GradCAM,
-                {**on_probe, "layer_name": cam_layer, "class_index": class_index},
-            ),
+            ("grad_cam", grad_cam, GradCAM, {**on_maps, "layer_name": cam_layer}),
             (
                 "occlusion",
                 occlusion,
                 OcclusionSensitivity,
-                {
-                    **on_probe,
-                    "patch_size": patch_size,
-                    "class_index": class_index,
-                    "freq": occlusion_freq,
-                },
+                {**on_maps, "patch_size": patch_size, "freq": occlusion_freq},
             ),
-            ("saliency", saliency, Saliency, {**on_probe, "class_index": class_index}),
+            ("saliency", saliency, Saliency, on_maps),
         )
         self.callbacks = [
             cls(**_arguments(argument, choice, cls, defaults))

@@ -5,20 +5,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import (
-    check_class_index,
-    check_layer_name,
-    check_methods,
-    check_positive_int,
-    resolve_targets,
-)
-from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
-from keras_convviz.core.needs import targets_const
+from keras_convviz._args import check_layer_name, check_methods, check_positive_int
+from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.cam import CAM_METHODS, Cam
 
 
-class GradCAM(ProbeCallback):
+class GradCAM(MapCallback):
     """Writes Grad-CAM (or another CAM method's) heatmaps of each probe image to TensorBoard.
 
     Grad-CAM (Selvaraju et al. 2017): ReLU(sum_c mean_hw(dS/dA_c) * A_c) on a layer's output A,
@@ -47,6 +40,9 @@ class GradCAM(ProbeCallback):
         class_index: int or None. The class whose score is explained for every image.
             Defaults to `None`: each image's true label when the probe has labels, else its
             predicted class.
+        class_names: list of str or None. The classes' names, for the caption under each
+            panel (target, predicted class and its probability). Defaults to `None`: the
+            class indices.
         method: str or list of str. One of `"gradcam"`, `"gradcam++"`, `"layercam"`,
             `"hirescam"`, `"eigencam"`, `"scorecam"`, or a list of them. Defaults to
             `"gradcam"`.
@@ -77,19 +73,19 @@ class GradCAM(ProbeCallback):
         class_index: int | None = None,
         method="gradcam",
         batch_size: int = 256,
+        class_names=None,
         freq: int = 1,
         on_error: str = "warn",
         image_input=None,
         score_output=None,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        super().__init__(
+            log_dir, probe, class_index, class_names, freq, on_error, image_input, score_output
+        )
         self.layer_name = check_layer_name(layer_name)
-        check_class_index(class_index)
-        self.class_index = class_index
         self.methods = check_methods(method, CAM_METHODS)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.run_name = _tags.cam_run(self.methods[0])
-        self._needs: tuple[Cam, ...] = ()
         # The argument name errors use: `ConvViz` passes its `cam_layer` as `layer_name`.
         self._layer_argument = "layer_name"
 
@@ -97,30 +93,26 @@ class GradCAM(ProbeCallback):
         return tuple(_tags.cam_run(m) for m in self.methods)
 
     def _prepare(self, model):
-        shared = self._join(model)
+        shared, targets = self._join_targets(model)
         graph = shared.core.graph
         ref = (
             graph.default_cam_layer()
             if self.layer_name is None
             else graph.find_spatial(self.layer_name, self._layer_argument)
         )
-        num_classes = shared.bound.binding.head.num_classes
-        targets = targets_const(
-            resolve_targets(self.probe, self.class_index, num_classes, "class_index")
-        )
-        self._needs = tuple(Cam(ref, m, targets, self.batch_size) for m in self.methods)
+        self._map_needs = tuple(Cam(ref, m, targets, self.batch_size) for m in self.methods)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def needs(self):
-        return self._needs
-
-    def _render_panels(self, images, cams):
+    def _render_panels(self, images, cams, logits):
         lut = _rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
+        caption = self._caption(logits)
         out = []
         for maps in cams:
-            panels = _rendering.render_heatmap_panel(images, maps, symmetric=False, lut=lut)
+            panels = _rendering.render_heatmap_panel(
+                images, maps, symmetric=False, lut=lut, caption=caption
+            )
             out.append(
                 (
                     tf.image.convert_image_dtype(panels, tf.uint8),
@@ -132,9 +124,10 @@ class GradCAM(ProbeCallback):
 
     def _snapshot(self, epoch):
         result = self._result(epoch)
-        rendered = self._render(self._shared.bound.images, [result[n] for n in self._needs])
+        maps = [result[n] for n in self._map_needs]
+        rendered = self._render(self._shared.bound.images, maps, self._logits(epoch))
         items = []
-        for need, (panels, peaks, non_finite) in zip(self._needs, rendered):
+        for need, (panels, peaks, non_finite) in zip(self._map_needs, rendered):
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             for i in range(self.probe.size):

@@ -5,19 +5,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import (
-    check_class_index,
-    check_positive_int,
-    make_baseline,
-    resolve_targets,
-)
-from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
-from keras_convviz.core.needs import Const, targets_const
+from keras_convviz._args import check_positive_int, make_baseline
+from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.core.needs import Const
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.perturb import Occlusion, default_patch_size, occlusion_geometry
 
 
-class OcclusionSensitivity(ProbeCallback):
+class OcclusionSensitivity(MapCallback):
     """Writes occlusion-sensitivity maps of each probe image to TensorBoard.
 
     Each probe image is covered by a sliding `patch_size` window filled with `baseline`; the
@@ -45,6 +40,9 @@ class OcclusionSensitivity(ProbeCallback):
             true label when the probe has labels, else the predicted class.
         batch_size: int. Occluded images scored per model call; bounds memory. Defaults to
             `256`.
+        class_names: list of str or None. The classes' names, for the caption under each
+            panel (target, predicted class and its probability). Defaults to `None`: the
+            class indices.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
@@ -73,48 +71,43 @@ class OcclusionSensitivity(ProbeCallback):
         baseline=None,
         class_index: int | None = None,
         batch_size: int = 256,
+        class_names=None,
         freq: int = 1,
         on_error: str = "warn",
         image_input=None,
         score_output=None,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        super().__init__(
+            log_dir, probe, class_index, class_names, freq, on_error, image_input, score_output
+        )
         if patch_size is None:
             patch_size = default_patch_size(self.probe.image_shape)
         self.patch_size, self.stride, _ = occlusion_geometry(
             self.probe.image_shape, patch_size, stride
         )
         self.baseline = make_baseline(baseline, self.probe)
-        check_class_index(class_index)
-        self.class_index = class_index
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _prepare(self, model):
-        shared = self._join(model)
-        num_classes = shared.bound.binding.head.num_classes
-        targets = resolve_targets(self.probe, self.class_index, num_classes, "class_index")
-        self._need = Occlusion(
-            self.patch_size,
-            self.stride,
-            self.batch_size,
-            targets_const(targets),
-            Const(self.baseline),
+        _, targets = self._join_targets(model)
+        self._map_needs = (
+            Occlusion(self.patch_size, self.stride, self.batch_size, targets, Const(self.baseline)),
         )
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def needs(self):
-        return (self._need,)
-
-    def _render_panels(self, images, maps):
-        panels = _rendering.render_heatmap_panel(images, maps, symmetric=True)
+    def _render_panels(self, images, maps, logits):
+        caption = self._caption(logits)
+        panels = _rendering.render_heatmap_panel(images, maps, symmetric=True, caption=caption)
         peaks = tf.reduce_max(maps, axis=(1, 2))
         return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
 
     def _snapshot(self, epoch):
-        maps = self._result(epoch)[self._need]
-        panels, peaks, non_finite = self._render(self._shared.bound.images, maps)
+        maps = self._result(epoch)[self._map_needs[0]]
+        panels, peaks, non_finite = self._render(
+            self._shared.bound.images, maps, self._logits(epoch)
+        )
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         for i in range(self.probe.size):

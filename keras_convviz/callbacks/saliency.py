@@ -5,20 +5,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import (
-    check_class_index,
-    check_methods,
-    make_baseline,
-    resolve_targets,
-    saliency_options,
-)
-from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar
-from keras_convviz.core.needs import Const, targets_const
+from keras_convviz._args import check_methods, make_baseline, saliency_options
+from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.core.needs import Const
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need, saliency_view
 
 
-class Saliency(ProbeCallback):
+class Saliency(MapCallback):
     """Writes gradient saliency maps of each probe image to TensorBoard.
 
     `method` is one of, or a list of:
@@ -52,6 +46,9 @@ class Saliency(ProbeCallback):
             Gradients' starting image, in the model's input space. Defaults to `None`: zeros.
         seed: int. SmoothGrad's noise seed. Defaults to `0`.
         batch_size: int. Inputs scored per model call; bounds memory. Defaults to `256`.
+        class_names: list of str or None. The classes' names, for the caption under each
+            panel (target, predicted class and its probability). Defaults to `None`: the
+            class indices.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
@@ -80,43 +77,39 @@ class Saliency(ProbeCallback):
         baseline=None,
         seed: int = 0,
         batch_size: int = 256,
+        class_names=None,
         freq: int = 1,
         on_error: str = "warn",
         image_input=None,
         score_output=None,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        super().__init__(
+            log_dir, probe, class_index, class_names, freq, on_error, image_input, score_output
+        )
         self.methods = check_methods(method, SALIENCY_METHODS)
-        check_class_index(class_index)
-        self.class_index = class_index
         self.options = saliency_options(samples, noise, steps, seed, batch_size)
         self.baseline = make_baseline(0.0 if baseline is None else baseline, self.probe)
         self.run_name = _tags.saliency_run(self.methods[0])
-        self._needs: tuple = ()
 
     def run_names(self):
         return tuple(_tags.saliency_run(m) for m in self.methods)
 
     def _prepare(self, model):
-        shared = self._join(model)
-        num_classes = shared.bound.binding.head.num_classes
-        targets = targets_const(
-            resolve_targets(self.probe, self.class_index, num_classes, "class_index")
-        )
+        _, targets = self._join_targets(model)
         baseline = Const(self.baseline)
-        self._needs = tuple(
+        self._map_needs = tuple(
             saliency_need(m, targets, baseline, **self.options) for m in self.methods
         )
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def needs(self):
-        return self._needs
-
-    def _render_panels(self, images, attributions):
+    def _render_panels(self, images, attributions, logits):
+        caption = self._caption(logits)
         out = []
         for method, values in zip(self.methods, attributions):
             maps, signed = saliency_view(method, values)
-            panels = _rendering.render_heatmap_panel(images, maps, symmetric=signed)
+            panels = _rendering.render_heatmap_panel(
+                images, maps, symmetric=signed, caption=caption
+            )
             peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
             out.append(
                 (tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(values))
@@ -125,7 +118,8 @@ class Saliency(ProbeCallback):
 
     def _snapshot(self, epoch):
         result = self._result(epoch)
-        rendered = self._render(self._shared.bound.images, [result[n] for n in self._needs])
+        values = [result[n] for n in self._map_needs]
+        rendered = self._render(self._shared.bound.images, values, self._logits(epoch))
         items = []
         for method, (panels, peaks, non_finite) in zip(self.methods, rendered):
             run = _tags.saliency_run(method)

@@ -94,6 +94,18 @@ class Head:
             scores = tf.concat([-scores, scores], axis=-1)
         return scores
 
+    def probabilities(self, scores: tf.Tensor) -> tf.Tensor:
+        """What the model outputs as probabilities, from the scores `(batch, classes)`.
+
+        A binary head's [-z, z] gives [1 - sigmoid(z), sigmoid(z)]; a sigmoid (multi-label)
+        head the sigmoid of each unit; a softmax head, or logits, the softmax.
+        """
+        if self.binary:
+            return tf.nn.softmax(tf.concat([tf.zeros_like(scores[:, 1:]), scores[:, 1:]], -1))
+        if _activation_name(self.layer) == "sigmoid":
+            return tf.sigmoid(scores)
+        return tf.nn.softmax(scores)
+
 
 def check_backend() -> None:
     """Raise unless Keras runs on TensorFlow: the compiled core is a `tf.function`."""
