@@ -24,7 +24,12 @@ from keras_convviz.core.needs import Activations, Const, Plan, targets_const
 from keras_convviz.core.probe import make_probe
 from keras_convviz.core.shared import core_for
 from keras_convviz.methods.cam import CAM_METHODS, Cam
-from keras_convviz.methods.perturb import Occlusion, default_patch_size, occlusion_geometry
+from keras_convviz.methods.perturb import (
+    Occlusion,
+    default_patch_size,
+    occlusion_baseline,
+    occlusion_geometry,
+)
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need
 
 
@@ -122,7 +127,7 @@ def occlusion_sensitivity(
     images,
     patch_size=None,
     stride=None,
-    baseline=None,
+    baseline="blur",
     class_index: int | None = None,
     batch_size: int = 256,
     image_input=None,
@@ -135,8 +140,9 @@ def occlusion_sensitivity(
         images: `(batch, height, width, channels)` array, or `(images, labels)`.
         patch_size: int or (int, int). Defaults to `None`: an eighth of the shorter side.
         stride: int or (int, int) <= patch_size. Defaults to `None`: `patch_size`.
-        baseline: the occluding value in the model's input space. Defaults to `None`: the
-            per-channel mean of `images`.
+        baseline: what fills the window: `"blur"` (each image blurred by a Gaussian whose
+            standard deviation is the patch size), `"mean"` (the per-channel mean of
+            `images`), or a value in the model's input space. Defaults to `"blur"`.
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
         batch_size: occluded images per model call. Defaults to `256`.
@@ -159,7 +165,7 @@ def occlusion_sensitivity(
         stride,
         batch_size,
         _targets(probe, bound, class_index),
-        Const(make_baseline(baseline, probe)),
+        occlusion_baseline(baseline, probe, patch),
     )
     return _run(core, bound, [need])[0]
 

@@ -11,6 +11,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import core_logits, small_cnn
 
@@ -137,16 +138,20 @@ def test_functional_explainers_reuse_the_compiled_core(data):
 
 
 def numpy_occlusion(model, images, patch, baseline, targets):
-    """Occlusion maps the slow, obvious way: every occluded image built in numpy."""
+    """Occlusion maps the slow, obvious way: every occluded image built in numpy.
+
+    `baseline` is `(height, width, channels)`, or `(n, height, width, channels)` per image.
+    """
     n, height, width, _ = images.shape
     tops = perturb.window_starts(height, patch, patch)
     lefts = perturb.window_starts(width, patch, patch)
     occluded = []
-    for image in images:
+    for i, image in enumerate(images):
+        fill = baseline[i] if baseline.ndim == 4 else baseline
         for top in tops:
             for left in lefts:
                 copy = image.copy()
-                copy[top : top + patch, left : left + patch] = baseline[
+                copy[top : top + patch, left : left + patch] = fill[
                     top : top + patch, left : left + patch
                 ]
                 occluded.append(copy)
@@ -156,6 +161,29 @@ def numpy_occlusion(model, images, patch, baseline, targets):
     base = model(images).numpy()[np.arange(n), targets]
     drops = base[:, None, None] - scores
     return np.repeat(np.repeat(drops, patch, axis=1), patch, axis=2)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 4.0])
+def test_gaussian_blur_matches_scipy(sigma):
+    from scipy import ndimage
+
+    images = np.random.default_rng(1).random((2, 30, 37, 3)).astype(np.float32)
+    got = perturb.gaussian_blur(images, sigma).numpy()
+    expected = ndimage.gaussian_filter(images, (0, sigma, sigma, 0), mode="reflect", truncate=3)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    black = np.zeros((1, 12, 12, 1), np.float32)
+    np.testing.assert_array_equal(perturb.gaussian_blur(black, sigma).numpy(), black)
+
+
+def test_the_default_blur_baseline_fills_each_window_with_its_own_blurred_image(data):
+    x, _ = data
+    images, targets = x[:3], np.array([1, 0, 2])
+    model = small_cnn(final_activation=None)
+    got = kcv.occlusion_sensitivity(model, (images, targets), patch_size=8, batch_size=20)
+    blurred = perturb.gaussian_blur(images, 8.0).numpy()  # sigma = the patch size
+    np.testing.assert_allclose(
+        got, numpy_occlusion(model, images, 8, blurred, targets), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_occlusion_matches_a_numpy_reference_and_the_plain_ops(data, monkeypatch):

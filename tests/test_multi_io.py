@@ -104,13 +104,17 @@ def test_multi_input_explainers_feed_each_image_its_own_other_inputs():
     x, meta, y = data(n=4)
     model = image_and_meta_model()
     probe = ({"img": x, "meta": meta}, y)
-    got = kcv.occlusion_sensitivity(model, probe, patch_size=4, batch_size=5)
+    got = kcv.occlusion_sensitivity(model, probe, patch_size=4, batch_size=5, baseline="mean")
     np.testing.assert_allclose(got, occlusion_by_hand(model, x, meta, y, 4), rtol=1e-4, atol=1e-5)
     # The meta input matters: the same images with other meta rows give other maps.
-    other = kcv.occlusion_sensitivity(model, ({"img": x, "meta": meta[::-1]}, y), patch_size=4)
+    other = kcv.occlusion_sensitivity(
+        model, ({"img": x, "meta": meta[::-1]}, y), patch_size=4, baseline="mean"
+    )
     assert np.abs(other - got).max() > 1e-3
     # A list in the model's input order (meta first) and the image input by position.
-    as_list = kcv.occlusion_sensitivity(model, ([meta, x], y), patch_size=4, image_input=1)
+    as_list = kcv.occlusion_sensitivity(
+        model, ([meta, x], y), patch_size=4, image_input=1, baseline="mean"
+    )
     np.testing.assert_allclose(as_list, got, rtol=1e-5, atol=1e-6)
     cam = kcv.grad_cam(model, probe, layer_name="conv_b")
     cam_list = kcv.grad_cam(model, ([meta, x], y), layer_name="conv_b", image_input="img")

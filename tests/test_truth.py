@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from conftest import small_cnn
 
 import keras_convviz as kcv
 from keras_convviz.datasets import make_shapes
@@ -133,3 +134,47 @@ def test_randomised_weights_change_the_grad_cam_map(trained_models, probe):
     print(f"rank correlation: trained runs {trained_pair:.2f}, trained/random {random_pair:.2f}")
     assert trained_pair >= 0.3
     assert random_pair <= trained_pair - 0.25
+
+
+def strokes(n: int, seed: int, size: int = 32):
+    """White strokes on black (a horizontal or vertical bar, a diagonal, a cross), like
+    handwritten digits: `(images, labels, ink)` with `ink` the stroke pixels."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size, 1), np.float32)
+    labels = rng.integers(0, 4, n).astype(np.int32)
+    ink = np.zeros((n, size, size), bool)
+    for i in range(n):
+        row, col = rng.integers(8, size - 8, 2)
+        half = int(rng.integers(5, 8))
+        mask = ink[i]
+        if labels[i] in (0, 3):
+            mask[row - 1 : row + 2, col - half : col + half] = True
+        if labels[i] in (1, 3):
+            mask[row - half : row + half, col - 1 : col + 2] = True
+        if labels[i] == 2:
+            for k in range(-half, half):
+                mask[row + k, col + k - 1 : col + k + 2] = True
+        images[i, mask, 0] = 1.0
+    return images, labels, ink
+
+
+def test_the_default_occlusion_baseline_invents_no_ink_on_a_black_background():
+    from scipy import ndimage
+
+    x, y, _ = strokes(2000, seed=0)
+    keras.utils.set_random_seed(0)
+    model = small_cnn(input_shape=(32, 32, 1))
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    images, labels, ink = strokes(32, seed=1)
+    assert np.mean(model.predict(images, verbose=0).argmax(1) == labels) >= 0.9
+    near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in ink])  # 11 % of pixels
+
+    def mass_on_ink(baseline):
+        maps = kcv.occlusion_sensitivity(model, (images, labels), patch_size=4, baseline=baseline)
+        positive = np.maximum(maps, 0.0)
+        return float(np.mean((positive * near).sum((1, 2)) / positive.sum((1, 2))))
+
+    default, mean = mass_on_ink("blur"), mass_on_ink("mean")
+    print(f"positive occlusion mass on the strokes: blur (default) {default:.2f}, mean {mean:.2f}")
+    assert default >= 0.75
+    assert default > mean

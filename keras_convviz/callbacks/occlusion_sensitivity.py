@@ -5,11 +5,15 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import check_positive_int, make_baseline
+from keras_convviz._args import check_positive_int
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
-from keras_convviz.core.needs import Const
 from keras_convviz.core.passes import compile_once, count_non_finite
-from keras_convviz.methods.perturb import Occlusion, default_patch_size, occlusion_geometry
+from keras_convviz.methods.perturb import (
+    Occlusion,
+    default_patch_size,
+    occlusion_baseline,
+    occlusion_geometry,
+)
 
 
 class OcclusionSensitivity(MapCallback):
@@ -33,9 +37,13 @@ class OcclusionSensitivity(MapCallback):
             `None`: an eighth of the shorter image side.
         stride: int or (int, int), at most `patch_size`. Step between windows; windows that
             overlap are averaged per pixel. Defaults to `None`: equal to `patch_size`.
-        baseline: float or array broadcastable to `(height, width, channels)`. The value
-            that fills the window, in the model's input space. Defaults to `None`: the
-            per-channel mean of the probe images.
+        baseline: `"blur"`, `"mean"`, a float or an array broadcastable to `(height, width,
+            channels)`. What fills the window: `"blur"`, each image blurred by a Gaussian
+            whose standard deviation is the patch size, which adds no edge or colour that
+            is not there (black stays black, white stays white); `"mean"`, the probe's
+            per-channel mean (grey
+            ink on a black or white background); a value in the model's input space (e.g.
+            the background value of the data set). Defaults to `"blur"`.
         class_index: int or None. The class scored for every image. Defaults to `None`: the
             true label when the probe has labels, else the predicted class.
         batch_size: int. Occluded images scored per model call; bounds memory. Defaults to
@@ -68,7 +76,7 @@ class OcclusionSensitivity(MapCallback):
         probe,
         patch_size=None,
         stride=None,
-        baseline=None,
+        baseline="blur",
         class_index: int | None = None,
         batch_size: int = 256,
         class_names=None,
@@ -85,13 +93,14 @@ class OcclusionSensitivity(MapCallback):
         self.patch_size, self.stride, _ = occlusion_geometry(
             self.probe.image_shape, patch_size, stride
         )
-        self.baseline = make_baseline(baseline, self.probe)
+        self._baseline = occlusion_baseline(baseline, self.probe, self.patch_size)
+        self.baseline = self._baseline.value
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _prepare(self, model):
         _, targets = self._join_targets(model)
         self._map_needs = (
-            Occlusion(self.patch_size, self.stride, self.batch_size, targets, Const(self.baseline)),
+            Occlusion(self.patch_size, self.stride, self.batch_size, targets, self._baseline),
         )
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz._args import pair
+from keras_convviz._args import make_baseline, pair
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
+from keras_convviz.core.probe import Probe
+
+BASELINES = ("blur", "mean")
 
 
 def default_patch_size(image_shape) -> int:
@@ -55,6 +58,60 @@ def occlusion_geometry(image_shape, patch_size, stride) -> tuple[tuple, tuple, i
     return patch, stride, count
 
 
+def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Each image blurred by a Gaussian of standard deviation `sigma` pixels.
+
+    Separable, edges mirrored, so a uniform region keeps its value (black stays black).
+
+    Args:
+        images: `(batch, height, width, channels)` float32.
+        sigma: the standard deviation, in pixels.
+
+    Returns:
+        `(batch, height, width, channels)` float32.
+    """
+    height, width, channels = (int(d) for d in images.shape[1:])
+    out = tf.convert_to_tensor(images, tf.float32)
+    for axis, size in ((1, height), (2, width)):
+        radius = max(0, min(int(np.ceil(3 * sigma)), size - 1))
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma, 1e-6)) ** 2)
+        taps = (taps / taps.sum()).astype(np.float32)
+        shape = (len(taps), 1) if axis == 1 else (1, len(taps))
+        kernel = np.tile(taps.reshape(*shape, 1, 1), (1, 1, channels, 1))
+        paddings = [[0, 0], [0, 0], [0, 0], [0, 0]]
+        paddings[axis] = [radius, radius]
+        padded = tf.pad(out, paddings, mode="SYMMETRIC")
+        out = tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
+    return out
+
+
+def occlusion_baseline(baseline, probe: Probe, patch: tuple[int, int]) -> Const:
+    """What fills an occluded window, as a `Const` for the `Occlusion` need.
+
+    Args:
+        baseline: `"blur"`: each probe image blurred by a Gaussian whose standard
+            deviation is the patch size (no new edge or colour: black stays black, white
+            stays white); `"mean"`: the probe's per-channel mean; a number or an array
+            broadcastable to `(height, width, channels)`, in the model's input space.
+        probe: the probe.
+        patch: the occluding window.
+
+    Returns:
+        `(height, width, channels)`, or `(batch, height, width, channels)` for `"blur"`.
+    """
+    if isinstance(baseline, str):
+        if baseline not in BASELINES:
+            raise ValueError(
+                f"`baseline` must be one of {BASELINES}, a number or an array. "
+                f"Received: baseline={baseline!r}"
+            )
+        if baseline == "blur":
+            images = np.asarray(probe.images, np.float32)
+            return Const(gaussian_blur(images, float(max(patch))).numpy(), batched=True)
+        baseline = None
+    return Const(make_baseline(baseline, probe))
+
+
 def window_masks(starts: list[int], patch: int, size: int) -> tf.Tensor:
     """`(windows, size)` bool: which pixels of one axis each window covers."""
     positions = np.arange(size)[None, :]
@@ -72,7 +129,8 @@ def occluded_chunk(images, image_index, row_index, col_index, rows_in, cols_in, 
         col_index: `(chunk,)` int32, the window's column among the column starts.
         rows_in: `(n_rows, height)` bool, the pixel rows each window row covers.
         cols_in: `(n_cols, width)` bool, the pixel columns each window column covers.
-        baseline: `(height, width, channels)` the occluding values.
+        baseline: `(height, width, channels)` the occluding values, or `(chunk, height,
+            width, channels)` one per occluded copy.
 
     Returns:
         `(chunk, height, width, channels)` occluded images, dtype of `images`.
@@ -114,7 +172,8 @@ class Occlusion(Need):
         stride: `(rows, cols)` between windows.
         batch_size: occluded images scored per model call.
         targets: the target classes (`targets_const`).
-        baseline: `(height, width, channels)` float32 occluding values.
+        baseline: the occluding values (`occlusion_baseline`): `(height, width,
+            channels)`, or `(batch, height, width, channels)` one per probe image.
     """
 
     patch: tuple[int, int]
@@ -132,9 +191,12 @@ class Occlusion(Need):
         baseline = ctx.const(self.baseline)
         build_chunk = occluded_chunk_xla if xla_available() else occluded_chunk
 
+        per_image = baseline.shape.rank == 4
+
         def build(image_index, window):
             row, col = window // len(lefts), window % len(lefts)
-            return build_chunk(ctx.images, image_index, row, col, rows_in, cols_in, baseline)
+            fill = tf.gather(baseline, image_index) if per_image else baseline
+            return build_chunk(ctx.images, image_index, row, col, rows_in, cols_in, fill)
 
         scores, _ = ctx.score_in_chunks(
             len(tops) * len(lefts), self.batch_size, build, self.targets
