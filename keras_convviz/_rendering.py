@@ -39,8 +39,11 @@ _MIN_CELL_PX = 8
 # centre (zero weight) is near-white and would merge with white separators.
 _KERNEL_SEPARATOR = 0.0
 
-# Pillow's built-in bitmap font: every glyph is 6 x 11 pixels.
+# Pillow's built-in bitmap font: every glyph is 6 x 11 pixels. Panel text is drawn twice
+# that size: TensorBoard shrinks a wide panel to its card (about half), and text must
+# still read there.
 FONT_HEIGHT, FONT_WIDTH = 11, 6
+TEXT_SCALE = 2
 
 _LUT_SIZE = 256
 _LUT_CACHE: dict[str, tf.Tensor] = {}
@@ -587,7 +590,7 @@ def render_heatmap_panel(
     panel = hstack([*panels, bar], pad=2)
     if caption is None:
         return panel
-    text = 1.0 - draw_text(caption)  # black ink on white
+    text = 1.0 - draw_text(caption, TEXT_SCALE)  # black ink on white
     text = tf.pad(text, [[0, 0], [3, 2], [2, 0]], constant_values=1.0)
     width = _dim(panel, 2)
     text_width = _dim(text, 2)
@@ -601,8 +604,8 @@ def render_heatmap_panel(
     return tf.concat([panel, rows], axis=1)
 
 
-COLOUR_BAR_WIDTH = 10 + 2 + 9 * FONT_WIDTH
-CAPTION_HEIGHT = FONT_HEIGHT + 5
+COLOUR_BAR_WIDTH = 10 + 2 + 9 * FONT_WIDTH * TEXT_SCALE
+CAPTION_HEIGHT = FONT_HEIGHT * TEXT_SCALE + 5
 
 
 def colour_bar(lut: tf.Tensor, high: tf.Tensor, low: tf.Tensor, height: int) -> tf.Tensor:
@@ -620,11 +623,12 @@ def colour_bar(lut: tf.Tensor, high: tf.Tensor, low: tf.Tensor, height: int) -> 
     batch = _dim(high, 0)
     ramp = tf.linspace(1.0, 0.0, height)
     bar = tf.tile(apply_colormap(ramp, lut)[None, :, None, :], [batch, 1, 10, 1])
-    labels = tf.ones([batch, height, 9 * FONT_WIDTH], tf.float32)
-    top = 1.0 - draw_text(number_codes(high))
-    bottom = 1.0 - draw_text(number_codes(low))
-    gap = max(height - 2 * FONT_HEIGHT, 0)
-    column = tf.concat([top, tf.ones([batch, gap, 9 * FONT_WIDTH]), bottom], axis=1)[:, :height]
+    text_width = 9 * FONT_WIDTH * TEXT_SCALE
+    labels = tf.ones([batch, height, text_width], tf.float32)
+    top = 1.0 - draw_text(number_codes(high), TEXT_SCALE)
+    bottom = 1.0 - draw_text(number_codes(low), TEXT_SCALE)
+    gap = max(height - 2 * FONT_HEIGHT * TEXT_SCALE, 0)
+    column = tf.concat([top, tf.ones([batch, gap, text_width]), bottom], axis=1)[:, :height]
     labels = tf.minimum(labels, column)
     labels = tf.tile(labels[..., None], [1, 1, 1, 3])
     space = tf.ones([batch, height, 2, 3])

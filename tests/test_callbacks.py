@@ -147,7 +147,8 @@ def test_each_map_is_captioned_with_its_target_prediction_and_probability(tmp_pa
             f"target {labels[target]:<{width}}  pred {labels[predicted[i]]:<{width}} "
             f"{probabilities[i, predicted[i]]:.2f}"
         )
-        return 1.0 - _rendering.draw_text(np.array([[ord(c) for c in text]]))[0].numpy()
+        codes = np.array([[ord(c) for c in text]])
+        return 1.0 - _rendering.draw_text(codes, _rendering.TEXT_SCALE)[0].numpy()
 
     expected = {
         "grad_cam/conv_b/image_{}": lambda i: caption([2, 0, 3][i], i, names, 8),

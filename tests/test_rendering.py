@@ -436,13 +436,14 @@ def test_render_heatmap_panel_resizes_smaller_maps():
 
 def test_colour_bar_writes_the_raw_range():
     maps = tf.constant([[[0.0, 0.5], [1.25, 2.5]], [[-3.0, 0.0], [0.0, 1.0]]])
-    out = _np(r.render_heatmap_panel(tf.zeros([2, 2, 2, 1]), maps, True, min_size=40))
-    bar = _parts(out, 40)[3]
+    out = _np(r.render_heatmap_panel(tf.zeros([2, 2, 2, 1]), maps, True, min_size=60))
+    bar = _parts(out, 60)[3]
     labels = bar[:, :, 12:, 0]  # right of the 10-px bar and a 2-px space, black ink on white
-    top = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([2.5, 3.0]))))
-    bottom = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([-2.5, -3.0]))))
-    np.testing.assert_allclose(labels[:, : r.FONT_HEIGHT], top)
-    np.testing.assert_allclose(labels[:, -r.FONT_HEIGHT :], bottom)
+    top = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([2.5, 3.0])), r.TEXT_SCALE))
+    bottom = 1.0 - _np(r.draw_text(r.number_codes(tf.constant([-2.5, -3.0])), r.TEXT_SCALE))
+    rows = r.FONT_HEIGHT * r.TEXT_SCALE
+    np.testing.assert_allclose(labels[:, :rows], top)
+    np.testing.assert_allclose(labels[:, -rows:], bottom)
     ramp = bar[0, :, 0]  # the bar runs from the map's top colour down to its bottom colour
     np.testing.assert_allclose(ramp[0], _mpl("RdBu_r", 1.0), atol=1e-7)
     np.testing.assert_allclose(ramp[-1], _mpl("RdBu_r", 0.0), atol=1e-7)
