@@ -7,6 +7,7 @@ step slider is one time series:
     <run>/<layer>/image_<i>           one probe image (feature maps, CAM maps)
     <run>/image_<i>                   one probe image (occlusion, saliency)
     <run>/<layer>                     one picture per layer (filter weights)
+    <run>/[<layer>/]all_images        every probe image in one picture (`grid=True`)
     <picture tag>/<quantity>          a scalar beside a picture (e.g. .../image_3/max)
     <run>/[<layer>/]non_finite        NaN/Inf values in what the picture was drawn from
 
@@ -22,6 +23,7 @@ FEATURE_MAPS = "feature_maps"
 FILTER_WEIGHTS = "filter_weights"
 OCCLUSION = "occlusion_sensitivity"
 NON_FINITE = "non_finite"
+ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
 
 
 def cam_run(method: str) -> str:

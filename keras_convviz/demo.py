@@ -151,7 +151,9 @@ def run_demo(
         # Imported here so the model and data helpers work without the callback module.
         from keras_convviz import ConvViz
 
-        callbacks.append(ConvViz(log_dir=log_dir, probe=(x_probe, y_probe)))
+        callbacks.append(
+            ConvViz(log_dir=log_dir, probe=(x_probe, y_probe), class_names=list(CLASS_NAMES))
+        )
 
     print(
         f"Training on {n_train} synthetic {image_size}x{image_size} images of "

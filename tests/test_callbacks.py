@@ -176,3 +176,33 @@ def test_class_names_must_name_every_class(tmp_path, data):
         ),
     ):
         small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_grid_writes_one_picture_per_layer_with_every_probe_image(tmp_path, data):
+    x, y = data
+    model = small_cnn()
+    probe = (x[:3], y[:3])
+    kwargs = {"patch_size": 8, "on_error": "raise"}
+    model.fit(
+        x, y, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path / "cards", probe, **kwargs)]
+    )
+    model.fit(
+        x,
+        y,
+        epochs=1,
+        verbose=0,
+        callbacks=[kcv.ConvViz(tmp_path / "grid", probe, grid=True, **kwargs)],
+    )
+    cards, grid = read_runs(tmp_path / "cards"), read_runs(tmp_path / "grid")
+    assert sorted(grid["grad_cam"]) == ["grad_cam/conv_b/all_images"] + [
+        f"grad_cam/conv_b/image_{i}/max" for i in range(3)
+    ]
+    assert set(grid["feature_maps"]) >= {"feature_maps/conv_a/all_images"}
+    assert not any(t.rsplit("/", 1)[-1] == "image_0" for run in grid.values() for t in run)
+    # The grid is the per-image cards, one below the other with 4-px white gaps. The model
+    # trained one more epoch before the grid run, so compare shapes and the gaps.
+    card = cards["grad_cam"]["grad_cam/conv_b/image_0"]["values"][0]
+    picture = grid["grad_cam"]["grad_cam/conv_b/all_images"]["values"][0]
+    assert picture.shape == (3 * card.shape[0] + 8, card.shape[1], 3)
+    assert (picture[card.shape[0] : card.shape[0] + 4] == 255).all()
+    assert grid["filter_weights"].keys() == cards["filter_weights"].keys()  # not per image

@@ -7,6 +7,7 @@ everything with a side effect (files, warnings) lives here.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import tensorflow as tf
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
+from keras_convviz import _tags
 from keras_convviz._args import (
     check_class_index,
     check_class_names,
@@ -278,6 +280,8 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def _write(self, step: int, summaries) -> None:
         summaries = [item for item in summaries if self._due(item)]
+        if getattr(self, "grid", False):
+            summaries = one_image_per_picture(summaries)
         images = [item for item in summaries if isinstance(item, Image)]
         encoded = {}
         if images:
@@ -312,6 +316,27 @@ class SnapshotCallback(keras.callbacks.Callback):
             shared.writer.flush()
 
 
+_PER_IMAGE = re.compile(r"^(.*)/image_\d+$")
+
+
+def one_image_per_picture(summaries: list) -> list:
+    """Each series of per-probe-image pictures (`.../image_<i>`) as one image, the probe
+    images one below the other (tag `.../all_images`); other summaries unchanged."""
+    groups: dict[str, list] = {}
+    out = []
+    for item in summaries:
+        match = _PER_IMAGE.match(item.tag) if isinstance(item, Image) else None
+        if match is None:
+            out.append(item)
+        else:
+            groups.setdefault(match.group(1), []).append(item.data)
+    for prefix, images in groups.items():
+        gap = tf.fill([1, 4, images[0].shape[2], 3], tf.constant(255, images[0].dtype))
+        rows = [part for data in images for part in (data, gap)][:-1]
+        out.append(Image(_tags.tag(prefix, _tags.ALL_IMAGES), tf.concat(rows, axis=1)))
+    return out
+
+
 def encode_images(images: tuple[tf.Tensor, ...]) -> list[tf.Tensor]:
     """Image summary tensors, as `tf.summary.image(..., max_outputs=1)` makes them.
 
@@ -338,6 +363,8 @@ class ProbeCallback(SnapshotCallback):
             is a dict keyed by input name or a list in input order.
         image_input: the model input that takes the images, by name or position.
         score_output: the model output that holds the class scores, by name or position.
+        grid: one picture per layer and kind with every probe image in it (one below the
+            other, tag `.../all_images`) instead of one card per probe image.
     """
 
     # Whether the callback reads class scores (else an ambiguous output is not an error).
@@ -351,8 +378,12 @@ class ProbeCallback(SnapshotCallback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        grid: bool = False,
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
+        if not isinstance(grid, bool):
+            raise TypeError(f"`grid` must be True or False. Received: grid={grid!r}")
+        self.grid = grid
         self.probe: Probe = make_probe(probe, image_input)
         warn_large_probe(self.probe)
         self.image_input = image_input
@@ -441,8 +472,9 @@ class MapCallback(ProbeCallback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        grid: bool = False,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid)
         check_class_index(class_index)
         self.class_index = class_index
         self.class_names = check_class_names(class_names)

@@ -70,6 +70,8 @@ class ConvViz(keras.callbacks.Callback):
         class_names: list of str or None. The classes' names, for the captions of the
             heat maps (target, predicted class and its probability). Defaults to `None`:
             the class indices.
+        grid: bool. One picture per layer and kind with every probe image in it, instead
+            of one card per probe image: for large probes. Defaults to `False`.
         feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
             that child out; a dict gives it arguments of its own. Defaults to `True`.
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
@@ -100,6 +102,7 @@ class ConvViz(keras.callbacks.Callback):
         image_input=None,
         score_output=None,
         class_names=None,
+        grid: bool = False,
         feature_maps=True,
         filter_weights=True,
         grad_cam=True,
@@ -117,6 +120,7 @@ class ConvViz(keras.callbacks.Callback):
             "probe": make_probe(probe, image_input),
             "image_input": image_input,
             "score_output": score_output,
+            "grid": grid,
         }
         on_maps = {**on_probe, "class_index": class_index, "class_names": class_names}
         children = (

@@ -39,6 +39,9 @@ class FeatureMaps(ProbeCallback):
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores; only used to share a pass with `GradCAM` and
             `OcclusionSensitivity`. Defaults to `None`.
+        grid: bool. One picture per layer with every probe image in it, one below the
+            other (tag `.../all_images`), instead of one card per probe image: for large
+            probes. Defaults to `False`.
 
     Example:
 
@@ -61,8 +64,9 @@ class FeatureMaps(ProbeCallback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        grid: bool = False,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid)
         self.layer_names = check_layer_names(layer_names)
         self.max_channels = check_positive_int(max_channels, "max_channels")
         self._needs: tuple = ()

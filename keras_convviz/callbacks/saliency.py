@@ -56,6 +56,9 @@ class Saliency(MapCallback):
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores (name or position). Defaults to `None`: the only
             (batch, units) output.
+        grid: bool. One picture per layer with every probe image in it, one below the
+            other (tag `.../all_images`), instead of one card per probe image: for large
+            probes. Defaults to `False`.
 
     Example:
 
@@ -82,9 +85,18 @@ class Saliency(MapCallback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        grid: bool = False,
     ):
         super().__init__(
-            log_dir, probe, class_index, class_names, freq, on_error, image_input, score_output
+            log_dir,
+            probe,
+            class_index,
+            class_names,
+            freq,
+            on_error,
+            image_input,
+            score_output,
+            grid,
         )
         self.methods = check_methods(method, SALIENCY_METHODS)
         self.options = saliency_options(samples, noise, steps, seed, batch_size)
