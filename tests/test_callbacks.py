@@ -206,3 +206,18 @@ def test_grid_writes_one_picture_per_layer_with_every_probe_image(tmp_path, data
     assert picture.shape == (3 * card.shape[0] + 8, card.shape[1], 3)
     assert (picture[card.shape[0] : card.shape[0] + 4] == 255).all()
     assert grid["filter_weights"].keys() == cards["filter_weights"].keys()  # not per image
+
+
+def test_a_new_callback_on_the_same_log_dir_continues_the_run(tmp_path, data):
+    # The notebook habit: the cell that makes the callback runs again before the next fit,
+    # while the old callback may still be alive.
+    x, y = data
+    model = small_cnn()
+    first = kcv.GradCAM(tmp_path, probe_of(data))
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[first])
+    second = kcv.GradCAM(tmp_path, probe_of(data))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[second])
+    steps = read_runs(tmp_path)["grad_cam"]["grad_cam/conv_b/image_0"]["steps"]
+    assert steps == [0, 1, 2, 3, 4]
+    assert len(event_files(tmp_path)) == 1
+    assert first is not second  # both alive: the first one's training is over

@@ -83,8 +83,10 @@ class RunWriter:
 
     TensorBoard's fast loader serves more than 10 images per tag only from a run with one
     event file, so every callback writing into a run directory (two `GradCAM`s on two
-    layers, a second `fit`) shares this writer. It stays open while a callback that wrote
-    through it lives, and it refuses a tag that another live callback already writes.
+    layers, a second `fit`, a new callback made for the next `fit` in a notebook) shares
+    this writer. It stays open while a callback that wrote through it lives; it knows the
+    next step, so a new callback continues the run instead of writing its steps again; and
+    it refuses a tag that another callback writes in the same training.
     """
 
     _open: dict[str, RunWriter] = {}
@@ -95,6 +97,13 @@ class RunWriter:
         self.users = 0
         self._seen: weakref.WeakSet = weakref.WeakSet()
         self.owners: dict[str, weakref.ref] = {}
+        self.next_step = 0
+
+    @classmethod
+    def next_step_of(cls, run_dir: str) -> int:
+        """The step after the last one written into a run directory in this process."""
+        shared = cls._open.get(os.path.realpath(run_dir))
+        return 0 if shared is None else shared.next_step
 
     @classmethod
     def acquire(cls, run_dir: str, user) -> RunWriter:
@@ -120,7 +129,7 @@ class RunWriter:
     def claim(self, tag: str, user) -> None:
         owner = self.owners.get(tag)
         current = owner() if owner is not None else None
-        if current is None:
+        if current is None or not current._active:  # gone, or its training is over
             self.owners[tag] = weakref.ref(user)
         elif current is not user:
             raise ValueError(
@@ -162,6 +171,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._active = False
         self._prepared = False
         self._next_step = 0  # the first step a later epoch may write
+        self._floor = 0  # the first step this fit may write
         self._written: set[str] = set()  # sparse scalars written once, written from then on
         self._offset: int | None = None  # step - epoch in the current fit
         self._last_model = None
@@ -216,6 +226,9 @@ class SnapshotCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
         self._last_model = weakref.ref(self.model)
+        # A later fit, or a new callback on a run this process already wrote, continues it.
+        runs = (os.path.join(self.log_dir, run) for run in self.run_names())
+        self._floor = max(self._next_step, *(RunWriter.next_step_of(run) for run in runs))
         if self._can_prepare(self.model):
             self._prepare(self.model)
             self._prepared = True
@@ -226,7 +239,7 @@ class SnapshotCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._offset is None:  # the first epoch of this fit
-            self._offset = max(0, self._next_step - epoch)
+            self._offset = max(0, self._floor - epoch)
         step = epoch + self._offset
         if self._active:
             self._next_step = step + 1
@@ -314,6 +327,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                         tf.summary.write(item.tag, value, metadata=_SCALAR_METADATA)
             # Flushed at every snapshot so a run killed later keeps what was written.
             shared.writer.flush()
+            shared.next_step = max(shared.next_step, step + 1)
 
 
 _PER_IMAGE = re.compile(r"^(.*)/image_\d+$")

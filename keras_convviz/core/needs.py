@@ -84,8 +84,6 @@ class Need:
     it must take (once per pair, shared by every need), and `compute(ctx)` makes the value.
     """
 
-    needs_scores = True  # False only for needs that read no class score
-
     def layers(self) -> tuple[LayerRef, ...]:
         return ()
 
@@ -101,7 +99,6 @@ class Activations(Need):
     """A layer's output on the probe, float32 `(batch, h, w, channels)`."""
 
     ref: LayerRef
-    needs_scores = False
 
     def layers(self):
         return (self.ref,)
@@ -145,10 +142,6 @@ class Plan:
         self.consts = tuple(slots)
         self._fed = None
 
-    @property
-    def needs_scores(self) -> bool:
-        return any(need.needs_scores for need in self.needs)
-
     def feed(self) -> tuple[tf.Tensor, ...]:
         """The lifted arrays as tensors, made once."""
         if self._fed is None:
@@ -167,9 +160,3 @@ class Result:
 
     def __getitem__(self, need: Need) -> tf.Tensor:
         return self._values[need]
-
-    def __contains__(self, need: Need) -> bool:
-        return need in self._values
-
-    def __len__(self) -> int:
-        return len(self._values)
