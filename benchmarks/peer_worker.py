@@ -9,7 +9,14 @@ answers one JSON request per line on stdin with one JSON line on its protocol ch
     {"op": "occlusion", "patch": 8, "stride": 8, "reps": 3, "warmup": 0}
                                                      -> {"times": [seconds, ...]}
     {"op": "grad_cam", "reps": 3, "warmup": 0}       -> {"times": [...]}
+    {"op": "method", "method": "smoothgrad", "options": {...}, "reps": 3, "warmup": 0}
+                                                     -> {"times": [...]}
+    {"op": "map", "method": "smoothgrad", "options": {...}, "path": "out.npy"}
+                                                     -> {"shape": [...]} (the map, saved)
     {"op": "quit"}
+
+`method` is one of the peer's `METHODS` (the names of `kcv.grad_cam` and `kcv.saliency`);
+`options` carries the settings both sides share: `batch_size`, `samples`, `noise`, `steps`.
 
 Between requests it blocks on stdin and uses no CPU, so the main process can time our
 package in between: rounds of (ours, peer) alternate, and machine drift cancels.
@@ -88,6 +95,7 @@ class Xplique:
         self.model, self.images = model, images
         self._occlusion_cls = Occlusion
         self._occluders = {}
+        self._explainers = {}
         self.targets = tf.one_hot(np.full(len(images), TARGET_CLASS), workload.NUM_CLASSES).numpy()
         baseline = images.astype(np.float64).mean(axis=(0, 1, 2))
         # One scalar occluding value (xplique takes a float): the mean grey of the probe.
@@ -111,8 +119,112 @@ class Xplique:
     def run_grad_cam(self):
         return self.grad_cam_explainer.explain(self.images, self.targets).numpy()
 
+    # The new methods. `reducer=None` keeps the channels (as our raw attributions), so the
+    # maps compare; it changes no work. Saliency keeps its own reducer (max of |dS/dx| over
+    # channels, the map our "gradient" is drawn as).
+    METHODS = ("gradcam++", "gradient", "gradient_x_input", "smoothgrad", "integrated_gradients")
 
-PEERS = {"tf-explain": TfExplain, "xplique": Xplique}
+    def _explainer(self, method: str, options: dict):
+        from xplique.attributions import (
+            GradCAMPP,
+            GradientInput,
+            IntegratedGradients,
+            Saliency,
+            SmoothGrad,
+        )
+
+        batch_size = options["batch_size"]
+        if method == "gradcam++":
+            return GradCAMPP(self.model, batch_size=batch_size, conv_layer=workload.CAM_LAYER)
+        if method == "gradient":
+            return Saliency(self.model, batch_size=batch_size)
+        if method == "gradient_x_input":
+            return GradientInput(self.model, batch_size=batch_size, reducer=None)
+        if method == "smoothgrad":
+            # xplique's noise is an absolute standard deviation; ours is relative to the
+            # image's range, which is 1 for the workload's images (uniform in [0, 1]).
+            return SmoothGrad(
+                self.model,
+                batch_size=batch_size,
+                reducer=None,
+                nb_samples=options["samples"],
+                noise=options["noise"] * options["range"],
+            )
+        if method == "integrated_gradients":
+            return IntegratedGradients(
+                self.model,
+                batch_size=batch_size,
+                reducer=None,
+                steps=options["steps"],
+                baseline_value=0.0,
+            )
+        raise ValueError(f"xplique has no {method!r} here; it has {self.METHODS}")
+
+    def run_method(self, method: str, options: dict):
+        key = (method, json.dumps(options, sort_keys=True))
+        if key not in self._explainers:  # built once, outside the timing
+            self._explainers[key] = self._explainer(method, options)
+        return self._explainers[key].explain(self.images, self.targets).numpy()
+
+
+class TfKerasVis:
+    name = "tf-keras-vis"
+
+    # Its defaults where they change the work; where they change only the map's form
+    # (`gradient_modifier`, `keepdims`, `normalize_*`), settings that give our raw form so
+    # the maps compare: SmoothGrad averages raw gradients (its default averages |gradient|).
+    METHODS = ("gradcam++", "layercam", "scorecam", "gradient", "smoothgrad")
+
+    def __init__(self, model, images):
+        import tf_keras_vis
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.saliency import Saliency
+        from tf_keras_vis.scorecam import Scorecam
+
+        self.model, self.images = model, images
+        # clone=False: the model is used as it is (it ends in logits, so no model modifier).
+        self._explainers = {
+            "gradcam++": GradcamPlusPlus(model, clone=False),
+            "layercam": Layercam(model, clone=False),
+            "scorecam": Scorecam(model, clone=False),
+            "saliency": Saliency(model, clone=False),
+        }
+        self.versions = {"tf-keras-vis": tf_keras_vis.__version__}
+
+    @staticmethod
+    def score(output):
+        return output[:, TARGET_CLASS]
+
+    def run_method(self, method: str, options: dict):
+        x = self.images
+        if method in ("gradcam++", "layercam"):
+            return self._explainers[method](
+                self.score, x, penultimate_layer=workload.CAM_LAYER, normalize_cam=False
+            )
+        if method == "scorecam":
+            return self._explainers[method](
+                self.score,
+                x,
+                penultimate_layer=workload.CAM_LAYER,
+                batch_size=options["batch_size"],
+                normalize_cam=False,
+            )
+        if method in ("gradient", "smoothgrad"):
+            samples = options["samples"] if method == "smoothgrad" else 0
+            return self._explainers["saliency"](
+                self.score,
+                x,
+                smooth_samples=samples,
+                smooth_noise=options.get("noise", 0.0),
+                keepdims=True,
+                gradient_modifier=None,
+                normalize_map=False,
+            )
+        raise ValueError(f"tf-keras-vis has no {method!r} here; it has {self.METHODS}")
+
+
+PEERS = {"tf-explain": TfExplain, "xplique": Xplique, "tf-keras-vis": TfKerasVis}
 
 
 def main() -> None:
@@ -145,6 +257,16 @@ def main() -> None:
 
             elif op == "grad_cam":
                 fn = peer.run_grad_cam
+            elif op == "method":
+
+                def fn(r=request):
+                    return peer.run_method(r["method"], r["options"])
+
+            elif op == "map":
+                value = np.asarray(peer.run_method(request["method"], request["options"]))
+                np.save(request["path"], value.astype(np.float32))
+                _reply({"shape": list(value.shape)})
+                continue
             else:
                 raise ValueError(f"unknown op {op!r}")
             times = timing.interleave({"fn": fn}, request["reps"], request["warmup"])["fn"]

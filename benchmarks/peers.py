@@ -1,5 +1,8 @@
 """Peer libraries, each in its own virtual environment under `benchmarks/.peers/`.
 
+tf-explain 0.3.1, xplique 2.0.2 and tf-keras-vis 0.8.7, each next to the same TensorFlow as
+the main environment.
+
 `ensure_peer` creates the environment and installs the peer the first time (about a minute
 each: TensorFlow is downloaded once per environment); later runs reuse it. `PeerProcess`
 starts `peer_worker.py` inside the environment and talks to it one JSON line at a time.
@@ -49,6 +52,22 @@ def recipes(tf_version: str) -> dict[str, dict]:
                 ["--no-deps", "xplique==2.0.2"],
             ],
             "check": "import xplique; from xplique.attributions import GradCAM, Occlusion",
+        },
+        "tf-keras-vis": {
+            # tf-keras-vis 0.8.7 imports `scipy.ndimage.interpolation` (gone after SciPy 1.15)
+            # and `tensorflow.keras` (Keras 3 under TensorFlow 2.16+).
+            "steps": [
+                [
+                    tensorflow,
+                    "tf-keras-vis==0.8.7",
+                    "scipy<=1.15.3",
+                    "pillow",
+                    "deprecated",
+                    "imageio",
+                    "packaging",
+                ]
+            ],
+            "check": "import tf_keras_vis; from tf_keras_vis.scorecam import Scorecam",
         },
     }
 

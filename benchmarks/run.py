@@ -1,13 +1,18 @@
 """keras_convviz benchmarks: against the floor, against the peers, and over training.
 
-    python benchmarks/run.py            # everything, about 15 minutes on 2 cores
-    python benchmarks/run.py --quick    # fewer repetitions and sizes, about 3-4 minutes
-    python benchmarks/run.py --only occlusion,grad_cam --no-peers
+    python benchmarks/run.py            # everything, about 12 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer repetitions and sizes, about 4-5 minutes
+    python benchmarks/run.py --only occlusion,methods --no-peers
 
 Prints one table per section and a summary of the targets, and writes every number to
-`benchmarks/results.json`. The peers (tf-explain, xplique) are installed the first time
-into their own virtual environments under `benchmarks/.peers/` (about a minute each); a
-peer that cannot be installed is reported and skipped.
+`benchmarks/results.json`. The peers (tf-explain, xplique, tf-keras-vis) are installed the
+first time into their own virtual environments under `benchmarks/.peers/` (about a minute
+each); a peer that cannot be installed is reported and skipped.
+
+"ours" is always a public call (`kcv.occlusion_sensitivity`, `kcv.grad_cam`,
+`kcv.saliency`, `ConvViz`); the "core pass" breakdowns run `core_for(model).run(plan,
+bound)` for the plan the public call builds, and the tracing counts read
+`core_for(model).passes`. Nothing is monkeypatched.
 
 Every ratio comes from repetitions interleaved in one process (or in rounds alternating
 with a peer's process), as the median of the per-repetition ratios after a warm-up, so
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -27,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,12 +49,15 @@ import timing  # noqa: E402
 import workload  # noqa: E402
 
 import keras_convviz as kcv  # noqa: E402
-from keras_convviz import _core  # noqa: E402  (internals, for the breakdowns only)
+from keras_convviz import explain  # noqa: E402  (how the public calls build their plans)
+from keras_convviz.core.needs import Plan  # noqa: E402
+from keras_convviz.core.shared import core_for  # noqa: E402
 
 SECTIONS = (
     "occlusion",
     "grad_cam",
     "peers",
+    "methods",
     "snapshot",
     "tracing",
     "memory",
@@ -71,6 +79,8 @@ def config(quick: bool) -> dict:
             "peer_rounds": 5,
             "peer_reps": 1,
             "peer_occlusion": [(8, 8)],
+            "method_options": {"samples": 32, "noise": 0.15, "steps": 32, "batch_size": 256},
+            "method_floor_small_batch": [],
             "snapshot_reps": 7,
             "memory_patches": [8, 2],
             "train": {"n_train": 128, "n_val": 32, "epochs": 2, "reps": 5},
@@ -85,6 +95,8 @@ def config(quick: bool) -> dict:
         "peer_rounds": 6,
         "peer_reps": 3,
         "peer_occlusion": [(8, 8), (8, 4), (4, 4)],
+        "method_options": {"samples": 32, "noise": 0.15, "steps": 32, "batch_size": 256},
+        "method_floor_small_batch": ["smoothgrad", "integrated_gradients", "scorecam"],
         "snapshot_reps": 15,
         "memory_patches": [8, 4, 2, 1],
         "train": {"n_train": 800, "n_val": 160, "epochs": 4, "reps": 5},
@@ -127,6 +139,32 @@ def target(what: str, value, goal: str, met: bool | None) -> dict:
     return {"what": what, "value": value, "target": goal, "met": met}
 
 
+# With --wait-idle: a measurement during which other processes kept at least this many cores
+# busy on average is taken again (after waiting for them), up to QUIET["tries"] times in all;
+# the quietest one is kept.
+QUIET = {"limit": None, "tries": 3}
+
+
+def quietly(measure) -> dict:
+    """Run `measure() -> row` (a row with "others_cores"); again while others were busy."""
+    limit = QUIET["limit"]
+    best = measure()
+    tries = 1
+
+    def busy(row):
+        return row.get("others_cores") or 0.0
+
+    while limit is not None and busy(best) >= limit and tries < QUIET["tries"]:
+        print(f"  others kept {busy(best)} cores busy: measuring again", file=sys.stderr)
+        _wait_idle(limit, lambda m: print(m, file=sys.stderr, flush=True))
+        row = measure()
+        tries += 1
+        if busy(row) < busy(best):
+            best = row
+    best["tries"] = tries
+    return best
+
+
 def graph_ops(concrete) -> list[str]:
     graph_def = concrete.graph.as_graph_def()
     ops = [node.op for node in graph_def.node]
@@ -161,77 +199,109 @@ def inspect_functions(named: dict) -> list[dict]:
     return rows
 
 
+def describe_need(need) -> str:
+    """A short name of a need in a plan's key: `Occlusion(patch=8, stride=8, B=256)`."""
+    fields = []
+    for name in ("ref", "method", "patch", "stride", "samples", "steps", "batch_size"):
+        value = getattr(need, name, None)
+        if value is None or value == 0:
+            continue
+        if name == "ref":
+            value = value.path
+        elif name in ("patch", "stride"):
+            value = value[0] if value[0] == value[1] else value
+        fields.append(f"{'B' if name == 'batch_size' else name}={value}")
+    return f"{type(need).__name__}({', '.join(fields)})"
+
+
 def core_functions(model) -> dict:
-    core = _core.core_for(model)
+    """The compiled passes of a model's core (`core_for(model).passes`), named by their needs."""
     named = {}
-    for key, fn in core._snapshot_fns.items():
-        try:
-            features, cams = key[0], key[1]
-            named[f"snapshot(features={len(features)}, cams={len(cams)})"] = fn
-        except (TypeError, IndexError):
-            named[f"snapshot{key!r}"] = fn
-    for key, fn in core._occlusion_fns.items():
-        try:
-            patch, stride, batch = key[0], key[1], key[2]
-            named[f"occlusion(patch={patch[0]}, stride={stride[0]}, B={batch})"] = fn
-        except (TypeError, IndexError):
-            named[f"occlusion{key!r}"] = fn
+    for key, fn in core_for(model).passes.items():
+        plan_key = key[0]
+        kinds: dict[str, list[str]] = {}
+        for need in plan_key:
+            kinds.setdefault(type(need).__name__, []).append(describe_need(need))
+        parts = [
+            f"{kind} x{len(items)}" if len(items) > 2 else " + ".join(items)
+            for kind, items in kinds.items()
+        ]
+        named[f"pass[{' + '.join(parts)}]"] = fn
     return named
 
 
-class PassTimer:
-    """Times the compiled occlusion pass inside each public call (its wrapper left out).
+def core_call(build_needs, model, images, **setup):
+    """The compiled pass of a public call alone: `core.run(plan, bound)`, built as explain.py.
 
-    Wraps `Core.occlusion_fn` of one model's core so every call of the compiled pass it
-    returns is timed; eager calls on the CPU return when the pass is done. Only a
-    breakdown: if the internals move, the breakdown is left out and the rest runs.
+    `build_needs(probe, core, bound) -> [Need]` makes the needs the public call would make;
+    the probe, its binding and the plan are built once, outside the timing. Returns a
+    function that runs the pass and reads its values (`.numpy()`), or `None` when the
+    package's internals moved (then the breakdown is left out and the rest runs).
     """
+    try:
+        probe, core, bound = explain._setup(model, images, setup.get("image_input"), None)
+        plan = Plan(build_needs(probe, core, bound))
+    except (AttributeError, TypeError, ImportError):
+        return None
+    if not plan.needs:
+        return None
 
-    def __init__(self, model):
-        self.model = model
-        self.times: list[float] = []
-        self._core = None
+    def run():
+        result = core.run(plan, bound)
+        return [result[need].numpy() for need in plan.needs]
 
-    def __enter__(self):
-        if self.model is None:
-            return self
-        try:
-            core = _core.core_for(self.model)
-            original = type(core).occlusion_fn
-        except AttributeError:
-            return self
-        times = self.times
+    return run
 
-        def occlusion_fn(core_self, *args, **kwargs):
-            compiled = original(core_self, *args, **kwargs)
 
-            def timed_pass(*call_args, **call_kwargs):
-                start = time.perf_counter()
-                out = compiled(*call_args, **call_kwargs)
-                times.append(time.perf_counter() - start)
-                return out
+def occlusion_default_baseline():
+    """The `baseline` a default `kcv.occlusion_sensitivity` call uses."""
+    return inspect.signature(kcv.occlusion_sensitivity).parameters["baseline"].default
 
-            return timed_pass
 
-        core.occlusion_fn = types.MethodType(occlusion_fn, core)
-        self._core = core
-        return self
+def occlusion_fill(images, patch: int) -> np.ndarray | None:
+    """What fills a window in a default public call, for the floor's pre-built images.
 
-    def __exit__(self, *exc):
-        if self._core is not None:
-            del self._core.occlusion_fn
-        return False
+    `None` for the probe's channel mean; else the fill as the package computes it inside
+    its pass (`gaussian_blur` with sigma = the patch size for the default `"blur"`), so the
+    floor scores exactly the images our pass builds.
+    """
+    baseline = occlusion_default_baseline()
+    if baseline is None or baseline == "mean":
+        return None
+    from keras_convviz.methods.perturb import gaussian_blur
+
+    return gaussian_blur(np.asarray(images, np.float32), float(patch)).numpy()
+
+
+def occlusion_core_call(model, images, patch, stride, batch_size, class_index=None):
+    from keras_convviz.methods.perturb import Occlusion, occlusion_baseline, occlusion_geometry
+
+    def needs(probe, core, bound):
+        patch_, stride_, _ = occlusion_geometry(probe.image_shape, patch, stride)
+        targets = explain._targets(probe, bound, class_index)
+        baseline = occlusion_baseline(occlusion_default_baseline(), probe)
+        return [Occlusion(patch_, stride_, batch_size, targets, baseline)]
+
+    try:
+        return core_call(needs, model, images)
+    except ImportError:
+        return None
 
 
 # ---- 1. occlusion vs the floor -------------------------------------------------------------
 
 
-def occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown=True):
+def occlusion_vs_floor(*args, **kwargs) -> dict:
+    return quietly(lambda: _occlusion_vs_floor(*args, **kwargs))
+
+
+def _occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown=True):
     """Ours (the public call) vs the floor, on exactly the same occluded images."""
     image_size = images.shape[1]
     predicted = workload.predicted_classes(model, images)
     per_image = workload.windows_per_image(image_size, patch, stride)
-    occluded = tf.constant(workload.occluded_images(images, patch, stride))
+    fill = occlusion_fill(images, patch)
+    occluded = tf.constant(workload.occluded_images(images, patch, stride, fill))
     targets = tf.constant(np.repeat(predicted, per_image))
     floor = workload.make_forward_floor(model, batch_size)
 
@@ -244,6 +314,9 @@ def occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown
         return floor(occluded, targets).numpy()
 
     fns = {"ours": ours, "floor": run_floor}
+    core = occlusion_core_call(model, images, patch, stride, batch_size) if breakdown else None
+    if core is not None:
+        fns["core"] = core
     max_diff = None
     if stride == patch:  # our map is the floor's drop, pixel for pixel
         maps = ours()
@@ -253,10 +326,9 @@ def occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown
         ours_drops = maps[:, ::patch, ::patch].reshape(len(images), -1)
         if ours_drops.shape == drops.shape:
             max_diff = float(np.abs(ours_drops - drops).max())
-    with PassTimer(model if breakdown else None) as inner:
-        times = timing.interleave(fns, reps=reps, warmup=1)
-    if inner.times:  # the compiled occlusion pass alone, timed inside each public call
-        times["core"] = inner.times[-reps:]
+    meter = timing.CpuMeter()
+    times = timing.interleave(fns, reps=reps, warmup=1)
+    cpu = meter.stop()
     row = {
         "patch": patch,
         "stride": stride,
@@ -267,6 +339,7 @@ def occlusion_vs_floor(model, images, patch, stride, batch_size, reps, breakdown
         "ratio": round(timing.paired_ratio(times["ours"], times["floor"]), 3),
         "spread": round(timing.spread(times["ours"]), 3),
         "max_abs_diff_vs_floor": max_diff,
+        "others_cores": cpu.get("others_cores"),
     }
     if "core" in times:
         row["core_ms"] = ms(timing.median(times["core"]))
@@ -300,11 +373,14 @@ def section_occlusion(cfg, ctx):
         ],
     )
     notes = [
-        "ours = kcv.occlusion_sensitivity(...) end to end (argument checks, the unoccluded "
-        "forward pass, the compiled occlusion pass, .numpy()); core pass = the compiled "
-        "occlusion tf.function alone; floor = one compiled tf.function running the model "
-        "(training=False) over the same pre-built occluded images in chunks of B and "
-        "gathering the target logit.",
+        "ours = kcv.occlusion_sensitivity(...) end to end (argument checks, probe and plan "
+        "building, the one compiled pass, .numpy()); core pass = core_for(model).run(plan, "
+        "bound) alone, for the plan the public call builds (built once, outside the timing: "
+        "the baseline fill included; the pass includes the forward on the unoccluded "
+        "images), .numpy(); floor = one compiled tf.function running the model "
+        "(training=False) over the same pre-built occluded images (filled as the default "
+        f"baseline={occlusion_default_baseline()!r} fills them) in chunks of B and gathering "
+        "the target logit.",
         "max |ours - floor| over the window scores (stride = patch): "
         + ", ".join(
             f"p{r['patch']}: {r['max_abs_diff_vs_floor']:.2g}"
@@ -353,6 +429,7 @@ OCCLUSION_VS_FLOOR_COLUMNS = [
     ("ratio", "ours/floor"),
     ("core_ratio", "core/floor"),
     ("met", "<= 1.15x"),
+    ("others_cores", "others' cores"),
 ]
 
 GRAD_CAM_COLUMNS = [
@@ -400,10 +477,15 @@ def write_workload(model, images, path: Path) -> None:
     )
 
 
-def rounds_vs_peer(peer, ours_fn, request: dict, rounds: int, reps: int) -> dict:
+def rounds_vs_peer(*args, **kwargs) -> dict:
+    return quietly(lambda: _rounds_vs_peer(*args, **kwargs))
+
+
+def _rounds_vs_peer(peer, ours_fn, request: dict, rounds: int, reps: int) -> dict:
     """Alternating rounds: ours (this process) and the peer (its process), `reps` each."""
     peer.request(**request, reps=0, warmup=1)
     timing.timed(ours_fn, reps=0, warmup=1)
+    meter, peer_start = timing.CpuMeter(), timing.process_cpu_seconds(peer.proc.pid)
     ours_all, peer_all, ratios = [], [], []
     for r in range(rounds):
         if r % 2 == 0:
@@ -415,7 +497,10 @@ def rounds_vs_peer(peer, ours_fn, request: dict, rounds: int, reps: int) -> dict
         ours_all += ours
         peer_all += theirs
         ratios.append(timing.median(theirs) / timing.median(ours))
+    peer_end = timing.process_cpu_seconds(peer.proc.pid)
+    peer_cpu = peer_end - peer_start if peer_start is not None and peer_end is not None else 0.0
     return {
+        "others_cores": meter.stop(peer_cpu).get("others_cores"),
         "ours_ms": ms(timing.median(ours_all)),
         "peer_ms": ms(timing.median(peer_all)),
         "speedup": round(timing.median(ratios), 2),
@@ -502,6 +587,7 @@ def section_peers(cfg, ctx):
             ("speedup", "peer/ours"),
             ("target", "target"),
             ("met", "met"),
+            ("others_cores", "others' cores"),
         ],
     )
     notes += [
@@ -517,7 +603,8 @@ def section_peers(cfg, ctx):
         "occlusion_value).explain(x, one_hot) and GradCAM(model, conv_layer='conv3')"
         ".explain(x, one_hot); explainers built once, outside the timing.",
         "ours: kcv.occlusion_sensitivity(model, x, patch, stride, class_index=0) with its "
-        "default batch_size=256; kcv.grad_cam(model, x, 'conv3', class_index=0).",
+        f"defaults batch_size=256 and baseline={occlusion_default_baseline()!r}; "
+        "kcv.grad_cam(model, x, 'conv3', class_index=0).",
     ]
     return {
         "rows": rows,
@@ -528,7 +615,412 @@ def section_peers(cfg, ctx):
     }
 
 
-# ---- 4. a full snapshot without occlusion -----------------------------------------------------
+# ---- 4. the new methods: the CAM family, gradient saliency, Score-CAM --------------------------
+
+CAM_NEW = ("gradcam++", "layercam", "hirescam", "eigencam", "scorecam")
+SALIENCY_NEW = ("gradient", "gradient_x_input", "smoothgrad", "integrated_gradients")
+SIGNED = ("gradient_x_input", "integrated_gradients")
+# Which peer has which method (peer_worker.py's METHODS).
+METHOD_PEERS = {
+    "xplique": ("gradcam++", "gradient", "gradient_x_input", "smoothgrad", "integrated_gradients"),
+    "tf-keras-vis": ("gradcam++", "layercam", "scorecam", "gradient", "smoothgrad"),
+}
+FLOOR_GOALS = {"smoothgrad": 1.2, "integrated_gradients": 1.2, "scorecam": 1.2}
+PEER_SPEEDUP_GOAL = 1.5
+
+
+def method_call(model, images, method, opts, class_index=0, seed=0):
+    """The public call of one new method (`kcv.grad_cam` or `kcv.saliency`), as a function."""
+    if method in CAM_NEW:
+        return lambda: kcv.grad_cam(
+            model,
+            images,
+            layer_name=workload.CAM_LAYER,
+            class_index=class_index,
+            method=method,
+            batch_size=opts["batch_size"],
+        )
+    return lambda: kcv.saliency(
+        model,
+        images,
+        method=method,
+        class_index=class_index,
+        samples=opts["samples"],
+        noise=opts["noise"],
+        steps=opts["steps"],
+        seed=seed,
+        batch_size=opts["batch_size"],
+    )
+
+
+def method_core_call(model, images, method, opts, class_index=0):
+    """`core.run(plan, bound)` for the plan `method_call` builds (see `core_call`)."""
+    from keras_convviz.core.needs import Const
+    from keras_convviz.methods.cam import Cam
+    from keras_convviz.methods.saliency import saliency_need
+
+    def needs(probe, core, bound):
+        targets = explain._targets(probe, bound, class_index)
+        if method in CAM_NEW:
+            ref = core.graph.find_spatial(workload.CAM_LAYER, "layer_name")
+            return [Cam(ref, method, targets, opts["batch_size"])]
+        from keras_convviz._args import make_baseline
+
+        base = Const(make_baseline(0.0, probe))
+        options = {k: opts[k] for k in ("samples", "noise", "steps", "batch_size")}
+        return [saliency_need(method, targets, base, seed=0, **options)]
+
+    try:
+        return core_call(needs, model, images)
+    except ImportError:
+        return None
+
+
+def _relative_diff(ours: np.ndarray, reference: np.ndarray) -> float:
+    """max |ours - reference| / max |reference|."""
+    return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
+
+
+def method_vs_floor(*args, **kwargs) -> dict:
+    return quietly(lambda: _method_vs_floor(*args, **kwargs))
+
+
+def _method_vs_floor(model, images, method, opts, reps):
+    """Ours (the public call), the compiled pass alone and the floor, interleaved.
+
+    Returns the row and, where ours is the floor's work plus a reduction, how far our map is
+    from the same reduction of the floor's output (relative to its maximum).
+    """
+    n = len(images)
+    batch_size = opts["batch_size"]
+    targets = tf.constant(np.zeros(n, np.int32))  # class 0, as for the peers
+    x = tf.constant(images)
+    exactness = None
+    if method in ("smoothgrad", "integrated_gradients"):
+        per_image = opts["samples"] if method == "smoothgrad" else opts["steps"]
+        if method == "smoothgrad":
+            inputs = workload.noisy_inputs(images, per_image, opts["noise"])
+        else:
+            inputs = workload.path_inputs(images, per_image)
+        inputs = tf.constant(inputs)
+        repeated = tf.constant(np.zeros(n * per_image, np.int32))
+        gradient_floor = workload.make_gradient_floor(model, batch_size, per_image)
+
+        def floor():
+            return gradient_floor(inputs, repeated).numpy()
+
+        floor_name = f"fwd+bwd(input) over {n * per_image} inputs, B={batch_size}"
+        floor_inputs = n * per_image
+
+        def exactness():
+            mean = floor() / per_image
+            reference = mean if method == "smoothgrad" else images * mean
+            return _relative_diff(ours(), reference)
+
+    elif method == "scorecam":
+        masked, activation = workload.score_cam_inputs(model, images, workload.CAM_LAYER)
+        channels = activation.shape[-1]
+        masked = tf.constant(masked)
+        repeated = tf.constant(np.zeros(len(masked), np.int32))
+        forward_floor = workload.make_forward_floor(model, batch_size)
+
+        def floor():
+            return forward_floor(masked, repeated).numpy()
+
+        floor_name = f"fwd over {len(masked)} masked inputs, B={batch_size}"
+        floor_inputs = len(masked)
+
+        def exactness():
+            weights = tf.nn.softmax(floor().reshape(n, channels), axis=-1)
+            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", activation, weights))
+            reference = tf.image.resize(cam[..., None], images.shape[1:3], "bilinear")[..., 0]
+            return _relative_diff(ours(), reference.numpy())
+
+    elif method == "eigencam":
+        forward_floor = workload.make_forward_floor(model, batch_size)
+
+        def floor():
+            return forward_floor(x, targets).numpy()
+
+        floor_name = "fwd"
+        floor_inputs = n
+    else:
+        layer = workload.CAM_LAYER if method in CAM_NEW else None
+        backward_floor = workload.make_backward_floor(model, layer)
+
+        def floor():
+            return backward_floor(x, targets).numpy()
+
+        floor_name = "fwd+bwd(layer)" if layer else "fwd+bwd(input)"
+        floor_inputs = n
+    ours = method_call(model, images, method, opts)
+    fns = {"ours": ours, "floor": floor}
+    core = method_core_call(model, images, method, opts)
+    if core is not None:
+        fns["core"] = core
+    meter = timing.CpuMeter()
+    times = timing.interleave(fns, reps=reps, warmup=1)
+    cpu = meter.stop()
+    row = {
+        "method": method,
+        "batch_size": batch_size,
+        "floor": floor_name,
+        "floor_inputs": floor_inputs,
+        "ours_ms": ms(timing.median(times["ours"])),
+        "floor_ms": ms(timing.median(times["floor"])),
+        "ratio": round(timing.paired_ratio(times["ours"], times["floor"]), 3),
+        "spread": round(timing.spread(times["ours"]), 3),
+        "others_cores": cpu.get("others_cores"),
+    }
+    if "core" in times:
+        row["core_ms"] = ms(timing.median(times["core"]))
+        row["core_ratio"] = round(timing.paired_ratio(times["core"], times["floor"]), 3)
+    if exactness is not None:
+        row["max_rel_diff_vs_floor"] = float(f"{exactness():.2g}")
+    goal = FLOOR_GOALS.get(method)
+    row["target"] = f"<= {goal:g}x" if goal else "report"
+    row["met"] = check_goal(row["ratio"], goal)
+    row["times_s"] = {k: [round(v, 5) for v in vs] for k, vs in times.items()}
+    return row
+
+
+def check_goal(ratio: float, goal: float | None) -> str:
+    return check(None if goal is None else ratio <= goal)
+
+
+def view(method: str, value: np.ndarray) -> np.ndarray:
+    """A map `(batch, h, w)` both sides can be compared on.
+
+    CAMs as they are; the signed saliency methods summed over channels; the others as the
+    largest magnitude over channels (a peer's map already reduced is taken as it is).
+    """
+    value = np.asarray(value, np.float64)
+    if value.ndim == 4 and value.shape[-1] == 1:
+        value = value[..., 0]
+    if value.ndim == 4:
+        value = value.sum(axis=-1) if method in SIGNED else np.abs(value).max(axis=-1)
+    return value
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the Pearson correlation of two `(batch, h, w)` maps."""
+    values = []
+    for x, y in zip(a, b):
+        x, y = x.ravel() - x.mean(), y.ravel() - y.mean()
+        denominator = np.sqrt((x * x).sum() * (y * y).sum())
+        values.append(float((x * y).sum() / denominator) if denominator > 0 else float("nan"))
+    return float(np.mean(values))
+
+
+def section_methods(cfg, ctx):
+    model, images = ctx["model"], ctx["images"]
+    opts = dict(cfg["method_options"])
+    reps = cfg["reps"]
+    methods = CAM_NEW + SALIENCY_NEW
+    targets, notes = [], []
+
+    # a. ours vs the floor, interleaved in this process.
+    floor_rows = []
+    for method in methods:
+        ctx["log"](f"  {method} vs the floor")
+        floor_rows.append(method_vs_floor(model, images, method, opts, reps))
+    for method in cfg["method_floor_small_batch"]:
+        ctx["log"](f"  {method} vs the floor, B=64")
+        floor_rows.append(method_vs_floor(model, images, method, {**opts, "batch_size": 64}, reps))
+    for row in floor_rows:
+        goal = FLOOR_GOALS.get(row["method"])
+        if goal is not None:
+            targets.append(
+                target(
+                    f"{row['method']} B{row['batch_size']} vs floor",
+                    row["ratio"],
+                    f"<= {goal:g}x",
+                    row["ratio"] <= goal,
+                )
+            )
+
+    # b. ours vs the peers that have each method, rounds alternating with the peer's process.
+    peer_rows, installs = [], {}
+    ours_maps = {m: view(m, method_call(model, images, m, opts)()) for m in methods}
+    workload_path = Path(ctx["tmp"]) / "workload.npz"
+    write_workload(model, images, workload_path)
+    span = float(np.mean(images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))))
+    peer_opts = {**opts, "range": round(span, 4)}
+    for name, has in METHOD_PEERS.items():
+        if ctx["args"].no_peers:
+            installs[name] = "skipped (--no-peers)"
+            continue
+        ok, message = peers.ensure_peer(name, tf.__version__, log=ctx["log"])
+        installs[name] = message
+        if not ok:
+            notes.append(f"{name} could not be installed: {message}.")
+            continue
+        try:
+            peer = peers.PeerProcess(name, workload_path)
+        except RuntimeError as error:
+            installs[name] = f"installed, but its worker failed: {error}"
+            notes.append(f"{name}: {installs[name]}")
+            continue
+        try:
+            installs[name] = {"status": message, **peer.request(op="info")["versions"]}
+            for method in has:
+                ctx["log"](f"  {name}: {method}")
+                request = {"op": "method", "method": method, "options": peer_opts}
+                try:
+                    path = Path(ctx["tmp"]) / f"{name}-{method}.npy"
+                    shape = peer.request(**{**request, "op": "map", "path": str(path)})["shape"]
+                    peer_map = view(method, np.load(path))
+                    result = rounds_vs_peer(
+                        peer,
+                        method_call(model, images, method, opts),
+                        request,
+                        cfg["peer_rounds"],
+                        cfg["peer_reps"],
+                    )
+                except RuntimeError as error:
+                    notes.append(f"{name} {method} failed: {error}")
+                    continue
+                corr = None
+                if peer_map.shape == ours_maps[method].shape:
+                    corr = round(correlation(ours_maps[method], peer_map), 3)
+                peer_rows.append(
+                    {
+                        "method": method,
+                        "peer": name,
+                        **result,
+                        "peer_map_shape": shape,
+                        "correlation": corr,
+                    }
+                )
+        finally:
+            peer.close()
+
+    # c. one row per method: each peer, the fastest one, the target.
+    reference = {}
+    if "smoothgrad" in methods:  # how much two SmoothGrads agree when only the noise differs
+        other = view("smoothgrad", method_call(model, images, "smoothgrad", opts, seed=1)())
+        reference["smoothgrad"] = round(correlation(ours_maps["smoothgrad"], other), 3)
+    side_rows = []
+    for method in methods:
+        floor_row = next(r for r in floor_rows if r["method"] == method)
+        row = {
+            "method": method,
+            "ours_ms": floor_row["ours_ms"],
+            "floor": floor_row["floor"],
+            "floor_ms": floor_row["floor_ms"],
+            "floor_ratio": floor_row["ratio"],
+        }
+        theirs = [r for r in peer_rows if r["method"] == method]
+        for r in theirs:
+            row[f"{r['peer']}_ms"] = r["peer_ms"]
+            row[f"{r['peer']}_speedup"] = r["speedup"]
+            row[f"{r['peer']}_corr"] = r["correlation"]
+        if theirs:
+            fastest = min(theirs, key=lambda r: r["speedup"])
+            met = fastest["speedup"] >= PEER_SPEEDUP_GOAL
+            row["vs_fastest"] = f"{fastest['speedup']:.3g} ({fastest['peer']})"
+            # Unpaired (medians of two measurements): how far the peer is from the floor.
+            row["fastest_vs_floor"] = round(fastest["peer_ms"] / floor_row["floor_ms"], 2)
+            row["others_cores"] = max((r["others_cores"] or 0.0) for r in theirs)
+            row["met"] = check(met)
+            targets.append(
+                target(
+                    f"{method}: ours vs fastest peer ({fastest['peer']})",
+                    fastest["speedup"],
+                    f">= {PEER_SPEEDUP_GOAL:g}x",
+                    met,
+                )
+            )
+        else:
+            row["vs_fastest"] = "no peer"
+            row["met"] = "n/a"
+        side_rows.append(row)
+
+    text = (
+        "a. Ours vs the floor (small CNN, 8 images 64x64, conv3, class 0)\n\n"
+        + table(
+            floor_rows,
+            [
+                ("method", "method"),
+                ("batch_size", "B"),
+                ("floor", "floor"),
+                ("ours_ms", "ours ms"),
+                ("core_ms", "core pass ms"),
+                ("floor_ms", "floor ms"),
+                ("ratio", "ours/floor"),
+                ("core_ratio", "core/floor"),
+                ("max_rel_diff_vs_floor", "max rel. diff vs floor"),
+                ("target", "target"),
+                ("met", "met"),
+                ("others_cores", "others' cores"),
+            ],
+        )
+        + "\n\nb. Side by side with the peers\n\n"
+        + table(
+            side_rows,
+            [
+                ("method", "method"),
+                ("ours_ms", "ours ms"),
+                ("floor_ms", "floor ms"),
+                ("floor_ratio", "ours/floor"),
+                ("xplique_ms", "xplique ms"),
+                ("xplique_speedup", "xplique/ours"),
+                ("xplique_corr", "corr. xplique"),
+                ("tf-keras-vis_ms", "tf-keras-vis ms"),
+                ("tf-keras-vis_speedup", "tf-keras-vis/ours"),
+                ("tf-keras-vis_corr", "corr. tf-keras-vis"),
+                ("vs_fastest", "fastest peer/ours"),
+                ("fastest_vs_floor", "fastest peer/floor"),
+                ("met", ">= 1.5x"),
+                ("others_cores", "others' cores"),
+            ],
+        )
+    )
+    notes += [
+        f"Settings on every side: samples={opts['samples']}, noise={opts['noise']} (x the "
+        f"image's range, {span:.4f} here), steps={opts['steps']}, baseline 0, "
+        f"batch_size={opts['batch_size']}, class 0 for every image; ours = kcv.grad_cam(model, "
+        "x, 'conv3', class_index=0, method=m, batch_size=B) or kcv.saliency(model, x, "
+        "method=m, class_index=0, samples, noise, steps, batch_size=B) end to end; core pass "
+        "= core_for(model).run(plan, bound) for the plan that call builds, .numpy().",
+        "Floors: fwd+bwd(layer) / fwd+bwd(input) = one compiled forward and the gradient of "
+        "the target logit w.r.t. conv3 / the input, on the 8 images; fwd = one compiled "
+        "forward on them; for SmoothGrad and Integrated Gradients one compiled forward + "
+        "input gradient over the noisy / path inputs (pre-built, the same ones ours scores), "
+        "in chunks of B, summed per image; for Score-CAM one compiled forward over its "
+        "channels x images masked inputs (pre-built the same way) in chunks of B. max rel. "
+        "diff = max |ours - the method computed from the floor's output| / max |that|.",
+        "Peers: xplique GradCAMPP(conv_layer='conv3'), Saliency, GradientInput, "
+        "SmoothGrad(nb_samples, noise), IntegratedGradients(steps, baseline_value=0), each "
+        "with batch_size=B (reducer=None where it has one, so the channels are kept; Saliency "
+        "keeps its max-|.| reducer); tf-keras-vis GradcamPlusPlus, Layercam, "
+        "Scorecam(batch_size=B) with penultimate_layer='conv3', Saliency(smooth_samples=0 or "
+        "samples, smooth_noise=noise, gradient_modifier=None, keepdims=True); normalisation "
+        "off. Explainers built once outside the timing. tf-keras-vis has no batch size for "
+        "SmoothGrad: it takes one gradient per sample over the 8 images.",
+        "corr. = mean over images of the Pearson correlation of ours and the peer's map: CAMs "
+        "as they are; gradient and SmoothGrad as max |.| over channels; gradient x input and "
+        "Integrated Gradients summed over channels. SmoothGrad's noise draws differ between "
+        "tools: two of ours with seeds 0 and 1 correlate at "
+        f"{reference.get('smoothgrad')}. xplique's Integrated Gradients uses the trapezoid "
+        "rule on 0..1, ours the midpoint rule; tf-keras-vis's Score-CAM weighs channels by "
+        "softmax-over-classes probabilities, ours (and the issue's definition) by a softmax "
+        "over channels of the logits.",
+        f"Peer rounds: {cfg['peer_rounds']} rounds of {cfg['peer_reps']} calls after a "
+        "warm-up call; peer/ours = median over rounds of median(peer)/median(ours).",
+    ]
+    return {
+        "rows": floor_rows + peer_rows,
+        "side_by_side": side_rows,
+        "table": text,
+        "notes": notes,
+        "targets": targets,
+        "installs": installs,
+        "reference_correlation": reference,
+    }
+
+
+# ---- 5. a full snapshot without occlusion -----------------------------------------------------
 
 
 def section_snapshot(cfg, ctx):
@@ -641,7 +1133,7 @@ def _clock(fn) -> float:
     return time.perf_counter() - start
 
 
-# ---- 5. tracing and Python ops ----------------------------------------------------------------
+# ---- 6. tracing and Python ops ----------------------------------------------------------------
 
 
 def section_tracing(cfg, ctx):
@@ -655,6 +1147,8 @@ def section_tracing(cfg, ctx):
         kcv.feature_maps(model, x)
         kcv.grad_cam(model, x)
         kcv.occlusion_sensitivity(model, x, patch_size=8)
+        kcv.grad_cam(model, x, method=["gradcam++", "layercam", "eigencam", "scorecam"])
+        kcv.saliency(model, x, method=["gradient", "smoothgrad", "integrated_gradients"])
     functional = inspect_functions(core_functions(model))
     for row in functional:
         row["where"] = "functional API, 10 calls"
@@ -663,7 +1157,9 @@ def section_tracing(cfg, ctx):
     train = make_shapes(64, image_size=64, seed=0)
     val = make_shapes(16, image_size=64, seed=10_000)
     callback = kcv.ConvViz(
-        str(Path(ctx["tmp"]) / "tracing_logs"), probe=(val.images[:8], val.labels[:8])
+        str(Path(ctx["tmp"]) / "tracing_logs"),
+        probe=(val.images[:8], val.labels[:8]),
+        saliency=True,
     )
     trained, _ = train_demo_model(train, epochs=10, callbacks=[callback])
     named = core_functions(trained)
@@ -691,8 +1187,14 @@ def section_tracing(cfg, ctx):
         "rows": rows,
         "table": text,
         "notes": [
+            "Functional API: 10 calls each of kcv.feature_maps, kcv.grad_cam, "
+            "kcv.occlusion_sensitivity(patch_size=8), kcv.grad_cam(method=['gradcam++', "
+            "'layercam', 'eigencam', 'scorecam']) and kcv.saliency(method=['gradient', "
+            "'smoothgrad', 'integrated_gradients']) on new image contents; one compiled pass "
+            "per call (core_for(model).passes, named by the needs of its plan). Fit: the demo "
+            "model, 10 epochs, ConvViz(log_dir, probe, saliency=True) at freq=1.",
             "Tracing counts from tf.function.experimental_get_tracing_count(); ops from "
-            "get_concrete_function().graph.as_graph_def(), nodes and function library."
+            "get_concrete_function().graph.as_graph_def(), nodes and function library.",
         ],
         "targets": [
             target(
@@ -706,7 +1208,7 @@ def section_tracing(cfg, ctx):
     }
 
 
-# ---- 6. memory ----------------------------------------------------------------------------------
+# ---- 7. memory ----------------------------------------------------------------------------------
 
 
 def section_memory(cfg, ctx):
@@ -781,7 +1283,7 @@ def section_memory(cfg, ctx):
     }
 
 
-# ---- 7. training overhead --------------------------------------------------------------------
+# ---- 8. training overhead --------------------------------------------------------------------
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -911,7 +1413,7 @@ def section_training(cfg, ctx):
     }
 
 
-# ---- 8. a larger model, and scaling ------------------------------------------------------------
+# ---- 9. a larger model, and scaling ------------------------------------------------------------
 
 
 def section_mobilenet(cfg, ctx):
@@ -921,7 +1423,7 @@ def section_mobilenet(cfg, ctx):
     reps = cfg["mobilenet_reps"]
     occ = occlusion_vs_floor(model, images, 16, 16, 256, reps)
     try:
-        layer = _core.core_for(model).graph.default_cam_layer().path
+        layer = core_for(model).graph.default_cam_layer().path
     except Exception:  # noqa: BLE001 - internals moved: MobileNetV2's last 4-D layer
         layer = "out_relu"
     cam = grad_cam_vs_floor(model, images, layer, reps)
@@ -981,6 +1483,8 @@ def section_scaling(cfg, ctx):
                 "floor_ms": occ["floor_ms"],
                 "ratio": occ["ratio"],
                 "ms_per_mpx": round(occ["ours_ms"] / work, 1),
+                "others_cores": occ["others_cores"],
+                "tries": occ["tries"],
                 "grad_cam_ms": ms(timing.median(cam_times)),
                 "grad_cam_ms_per_mpx": round(
                     timing.median(cam_times) * 1e3 / (n * size * size / 1e6), 1
@@ -1078,6 +1582,7 @@ RUNNERS = {
     "occlusion": section_occlusion,
     "grad_cam": section_grad_cam,
     "peers": section_peers,
+    "methods": section_methods,
     "snapshot": section_snapshot,
     "tracing": section_tracing,
     "memory": section_memory,
@@ -1090,12 +1595,13 @@ TITLES = {
     "occlusion": "1. Occlusion vs the floor (small CNN, 8 images 64x64)",
     "grad_cam": "2. Grad-CAM vs the floor",
     "peers": "3. Peers (same model, weights, images)",
-    "snapshot": "4. A full snapshot without occlusion",
-    "tracing": "5. Tracing and Python ops",
-    "memory": "6. Occlusion memory (peak RSS)",
-    "training": "7. Training overhead (demo model)",
-    "mobilenet": "8a. MobileNetV2 at 128x128",
-    "scaling": "8b. Scaling with work",
+    "methods": "4. The new methods side by side (CAM family, saliency, Score-CAM)",
+    "snapshot": "5. A full snapshot without occlusion",
+    "tracing": "6. Tracing and Python ops",
+    "memory": "7. Occlusion memory (peak RSS)",
+    "training": "8. Training overhead (demo model)",
+    "mobilenet": "9a. MobileNetV2 at 128x128",
+    "scaling": "9b. Scaling with work",
 }
 
 
@@ -1103,14 +1609,30 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 3-4 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {SECTIONS}")
-    parser.add_argument("--no-peers", action="store_true", help="skip tf-explain and xplique")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip the peers (tf-explain, xplique, tf-keras-vis)"
+    )
     parser.add_argument("--out", default=str(HERE / "results.json"), help="results file")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the sections run now in an existing results file",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=None,
+        metavar="CORES",
+        help="before each section, wait (up to 10 minutes) until other processes keep "
+        "fewer than CORES cores busy",
+    )
     args = parser.parse_args(argv)
     only = [s for s in args.only.split(",") if s] or list(SECTIONS)
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
     cfg = config(args.quick)
+    QUIET["limit"] = args.wait_idle
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -1136,8 +1658,10 @@ def main(argv=None) -> int:
         for name in SECTIONS:
             if name not in only:
                 continue
+            busy = _wait_idle(args.wait_idle, log)
             log(f"[{time.perf_counter() - started:6.0f} s] {TITLES[name]} ...")
             load_before = timing.load()
+            meter = timing.CpuMeter()  # a peer's worker counts once reaped, as a child
             section_start = time.perf_counter()
             try:
                 result = RUNNERS[name](cfg, ctx)
@@ -1148,11 +1672,23 @@ def main(argv=None) -> int:
                 result = {"error": f"{type(error).__name__}: {error}", "targets": []}
             result["seconds"] = round(time.perf_counter() - section_start, 1)
             result["load_before"] = load_before
+            result["others_busy_cores_before"] = busy
+            result["cpu"] = meter.stop()
             result["load_after"] = timing.load()
             results["sections"][name] = result
             _print_section(name, result)
     results["load_end"] = timing.load()
     results["seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    if args.update and out.exists():
+        # Rerun sections replace theirs in the earlier results; the rest stay as they were.
+        earlier = json.loads(out.read_text())
+        reruns = earlier.pop("reruns", [])
+        reruns.append({k: results[k] for k in ("date_utc", "mode", "versions", "seconds")})
+        reruns[-1]["sections"] = list(results["sections"])
+        sections = {**earlier.get("sections", {}), **results["sections"]}
+        results = {**earlier, "reruns": reruns}
+        results["sections"] = {name: sections[name] for name in SECTIONS if name in sections}
     all_targets = [t for s in results["sections"].values() for t in s.get("targets", [])]
     results["summary"] = all_targets
     print("\n## Summary\n")
@@ -1167,9 +1703,28 @@ def main(argv=None) -> int:
         f"{results['load_start']}, at end {results['load_end']} "
         f"(on {results['machine']['cpus']} CPUs; other processes widen the spread)."
     )
-    Path(args.out).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if results.get("reruns"):
+        print(f"sections rerun since: {[r['sections'] for r in results['reruns']]}")
+    out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"numbers written to {args.out}")
     return 0
+
+
+def _wait_idle(limit: float | None, log, patience: float = 600.0) -> float | None:
+    """Cores other processes keep busy; with `limit`, first wait until they drop below it."""
+    busy = timing.busy_cores()
+    if limit is None:
+        return busy
+    waited = 0.0
+    while busy is not None and busy >= limit and waited < patience:
+        if waited == 0.0:
+            log(f"  other processes keep {busy} cores busy; waiting for < {limit} ...")
+        time.sleep(8.0)
+        waited += 10.0
+        busy = timing.busy_cores()
+    if waited:
+        log(f"  waited {waited:.0f} s; other processes now keep {busy} cores busy")
+    return busy
 
 
 def _print_section(name: str, result: dict) -> None:
@@ -1181,7 +1736,9 @@ def _print_section(name: str, result: dict) -> None:
     for note in result.get("notes", []):
         print(f"\n- {note}")
     print(
-        f"\n({result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']})",
+        f"\n({result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']}; "
+        f"cores busy on average: {result['cpu']}; other processes kept "
+        f"{result['others_busy_cores_before']} cores busy just before it)",
         flush=True,
     )
 

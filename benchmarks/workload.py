@@ -8,7 +8,9 @@ The floor is the least work any occlusion or Grad-CAM implementation has to do: 
 compiled `tf.function` that runs the model (`training=False`) over exactly the occluded
 images our occlusion pass builds (pre-built here, outside the timing) in the same chunk
 size, and takes the same target-logit reduction; for Grad-CAM, one compiled forward and
-backward pass on the probe.
+backward pass on the probe. Score-CAM's floor is the same forward floor over its masked
+inputs; SmoothGrad's and Integrated Gradients' is one compiled forward + backward (input
+gradient) over their noisy or path inputs, pre-built the same way, in the same chunks.
 """
 
 from __future__ import annotations
@@ -83,22 +85,31 @@ def window_starts(size: int, patch: int, stride: int) -> list[int]:
     return starts
 
 
-def occluded_images(images: np.ndarray, patch: int, stride: int) -> np.ndarray:
-    """Every occluded image, image-major then window row-major, filled with the channel mean.
+def occluded_images(
+    images: np.ndarray, patch: int, stride: int, fill: np.ndarray | None = None
+) -> np.ndarray:
+    """Every occluded image, image-major then window row-major.
 
-    The same images, in the same order, as keras_convviz's compiled occlusion pass builds
-    (its default baseline is the per-channel mean of the probe).
+    The same images, in the same order, as keras_convviz's compiled occlusion pass builds.
+    `fill` is what a window shows: `(batch, height, width, channels)` one image per probe
+    image (keras_convviz's default, each image blurred), `(height, width, channels)` or
+    `(channels,)`; `None`: the per-channel mean of the probe (its `baseline="mean"`).
     """
     n, height, width, _ = images.shape
     tops = window_starts(height, patch, stride)
     lefts = window_starts(width, patch, stride)
-    baseline = images.astype(np.float64).mean(axis=(0, 1, 2)).astype(np.float32)
+    if fill is None:
+        fill = images.astype(np.float64).mean(axis=(0, 1, 2)).astype(np.float32)
+    fill = np.asarray(fill, np.float32)
+    if fill.ndim < 4:
+        fill = np.broadcast_to(fill, images.shape[1:])[None].repeat(n, axis=0)
     out = np.repeat(images, len(tops) * len(lefts), axis=0)
     k = 0
-    for _ in range(n):
+    for i in range(n):
         for top in tops:
             for left in lefts:
-                out[k, top : top + patch, left : left + patch, :] = baseline
+                window = (slice(top, top + patch), slice(left, left + patch))
+                out[(k, *window)] = fill[(i, *window)]
                 k += 1
     return out
 
@@ -167,6 +178,84 @@ def make_backward_floor(model: keras.Model, layer_name: str | None = None):
         return tape.gradient(score, wrt)
 
     return floor
+
+
+def make_gradient_floor(model: keras.Model, batch_size: int, per_image: int):
+    """`fn(inputs, targets) -> (batch, h, w, c)`: one compiled forward + backward per chunk.
+
+    The least SmoothGrad and Integrated Gradients can do: the gradient of the target logit
+    with respect to each of `per_image` inputs per image (pre-built, image-major), in chunks
+    of `batch_size`, summed per image.
+    """
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, *image_shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ]
+    )
+    def floor(inputs, targets):
+        total = tf.shape(inputs)[0]
+        n = total // per_image
+        num_chunks = (total + batch_size - 1) // batch_size
+        sums = tf.zeros((n, *image_shape), tf.float32)
+        for chunk in tf.range(num_chunks):
+            start = chunk * batch_size
+            stop = tf.minimum(start + batch_size, total)
+            x = inputs[start:stop]
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = tf.cast(model(x, training=False), tf.float32)
+                score = tf.reduce_sum(tf.gather(logits, targets[start:stop], axis=1, batch_dims=1))
+            grads = tape.gradient(score, x)
+            sums += tf.math.unsorted_segment_sum(grads, tf.range(start, stop) // per_image, n)
+        return sums
+
+    return floor
+
+
+# ---- the inputs the sampling methods score, as keras_convviz defines them ------------------
+
+
+def noisy_inputs(images: np.ndarray, samples: int, noise: float, seed: int = 0) -> np.ndarray:
+    """SmoothGrad's inputs, image-major: x_i + noise * (max - min of x_i) * z_k.
+
+    The same draws as keras_convviz (`tf.random.stateless_normal`, seed `(seed, 0)`, one
+    draw per sample shared by the images).
+    """
+    z = tf.random.stateless_normal((samples, *images.shape[1:]), seed=(seed, 0)).numpy()
+    span = images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))
+    scale = (noise * span)[:, None, None, None, None]
+    return (images[:, None] + scale * z[None]).reshape(-1, *images.shape[1:]).astype(np.float32)
+
+
+def path_inputs(images: np.ndarray, steps: int, baseline: float = 0.0) -> np.ndarray:
+    """Integrated Gradients' inputs, image-major: x' + (k + 1/2)/steps * (x - x')."""
+    alpha = ((np.arange(steps) + 0.5) / steps).astype(np.float32)[None, :, None, None, None]
+    out = baseline + alpha * (images[:, None] - baseline)
+    return out.reshape(-1, *images.shape[1:]).astype(np.float32)
+
+
+def score_cam_inputs(model: keras.Model, images: np.ndarray, layer_name: str):
+    """Score-CAM's masked inputs, image-major then channel: x_i * m_c, and A.
+
+    m_c = A_c (the layer's output, inference mode) upsampled bilinearly to the input size and
+    min-max scaled to [0, 1] per image and channel, as keras_convviz builds them. Returns
+    `(masked (batch * channels, h, w, c), activation (batch, h', w', channels))`.
+    """
+    tap = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    activation = tf.cast(tap(images, training=False), tf.float32)
+    n, _, _, channels = activation.shape
+    maps = tf.reshape(
+        tf.transpose(activation, (0, 3, 1, 2)), (n * channels, *activation.shape[1:3])
+    )
+    masks = tf.image.resize(maps[..., None], images.shape[1:3], method="bilinear")
+    low = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
+    high = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
+    masks = tf.math.divide_no_nan(masks - low, high - low)
+    masked = np.repeat(images, channels, axis=0) * masks.numpy()
+    return masked.astype(np.float32), activation.numpy()
 
 
 def predicted_classes(model: keras.Model, images: np.ndarray) -> np.ndarray:

@@ -165,7 +165,7 @@ def occlusion_sensitivity(
         stride,
         batch_size,
         _targets(probe, bound, class_index),
-        occlusion_baseline(baseline, probe, patch),
+        occlusion_baseline(baseline, probe),
     )
     return _run(core, bound, [need])[0]
 

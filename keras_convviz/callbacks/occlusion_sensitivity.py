@@ -105,8 +105,8 @@ class OcclusionSensitivity(MapCallback):
         self.patch_size, self.stride, _ = occlusion_geometry(
             self.probe.image_shape, patch_size, stride
         )
-        self._baseline = occlusion_baseline(baseline, self.probe, self.patch_size)
-        self.baseline = self._baseline.value
+        self._baseline = occlusion_baseline(baseline, self.probe)
+        self.baseline = baseline if isinstance(baseline, str) else self._baseline.value
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _prepare(self, model):

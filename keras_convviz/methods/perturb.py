@@ -18,6 +18,8 @@ from keras_convviz.core.passes import xla_available
 from keras_convviz.core.probe import Probe
 
 BASELINES = ("blur", "mean")
+# The `Occlusion` need's baseline when each image's blurred copy fills its windows.
+BLUR = "blur"
 
 
 def default_patch_size(image_shape) -> int:
@@ -70,7 +72,7 @@ def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
     Returns:
         `(batch, height, width, channels)` float32.
     """
-    height, width, channels = (int(d) for d in images.shape[1:])
+    height, width, channels = (int(d) for d in images.shape[1:])  # static, also in a trace
     out = tf.convert_to_tensor(images, tf.float32)
     for axis, size in ((1, height), (2, width)):
         radius = max(0, min(int(np.ceil(3 * sigma)), size - 1))
@@ -85,19 +87,19 @@ def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
     return out
 
 
-def occlusion_baseline(baseline, probe: Probe, patch: tuple[int, int]) -> Const:
-    """What fills an occluded window, as a `Const` for the `Occlusion` need.
+def occlusion_baseline(baseline, probe: Probe) -> Const | str:
+    """What fills an occluded window, for the `Occlusion` need.
 
     Args:
         baseline: `"blur"`: each probe image blurred by a Gaussian whose standard
             deviation is the patch size (no new edge or colour: black stays black, white
-            stays white); `"mean"`: the probe's per-channel mean; a number or an array
-            broadcastable to `(height, width, channels)`, in the model's input space.
+            stays white), made inside the pass; `"mean"`: the probe's per-channel mean; a
+            number or an array broadcastable to `(height, width, channels)`, in the model's
+            input space.
         probe: the probe.
-        patch: the occluding window.
 
     Returns:
-        `(height, width, channels)`, or `(batch, height, width, channels)` for `"blur"`.
+        `BLUR` for `"blur"`, else a `(height, width, channels)` `Const`.
     """
     if isinstance(baseline, str):
         if baseline not in BASELINES:
@@ -106,8 +108,7 @@ def occlusion_baseline(baseline, probe: Probe, patch: tuple[int, int]) -> Const:
                 f"Received: baseline={baseline!r}"
             )
         if baseline == "blur":
-            images = np.asarray(probe.images, np.float32)
-            return Const(gaussian_blur(images, float(max(patch))).numpy(), batched=True)
+            return BLUR
         baseline = None
     return Const(make_baseline(baseline, probe))
 
@@ -172,15 +173,16 @@ class Occlusion(Need):
         stride: `(rows, cols)` between windows.
         batch_size: occluded images scored per model call.
         targets: the target classes (`targets_const`).
-        baseline: the occluding values (`occlusion_baseline`): `(height, width,
-            channels)`, or `(batch, height, width, channels)` one per probe image.
+        baseline: the occluding values (`occlusion_baseline`): a `(height, width,
+            channels)` `Const`, or `BLUR`: each image blurred by a Gaussian whose standard
+            deviation is the patch size, computed in the pass.
     """
 
     patch: tuple[int, int]
     stride: tuple[int, int]
     batch_size: int
     targets: Const
-    baseline: Const
+    baseline: Const | str
 
     def compute(self, ctx):
         height, width = ctx.image_size
@@ -188,7 +190,10 @@ class Occlusion(Need):
         lefts = window_starts(width, self.patch[1], self.stride[1])
         rows_in = window_masks(tops, self.patch[0], height)
         cols_in = window_masks(lefts, self.patch[1], width)
-        baseline = ctx.const(self.baseline)
+        if self.baseline == BLUR:
+            baseline = gaussian_blur(ctx.images, float(max(self.patch)))
+        else:
+            baseline = ctx.const(self.baseline)
         build_chunk = occluded_chunk_xla if xla_available() else occluded_chunk
 
         per_image = baseline.shape.rank == 4
