@@ -274,10 +274,11 @@ def occlusion_fill(images, patch: int) -> np.ndarray | None:
 
 
 def occlusion_core_call(model, images, patch, stride, batch_size, class_index=None):
-    from keras_convviz.methods.perturb import Occlusion, occlusion_baseline, occlusion_geometry
+    from keras_convviz._args import occlusion_sizes
+    from keras_convviz.methods.perturb import Occlusion, occlusion_baseline
 
     def needs(probe, core, bound):
-        patch_, stride_, _ = occlusion_geometry(probe.image_shape, patch, stride)
+        patch_, stride_ = occlusion_sizes(probe.image_shape, patch, stride)
         targets = explain._targets(probe, bound, class_index)
         baseline = occlusion_baseline(occlusion_default_baseline(), probe)
         return [Occlusion(patch_, stride_, batch_size, targets, baseline)]

@@ -106,6 +106,30 @@ def pair(value, argument: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
+    """The occlusion window and stride as `(rows, cols)` pairs, checked against the image.
+
+    `patch_size=None` is an eighth of the shorter image side (at least 1 pixel);
+    `stride=None` equals the patch.
+    """
+    height, width = image_shape[0], image_shape[1]
+    if patch_size is None:
+        patch_size = max(1, min(height, width) // 8)
+    patch = pair(patch_size, "patch_size")
+    stride = patch if stride is None else pair(stride, "stride")
+    if patch[0] > height or patch[1] > width:
+        raise ValueError(
+            f"`patch_size` must fit in the {height}x{width} probe images. "
+            f"Received: patch_size={patch_size}"
+        )
+    if stride[0] > patch[0] or stride[1] > patch[1]:
+        raise ValueError(
+            "`stride` must be at most `patch_size` so every pixel is occluded. "
+            f"Received: stride={stride}, patch_size={patch_size}"
+        )
+    return patch, stride
+
+
 def check_class_index(class_index, argument: str = "class_index") -> None:
     """Type and sign of `class_index`, before the model is known."""
     resolve_targets(None, class_index, None, argument)

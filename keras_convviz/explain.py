@@ -16,6 +16,7 @@ from keras_convviz._args import (
     check_methods,
     check_positive_int,
     make_baseline,
+    occlusion_sizes,
     resolve_targets,
     saliency_options,
 )
@@ -26,9 +27,7 @@ from keras_convviz.core.shared import core_for
 from keras_convviz.methods.cam import CAM_METHODS, Cam
 from keras_convviz.methods.perturb import (
     Occlusion,
-    default_patch_size,
     occlusion_baseline,
-    occlusion_geometry,
 )
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need
 
@@ -156,9 +155,7 @@ def occlusion_sensitivity(
         `(batch, height, width)` float32 array; overlapping windows averaged.
     """
     probe, core, bound = _setup(model, images, image_input, score_output)
-    if patch_size is None:
-        patch_size = default_patch_size(probe.image_shape)
-    patch, stride, _ = occlusion_geometry(probe.image_shape, patch_size, stride)
+    patch, stride = occlusion_sizes(probe.image_shape, patch_size, stride)
     batch_size = check_positive_int(batch_size, "batch_size")
     need = Occlusion(
         patch,

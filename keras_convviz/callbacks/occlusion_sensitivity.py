@@ -5,14 +5,12 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import check_positive_int
+from keras_convviz._args import check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.perturb import (
     Occlusion,
-    default_patch_size,
     occlusion_baseline,
-    occlusion_geometry,
 )
 
 
@@ -100,11 +98,7 @@ class OcclusionSensitivity(MapCallback):
             score_output,
             grid,
         )
-        if patch_size is None:
-            patch_size = default_patch_size(self.probe.image_shape)
-        self.patch_size, self.stride, _ = occlusion_geometry(
-            self.probe.image_shape, patch_size, stride
-        )
+        self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
         self.baseline = baseline if isinstance(baseline, str) else self._baseline.value
         self.batch_size = check_positive_int(batch_size, "batch_size")

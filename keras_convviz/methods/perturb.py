@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz._args import make_baseline, pair
+from keras_convviz._args import make_baseline
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
 from keras_convviz.core.probe import Probe
@@ -20,11 +20,6 @@ from keras_convviz.core.probe import Probe
 BASELINES = ("blur", "mean")
 # The `Occlusion` need's baseline when each image's blurred copy fills its windows.
 BLUR = "blur"
-
-
-def default_patch_size(image_shape) -> int:
-    """An eighth of the shorter image side (at least 1 pixel)."""
-    return max(1, min(image_shape[0], image_shape[1]) // 8)
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -37,27 +32,6 @@ def window_starts(size: int, patch: int, stride: int) -> list[int]:
     if starts[-1] + patch < size:
         starts.append(size - patch)
     return starts
-
-
-def occlusion_geometry(image_shape, patch_size, stride) -> tuple[tuple, tuple, int]:
-    """Validate occlusion sizes against the image; returns (patch, stride, windows/image)."""
-    height, width = image_shape[0], image_shape[1]
-    patch = pair(patch_size, "patch_size")
-    stride = patch if stride is None else pair(stride, "stride")
-    if patch[0] > height or patch[1] > width:
-        raise ValueError(
-            f"`patch_size` must fit in the {height}x{width} probe images. "
-            f"Received: patch_size={patch_size}"
-        )
-    if stride[0] > patch[0] or stride[1] > patch[1]:
-        raise ValueError(
-            "`stride` must be at most `patch_size` so every pixel is occluded. "
-            f"Received: stride={stride}, patch_size={patch_size}"
-        )
-    count = len(window_starts(height, patch[0], stride[0])) * len(
-        window_starts(width, patch[1], stride[1])
-    )
-    return patch, stride, count
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
