@@ -343,13 +343,14 @@ def resize_bilinear(maps: tf.Tensor, size: tuple[int, int] | list[int] | tf.Tens
     return out[..., 0] if rank == 3 else out
 
 
-def overlay(base_rgb: tf.Tensor, heat_rgb: tf.Tensor, alpha: float = 0.5) -> tf.Tensor:
+def overlay(base_rgb: tf.Tensor, heat_rgb: tf.Tensor, alpha: float | tf.Tensor = 0.5) -> tf.Tensor:
     """Alpha-blends a colour heat map over an image.
 
     Args:
         base_rgb: Float tensor of shape `(batch, height, width, 3)` in [0, 1].
         heat_rgb: Float tensor of the same shape in [0, 1].
-        alpha: Weight of `heat_rgb`, in [0, 1].
+        alpha: Weight of `heat_rgb`, in [0, 1]: a number, or a tensor broadcastable to
+            the images (e.g. `(batch, height, width, 1)`, one weight per pixel).
 
     Returns:
         Float32 tensor of shape `(batch, height, width, 3)` in [0, 1],
@@ -578,7 +579,7 @@ def render_heatmap_panel(
     # diverging or rainbow map becomes ambiguous (a blue object under a red map).
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(display))
     opacity = alpha * tf.where(tf.math.is_finite(strength), strength, 0.0)[..., None]
-    blended = tf.clip_by_value((1.0 - opacity) * grey + opacity * heat, 0.0, 1.0)
+    blended = overlay(grey, heat, opacity)
     blended = tf.where(finite, blended, _invalid_like(blended))
 
     if static_hw:
