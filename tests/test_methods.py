@@ -246,6 +246,20 @@ def test_score_cam_equals_a_python_loop(batch_size):
         assert scaled_error(got[i], expected[i]) < 1e-4, i
 
 
+@pytest.mark.parametrize("size", [(64, 16), (53, 7), (12, 12), (8, 16), (5, 3)])
+def test_bilinear_matrix_resizes_as_tf_image_resize(size):
+    # Score-CAM upsamples its masks with two matrix products; they must equal the resize op
+    # up and down, at integer and odd scales.
+    from keras_convviz.methods.cam import bilinear_matrix
+
+    out, inp = size
+    maps = np.random.default_rng(0).normal(size=(2, inp, inp + 2)).astype(np.float32)
+    rows, columns = bilinear_matrix(out, inp), bilinear_matrix(out + 3, inp + 2)
+    got = np.einsum("Hh,bhw,Ww->bHW", rows.numpy(), maps, columns.numpy())
+    expected = tf.image.resize(maps[..., None], (out, out + 3), "bilinear")[..., 0].numpy()
+    assert np.abs(got - expected).max() < 1e-5
+
+
 # ---- gradient saliency --------------------------------------------------------------------
 
 

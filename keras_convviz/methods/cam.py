@@ -81,11 +81,32 @@ def score_cam(activation: tf.Tensor, masked_scores: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bhwc,bc->bhw", activation, weights)
 
 
+def bilinear_matrix(out_size, in_size) -> tf.Tensor:
+    """The `(out_size, in_size)` matrix of 1-D bilinear resizing with half-pixel centres.
+
+    `R @ v` equals `tf.image.resize` (bilinear, no antialias) of a 1-D signal `v`, so a map
+    resizes as `R_h @ map @ R_w^T`: two small matrix products instead of the resize kernel.
+    """
+    out_size, in_size = tf.cast(out_size, tf.int32), tf.cast(in_size, tf.int32)
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    position = (tf.range(out_size, dtype=tf.float32) + 0.5) * scale - 0.5
+    position = tf.clip_by_value(position, 0.0, tf.cast(in_size - 1, tf.float32))
+    low = tf.floor(position)
+    frac = (position - low)[:, None]
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, in_size - 1)
+    return tf.one_hot(low, in_size) * (1.0 - frac) + tf.one_hot(high, in_size) * frac
+
+
 def score_cam_inputs(images, activation, image_index, channel) -> tf.Tensor:
     """Images masked by one channel's map each: x * m_c (Score-CAM's inputs).
 
     m_c is A_c upsampled bilinearly to the input size and min-max scaled to [0, 1] on its
     own (per image and channel, as pytorch-grad-cam; a constant channel masks everything).
+    Resizing is linear with rows summing to 1, so the scaling is applied to the small map
+    with the upsampled map's range, and the mask is upsampled straight into the image's
+    `(height, width * channels_in)` layout (the width matrix repeats each column per input
+    channel), so masking is one product of equal shapes.
 
     Args:
         images: `(batch, height, width, channels_in)` the probe images.
@@ -99,12 +120,19 @@ def score_cam_inputs(images, activation, image_index, channel) -> tf.Tensor:
     maps = tf.gather_nd(
         tf.transpose(activation, (0, 3, 1, 2)), tf.stack([image_index, channel], axis=1)
     )
-    size = tf.shape(images)[1:3]
-    masks = tf.image.resize(maps[..., None], size, method="bilinear")
-    low = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
-    high = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
-    masks = tf.math.divide_no_nan(masks - low, high - low)
-    return tf.gather(images, image_index) * masks
+    shape = tf.shape(images)
+    height, width, channels_in = shape[1], shape[2], shape[3]
+    rows = bilinear_matrix(height, tf.shape(maps)[1])
+    columns = bilinear_matrix(width, tf.shape(maps)[2])
+    upsampled = tf.einsum("Hh,bhw,Ww->bHW", rows, maps, columns)
+    low = tf.reduce_min(upsampled, axis=(1, 2), keepdims=True)
+    high = tf.reduce_max(upsampled, axis=(1, 2), keepdims=True)
+    maps = tf.math.divide_no_nan(maps - low, high - low)
+    columns = tf.repeat(columns, channels_in, axis=0)  # (width * channels_in, w)
+    masks = tf.einsum("Hh,bhw,Ww->bHW", rows, maps, columns)
+    chunk = tf.gather(images, image_index)
+    flat = tf.reshape(chunk, (-1, height, width * channels_in)) * masks
+    return tf.reshape(flat, tf.shape(chunk))
 
 
 @dataclass(frozen=True)
