@@ -231,3 +231,60 @@ def check_class_names_fit(class_names, num_classes: int, argument: str = "class_
             f"`{argument}` must name each of the model's {num_classes} classes. "
             f"Received: {len(class_names)} names {class_names[:8]}"
         )
+
+
+FAITHFULNESS_OPTIONS = ("steps", "baseline", "sigma", "batch_size")
+
+
+def check_maps(maps, probe: Probe, argument: str = "maps") -> np.ndarray:
+    """Maps given for the probe's images: `(batch, height, width)` float32, finite."""
+    expected = (probe.size, *probe.image_shape[:2])
+    try:
+        array = np.asarray(maps, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{argument}` must be an array of shape {expected} (one map per image). "
+            f"Received: {type(maps).__name__}"
+        ) from error
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.shape != expected:
+        hint = ""
+        if array.ndim == 4:
+            hint = (
+                " Reduce attributions over channels first, e.g. np.abs(a).max(-1) for a "
+                "gradient, a.sum(-1) for gradient x input."
+            )
+        raise ValueError(
+            f"`{argument}` must have shape {expected}: one (height, width) map per image, at "
+            f"the images' size. Received: shape {array.shape}.{hint}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"`{argument}` must be finite. Received: maps with NaN or Inf values")
+    return array
+
+
+def faithfulness_options(faithfulness, argument: str = "faithfulness") -> dict | None:
+    """`False`, `True` or a dict of `kcv.faithfulness` options: `None` or the options."""
+    if faithfulness is False or faithfulness is None:
+        return None
+    if faithfulness is True:
+        return {}
+    if not isinstance(faithfulness, dict) or set(faithfulness) - set(FAITHFULNESS_OPTIONS):
+        unknown = (
+            sorted(set(faithfulness) - set(FAITHFULNESS_OPTIONS))
+            if isinstance(faithfulness, dict)
+            else None
+        )
+        raise ValueError(
+            f"`{argument}` must be True, False or a dict of options among "
+            f"{list(FAITHFULNESS_OPTIONS)}. Received: {argument}={faithfulness!r}"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
+    options = dict(faithfulness)
+    for name in ("steps", "batch_size"):
+        if name in options:
+            options[name] = check_positive_int(options[name], f"{argument}['{name}']")
+    if "sigma" in options:
+        options["sigma"] = check_positive_float(options["sigma"], f"{argument}['sigma']")
+    return options

@@ -10,6 +10,10 @@ step slider is one time series:
     <run>/[<layer>/]all_images        every probe image in one picture (`grid=True`)
     <picture tag>/<quantity>          a scalar beside a picture (e.g. .../image_3/max)
     <run>/[<layer>/]non_finite        NaN/Inf values in what the picture was drawn from
+    <map tag>/deletion, .../insertion the probe's mean faithfulness scores of a map; the
+                                      floors (random and edge maps) write the same tags in
+                                      their own runs, `floor_random` and `floor_edge`, so
+                                      TensorBoard draws map and floors in one chart
 
 Step = the epoch index (0-based; Keras prints "Epoch 1/N" for step 0).
 """
@@ -24,6 +28,13 @@ FILTER_WEIGHTS = "filter_weights"
 OCCLUSION = "occlusion_sensitivity"
 NON_FINITE = "non_finite"
 ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
+DELETION = "deletion"
+INSERTION = "insertion"
+
+
+def floor_run(name: str) -> str:
+    """The run a faithfulness floor (`"random"`, `"edge"`) writes its scores to."""
+    return f"floor_{name}"
 
 
 def cam_run(method: str) -> str:

@@ -13,7 +13,9 @@ import numpy as np
 from keras_convviz._args import (
     check_layer_name,
     check_layer_names,
+    check_maps,
     check_methods,
+    check_positive_float,
     check_positive_int,
     make_baseline,
     occlusion_sizes,
@@ -25,6 +27,7 @@ from keras_convviz.core.needs import Activations, Const, Plan, targets_const
 from keras_convviz.core.probe import make_probe
 from keras_convviz.core.shared import core_for
 from keras_convviz.methods.cam import CAM_METHODS, Cam
+from keras_convviz.methods.faithfulness import SIGMA, STEPS, Faithfulness, GivenMap
 from keras_convviz.methods.perturb import (
     Occlusion,
     occlusion_baseline,
@@ -217,3 +220,62 @@ def saliency(
     base = Const(make_baseline(0.0 if baseline is None else baseline, probe))
     values = _run(core, bound, [saliency_need(m, targets, base, **options) for m in methods])
     return values[0] if isinstance(method, str) else dict(zip(methods, values))
+
+
+def faithfulness(
+    model: keras.Model,
+    images,
+    maps,
+    class_index: int | None = None,
+    steps: int = STEPS,
+    baseline=None,
+    sigma: float = SIGMA,
+    batch_size: int = 256,
+    image_input=None,
+    score_output=None,
+) -> dict[str, np.ndarray]:
+    """Deletion and insertion scores of maps (Petsiuk et al. 2018): do they rank first the
+    pixels the model uses?
+
+    The pixels of each image are ordered by its map, highest first (ties in row-major
+    order). Deletion removes them in that order (sets them to `baseline`), insertion adds
+    them to the baseline image, in `steps` equal steps; each curve is the target class's
+    probability (softmax, or sigmoid for a single-unit head) against the fraction of pixels
+    changed, and the score is its area (trapezoid rule on [0, 1]). Deletion: lower is
+    better. Insertion: higher is better. All curve images are scored in one compiled pass,
+    `batch_size` at a time.
+
+    Args:
+        model: a built Sequential or Functional Keras model.
+        images: `(batch, height, width, channels)` array, or `(images, labels)`.
+        maps: `(batch, height, width)` (or `(..., 1)`) one map per image at the images'
+            size, any method's (ours, e.g. `kcv.grad_cam(...)`, or your own).
+        class_index: int or None. Defaults to `None`: the label when given, else the
+            predicted class.
+        steps: int. Points on each curve after the first. Defaults to `16`.
+        baseline: what removed pixels become: `None` or `"mean"` (the per-channel mean of
+            `images`), `"blur"` (each image blurred by a Gaussian of standard deviation
+            `sigma`, as the paper's insertion), or a value in the model's input space.
+            Defaults to `None`.
+        sigma: float. The blur's standard deviation in pixels. Defaults to `5.0`.
+        batch_size: curve images per model call. Defaults to `256`.
+        image_input: for a model with several inputs, the one that takes the images (name or
+            position). Defaults to `None`: the only 4-D input.
+        score_output: for a model with several outputs, the one that holds the class scores
+            (name or position). Defaults to `None`: the only (batch, units) output.
+
+    Returns:
+        `{"deletion": (batch,), "insertion": (batch,)}` float32 areas under the curves.
+    """
+    probe, core, bound = _setup(model, images, image_input, score_output)
+    given = GivenMap(Const(check_maps(maps, probe), batched=True))
+    need = Faithfulness(
+        given,
+        _targets(probe, bound, class_index),
+        steps=check_positive_int(steps, "steps"),
+        baseline=occlusion_baseline(baseline, probe),
+        sigma=check_positive_float(sigma, "sigma"),
+        batch_size=check_positive_int(batch_size, "batch_size"),
+    )
+    scores = _run(core, bound, [need])[0]
+    return {"deletion": scores[:, 0], "insertion": scores[:, 1]}

@@ -26,15 +26,18 @@ from keras_convviz._args import (
     check_freq,
     check_log_dir,
     check_on_error,
+    faithfulness_options,
     resolve_targets,
 )
 from keras_convviz._rendering import caption_codes, text_codes
 from keras_convviz.core.binding import bind
 from keras_convviz.core.graph import check_backend
-from keras_convviz.core.needs import Const, Logits, targets_const
+from keras_convviz.core.needs import Const, Logits, Need, targets_const
 from keras_convviz.core.passes import compile_once
 from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
+from keras_convviz.methods import faithfulness as faithfulness_module
+from keras_convviz.methods.perturb import occlusion_baseline
 
 # Class names longer than this are cut in the captions.
 MAX_NAME = 16
@@ -60,11 +63,14 @@ class Image:
 @dataclass(frozen=True)
 class Scalar:
     """One scalar summary. A `sparse` one (e.g. `non_finite`) is written from the first
-    snapshot where it is non-zero on, so a healthy run shows no flat chart of zeros."""
+    snapshot where it is non-zero on, so a healthy run shows no flat chart of zeros. It goes
+    to the run its tag starts with, unless `run` names another (a floor written under the
+    tag of the map it is the floor of, so TensorBoard draws them in one chart)."""
 
     tag: str
     value: float | tf.Tensor
     sparse: bool = False
+    run: str | None = None
 
 
 def warn_skipped_convs(graph, callback: str) -> None:
@@ -306,7 +312,8 @@ class SnapshotCallback(keras.callbacks.Callback):
             encoded = dict(zip(map(id, images), pngs))
         by_run: dict[str, list] = {}
         for item in summaries:
-            by_run.setdefault(item.tag.split("/", 1)[0], []).append(item)
+            run = getattr(item, "run", None) or item.tag.split("/", 1)[0]
+            by_run.setdefault(run, []).append(item)
         for run, items in by_run.items():
             shared = self._writers.get(run)
             if shared is None:
@@ -474,6 +481,9 @@ class MapCallback(ProbeCallback):
     Args (besides `ProbeCallback`'s):
         class_index: the class explained for every image, or `None`.
         class_names: the classes' names for the captions, or `None` (their indices).
+        faithfulness: `True` or a dict of `kcv.faithfulness` options (`steps`, `baseline`,
+            `sigma`, `batch_size`): also score each map by deletion and insertion, beside
+            a random and an edge map on the same images.
     """
 
     def __init__(
@@ -487,11 +497,21 @@ class MapCallback(ProbeCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        faithfulness=False,
     ):
         super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid)
         check_class_index(class_index)
         self.class_index = class_index
         self.class_names = check_class_names(class_names)
+        options = faithfulness_options(faithfulness)
+        self.faithfulness = options
+        if options is not None:
+            self._faithfulness_args = {
+                "steps": options.get("steps", faithfulness_module.STEPS),
+                "baseline": occlusion_baseline(options.get("baseline"), self.probe),
+                "sigma": options.get("sigma", faithfulness_module.SIGMA),
+                "batch_size": options.get("batch_size", 256),
+            }
         self._map_needs: tuple = ()
 
     def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
@@ -505,10 +525,40 @@ class MapCallback(ProbeCallback):
         self._names = tf.constant(np.stack([text_codes(n, width) for n in names]))
         self._head = head
         self._given_targets = tf.constant(targets)
-        return shared, targets_const(targets)
+        self._targets = targets_const(targets)
+        return shared, self._targets
 
     def needs(self):
-        return (*self._map_needs, Logits())
+        return (*self._map_needs, *self._faithfulness_needs(), Logits())
+
+    def _floor_runs(self) -> tuple[str, ...]:
+        """The runs the faithfulness floors are written to (none without faithfulness)."""
+        if self.faithfulness is None:
+            return ()
+        return tuple(_tags.floor_run(name) for name in faithfulness_module.FLOORS)
+
+    def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
+        return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)
+
+    def _faithfulness_needs(self) -> tuple:
+        if self.faithfulness is None:
+            return ()
+        maps = (*self._map_needs, *faithfulness_module.FLOORS.values())
+        return tuple(self._faithfulness_of(need) for need in maps)
+
+    def _faithfulness_items(self, result, need: Need, *tag_parts) -> list[Scalar]:
+        """The probe's mean deletion and insertion scores of a map, and of the floors
+        under the same tags in their own runs: `<map tag>/deletion`, `.../insertion`."""
+        if self.faithfulness is None:
+            return []
+        floors = faithfulness_module.FLOORS
+        sources = [(None, need), *((_tags.floor_run(n), f) for n, f in floors.items())]
+        items = []
+        for run, of in sources:
+            scores = tf.reduce_mean(result[self._faithfulness_of(of)], axis=0)
+            for column, curve in enumerate((_tags.DELETION, _tags.INSERTION)):
+                items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
+        return items
 
     def _logits(self, epoch: int) -> tf.Tensor:
         return self._result(epoch)[Logits()]

@@ -72,6 +72,9 @@ class ConvViz(keras.callbacks.Callback):
             the class indices.
         grid: bool. One picture per layer and kind with every probe image in it, instead
             of one card per probe image: for large probes. Defaults to `False`.
+        faithfulness: bool or dict. Deletion and insertion scores of the Grad-CAM,
+            occlusion and saliency maps beside a random and an edge map (see `GradCAM`);
+            the floors are scored once for all of them. Defaults to `False`.
         feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
             that child out; a dict gives it arguments of its own. Defaults to `True`.
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
@@ -103,6 +106,7 @@ class ConvViz(keras.callbacks.Callback):
         score_output=None,
         class_names=None,
         grid: bool = False,
+        faithfulness=False,
         feature_maps=True,
         filter_weights=True,
         grad_cam=True,
@@ -122,7 +126,12 @@ class ConvViz(keras.callbacks.Callback):
             "score_output": score_output,
             "grid": grid,
         }
-        on_maps = {**on_probe, "class_index": class_index, "class_names": class_names}
+        on_maps = {
+            **on_probe,
+            "class_index": class_index,
+            "class_names": class_names,
+            "faithfulness": faithfulness,
+        }
         children = (
             (
                 "feature_maps",

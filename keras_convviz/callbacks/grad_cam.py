@@ -59,6 +59,14 @@ class GradCAM(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        faithfulness: bool or dict. Also score each map by deletion and insertion
+            (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
+            are removed, or added to a blank image; deletion lower and insertion higher is
+            better), beside a seeded random map and an edge map scored the same way: the
+            probe's mean as scalars `<map tag>/deletion` and `.../insertion`, the floors
+            under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
+            `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * (steps + 1) images
+            per probe image for the map and for each floor. Defaults to `False`.
 
     Example:
 
@@ -82,6 +90,7 @@ class GradCAM(MapCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        faithfulness=False,
     ):
         super().__init__(
             log_dir,
@@ -93,6 +102,7 @@ class GradCAM(MapCallback):
             image_input,
             score_output,
             grid,
+            faithfulness,
         )
         self.layer_name = check_layer_name(layer_name)
         self.methods = check_methods(method, CAM_METHODS)
@@ -102,7 +112,7 @@ class GradCAM(MapCallback):
         self._layer_argument = "layer_name"
 
     def run_names(self):
-        return tuple(_tags.cam_run(m) for m in self.methods)
+        return (*(_tags.cam_run(m) for m in self.methods), *self._floor_runs())
 
     def _prepare(self, model):
         shared, targets = self._join_targets(model)
@@ -142,6 +152,7 @@ class GradCAM(MapCallback):
         for need, (panels, peaks, non_finite) in zip(self._map_needs, rendered):
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
+            items += self._faithfulness_items(result, need, run, path)
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, path, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))

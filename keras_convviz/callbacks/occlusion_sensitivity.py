@@ -60,6 +60,14 @@ class OcclusionSensitivity(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        faithfulness: bool or dict. Also score each map by deletion and insertion
+            (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
+            are removed, or added to a blank image; deletion lower and insertion higher is
+            better), beside a seeded random map and an edge map scored the same way: the
+            probe's mean as scalars `<map tag>/deletion` and `.../insertion`, the floors
+            under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
+            `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * (steps + 1) images
+            per probe image for the map and for each floor. Defaults to `False`.
 
     Example:
 
@@ -86,6 +94,7 @@ class OcclusionSensitivity(MapCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        faithfulness=False,
     ):
         super().__init__(
             log_dir,
@@ -97,6 +106,7 @@ class OcclusionSensitivity(MapCallback):
             image_input,
             score_output,
             grid,
+            faithfulness,
         )
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
@@ -118,13 +128,18 @@ class OcclusionSensitivity(MapCallback):
         peaks = tf.reduce_max(maps, axis=(1, 2))
         return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
 
+    def run_names(self):
+        return (self.run_name, *self._floor_runs())
+
     def _snapshot(self, epoch):
-        maps = self._result(epoch)[self._map_needs[0]]
+        result = self._result(epoch)
+        maps = result[self._map_needs[0]]
         panels, peaks, non_finite = self._render(
             self._shared.bound.images, maps, self._logits(epoch)
         )
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
+        items += self._faithfulness_items(result, self._map_needs[0], run)
         for i in range(self.probe.size):
             items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
             items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))

@@ -59,6 +59,14 @@ class Saliency(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        faithfulness: bool or dict. Also score each map by deletion and insertion
+            (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
+            are removed, or added to a blank image; deletion lower and insertion higher is
+            better), beside a seeded random map and an edge map scored the same way: the
+            probe's mean as scalars `<map tag>/deletion` and `.../insertion`, the floors
+            under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
+            `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * (steps + 1) images
+            per probe image for the map and for each floor. Defaults to `False`.
 
     Example:
 
@@ -86,6 +94,7 @@ class Saliency(MapCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        faithfulness=False,
     ):
         super().__init__(
             log_dir,
@@ -97,6 +106,7 @@ class Saliency(MapCallback):
             image_input,
             score_output,
             grid,
+            faithfulness,
         )
         self.methods = check_methods(method, SALIENCY_METHODS)
         self.options = saliency_options(samples, noise, steps, seed, batch_size)
@@ -104,7 +114,7 @@ class Saliency(MapCallback):
         self.run_name = _tags.saliency_run(self.methods[0])
 
     def run_names(self):
-        return tuple(_tags.saliency_run(m) for m in self.methods)
+        return (*(_tags.saliency_run(m) for m in self.methods), *self._floor_runs())
 
     def _prepare(self, model):
         _, targets = self._join_targets(model)
@@ -133,9 +143,10 @@ class Saliency(MapCallback):
         values = [result[n] for n in self._map_needs]
         rendered = self._render(self._shared.bound.images, values, self._logits(epoch))
         items = []
-        for method, (panels, peaks, non_finite) in zip(self.methods, rendered):
-            run = _tags.saliency_run(method)
+        for need, (panels, peaks, non_finite) in zip(self._map_needs, rendered):
+            run = _tags.saliency_run(need.method)
             items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
+            items += self._faithfulness_items(result, need, run)
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))

@@ -82,6 +82,8 @@ class Need:
     `layers()` names the layers whose outputs the pass must record, `gradients()` the
     `(layer or None for the image input, targets)` pairs whose gradient of the target score
     it must take (once per pair, shared by every need), and `compute(ctx)` makes the value.
+    A need may be built on another need's value (a field holding a `Need`, read with
+    `ctx.value(...)`): it is computed once per pass however many needs read it.
     """
 
     def layers(self) -> tuple[LayerRef, ...]:
@@ -92,6 +94,10 @@ class Need:
 
     def compute(self, ctx) -> tf.Tensor:
         raise NotImplementedError
+
+    def as_map(self, value: tf.Tensor) -> tf.Tensor:
+        """The value as a `(batch, height, width)` map that ranks pixels (for faithfulness)."""
+        return value
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,8 @@ class Plan:
     def __init__(self, needs: Iterable[Need]):
         self.needs = tuple(dict.fromkeys(needs))
         slots: dict[Const, Slot] = {}
-        keyed = []
-        for need in self.needs:
+
+        def lift(need: Need) -> Need:
             changes = {}
             for field in dataclasses.fields(need):
                 value = getattr(need, field.name)
@@ -137,8 +143,11 @@ class Plan:
                     if value not in slots:
                         slots[value] = Slot(len(slots), value.spec())
                     changes[field.name] = slots[value]
-            keyed.append(dataclasses.replace(need, **changes) if changes else need)
-        self.key = tuple(keyed)
+                elif isinstance(value, Need):  # a need built on another need's value
+                    changes[field.name] = lift(value)
+            return dataclasses.replace(need, **changes) if changes else need
+
+        self.key = tuple(lift(need) for need in self.needs)
         self.consts = tuple(slots)
         self._fed = None
 

@@ -80,6 +80,13 @@ class Context:
         self._recorded = recorded
         self._gradients: dict = {}
         self._targets: dict = {}
+        self._values: dict = {}
+
+    def value(self, need) -> tf.Tensor:
+        """A need's value in this pass, computed once however many needs read it."""
+        if need not in self._values:
+            self._values[need] = need.compute(self)
+        return self._values[need]
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -115,6 +122,7 @@ class Context:
         build: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
         targets: Slot,
         gradients: bool = False,
+        probabilities: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Score `per_image` built inputs per probe image, `batch_size` at a time.
 
@@ -132,18 +140,21 @@ class Context:
                 inputs of a chunk, from which probe image and which of its `per_image`.
             targets: the slot of the target classes.
             gradients: also sum d(score)/d(input) per probe image.
+            probabilities: score the target's probability (what the model outputs: softmax,
+                sigmoid) instead of its score before the final activation.
 
         Returns:
-            `(scores, gradient_sums)`: `(batch, per_image)` float32 scores of the target
-            class, and `(batch, height, width, channels)` float32 sums of the input
-            gradients over each image's inputs (or `None` without `gradients`).
+            `(scores, gradient_sums)`: `(batch, per_image)` float32 scores (or
+            probabilities) of the target class, and `(batch, height, width, channels)`
+            float32 sums of the input gradients over each image's inputs (or `None`
+            without `gradients`).
         """
         images = self.images
         n = tf.shape(images)[0]
         total = n * per_image
         num_chunks = (total + batch_size - 1) // batch_size
         targets = self.targets(targets)
-        run = self._core.scores_of
+        run = functools.partial(self._core.scores_of, probabilities=probabilities)
 
         def body(chunk, scores, sums):
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
@@ -217,9 +228,14 @@ class Core:
         dtypes = self.graph.input_dtypes
         return [tf.cast(x, dtype) if dtype else x for x, dtype in zip(inputs, dtypes)]
 
-    def scores_of(self, binding: Binding, images, extras, targets) -> tf.Tensor:
-        """`(chunk,)` the `targets` scores of the model on some inputs (inference mode)."""
+    def scores_of(
+        self, binding: Binding, images, extras, targets, probabilities: bool = False
+    ) -> tf.Tensor:
+        """`(chunk,)` the `targets` scores of the model on some inputs (inference mode),
+        or with `probabilities` the targets' probabilities."""
         logits = self.graph.run(self._inputs(binding, images, extras), {}, binding.head)[0]
+        if probabilities:
+            logits = binding.head.probabilities(logits)
         return tf.gather(logits, targets, axis=1, batch_dims=1)
 
     def _pass(self, images, extras, consts, needs, binding):
@@ -253,4 +269,4 @@ class Core:
                 ctx._gradients[(None if ref is None else ref.path, slot)] = tf.cast(
                     grad, tf.float32
                 )
-        return [need.compute(ctx) for need in needs]
+        return [ctx.value(need) for need in needs]

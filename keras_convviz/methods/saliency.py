@@ -107,6 +107,9 @@ class Saliency(Need):
     baseline: Const | None = None
     batch_size: int = 0
 
+    def as_map(self, value):
+        return saliency_view(self.method, value)[0]
+
     def gradients(self):
         if self.method in ("gradient", "gradient_x_input"):
             return ((None, self.targets),)
