@@ -260,3 +260,23 @@ def score_cam_inputs(model: keras.Model, images: np.ndarray, layer_name: str):
 
 def predicted_classes(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return np.argmax(model(images, training=False).numpy(), axis=-1).astype(np.int32)
+
+
+def curve_images(images: np.ndarray, maps: np.ndarray, steps: int, baseline: np.ndarray):
+    """Deletion and insertion images of every image, as keras_convviz scores them.
+
+    Image-major; per image the K + 1 deletion images, then the K + 1 insertion images.
+    Pixels ordered by the map, highest first (stable), n_k = (k * H * W) // K.
+    """
+    n, h, w, c = images.shape
+    out = np.empty((n, 2, steps + 1, h * w, c), np.float32)
+    for i in range(n):
+        order = np.argsort(-maps[i].ravel(), kind="stable")
+        pixels, fill = images[i].reshape(-1, c), np.broadcast_to(baseline, images[i].shape)
+        fill = fill.reshape(-1, c)
+        for k in range(steps + 1):
+            first = order[: (k * h * w) // steps]
+            out[i, 0, k], out[i, 1, k] = pixels, fill
+            out[i, 0, k][first] = fill[first]
+            out[i, 1, k][first] = pixels[first]
+    return out.reshape(n * 2 * (steps + 1), h, w, c)

@@ -80,7 +80,8 @@ def test_scores_equal_a_python_loop(setup, baseline, batch_size):
     np.testing.assert_allclose(got["insertion"], insertion, atol=1e-4)
 
 
-def test_a_single_sigmoid_unit_scores_its_probability():
+@pytest.mark.parametrize("steps", [1, 4])
+def test_a_single_sigmoid_unit_scores_its_probability(steps):
     keras.utils.set_random_seed(3)
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
@@ -95,8 +96,10 @@ def test_a_single_sigmoid_unit_scores_its_probability():
         p = model(x, training=False).numpy()
         return np.concatenate([1 - p, p], axis=1)
 
-    got = kcv.faithfulness(model, (images, labels), maps, steps=4, baseline=0.0)
-    deletion, insertion = reference_scores(predict, images, maps, labels, 4, np.zeros_like(images))
+    got = kcv.faithfulness(model, (images, labels), maps, steps=steps, baseline=0.0)
+    deletion, insertion = reference_scores(
+        predict, images, maps, labels, steps, np.zeros_like(images)
+    )
     np.testing.assert_allclose(got["deletion"], deletion, atol=1e-4)
     np.testing.assert_allclose(got["insertion"], insertion, atol=1e-4)
 

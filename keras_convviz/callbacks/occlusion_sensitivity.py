@@ -66,7 +66,7 @@ class OcclusionSensitivity(MapCallback):
             better), beside a seeded random map and an edge map scored the same way: the
             probe's mean as scalars `<map tag>/deletion` and `.../insertion`, the floors
             under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
-            `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * (steps + 1) images
+            `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * steps - 1 images
             per probe image for the map and for each floor. Defaults to `False`.
 
     Example:

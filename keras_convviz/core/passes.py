@@ -103,6 +103,11 @@ class Context:
             self._targets[slot] = tf.where(given < 0, predicted, given)
         return self._targets[slot]
 
+    @property
+    def probabilities(self) -> tf.Tensor:
+        """`(batch, classes)` what the model outputs as probabilities (softmax, sigmoid)."""
+        return self._binding.head.probabilities(self.logits)
+
     def target_scores(self, slot: Slot) -> tf.Tensor:
         """`(batch,)` the target class's score of each probe image."""
         return tf.gather(self.logits, self.targets(slot), axis=1, batch_dims=1)

@@ -157,16 +157,25 @@ class Faithfulness(Need):
             baseline = gaussian_blur(ctx.images, self.sigma)
         else:
             baseline = ctx.const(self.baseline)
-        points = self.steps + 1
+        steps = self.steps
         build_chunk = curve_images_xla if xla_available() else curve_images
 
-        def build(image_index, k):
+        # Both curves start or end on the image itself (deletion k = 0, insertion k = K),
+        # whose probability the pass has, and meet at the baseline image (deletion k = K,
+        # insertion k = 0): per image, deletion k = 1..K and insertion k = 1..K-1 are scored,
+        # 2K - 1 images instead of 2K + 2.
+        def build(image_index, j):
             fill = tf.gather(baseline, image_index) if baseline.shape.rank == 4 else baseline
-            step, deletion = k % points, k < points
-            return build_chunk(ctx.images, ranks, fill, image_index, step, deletion, self.steps)
+            deletion = j < steps
+            step = tf.where(deletion, j + 1, j - steps + 1)
+            return build_chunk(ctx.images, ranks, fill, image_index, step, deletion, steps)
 
-        probabilities, _ = ctx.score_in_chunks(
-            2 * points, self.batch_size, build, self.targets, probabilities=True
+        scored, _ = ctx.score_in_chunks(
+            2 * steps - 1, self.batch_size, build, self.targets, probabilities=True
         )
-        curves = tf.reshape(probabilities, (-1, 2, points))
-        return tf.stack([area_under_curve(curves[:, 0]), area_under_curve(curves[:, 1])], axis=-1)
+        targets = ctx.targets(self.targets)
+        original = tf.gather(ctx.probabilities, targets, axis=1, batch_dims=1)[:, None]
+        blank = scored[:, steps - 1 : steps]
+        deletion = tf.concat([original, scored[:, :steps]], axis=1)
+        insertion = tf.concat([blank, scored[:, steps:], original], axis=1)
+        return tf.stack([area_under_curve(deletion), area_under_curve(insertion)], axis=-1)
