@@ -1098,8 +1098,8 @@ def section_faithfulness(cfg, ctx):
         "floor = one compiled forward pass over the same curve images, pre-built, in "
         "chunks of B: the 2(K + 1) images of the definition, of which ours scores 2K - 1 "
         "(each curve's end on the image itself is the pass's own forward, and both curves "
-        "share the baseline image). max |AUC diff| compares our areas with the same areas computed from "
-        "model.predict on the pre-built images."
+        "share the baseline image). max |AUC diff| compares our areas with the same areas "
+        "computed from model.predict on the pre-built images."
     ]
     return {
         "rows": rows,
