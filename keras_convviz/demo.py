@@ -152,7 +152,12 @@ def run_demo(
         from keras_convviz import ConvViz
 
         callbacks.append(
-            ConvViz(log_dir=log_dir, probe=(x_probe, y_probe), class_names=list(CLASS_NAMES))
+            ConvViz(
+                log_dir=log_dir,
+                probe=(x_probe, y_probe),
+                class_names=list(CLASS_NAMES),
+                faithfulness=True,
+            )
         )
 
     print(
