@@ -36,9 +36,13 @@ def expected_tags(run):
         "feature_maps": [
             f"feature_maps/{layer}/{s}"
             for layer in LAYERS
-            for s in ("dead_fraction", "max_activation")
+            for s in ("dead_fraction", "near_zero_fraction", "mean", "std", "max_activation")
         ],
-        "filter_weights": [f"filter_weights/{layer}/max_abs" for layer in LAYERS],
+        "filter_weights": [
+            f"filter_weights/{layer}/{s}"
+            for layer in LAYERS
+            for s in ("max_abs", "norm", "relative_update")
+        ],
         "grad_cam": [f"grad_cam/conv_b/image_{i}/max" for i in range(N_PROBE)],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)],
     }[run]
@@ -71,7 +75,9 @@ def check_run(tags, run, steps):
     expected = expected_tags(run)
     assert {t: v["kind"] for t, v in tags.items()} == expected
     for tag, record in tags.items():
-        assert record["steps"] == steps, tag
+        # An update is measured between snapshots: from the second one on.
+        expected_steps = steps[1:] if tag.endswith("/relative_update") else steps
+        assert record["steps"] == expected_steps, tag
         if record["kind"] == "images":
             for image in record["values"]:
                 assert image.dtype == np.uint8

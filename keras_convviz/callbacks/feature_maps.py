@@ -7,8 +7,10 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, warn_skipped_convs
+from keras_convviz.core.graph import activation_name
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.health import activation_health
 
 
 class FeatureMaps(ProbeCallback):
@@ -17,12 +19,14 @@ class FeatureMaps(ProbeCallback):
     At the end of every `freq` epochs it runs the probe through the model (inference mode)
     and writes, into the run `log_dir/feature_maps`, one image per (layer, probe image): a
     grid of the first `max_channels` channels, each normalised on its own and small maps
-    upsampled with nearest neighbour. Beside them, per layer, two scalars: the fraction of
-    channels that are dead on the whole probe (never above 0) and the largest raw activation,
-    so exploding or dying layers show up across epochs.
+    upsampled with nearest neighbour. Beside them, per layer, its health numbers on the
+    probe (`keras_convviz.health.activation_health`), so dying, exploding or saturating
+    layers show up across epochs: `dead_fraction` (channels never above 0),
+    `near_zero_fraction`, `mean`, `std`, `max_activation` (the largest magnitude) and, for
+    a bounded activation (sigmoid, hard sigmoid, tanh, relu6), `saturated_fraction`.
 
-    Tags: `feature_maps/<layer>/image_<i>` (images), `feature_maps/<layer>/dead_fraction` and
-    `feature_maps/<layer>/max_activation` (scalars). Step = epoch.
+    Tags: `feature_maps/<layer>/image_<i>` (images), `feature_maps/<layer>/<quantity>`
+    (scalars). Step = epoch.
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
@@ -93,14 +97,12 @@ class FeatureMaps(ProbeCallback):
 
     def _render_all(self, activations):
         rendered = {}
-        for path, maps in activations.items():
+        for need in self._needs:
+            maps = activations[need.ref.path]
             grids = _rendering.render_feature_grid(maps, self.max_channels)
-            channel_peak = tf.reduce_max(maps, axis=(0, 1, 2))
-            dead = tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32))
-            rendered[path] = (
+            rendered[need.ref.path] = (
                 tf.image.convert_image_dtype(grids, tf.uint8),
-                dead,
-                tf.reduce_max(maps),
+                activation_health(maps, activation_name(need.ref.layer)),
                 count_non_finite(maps),
             )
         return rendered
@@ -110,13 +112,10 @@ class FeatureMaps(ProbeCallback):
         rendered = self._render({need.ref.path: result[need] for need in self._needs})
         run = self.run_name
         items = []
-        for path, (grids, dead, peak, non_finite) in rendered.items():
+        for path, (grids, health, non_finite) in rendered.items():
             items += [
                 Image(_tags.tag(run, path, i), grids[i : i + 1]) for i in range(self.probe.size)
             ]
-            items += [
-                Scalar(_tags.tag(run, path, "dead_fraction"), dead),
-                Scalar(_tags.tag(run, path, "max_activation"), peak),
-                Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True),
-            ]
+            items += [Scalar(_tags.tag(run, path, name), value) for name, value in health.items()]
+            items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
         return items

@@ -11,6 +11,7 @@ from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, warn_s
 from keras_convviz.core.graph import CONV2D_TYPES
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.core.shared import core_for
+from keras_convviz.health import weight_health
 
 
 def kernel_view(layer) -> tf.Variable | tf.Tensor:
@@ -41,11 +42,13 @@ class FilterWeights(SnapshotCallback):
     show one small grey/colour patch per filter; deeper layers show a grid with one row per
     filter and one column per input channel. Weights are signed on a diverging colour map
     (blue negative, white zero, red positive; for RGB patches grey is zero) with one symmetric
-    scale per layer, written as the scalar `max_abs`. Written at the end of every `freq`
-    epochs into the run `log_dir/filter_weights`.
+    scale per layer, written as the scalar `max_abs`. Beside it, the kernel's `norm` and,
+    from the second snapshot on, its `relative_update` ||W - W_prev|| / ||W_prev|| since
+    the previous snapshot (0 for a frozen layer; `keras_convviz.health.weight_health`).
+    Written at the end of every `freq` epochs into the run `log_dir/filter_weights`.
 
-    Tags: `filter_weights/<layer>` (images) and `filter_weights/<layer>/max_abs` (scalars).
-    Step = epoch.
+    Tags: `filter_weights/<layer>` (images) and `filter_weights/<layer>/<quantity>`
+    (scalars: `max_abs`, `norm`, `relative_update`). Step = epoch.
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
@@ -97,12 +100,21 @@ class FilterWeights(SnapshotCallback):
                         f"layer_names={self.layer_names}"
                     )
         self._layers = {ref.path: ref.layer for ref in refs}
-        # No arguments: the kernels are read from the variables at each call. No AutoGraph:
-        # straight-line TF ops (see _rendering), and converting them took most of the first
-        # snapshot's time.
+        # The kernels are read from the variables at each call; the previous snapshot's
+        # kernels come in as arguments (the first time: the kernels themselves). No
+        # AutoGraph: straight-line TF ops (see _rendering), and converting them took most of
+        # the first snapshot's time.
         self._render = compile_once(self._render_all, autograph=False)
+        # The kernels of the last snapshot, for the relative update: kept across `fit`s of
+        # the same model, dropped for another model or other layers.
+        previous = getattr(self, "_previous", None)
+        if getattr(self, "_previous_model", None) is not model or set(previous or ()) != set(
+            self._layers
+        ):
+            self._previous = None
+        self._previous_model = model
 
-    def _render_all(self):
+    def _render_all(self, previous):
         rendered = {}
         for path, layer in self._layers.items():
             kernel = kernel_view(layer)
@@ -110,17 +122,30 @@ class FilterWeights(SnapshotCallback):
             rendered[path] = (
                 tf.image.convert_image_dtype(image, tf.uint8),
                 _rendering.kernel_scale(kernel),
+                weight_health(kernel, previous[path]),
                 count_non_finite(kernel),
+                tf.identity(kernel),
             )
         return rendered
 
     def _snapshot(self, epoch):
+        first = self._previous is None
+        if first:
+            self._previous = {path: kernel_view(layer) for path, layer in self._layers.items()}
         run = self.run_name
         items = []
-        for path, (image, scale, non_finite) in self._render().items():
+        kernels = {}
+        for path, (image, scale, health, non_finite, kernel) in self._render(
+            self._previous
+        ).items():
+            kernels[path] = kernel
             items += [
                 Image(_tags.tag(run, path), image),
                 Scalar(_tags.tag(run, path, "max_abs"), scale),
                 Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True),
             ]
+            for name, value in health.items():
+                if not (first and name == "relative_update"):  # no update before the first
+                    items.append(Scalar(_tags.tag(run, path, name), value))
+        self._previous = kernels
         return items

@@ -84,7 +84,7 @@ class Head:
     def squashed(self) -> bool:
         """True when the output passes through a final softmax or sigmoid."""
         return isinstance(self.layer, keras.layers.Softmax) or (
-            _activation_name(self.layer) in _SQUASHING
+            activation_name(self.layer) in _SQUASHING
         )
 
     def scores(self, output: tf.Tensor) -> tf.Tensor:
@@ -102,7 +102,7 @@ class Head:
         """
         if self.binary:
             return tf.nn.softmax(tf.concat([tf.zeros_like(scores[:, 1:]), scores[:, 1:]], -1))
-        if _activation_name(self.layer) == "sigmoid":
+        if activation_name(self.layer) == "sigmoid":
             return tf.sigmoid(scores)
         return tf.nn.softmax(scores)
 
@@ -120,7 +120,8 @@ def _is_graph_model(model) -> bool:
     return isinstance(model, keras.Sequential) or hasattr(model, "_run_through_graph")
 
 
-def _activation_name(layer) -> str | None:
+def activation_name(layer) -> str | None:
+    """The name of the activation a layer applies (`"relu"`, `"softmax"`, ...), or `None`."""
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
 
@@ -223,7 +224,7 @@ class ModelGraph:
         units = int(shapes[index][-1])
         # One sigmoid unit is a binary classifier: its logit z is the evidence for class 1
         # and -z the evidence for class 0, so it is scored as two classes [-z, z].
-        binary = units == 1 and _activation_name(layer) == "sigmoid"
+        binary = units == 1 and activation_name(layer) == "sigmoid"
         return Head(index, names[index], layer, binary, 2 if binary else units)
 
     # ---- layer index ------------------------------------------------------------------
@@ -406,7 +407,7 @@ def _call_without_squashing(layer, args, kwargs):
     """
     if isinstance(layer, keras.layers.Softmax):
         return args[0]
-    if _activation_name(layer) not in _SQUASHING:
+    if activation_name(layer) not in _SQUASHING:
         return layer(*args, **kwargs)
     if isinstance(layer, keras.layers.Activation):
         return args[0]

@@ -1,0 +1,84 @@
+"""Health numbers of a layer: pure TensorFlow functions of its activations or its kernel.
+
+They are what a user reads to see a layer go wrong while the pictures still look fine:
+channels that died, activations that explode or saturate, weights that stopped moving or
+move far too much. Each returns a dict of float32 scalars keyed by the quantity's name,
+which is also the last part of its TensorBoard tag (`feature_maps/<layer>/<name>`,
+`filter_weights/<layer>/<name>`).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Output ranges of bounded activations, `(low, high)`; `low=None` where the low end is not
+# saturation but a dead unit (relu6's 0, counted by `dead_fraction`).
+BOUNDED = {
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "relu6": (None, 6.0),
+}
+# A bounded activation is saturated within this fraction of its range from a bound (sigmoid:
+# below 0.01 or above 0.99, i.e. |pre-activation| > 4.6, where its gradient is below 0.01).
+SATURATION = 0.01
+# An activation is near zero below this fraction of the layer's largest magnitude.
+NEAR_ZERO = 1e-3
+
+
+def activation_health(maps: tf.Tensor, activation: str | None = None) -> dict[str, tf.Tensor]:
+    """Health numbers of a layer's output on the probe.
+
+    Args:
+        maps: `(batch, h, w, channels)` the layer's output.
+        activation: the name of the activation fused into the layer (`"relu"`,
+            `"sigmoid"`, ...), or `None`.
+
+    Returns:
+        `dead_fraction`: channels never above 0 on any probe image; `near_zero_fraction`:
+        values whose magnitude is below `NEAR_ZERO` x the layer's largest; `mean`, `std`;
+        `max_activation`: the largest magnitude; and for a bounded activation (sigmoid,
+        hard sigmoid, tanh, relu6) `saturated_fraction`: values within `SATURATION` of the
+        range from a bound (from the output: the same as a threshold on the input before
+        the activation, which the fused layer does not expose).
+    """
+    values = tf.cast(maps, tf.float32)
+    magnitude = tf.abs(values)
+    peak = tf.reduce_max(magnitude)
+    channel_peak = tf.reduce_max(values, axis=(0, 1, 2))
+    out = {
+        "dead_fraction": tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32)),
+        "near_zero_fraction": tf.reduce_mean(tf.cast(magnitude <= NEAR_ZERO * peak, tf.float32)),
+        "mean": tf.reduce_mean(values),
+        "std": tf.math.reduce_std(values),
+        "max_activation": peak,
+    }
+    if activation in BOUNDED:
+        low, high = BOUNDED[activation]
+        margin = SATURATION * (high - (0.0 if low is None else low))
+        saturated = values >= high - margin
+        if low is not None:
+            saturated |= values <= low + margin
+        out["saturated_fraction"] = tf.reduce_mean(tf.cast(saturated, tf.float32))
+    return out
+
+
+def weight_health(kernel: tf.Tensor, previous: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    """Health numbers of a kernel.
+
+    Args:
+        kernel: the kernel now.
+        previous: the kernel at the previous snapshot, or `None` at the first.
+
+    Returns:
+        `norm`: its Frobenius norm; with `previous`, `relative_update`: ||W - W_prev|| /
+        ||W_prev|| (0 for a frozen layer, and when W_prev is all zeros).
+    """
+    kernel = tf.cast(kernel, tf.float32)
+    out = {"norm": tf.norm(kernel)}
+    if previous is not None:
+        previous = tf.cast(previous, tf.float32)
+        out["relative_update"] = tf.math.divide_no_nan(
+            tf.norm(kernel - previous), tf.norm(previous)
+        )
+    return out

@@ -1,0 +1,132 @@
+"""Health numbers: against numpy on known activations and weights, and as the callbacks write
+them during a real `fit`."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import read_runs
+
+import keras_convviz as kcv
+from keras_convviz.health import activation_health, weight_health
+
+
+def numpy_activation_health(a: np.ndarray, bounds=None) -> dict:
+    a = a.astype(np.float64)
+    peak = np.abs(a).max()
+    out = {
+        "dead_fraction": np.mean(a.max(axis=(0, 1, 2)) <= 0),
+        "near_zero_fraction": np.mean(np.abs(a) <= 1e-3 * peak),
+        "mean": a.mean(),
+        "std": a.std(),
+        "max_activation": peak,
+    }
+    if bounds is not None:
+        low, high, both = bounds
+        margin = 0.01 * (high - low)
+        saturated = a >= high - margin
+        if both:
+            saturated |= a <= low + margin
+        out["saturated_fraction"] = saturated.mean()
+    return out
+
+
+def check_close(got: dict, expected: dict):
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert abs(float(got[name]) - value) < 1e-5 * max(1.0, abs(value)), name
+
+
+def test_activation_numbers_of_a_relu_layer():
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(size=(3, 5, 4, 6)), 0).astype(np.float32)
+    a[..., 1] = 0.0  # a dead channel
+    a[..., 4] = -2.0  # negative everywhere (a linear layer's dead channel)
+    a[0, 0, 0, 0] = 1e-6  # near zero, not zero
+    got = activation_health(a, "relu")
+    check_close(got, numpy_activation_health(a))
+    assert float(got["dead_fraction"]) == pytest.approx(2 / 6)
+    assert float(got["max_activation"]) == pytest.approx(np.abs(a).max())  # magnitude: 2.0+
+
+
+@pytest.mark.parametrize(
+    "activation, bounds",
+    [
+        ("sigmoid", (0.0, 1.0, True)),
+        ("hard_sigmoid", (0.0, 1.0, True)),
+        ("tanh", (-1.0, 1.0, True)),
+        ("relu6", (0.0, 6.0, False)),  # relu6's 0 is a dead unit, not saturation
+    ],
+)
+def test_bounded_activations_count_their_saturated_values(activation, bounds):
+    low, high, _ = bounds
+    rng = np.random.default_rng(1)
+    a = rng.uniform(low, high, size=(2, 4, 4, 3)).astype(np.float32)
+    a[0, :2] = high  # saturated at the top
+    a[1, :1] = low  # at the bottom
+    got = activation_health(a, activation)
+    check_close(got, numpy_activation_health(a, bounds))
+    assert float(got["saturated_fraction"]) >= 2 * 4 * 3 / a.size
+
+
+def test_weight_numbers():
+    rng = np.random.default_rng(2)
+    w0 = rng.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    w1 = w0 + 0.01 * rng.normal(size=w0.shape).astype(np.float32)
+    got = weight_health(w1, w0)
+    assert float(got["norm"]) == pytest.approx(np.linalg.norm(w1), rel=1e-6)
+    expected = np.linalg.norm(w1 - w0) / np.linalg.norm(w0)
+    assert float(got["relative_update"]) == pytest.approx(expected, rel=1e-5)
+    assert float(weight_health(w0, w0)["relative_update"]) == 0.0
+    assert set(weight_health(w0)) == {"norm"}
+
+
+def health_model():
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="sigmoid", name="squash")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="frozen")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.get_layer("frozen").trainable = False
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_callbacks_write_the_health_of_each_layer(tmp_path):
+    model = health_model()
+    rng = np.random.default_rng(3)
+    x = rng.random((32, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    kernels = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: kernels.append(
+            model.get_layer("squash").kernel.numpy().copy()
+        )
+    )
+    callbacks = [kcv.FeatureMaps(tmp_path, x[:4]), kcv.FilterWeights(tmp_path), record]
+    model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
+    runs = read_runs(tmp_path)
+
+    maps = kcv.feature_maps(model, x[:4])
+    features = runs["feature_maps"]
+    for layer, bounds in (("squash", (0.0, 1.0, True)), ("frozen", None)):
+        expected = numpy_activation_health(maps[layer], bounds)
+        for name, value in expected.items():
+            series = features[f"feature_maps/{layer}/{name}"]
+            assert series["steps"] == [0, 1, 2], (layer, name)
+            assert abs(series["values"][-1] - value) < 1e-5 * max(1.0, abs(value)), (layer, name)
+    assert "feature_maps/frozen/saturated_fraction" not in features  # relu: unbounded
+
+    weights = runs["filter_weights"]
+    updates = weights["filter_weights/squash/relative_update"]
+    assert updates["steps"] == [1, 2]  # none before the first snapshot
+    for step, value in zip(updates["steps"], updates["values"]):
+        expected = np.linalg.norm(kernels[step] - kernels[step - 1]) / np.linalg.norm(
+            kernels[step - 1]
+        )
+        assert value == pytest.approx(expected, rel=1e-4)
+    assert weights["filter_weights/frozen/relative_update"]["values"] == [0.0, 0.0]
+    norms = weights["filter_weights/squash/norm"]["values"]
+    assert norms[-1] == pytest.approx(np.linalg.norm(kernels[-1]), rel=1e-5)
