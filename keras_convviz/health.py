@@ -82,3 +82,27 @@ def weight_health(kernel: tf.Tensor, previous: tf.Tensor | None = None) -> dict[
             tf.norm(kernel - previous), tf.norm(previous)
         )
     return out
+
+
+def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
+    """How much each image's map changed: 1 - the Pearson correlation of the two maps.
+
+    0: the same picture (up to scale), 1: unrelated, 2: inverted. A constant map has no
+    correlation: the change is 0 when both maps are equal, else 1.
+
+    Args:
+        maps: `(batch, height, width)` now.
+        previous: `(batch, height, width)` at the previous snapshot.
+
+    Returns:
+        `(batch,)` float32.
+    """
+    a = tf.reshape(tf.cast(maps, tf.float32), (tf.shape(maps)[0], -1))
+    b = tf.reshape(tf.cast(previous, tf.float32), (tf.shape(previous)[0], -1))
+    a -= tf.reduce_mean(a, axis=1, keepdims=True)
+    b -= tf.reduce_mean(b, axis=1, keepdims=True)
+    scale = tf.sqrt(tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1))
+    correlation = tf.math.divide_no_nan(tf.reduce_sum(a * b, axis=1), scale)
+    equal = tf.reduce_all(tf.equal(maps, previous), axis=(1, 2))
+    undefined = tf.where(equal, 0.0, 1.0)
+    return tf.where(scale > 0, 1.0 - correlation, undefined)

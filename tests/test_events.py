@@ -43,7 +43,9 @@ def expected_tags(run):
             for layer in LAYERS
             for s in ("max_abs", "norm", "relative_update")
         ],
-        "grad_cam": [f"grad_cam/conv_b/image_{i}/max" for i in range(N_PROBE)],
+        "grad_cam": [
+            f"grad_cam/conv_b/image_{i}/{s}" for i in range(N_PROBE) for s in ("max", "change")
+        ],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)],
     }[run]
     return {t: "images" for t in images} | {t: "scalars" for t in scalars}
@@ -75,8 +77,9 @@ def check_run(tags, run, steps):
     expected = expected_tags(run)
     assert {t: v["kind"] for t, v in tags.items()} == expected
     for tag, record in tags.items():
-        # An update is measured between snapshots: from the second one on.
-        expected_steps = steps[1:] if tag.endswith("/relative_update") else steps
+        # An update or a change is measured between snapshots: from the second one on.
+        between = tag.endswith(("/relative_update", "/change"))
+        expected_steps = steps[1:] if between else steps
         assert record["steps"] == expected_steps, tag
         if record["kind"] == "images":
             for image in record["values"]:
@@ -118,7 +121,10 @@ def test_convviz_writes_all_four_runs(tmp_path, model, data):
 def test_freq_writes_every_nth_epoch(tmp_path, model, data):
     fit(model, data, [kcv.GradCAM(tmp_path, probe_of(data), freq=2)], epochs=5)
     tags = read_runs(tmp_path)["grad_cam"]
-    assert {tuple(v["steps"]) for v in tags.values()} == {(0, 2, 4)}
+    steps = {t: tuple(v["steps"]) for t, v in tags.items()}
+    # A change is measured between snapshots: from the second one on.
+    assert {s for t, s in steps.items() if not t.endswith("/change")} == {(0, 2, 4)}
+    assert {s for t, s in steps.items() if t.endswith("/change")} == {(2, 4)}
 
 
 def test_freq_zero_writes_nothing(tmp_path, model, data):
@@ -133,7 +139,10 @@ def test_fit_twice_with_one_instance(tmp_path, model, data):
     x, y = data
     model.fit(x, y, epochs=4, initial_epoch=2, verbose=0, callbacks=[callback])
     tags = read_runs(tmp_path)["grad_cam"]
-    assert {tuple(v["steps"]) for v in tags.values()} == {(0, 1, 2, 3)}
+    steps = {t: tuple(v["steps"]) for t, v in tags.items()}
+    assert {s for t, s in steps.items() if not t.endswith("/change")} == {(0, 1, 2, 3)}
+    # The second fit's first map is compared with the first fit's last one.
+    assert {s for t, s in steps.items() if t.endswith("/change")} == {(1, 2, 3)}
     assert len(event_files(tmp_path)) == 1  # both fits in one event file
 
 

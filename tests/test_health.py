@@ -9,7 +9,7 @@ import pytest
 from conftest import read_runs
 
 import keras_convviz as kcv
-from keras_convviz.health import activation_health, weight_health
+from keras_convviz.health import activation_health, map_change, weight_health
 
 
 def numpy_activation_health(a: np.ndarray, bounds=None) -> dict:
@@ -130,3 +130,36 @@ def test_callbacks_write_the_health_of_each_layer(tmp_path):
     assert weights["filter_weights/frozen/relative_update"]["values"] == [0.0, 0.0]
     norms = weights["filter_weights/squash/norm"]["values"]
     assert norms[-1] == pytest.approx(np.linalg.norm(kernels[-1]), rel=1e-5)
+
+
+def test_map_change_is_one_minus_the_correlation():
+    rng = np.random.default_rng(5)
+    before = rng.random((4, 6, 5)).astype(np.float32)
+    now = before.copy()
+    now[0] = 3 * before[0] + 1  # the same picture, rescaled: no change
+    now[1] = rng.random((6, 5))  # unrelated
+    now[2] = 0.5  # constant now
+    now[3] = -before[3]  # inverted
+    got = map_change(now, before).numpy()
+    expected = [1 - np.corrcoef(now[i].ravel(), before[i].ravel())[0, 1] for i in (0, 1, 3)]
+    np.testing.assert_allclose(got[[0, 1, 3]], expected, atol=1e-5)
+    assert got[0] == pytest.approx(0, abs=1e-5) and got[3] == pytest.approx(2, abs=1e-5)
+    assert got[2] == 1.0  # a constant map correlates with nothing
+    assert map_change(now[2:3], now[2:3]).numpy()[0] == 0.0  # unless it did not change
+
+
+def test_grad_cam_writes_how_much_each_map_changed(tmp_path, model, data):
+    x, y = data
+    probe = (x[:3], y[:3])
+    cams = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: cams.append(kcv.grad_cam(model, probe))
+    )
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[kcv.GradCAM(tmp_path, probe), record])
+    runs = read_runs(tmp_path)["grad_cam"]
+    for i in range(3):
+        series = runs[f"grad_cam/conv_b/image_{i}/change"]
+        assert series["steps"] == [1, 2]
+        for step, value in zip(series["steps"], series["values"]):
+            a, b = cams[step][i].ravel(), cams[step - 1][i].ravel()
+            assert value == pytest.approx(1 - np.corrcoef(a, b)[0, 1], abs=1e-4)

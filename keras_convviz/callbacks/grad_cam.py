@@ -8,6 +8,7 @@ from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_name, check_methods, check_positive_int
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.passes import compile_once, count_non_finite
+from keras_convviz.health import map_change
 from keras_convviz.methods.cam import CAM_METHODS, Cam
 
 
@@ -28,8 +29,10 @@ class GradCAM(MapCallback):
     raw maximum is written as a scalar so the strength of the evidence can be followed
     across epochs.
 
-    Tags: `<run>/<layer>/image_<i>` (images), `<run>/<layer>/image_<i>/max` and
-    `<run>/<layer>/non_finite` (scalars). The same tag in each method's run, so
+    Tags: `<run>/<layer>/image_<i>` (images), `<run>/<layer>/image_<i>/max`,
+    `<run>/<layer>/image_<i>/change` (from the second snapshot on: 1 - the correlation of
+    the map with the previous snapshot's, so a model that keeps changing its mind shows)
+    and `<run>/<layer>/non_finite` (scalars). The same tag in each method's run, so
     TensorBoard shows the methods side by side. Step = epoch.
 
     Args:
@@ -126,12 +129,16 @@ class GradCAM(MapCallback):
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
+        # Each map at the last snapshot, for its change: kept across `fit`s of the model.
+        if getattr(self, "_previous_model", None) is not model:
+            self._previous = None
+        self._previous_model = model
 
-    def _render_panels(self, images, cams, logits):
+    def _render_panels(self, images, cams, previous, logits):
         lut = _rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
         caption = self._caption(logits)
         out = []
-        for maps in cams:
+        for maps, before in zip(cams, previous):
             panels = _rendering.render_heatmap_panel(
                 images, maps, symmetric=False, lut=lut, caption=caption
             )
@@ -140,6 +147,7 @@ class GradCAM(MapCallback):
                     tf.image.convert_image_dtype(panels, tf.uint8),
                     tf.reduce_max(maps, axis=(1, 2)),
                     count_non_finite(maps),
+                    map_change(maps, before),
                 )
             )
         return out
@@ -147,13 +155,18 @@ class GradCAM(MapCallback):
     def _snapshot(self, epoch):
         result = self._result(epoch)
         maps = [result[n] for n in self._map_needs]
-        rendered = self._render(self._shared.bound.images, maps, self._logits(epoch))
+        first = self._previous is None
+        previous = maps if first else self._previous
+        rendered = self._render(self._shared.bound.images, maps, previous, self._logits(epoch))
+        self._previous = maps
         items = []
-        for need, (panels, peaks, non_finite) in zip(self._map_needs, rendered):
+        for need, (panels, peaks, non_finite, change) in zip(self._map_needs, rendered):
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, path, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))
+                if not first:  # a change is measured between snapshots
+                    items.append(Scalar(_tags.tag(run, path, i, "change"), change[i]))
         return items
