@@ -73,8 +73,18 @@ def read_runs(log_dir) -> dict:
             else:  # e.g. the model graph that keras.callbacks.TensorBoard writes
                 continue
             tags[tag] = {"kind": plugin, "steps": [e.step for e in events], "values": values}
-        runs[run] = tags
+        if tags:  # a run of text summaries only (alerts, the health table) is left out
+            runs[run] = tags
     return runs
+
+
+# Quantities measured between two snapshots: written from the second snapshot on.
+BETWEEN_SNAPSHOTS = ("/relative_update", "/change")
+
+
+def steps_of(tag: str, steps: list[int]) -> list[int]:
+    """The steps a tag is written at, when its callback snapshots at `steps`."""
+    return list(steps[1:]) if tag.endswith(BETWEEN_SNAPSHOTS) else list(steps)
 
 
 def event_files(log_dir) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import event_files, read_runs, small_cnn
+from conftest import event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
@@ -77,10 +77,7 @@ def check_run(tags, run, steps):
     expected = expected_tags(run)
     assert {t: v["kind"] for t, v in tags.items()} == expected
     for tag, record in tags.items():
-        # An update or a change is measured between snapshots: from the second one on.
-        between = tag.endswith(("/relative_update", "/change"))
-        expected_steps = steps[1:] if between else steps
-        assert record["steps"] == expected_steps, tag
+        assert record["steps"] == steps_of(tag, steps), tag
         if record["kind"] == "images":
             for image in record["values"]:
                 assert image.dtype == np.uint8

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import read_runs, small_cnn
+from conftest import read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz import _rendering, _tags
@@ -459,6 +459,8 @@ def expected_tags(kind, method):
     images = {tag_of(kind, method, i) for i in range(PROBE_SIZE)}
     # No non_finite scalar: it is written only once it is non-zero (a healthy run).
     scalars = {tag_of(kind, method, i, "max") for i in range(PROBE_SIZE)}
+    if kind == "cam":  # how much each map changed since the previous snapshot
+        scalars |= {tag_of(kind, method, i, "change") for i in range(PROBE_SIZE)}
     return images, scalars
 
 
@@ -487,7 +489,7 @@ def test_callback_writes_exactly_its_tags(fitted):
     images, scalars = expected_tags(kind, method)
     assert set(runs[run]) == images | scalars
     for tag, series in runs[run].items():
-        assert series["steps"] == list(range(EPOCHS)), tag
+        assert series["steps"] == steps_of(tag, list(range(EPOCHS))), tag
         assert series["kind"] == ("images" if tag in images else "scalars"), tag
         if tag in images:
             for image in series["values"]:

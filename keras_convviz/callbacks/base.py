@@ -172,6 +172,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self.freq = check_freq(freq)
         self._writers: dict[str, RunWriter] = {}
         self._encode = None
+        self._monitor = None  # set by `ConvViz` to watch for alerts
         self._failures = 0
         self._warned = False
         self._active = False
@@ -257,7 +258,9 @@ class SnapshotCallback(keras.callbacks.Callback):
                 self._prepared = True
             summaries = self._snapshot(epoch)
             if _is_chief(self.model):
-                self._write(step, summaries)
+                written = self._write(step, summaries)
+                if self._monitor is not None:  # alerts (`ConvViz(alerts=...)`)
+                    self._monitor.observe(step, epoch, written, self.model)
             self._failures = 0
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
             if self.on_error == "raise":
@@ -297,7 +300,8 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._written.add(item.tag)
         return True
 
-    def _write(self, step: int, summaries) -> None:
+    def _write(self, step: int, summaries) -> list:
+        """Write a snapshot's summaries at `step`; returns the scalars written."""
         summaries = [item for item in summaries if self._due(item)]
         if getattr(self, "grid", False):
             summaries = one_image_per_picture(summaries)
@@ -335,6 +339,7 @@ class SnapshotCallback(keras.callbacks.Callback):
             # Flushed at every snapshot so a run killed later keeps what was written.
             shared.writer.flush()
             shared.next_step = max(shared.next_step, step + 1)
+        return [item for item in summaries if isinstance(item, Scalar)]
 
 
 _PER_IMAGE = re.compile(r"^(.*)/image_\d+$")

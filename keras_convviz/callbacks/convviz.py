@@ -7,7 +7,8 @@ import inspect
 
 import keras
 
-from keras_convviz._args import check_freq
+from keras_convviz._args import check_freq, check_log_dir
+from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
@@ -72,6 +73,18 @@ class ConvViz(keras.callbacks.Callback):
             the class indices.
         grid: bool. One picture per layer and kind with every probe image in it, instead
             of one card per probe image: for large probes. Defaults to `False`.
+        alerts: bool or dict. Watch the children's health numbers and say when a layer
+            goes wrong (`keras_convviz.alerts.RULES`: dead channels, NaN/Inf, exploding
+            activations, saturated activations, weight updates far too large or none on a
+            trainable layer, an empty CAM map): a Markdown text summary `alerts/<rule>` in
+            the run `alerts/` at the snapshot a rule first fires for a layer, one warning
+            in the training log, and at every snapshot a table of every layer's numbers
+            (`health/layers` in the run `health/`). A dict sets a rule's threshold or
+            switches it off (`{"dead_channels": 0.8, "stalled_updates": False}`).
+            Defaults to `True`.
+        on_alert: callable or None. Called with each `Alert` when it first fires.
+        stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
+            as `EarlyStopping` does. Defaults to `()`.
         faithfulness: bool or dict. Deletion and insertion scores of the Grad-CAM,
             occlusion and saliency maps beside a random and an edge map (see `GradCAM`);
             the floors are scored once for all of them. Defaults to `False`.
@@ -107,6 +120,9 @@ class ConvViz(keras.callbacks.Callback):
         class_names=None,
         grid: bool = False,
         faithfulness=False,
+        alerts=True,
+        on_alert=None,
+        stop_on=(),
         feature_maps=True,
         filter_weights=True,
         grad_cam=True,
@@ -164,11 +180,21 @@ class ConvViz(keras.callbacks.Callback):
                 isinstance(grad_cam, dict) and "layer_name" in grad_cam
             ):
                 child._layer_argument = "cam_layer"
+        rules = rules_from(alerts)
+        self.monitor = None
+        if rules:
+            self.monitor = Monitor(
+                check_log_dir(log_dir), rules, on_alert, check_stop_on(stop_on, rules)
+            )
+            for child in self.callbacks:
+                child._monitor = self.monitor
         _install_hooks(self)
 
     def _forward(self, hook: str, *args, **kwargs):
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
+        if hook == "on_epoch_end" and self.monitor is not None:
+            self.monitor.end_snapshot()
 
     def set_model(self, model):
         super().set_model(model)

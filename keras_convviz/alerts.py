@@ -1,0 +1,418 @@
+"""Alerts: rules over the health numbers that say which layer went wrong, how, since when,
+and which picture shows it.
+
+A rule reads one quantity (the last part of a scalar's tag, e.g. `dead_fraction`) of every
+subject that writes it (the tag without the quantity and the probe image: e.g.
+`feature_maps/conv3`) and fires when its test holds. A `Monitor` watches the scalars the
+callbacks of a `ConvViz` write at each snapshot. On a rule's first firing for a subject it
+writes a Markdown text summary under `alerts/<rule>` in the run `alerts/`, warns once in
+the training log, calls the user's `on_alert(alert)` and, when the rule is in `stop_on`,
+stops training the way `EarlyStopping` does. At every snapshot it also writes one Markdown
+table of every watched layer's numbers, with a mark where a rule fired (`health/layers`).
+A healthy run writes nothing under `alerts/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+ALERTS_RUN = "alerts"
+HEALTH_RUN = "health"
+HEALTH_TABLE = "health/layers"
+
+
+class ConvVizAlert(UserWarning):
+    """The warning an alert gives in the training log (once per rule and layer)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A test of one quantity.
+
+    Attributes:
+        name: the rule's name, also its tag `alerts/<name>`.
+        title: what went wrong, in a few words.
+        quantity: the scalar it reads (the last part of the tag).
+        test: `"above"` (value > threshold), `"below"` (value <= threshold), `"growth"`
+            (value / the previous snapshot's value >= threshold) or `"all_zero"` (every
+            probe image's value <= threshold).
+        threshold: the threshold (an argument of `ConvViz(alerts={name: threshold})`).
+        meaning: what it usually means.
+        advice: what to try.
+        runs: the runs whose scalars it reads (empty: any).
+        trainable_only: fires only on layers meant to train.
+    """
+
+    name: str
+    title: str
+    quantity: str
+    test: str
+    threshold: float
+    meaning: str
+    advice: str
+    runs: tuple[str, ...] = ()
+    trainable_only: bool = False
+
+    def condition(self) -> str:
+        return {
+            "above": f"> {self.threshold:g}",
+            "below": f"<= {self.threshold:g}",
+            "growth": f"grew {self.threshold:g}x or more since the previous snapshot",
+            "all_zero": f"<= {self.threshold:g} on every probe image",
+        }[self.test]
+
+
+RULES: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (
+        Rule(
+            "dead_channels",
+            "Most channels are dead",
+            "dead_fraction",
+            "above",
+            0.5,
+            "these channels output 0 for every probe image: their ReLUs stopped firing, "
+            "often after a too large learning rate or a large negative bias, and they no "
+            "longer learn",
+            "lower the learning rate; use LeakyReLU/GELU or batch normalisation before the "
+            "activation; check the initialisation",
+            runs=("feature_maps",),
+        ),
+        Rule(
+            "non_finite",
+            "NaN or Inf values",
+            "non_finite",
+            "above",
+            0.0,
+            "the model diverged or a layer overflowed (mixed precision without loss scaling, "
+            "a log or division of 0, exploding gradients)",
+            "lower the learning rate; clip gradients (`clipnorm`); check the data for NaN; "
+            "with mixed precision keep the loss scaling",
+        ),
+        Rule(
+            "exploding_activations",
+            "Activations grow by orders of magnitude",
+            "max_activation",
+            "growth",
+            100.0,
+            "the layer's outputs are blowing up between snapshots: training is becoming "
+            "unstable and will soon overflow",
+            "lower the learning rate; add normalisation; clip gradients",
+            runs=("feature_maps",),
+        ),
+        Rule(
+            "saturated_activations",
+            "Bounded activations are saturated",
+            "saturated_fraction",
+            "above",
+            0.5,
+            "most sigmoid/tanh outputs sit at their bounds, where their gradient is about "
+            "0: the layer learns slowly or not at all",
+            "normalise the inputs of the layer (batch normalisation); use ReLU-like "
+            "activations; lower the initial weights",
+            runs=("feature_maps",),
+        ),
+        Rule(
+            "large_updates",
+            "Weight updates far too large",
+            "relative_update",
+            "above",
+            1.0,
+            "the kernel changed by more than its own size since the previous snapshot: the "
+            "learning rate is far too high for this layer",
+            "lower the learning rate (or use warm-up); clip gradients",
+            runs=("filter_weights",),
+        ),
+        Rule(
+            "stalled_updates",
+            "A trainable layer does not move",
+            "relative_update",
+            "below",
+            0.0,
+            "the kernel did not change at all since the previous snapshot although the "
+            "layer is trainable: its gradient is zero (dead layer, disconnected) or the "
+            "learning rate is 0",
+            "check the learning rate and that the layer is used; look at its feature maps "
+            "for dead channels",
+            runs=("filter_weights",),
+            trainable_only=True,
+        ),
+        Rule(
+            "empty_explanation",
+            "The CAM map is empty",
+            "max",
+            "all_zero",
+            0.0,
+            "no position of the layer has positive evidence for the target class on any "
+            "probe image: the layer carries no class information the head uses, or the "
+            "model ignores the image",
+            "explain another layer; check the head and the labels; look at the feature maps",
+            runs=(
+                "grad_cam",
+                "grad_cam_plus_plus",
+                "layer_cam",
+                "hires_cam",
+                "eigen_cam",
+                "score_cam",
+            ),
+        ),
+    )
+}
+
+_IMAGE = re.compile(r"^image_\d+$")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One rule firing for one subject.
+
+    Attributes:
+        rule: the rule's name.
+        title: what went wrong.
+        subject: the run and layer (e.g. `feature_maps/conv3`).
+        layer: the layer's path, or `""` when the subject is not a layer.
+        quantity: the quantity read.
+        value: its value.
+        threshold: the rule's threshold.
+        condition: the test, in words.
+        step: the TensorBoard step it fired at; epoch: the epoch (1-based, as Keras
+            prints it).
+        evidence: the tag that shows it.
+        meaning: what it usually means.
+        advice: what to try.
+    """
+
+    rule: str
+    title: str
+    subject: str
+    layer: str
+    quantity: str
+    value: float
+    threshold: float
+    condition: str
+    step: int
+    epoch: int
+    evidence: str
+    meaning: str
+    advice: str
+
+    def markdown(self) -> str:
+        where = f"layer `{self.layer}`" if self.layer else f"`{self.subject}`"
+        return (
+            f"**{self.title}** in {where} since epoch {self.epoch} (step {self.step}).\n\n"
+            f"- `{self.quantity}` = {self.value:.4g} ({self.condition})\n"
+            f"- usually means: {self.meaning}\n"
+            f"- try: {self.advice}\n"
+            f"- evidence: `{self.evidence}`"
+        )
+
+
+def rules_from(alerts) -> dict[str, Rule]:
+    """The rules to watch: `True` (all, default thresholds), `False`, or a dict of
+    `{rule name: threshold, or False to switch it off}` over the defaults."""
+    if alerts is True:
+        return dict(RULES)
+    if alerts is False or alerts is None:
+        return {}
+    if not isinstance(alerts, dict) or set(alerts) - set(RULES):
+        unknown = sorted(set(alerts) - set(RULES)) if isinstance(alerts, dict) else None
+        raise ValueError(
+            "`alerts` must be True, False or a dict of {rule: threshold or False} with rules "
+            f"among {sorted(RULES)}. Received: alerts={alerts!r}"
+            + (f" (unknown: {unknown})" if unknown else "")
+        )
+    rules = dict(RULES)
+    for name, setting in alerts.items():
+        if setting is False or setting is None:
+            del rules[name]
+            continue
+        ok = isinstance(setting, (int, float, np.integer, np.floating))
+        if not ok or isinstance(setting, bool) or not np.isfinite(setting):
+            raise ValueError(
+                f"`alerts['{name}']` must be a number (the threshold) or False. "
+                f"Received: {setting!r}"
+            )
+        rules[name] = dataclasses.replace(rules[name], threshold=float(setting))
+    return rules
+
+
+def check_stop_on(stop_on, rules: dict[str, Rule]) -> tuple[str, ...]:
+    names = (stop_on,) if isinstance(stop_on, str) else tuple(stop_on or ())
+    unknown = [n for n in names if n not in RULES]
+    if unknown:
+        raise ValueError(
+            f"`stop_on` must name rules among {sorted(RULES)}. Received: stop_on={stop_on!r}"
+        )
+    off = [n for n in names if n not in rules]
+    if off:
+        raise ValueError(f"`stop_on` names rules switched off in `alerts`: {off}")
+    return names
+
+
+def split_tag(tag: str) -> tuple[str, str, str, bool]:
+    """`(run, layer, quantity, per_image)` of a scalar tag; a probe image part is dropped."""
+    parts = tag.split("/")
+    quantity = parts.pop()
+    per_image = bool(parts) and _IMAGE.match(parts[-1]) is not None
+    if per_image:
+        parts.pop()
+    return parts[0], "/".join(parts[1:]), quantity, per_image
+
+
+class Monitor:
+    """Watches the scalars of one training's callbacks and raises alerts.
+
+    Args:
+        log_dir: where the `alerts/` and `health/` runs are written.
+        rules: the rules (`rules_from`).
+        on_alert: called with each `Alert` when it first fires, or `None`.
+        stop_on: rule names that stop training when they fire.
+    """
+
+    def __init__(self, log_dir: str, rules: dict[str, Rule], on_alert=None, stop_on=()):
+        if on_alert is not None and not callable(on_alert):
+            raise TypeError(f"`on_alert` must be callable. Received: on_alert={on_alert!r}")
+        self.log_dir = log_dir
+        self.rules = rules
+        self.on_alert: Callable | None = on_alert
+        self.stop_on = stop_on
+        self.alerts: list[Alert] = []
+        self._fired: dict[tuple[str, str], Alert] = {}
+        self._previous: dict[str, float] = {}
+        self._snapshot: dict[str, dict[str, float]] = {}
+        self._step: int | None = None
+        self._writers: dict = {}
+
+    def observe(self, step: int, epoch: int, scalars, model) -> list[Alert]:
+        """Check the scalars one callback wrote at a snapshot; returns the new alerts."""
+        values: dict[tuple[str, str], dict[str, list[float]]] = {}
+        for item in scalars:
+            run, layer, quantity, per_image = split_tag(item.tag)
+            if getattr(item, "run", None) not in (None, run):
+                continue  # a floor's copy under another run's tag
+            value = float(item.value)
+            values.setdefault((run, layer), {}).setdefault(quantity, []).append(value)
+            if layer and not per_image:
+                self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
+        self._step = step
+        new = []
+        for (run, layer), quantities in values.items():
+            subject = "/".join(p for p in (run, layer) if p)
+            # The largest over the probe images, where a quantity is per image.
+            now = {quantity: max(observed) for quantity, observed in quantities.items()}
+            before = {q: self._previous.get(f"{subject}/{q}") for q in now}
+            self._previous.update({f"{subject}/{q}": v for q, v in now.items()})
+            for rule in self.rules.values():
+                if rule.quantity not in now or (rule.runs and run not in rule.runs):
+                    continue
+                if (rule.name, subject) in self._fired:
+                    continue
+                if rule.trainable_only and not _trainable(model, layer):
+                    continue
+                value = now[rule.quantity]
+                if not _fires(rule, value, before[rule.quantity]):
+                    continue
+                evidence = f"{subject}/{rule.quantity}"
+                if rule.test == "all_zero":
+                    evidence = f"{subject}/image_*/{rule.quantity}"
+                alert = Alert(
+                    rule=rule.name,
+                    title=rule.title,
+                    subject=subject,
+                    layer=layer,
+                    quantity=rule.quantity,
+                    value=value,
+                    threshold=rule.threshold,
+                    condition=rule.condition(),
+                    step=step,
+                    epoch=epoch + 1,
+                    evidence=evidence,
+                    meaning=rule.meaning,
+                    advice=rule.advice,
+                )
+                self._fired[(rule.name, subject)] = alert
+                new.append(alert)
+        for alert in new:
+            self._raise(alert, model)
+        return new
+
+    def _raise(self, alert: Alert, model) -> None:
+        self.alerts.append(alert)
+        same_step = [a for a in self.alerts if a.rule == alert.rule and a.step == alert.step]
+        self._write_text(
+            ALERTS_RUN,
+            f"alerts/{alert.rule}",
+            "\n\n---\n\n".join(a.markdown() for a in same_step),
+            alert.step,
+        )
+        where = f"layer {alert.layer!r}" if alert.layer else alert.subject
+        warnings.warn(
+            f"keras_convviz alert at epoch {alert.epoch}: {alert.title.lower()} in {where}: "
+            f"{alert.quantity} = {alert.value:.4g} ({alert.condition}). Try: {alert.advice}. "
+            f"Evidence in TensorBoard: {alert.evidence}.",
+            ConvVizAlert,
+            stacklevel=2,
+        )
+        if self.on_alert is not None:
+            self.on_alert(alert)
+        if alert.rule in self.stop_on and model is not None:
+            model.stop_training = True
+            print(f"keras_convviz: training stopped at epoch {alert.epoch}: {alert.title}.")
+
+    def end_snapshot(self) -> None:
+        """Write the table of every watched layer's numbers at this snapshot."""
+        if self._step is None or not self._snapshot:
+            return
+        firing = {}
+        for alert in self._fired.values():
+            firing.setdefault(alert.layer, []).append(alert.rule)
+        columns = sorted({q for numbers in self._snapshot.values() for q in numbers})
+        header = ["layer", *(c.replace(":", " ") for c in columns), "alerts"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for layer, numbers in self._snapshot.items():
+            cells = [f"`{layer}`"]
+            cells += [f"{numbers[c]:.3g}" if c in numbers else "" for c in columns]
+            cells.append(", ".join(f"**{r}**" for r in firing.get(layer, [])) or "ok")
+            lines.append("| " + " | ".join(cells) + " |")
+        self._write_text(HEALTH_RUN, HEALTH_TABLE, "\n".join(lines), self._step)
+        self._snapshot = {}
+        self._step = None
+
+    def _write_text(self, run: str, tag: str, markdown: str, step: int) -> None:
+        from keras_convviz.callbacks.base import RunWriter
+
+        shared = self._writers.get(run)
+        if shared is None:
+            shared = RunWriter.acquire(os.path.join(self.log_dir, run), self)
+            self._writers[run] = shared
+        with shared.writer.as_default(step=step):
+            tf.summary.text(tag, markdown)
+        shared.writer.flush()
+        shared.next_step = max(shared.next_step, step + 1)
+
+
+def _fires(rule: Rule, value: float, previous: float | None) -> bool:
+    if rule.test == "above":
+        return value > rule.threshold
+    if rule.test in ("below", "all_zero"):
+        return value <= rule.threshold
+    if rule.test == "growth":
+        return previous is not None and previous > 0 and value >= rule.threshold * previous
+    raise ValueError(rule.test)
+
+
+def _trainable(model, layer: str) -> bool:
+    from keras_convviz.core.shared import core_for
+
+    try:
+        return bool(core_for(model).graph.find(layer, "layer").layer.trainable)
+    except (ValueError, KeyError, TypeError):
+        return False

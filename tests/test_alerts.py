@@ -1,0 +1,208 @@
+"""Alerts: deliberately broken models provoke each rule, with the layer, the quantity and the
+wording asserted; a healthy run writes nothing under `alerts/`."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import keras_convviz as kcv
+from keras_convviz.alerts import RULES, ConvVizAlert
+
+
+def plain_cnn(activation="relu", seed=0):
+    """conv_a / conv_b / GAP / dense: no batch norm, so what a layer does shows."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation=activation, name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(x))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((48, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 48)
+
+
+def texts(log_dir) -> dict:
+    """{tag: {step: markdown}} of the text summaries in the `alerts` run."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(
+        str(log_dir / "alerts"), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        out[tag] = {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
+    return out
+
+
+def fit_with_alerts(model, data, log_dir, epochs=2, extra=(), **options):
+    x, y = data
+    seen = []
+    callback = kcv.ConvViz(
+        log_dir,
+        (x[:4], y[:4]),
+        occlusion=False,
+        on_alert=seen.append,
+        on_error="raise",
+        **options,
+    )
+    with pytest.warns(ConvVizAlert) as caught:
+        model.fit(x, y, epochs=epochs, verbose=0, callbacks=[*extra, callback])
+    return seen, [str(w.message) for w in caught if w.category is ConvVizAlert]
+
+
+def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data):
+    model = plain_cnn()
+    conv = model.get_layer("conv_b")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel, np.full_like(bias, -1000.0)])  # every unit below 0
+    seen, warned = fit_with_alerts(model, data, tmp_path)
+    by_rule = {(a.rule, a.layer): a for a in seen}
+    dead = by_rule[("dead_channels", "conv_b")]
+    assert dead.value == 1.0 and dead.step == 0 and dead.epoch == 1
+    assert dead.evidence == "feature_maps/conv_b/dead_fraction"
+    assert ("dead_channels", "conv_a") not in by_rule
+    empty = by_rule[("empty_explanation", "conv_b")]
+    assert empty.evidence == "grad_cam/conv_b/image_*/max"
+    # No gradient flows through the dead layer: its kernel stops moving too.
+    assert ("stalled_updates", "conv_b") in by_rule
+    written = texts(tmp_path)
+    assert {"alerts/dead_channels", "alerts/empty_explanation"} <= set(written)
+    text = written["alerts/dead_channels"][0]
+    assert "**Most channels are dead** in layer `conv_b` since epoch 1 (step 0)" in text
+    assert "`dead_fraction` = 1 (> 0.5)" in text
+    assert "evidence: `feature_maps/conv_b/dead_fraction`" in text
+    # Once per rule and layer: the second epoch does not repeat it.
+    assert list(written["alerts/dead_channels"]) == [0]
+    assert sum("most channels are dead in layer 'conv_b'" in w for w in warned) == 1
+    # The health table marks the layer at every snapshot.
+    table = read_text(tmp_path / "health", "health/layers")
+    assert sorted(table) == [0, 1]
+    row = next(line for line in table[1].splitlines() if line.startswith("| `conv_b`"))
+    assert "**dead_channels**" in row and "**empty_explanation**" in row
+    row_a = next(line for line in table[1].splitlines() if line.startswith("| `conv_a`"))
+    # conv_a is alive, but nothing reaches it through conv_b: it stalls.
+    assert row_a.endswith("| **stalled_updates** |")
+
+
+def read_text(run_dir, tag) -> dict:
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    acc.Reload()
+    return {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
+
+
+def test_nan_weights_fire_non_finite_and_can_stop_training(tmp_path, data):
+    model = plain_cnn(activation="linear")  # a ReLU may turn NaN into 0
+    x, y = data
+
+    def poison(epoch, logs):
+        if epoch == 1:
+            kernel, bias = model.get_layer("conv_a").get_weights()
+            kernel[0, 0, 0, 0] = np.nan
+            model.get_layer("conv_a").set_weights([kernel, bias])
+
+    epochs_run = []
+    extra = [
+        keras.callbacks.LambdaCallback(on_epoch_end=poison),
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs_run.append(e)),
+    ]
+    seen, warned = fit_with_alerts(
+        model, data, tmp_path, epochs=5, extra=extra, stop_on=("non_finite",)
+    )
+    non_finite = [a for a in seen if a.rule == "non_finite"]
+    assert non_finite and all(a.epoch == 2 for a in non_finite)
+    subjects = {a.subject for a in non_finite}
+    assert {"feature_maps/conv_a", "filter_weights/conv_a"} <= subjects
+    assert epochs_run == [0, 1]  # stopped after the epoch the alert fired
+    assert "NaN or Inf values" in texts(tmp_path)["alerts/non_finite"][1]
+
+
+def test_blown_up_weights_fire_exploding_activations_and_large_updates(tmp_path, data):
+    model = plain_cnn()
+
+    def blow_up(epoch, logs):
+        if epoch == 1:
+            kernel, bias = model.get_layer("conv_a").get_weights()
+            model.get_layer("conv_a").set_weights([kernel * 1000.0, bias])
+
+    seen, _ = fit_with_alerts(
+        model,
+        data,
+        tmp_path,
+        epochs=2,
+        extra=[keras.callbacks.LambdaCallback(on_epoch_end=blow_up)],
+    )
+    by_rule = {(a.rule, a.layer): a for a in seen}
+    explode = by_rule[("exploding_activations", "conv_a")]
+    assert explode.step == 1 and explode.value > 100
+    assert ("exploding_activations", "conv_b") in by_rule  # it spreads downstream
+    update = by_rule[("large_updates", "conv_a")]
+    assert update.value == pytest.approx(999, rel=0.01)
+    assert ("large_updates", "conv_b") not in by_rule
+
+
+def test_saturated_sigmoid_convs_fire_saturated_activations(tmp_path, data):
+    model = plain_cnn(activation="sigmoid")
+    kernel, bias = model.get_layer("conv_a").get_weights()
+    model.get_layer("conv_a").set_weights([kernel * 60.0, bias])
+    seen, _ = fit_with_alerts(model, data, tmp_path, epochs=1)
+    (alert,) = [a for a in seen if a.rule == "saturated_activations"]
+    assert alert.layer == "conv_a" and alert.value > 0.5
+    assert alert.evidence == "feature_maps/conv_a/saturated_fraction"
+
+
+def test_stalled_updates_fire_on_trainable_layers_only(tmp_path, data):
+    model = plain_cnn()
+    model.get_layer("conv_a").trainable = False  # frozen on purpose: no alert
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")  # nothing moves
+    seen, _ = fit_with_alerts(model, data, tmp_path, epochs=2)
+    stalled = {a.layer for a in seen if a.rule == "stalled_updates"}
+    assert stalled == {"conv_b"}
+
+
+def test_thresholds_and_switches(tmp_path, data):
+    x, y = data
+    model = plain_cnn()
+    kernel, bias = model.get_layer("conv_b").get_weights()
+    model.get_layer("conv_b").set_weights([kernel, np.full_like(bias, -1000.0)])
+    quiet = kcv.ConvViz(
+        tmp_path,
+        (x[:4], y[:4]),
+        occlusion=False,
+        alerts={"dead_channels": False, "empty_explanation": False},
+    )
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[quiet])
+    assert not (tmp_path / "alerts").exists()
+    with pytest.raises(ValueError, match=r"`alerts` must be True, False or a dict.*dead_units"):
+        kcv.ConvViz(tmp_path, x[:4], alerts={"dead_units": 0.5})
+    with pytest.raises(ValueError, match=r"`alerts\['dead_channels'\]` must be a number"):
+        kcv.ConvViz(tmp_path, x[:4], alerts={"dead_channels": "high"})
+    with pytest.raises(ValueError, match=r"`stop_on` must name rules among"):
+        kcv.ConvViz(tmp_path, x[:4], stop_on=("nan",))
+    with pytest.raises(TypeError, match=r"`on_alert` must be callable"):
+        kcv.ConvViz(tmp_path, x[:4], on_alert="print")
+
+
+def test_every_rule_has_a_test_here():
+    covered = {
+        "dead_channels",
+        "empty_explanation",
+        "non_finite",
+        "exploding_activations",
+        "large_updates",
+        "saturated_activations",
+        "stalled_updates",
+    }
+    assert covered == set(RULES)
