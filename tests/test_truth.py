@@ -9,6 +9,8 @@ line of its registry.
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -40,22 +42,22 @@ def faithfulness_logs(tmp_path_factory):
     return str(tmp_path_factory.mktemp("faithfulness"))
 
 
+ALERTS: list = []
+
+
 @pytest.fixture(scope="module")
 def trained_models(faithfulness_logs):
-    # The first model also logs the faithfulness of Grad-CAM and occlusion, at the first
-    # and the last epoch.
+    # The first model trains with ConvViz at every epoch, alerts on, and the faithfulness of
+    # Grad-CAM and occlusion: a healthy training that must raise no alert.
     probe = make_shapes(N_PROBE, seed=4242)
-    scored = [
-        cls(
-            faithfulness_logs,
-            (probe.images[:16], probe.labels[:16]),
-            freq=EPOCHS - 1,
-            faithfulness=True,
-            on_error="raise",
-        )
-        for cls in (kcv.GradCAM, kcv.OcclusionSensitivity)
-    ]
-    return train(0, scored), train(1)
+    convviz = kcv.ConvViz(
+        faithfulness_logs,
+        (probe.images[:16], probe.labels[:16]),
+        faithfulness=True,
+        on_alert=ALERTS.append,
+        on_error="raise",
+    )
+    return train(0, [convviz]), train(1)
 
 
 def hits(maps: np.ndarray, boxes: np.ndarray) -> float:
@@ -92,6 +94,13 @@ def test_grad_cam_and_occlusion_point_at_the_object(trained_models, probe):
     assert hits(occlusion, probe.boxes) >= 0.8
 
 
+def test_a_healthy_training_raises_no_alert(trained_models, faithfulness_logs):
+    assert ALERTS == []
+    assert not os.path.exists(os.path.join(faithfulness_logs, "alerts"))
+    # ... while the health table was written at every snapshot.
+    assert os.path.isdir(os.path.join(faithfulness_logs, "health"))
+
+
 def test_grad_cam_and_occlusion_beat_the_faithfulness_floors(trained_models, faithfulness_logs):
     # At the last epoch, on 16 validation-like images: deleting the pixels the map ranks
     # first lowers the probability faster (lower AUC), inserting them raises it faster
@@ -103,7 +112,7 @@ def test_grad_cam_and_occlusion_beat_the_faithfulness_floors(trained_models, fai
         run = prefix.split("/")[0]
         for curve in ("deletion", "insertion"):
             tag = f"{prefix}/{curve}"
-            assert runs[run][tag]["steps"] == [0, EPOCHS - 1]
+            assert runs[run][tag]["steps"] == list(range(EPOCHS))
             scores = {
                 where: runs[where][tag]["values"][-1]
                 for where in (run, "floor_random", "floor_edge")
