@@ -10,6 +10,7 @@ from keras_convviz.callbacks.convviz import ConvViz
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
+from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
 from keras_convviz.explain import (
@@ -31,6 +32,7 @@ __all__ = [
     "FeatureMaps",
     "FilterWeights",
     "GradCAM",
+    "ModelHealth",
     "OcclusionSensitivity",
     "Saliency",
     "faithfulness",

@@ -28,6 +28,8 @@ FILTER_WEIGHTS = "filter_weights"
 OCCLUSION = "occlusion_sensitivity"
 NON_FINITE = "non_finite"
 ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
+HEALTH = "health"  # the model's numbers on the probe, and the table of every layer's
+ALERTS = "alerts"  # what the alerts write (`keras_convviz.alerts`)
 DELETION = "deletion"
 INSERTION = "insertion"
 

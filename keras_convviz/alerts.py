@@ -24,13 +24,34 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-ALERTS_RUN = "alerts"
-HEALTH_RUN = "health"
-HEALTH_TABLE = "health/layers"
+from keras_convviz import _tags
+from keras_convviz.methods.cam import CAM_METHODS
+
+ALERTS_RUN = _tags.ALERTS
+HEALTH_RUN = _tags.HEALTH
+HEALTH_TABLE = _tags.tag(_tags.HEALTH, "layers")
 
 
 class ConvVizAlert(UserWarning):
     """The warning an alert gives in the training log (once per rule and layer)."""
+
+
+def above(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    return value > threshold
+
+
+def at_most(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    return value <= threshold
+
+
+def grew(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    return previous is not None and previous > 0 and value >= threshold * previous
+
+
+def collapsed(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Nearly every probe image gets one class, while their labels are not one class."""
+    labels = now.get("label_majority_fraction")
+    return labels is not None and value >= threshold and labels < threshold
 
 
 @dataclass(frozen=True)
@@ -40,10 +61,11 @@ class Rule:
     Attributes:
         name: the rule's name, also its tag `alerts/<name>`.
         title: what went wrong, in a few words.
-        quantity: the scalar it reads (the last part of the tag).
-        test: `"above"` (value > threshold), `"below"` (value <= threshold), `"growth"`
-            (value / the previous snapshot's value >= threshold) or `"all_zero"` (every
-            probe image's value <= threshold).
+        quantity: the scalar it reads (the last part of the tag; the largest over the
+            probe images where it is per image).
+        test: `test(value, previous value or None, threshold, every quantity of the
+            subject now) -> bool`.
+        condition: the test in words, `{t}` standing for the threshold.
         threshold: the threshold (an argument of `ConvViz(alerts={name: threshold})`).
         meaning: what it usually means.
         advice: what to try.
@@ -54,20 +76,16 @@ class Rule:
     name: str
     title: str
     quantity: str
-    test: str
+    test: Callable[[float, float | None, float, dict], bool]
+    condition: str
     threshold: float
     meaning: str
     advice: str
     runs: tuple[str, ...] = ()
     trainable_only: bool = False
 
-    def condition(self) -> str:
-        return {
-            "above": f"> {self.threshold:g}",
-            "below": f"<= {self.threshold:g}",
-            "growth": f"grew {self.threshold:g}x or more since the previous snapshot",
-            "all_zero": f"<= {self.threshold:g} on every probe image",
-        }[self.test]
+    def describe(self) -> str:
+        return self.condition.format(t=f"{self.threshold:g}")
 
 
 RULES: dict[str, Rule] = {
@@ -77,7 +95,8 @@ RULES: dict[str, Rule] = {
             "dead_channels",
             "Most channels are dead",
             "dead_fraction",
-            "above",
+            above,
+            "> {t}",
             0.5,
             "these channels output 0 for every probe image: their ReLUs stopped firing, "
             "often after a too large learning rate or a large negative bias, and they no "
@@ -90,7 +109,8 @@ RULES: dict[str, Rule] = {
             "non_finite",
             "NaN or Inf values",
             "non_finite",
-            "above",
+            above,
+            "> {t}",
             0.0,
             "the model diverged or a layer overflowed (mixed precision without loss scaling, "
             "a log or division of 0, exploding gradients)",
@@ -101,7 +121,8 @@ RULES: dict[str, Rule] = {
             "exploding_activations",
             "Activations grow by orders of magnitude",
             "max_activation",
-            "growth",
+            grew,
+            "grew {t}x or more since the previous snapshot",
             100.0,
             "the layer's outputs are blowing up between snapshots: training is becoming "
             "unstable and will soon overflow",
@@ -112,7 +133,8 @@ RULES: dict[str, Rule] = {
             "saturated_activations",
             "Bounded activations are saturated",
             "saturated_fraction",
-            "above",
+            above,
+            "> {t}",
             0.5,
             "most sigmoid/tanh outputs sit at their bounds, where their gradient is about "
             "0: the layer learns slowly or not at all",
@@ -124,7 +146,8 @@ RULES: dict[str, Rule] = {
             "large_updates",
             "Weight updates far too large",
             "relative_update",
-            "above",
+            above,
+            "> {t}",
             1.0,
             "the kernel changed by more than its own size since the previous snapshot: the "
             "learning rate is far too high for this layer",
@@ -135,7 +158,8 @@ RULES: dict[str, Rule] = {
             "stalled_updates",
             "A trainable layer does not move",
             "relative_update",
-            "below",
+            at_most,
+            "<= {t}",
             0.0,
             "the kernel did not change at all since the previous snapshot although the "
             "layer is trainable: its gradient is zero (dead layer, disconnected) or the "
@@ -149,20 +173,41 @@ RULES: dict[str, Rule] = {
             "empty_explanation",
             "The CAM map is empty",
             "max",
-            "all_zero",
+            at_most,
+            "<= {t} on every probe image",
             0.0,
             "no position of the layer has positive evidence for the target class on any "
             "probe image: the layer carries no class information the head uses, or the "
             "model ignores the image",
             "explain another layer; check the head and the labels; look at the feature maps",
-            runs=(
-                "grad_cam",
-                "grad_cam_plus_plus",
-                "layer_cam",
-                "hires_cam",
-                "eigen_cam",
-                "score_cam",
-            ),
+            runs=tuple(method.run for method in CAM_METHODS.values()),
+        ),
+        Rule(
+            "vanishing_gradients",
+            "Vanishing gradients",
+            "gradient_ratio",
+            at_most,
+            "<= {t}: the loss gradient reaching this layer's kernel is that fraction of the "
+            "largest gradient of a later layer",
+            1e-3,
+            "the loss barely reaches this layer: it learns orders of magnitude slower than "
+            "the layers after it (saturated or dead units between, a too deep plain stack)",
+            "use ReLU-like activations and batch normalisation; add skip connections; check "
+            "the later layers for dead or saturated units",
+            runs=(_tags.HEALTH,),
+        ),
+        Rule(
+            "collapsed_model",
+            "The model predicts one class for everything",
+            "majority_fraction",
+            collapsed,
+            ">= {t} of the probe images get the same class while their labels differ",
+            1.0,
+            "the classifier collapsed onto one class: a too large learning rate, dead "
+            "features, a broken label pipeline or extreme class imbalance",
+            "lower the learning rate; check the labels and the class balance; look at the "
+            "feature maps and the alerts of the layers",
+            runs=(_tags.HEALTH,),
         ),
     )
 }
@@ -205,7 +250,7 @@ class Alert:
     advice: str
 
     def markdown(self) -> str:
-        where = f"layer `{self.layer}`" if self.layer else f"`{self.subject}`"
+        where = f"layer `{self.layer}`" if self.layer else f"the probe's `{self.subject}`"
         return (
             f"**{self.title}** in {where} since epoch {self.epoch} (step {self.step}).\n\n"
             f"- `{self.quantity}` = {self.value:.4g} ({self.condition})\n"
@@ -294,13 +339,16 @@ class Monitor:
     def observe(self, step: int, epoch: int, scalars, model) -> list[Alert]:
         """Check the scalars one callback wrote at a snapshot; returns the new alerts."""
         values: dict[tuple[str, str], dict[str, list[float]]] = {}
+        per_image: dict[tuple[str, str], set] = {}
         for item in scalars:
-            run, layer, quantity, per_image = split_tag(item.tag)
+            run, layer, quantity, of_image = split_tag(item.tag)
             if getattr(item, "run", None) not in (None, run):
                 continue  # a floor's copy under another run's tag
             value = float(item.value)
             values.setdefault((run, layer), {}).setdefault(quantity, []).append(value)
-            if layer and not per_image:
+            if of_image:
+                per_image.setdefault((run, layer), set()).add(quantity)
+            elif layer:
                 self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
         self._step = step
         new = []
@@ -318,10 +366,10 @@ class Monitor:
                 if rule.trainable_only and not _trainable(model, layer):
                     continue
                 value = now[rule.quantity]
-                if not _fires(rule, value, before[rule.quantity]):
+                if not rule.test(value, before[rule.quantity], rule.threshold, now):
                     continue
                 evidence = f"{subject}/{rule.quantity}"
-                if rule.test == "all_zero":
+                if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
                 alert = Alert(
                     rule=rule.name,
@@ -331,7 +379,7 @@ class Monitor:
                     quantity=rule.quantity,
                     value=value,
                     threshold=rule.threshold,
-                    condition=rule.condition(),
+                    condition=rule.describe(),
                     step=step,
                     epoch=epoch + 1,
                     evidence=evidence,
@@ -353,7 +401,7 @@ class Monitor:
             "\n\n---\n\n".join(a.markdown() for a in same_step),
             alert.step,
         )
-        where = f"layer {alert.layer!r}" if alert.layer else alert.subject
+        where = f"layer {alert.layer!r}" if alert.layer else f"the probe's {alert.subject}"
         warnings.warn(
             f"keras_convviz alert at epoch {alert.epoch}: {alert.title.lower()} in {where}: "
             f"{alert.quantity} = {alert.value:.4g} ({alert.condition}). Try: {alert.advice}. "
@@ -397,16 +445,6 @@ class Monitor:
             tf.summary.text(tag, markdown)
         shared.writer.flush()
         shared.next_step = max(shared.next_step, step + 1)
-
-
-def _fires(rule: Rule, value: float, previous: float | None) -> bool:
-    if rule.test == "above":
-        return value > rule.threshold
-    if rule.test in ("below", "all_zero"):
-        return value <= rule.threshold
-    if rule.test == "growth":
-        return previous is not None and previous > 0 and value >= rule.threshold * previous
-    raise ValueError(rule.test)
 
 
 def _trainable(model, layer: str) -> bool:

@@ -9,7 +9,12 @@ which is also the last part of its TensorBoard tag (`feature_maps/<layer>/<name>
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import tensorflow as tf
+
+from keras_convviz.core.graph import LayerRef
+from keras_convviz.core.needs import Const, Need
 
 # Output ranges of bounded activations, `(low, high)`; `low=None` where the low end is not
 # saturation but a dead unit (relu6's 0, counted by `dead_fraction`).
@@ -106,3 +111,36 @@ def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
     equal = tf.reduce_all(tf.equal(maps, previous), axis=(1, 2))
     undefined = tf.where(equal, 0.0, 1.0)
     return tf.where(scale > 0, 1.0 - correlation, undefined)
+
+
+@dataclass(frozen=True)
+class LossGradients(Need):
+    """The model's compiled loss on the probe and the norm of its gradient with respect to
+    each layer's kernel: `(1 + layers,)` float32, from the pass's own forward.
+
+    Attributes:
+        refs: the layers.
+        labels: the probe's labels as the loss expects them (a batched `Const`).
+    """
+
+    refs: tuple[LayerRef, ...]
+    labels: Const
+
+    def loss_gradients(self):
+        return ((self.labels, self.refs),)
+
+    def compute(self, ctx):
+        loss, gradients = ctx.loss_gradient(self.labels)
+        norms = [tf.norm(gradients[ref.path]) for ref in self.refs]
+        return tf.stack([loss, *norms])
+
+
+def gradient_ratios(norms: tf.Tensor) -> tf.Tensor:
+    """Each layer's gradient norm over the largest of the layers after it, `(layers - 1,)`
+    (graph order): orders of magnitude below 1 on early layers is a vanishing gradient.
+    Where no later layer has a gradient at all there is nothing to compare: 1."""
+    count = int(norms.shape[0])
+    if count < 2:
+        return norms[:0]
+    later = tf.stack([tf.reduce_max(norms[i + 1 :]) for i in range(count - 1)])
+    return tf.where(later > 0, tf.math.divide_no_nan(norms[:-1], later), 1.0)

@@ -181,7 +181,13 @@ def test_thresholds_and_switches(tmp_path, data):
         tmp_path,
         (x[:4], y[:4]),
         occlusion=False,
-        alerts={"dead_channels": False, "empty_explanation": False},
+        # The dead layer also stalls the layers below it and collapses the classifier.
+        alerts={
+            "dead_channels": 1.5,  # a fraction never above 1.5: never fires
+            "empty_explanation": False,
+            "stalled_updates": False,
+            "collapsed_model": False,
+        },
     )
     model.fit(x, y, epochs=1, verbose=0, callbacks=[quiet])
     assert not (tmp_path / "alerts").exists()
@@ -204,5 +210,49 @@ def test_every_rule_has_a_test_here():
         "large_updates",
         "saturated_activations",
         "stalled_updates",
+        "collapsed_model",
+        "vanishing_gradients",
     }
     assert covered == set(RULES)
+
+
+def test_a_collapsed_classifier_fires_collapsed_model(tmp_path, data):
+    model = plain_cnn()
+    kernel, _ = model.get_layer("head").get_weights()
+    model.get_layer("head").set_weights([kernel * 0, np.array([50.0, 0.0, 0.0], np.float32)])
+    seen, warned = fit_with_alerts(model, data, tmp_path, epochs=1)
+    (alert,) = [a for a in seen if a.rule == "collapsed_model"]
+    assert alert.subject == "health" and alert.layer == "" and alert.value == 1.0
+    assert alert.evidence == "health/majority_fraction"
+    assert (
+        "**The model predicts one class for everything** in the probe's `health`"
+        in (texts(tmp_path)["alerts/collapsed_model"][0])
+    )
+    assert any("predicts one class for everything in the probe's health" in w for w in warned)
+
+
+def test_one_labelled_class_is_not_a_collapse(tmp_path, data):
+    x, _ = data
+    model = plain_cnn()
+    kernel, _ = model.get_layer("head").get_weights()
+    model.get_layer("head").set_weights([kernel * 0, np.array([50.0, 0.0, 0.0], np.float32)])
+    seen = []
+    callback = kcv.ConvViz(tmp_path, (x[:4], np.zeros(4, np.int32)), on_alert=seen.append)
+    model.fit(x, np.zeros(len(x), np.int32), epochs=1, verbose=0, callbacks=[callback])
+    assert [a for a in seen if a.rule == "collapsed_model"] == []
+
+
+def test_a_layer_the_loss_barely_reaches_fires_vanishing_gradients(tmp_path, data):
+    model = plain_cnn()
+    conv = model.get_layer("conv_b")
+    kernel, bias = conv.get_weights()
+    # Everything conv_a learns passes through conv_b's kernel: its gradient shrinks 1e5-fold
+    # (conv_b frozen, so training cannot undo it).
+    conv.set_weights([kernel * 1e-5, bias + 0.1])
+    conv.trainable = False
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    seen, _ = fit_with_alerts(model, data, tmp_path, epochs=1)
+    (alert,) = [a for a in seen if a.rule == "vanishing_gradients"]
+    assert alert.layer == "conv_a" and alert.subject == "health/conv_a"
+    assert alert.value < 1e-3
+    assert alert.evidence == "health/conv_a/gradient_ratio"

@@ -37,8 +37,8 @@ def test_convviz_children_take_their_own_arguments(tmp_path, data):
         saliency={"method": "gradient"},
     )
     names = [type(c).__name__ for c in callback.callbacks]
-    assert names == ["FilterWeights", "GradCAM", "OcclusionSensitivity", "Saliency"]
-    weights, cam, occlusion, saliency = callback.callbacks
+    assert names == ["FilterWeights", "GradCAM", "OcclusionSensitivity", "Saliency", "ModelHealth"]
+    weights, cam, occlusion, saliency, _ = callback.callbacks
     assert (weights.max_filters, weights.max_inputs) == (4, 2)
     assert cam.methods == ("gradcam", "layercam") and cam.layer_name == "conv_a"
     assert (occlusion.patch_size, occlusion.stride, occlusion.batch_size) == ((8, 8), (4, 4), 7)
@@ -50,6 +50,7 @@ def test_convviz_children_take_their_own_arguments(tmp_path, data):
         "filter_weights",
         "grad_cam",
         "gradient",
+        "health",
         "layer_cam",
         "occlusion_sensitivity",
     ]

@@ -30,7 +30,7 @@ from keras_convviz.callbacks.base import _is_chief
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
-RUNS = {"feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"}
+RUNS = {"feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"}
 INPUT_SHAPE = (16, 16, 3)
 EPOCHS = 2
 GLOBAL_BATCH = 8

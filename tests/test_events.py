@@ -31,6 +31,7 @@ def expected_tags(run):
         "filter_weights": [f"filter_weights/{layer}" for layer in LAYERS],
         "grad_cam": [f"grad_cam/conv_b/image_{i}" for i in range(N_PROBE)],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}" for i in range(N_PROBE)],
+        "health": [],
     }[run]
     scalars = {
         "feature_maps": [
@@ -47,6 +48,13 @@ def expected_tags(run):
             f"grad_cam/conv_b/image_{i}/{s}" for i in range(N_PROBE) for s in ("max", "change")
         ],
         "occlusion_sensitivity": [f"occlusion_sensitivity/image_{i}/max" for i in range(N_PROBE)],
+        "health": [
+            *(
+                f"health/{s}"
+                for s in ("accuracy", "confidence", "majority_fraction", "label_majority_fraction")
+            ),
+            *(f"health/image_{i}/probability" for i in range(N_PROBE)),
+        ],
     }[run]
     return {t: "images" for t in images} | {t: "scalars" for t in scalars}
 
@@ -105,14 +113,20 @@ def test_each_callback_writes_exact_tags(tmp_path, model, data, make):
     check_run(runs[callback.run_name], callback.run_name, steps=[0, 1, 2])
 
 
-def test_convviz_writes_all_four_runs(tmp_path, model, data):
+def test_convviz_writes_all_its_runs(tmp_path, model, data):
     fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)])
     runs = read_runs(tmp_path)
-    assert sorted(runs) == ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+    assert sorted(runs) == [
+        "feature_maps",
+        "filter_weights",
+        "grad_cam",
+        "health",
+        "occlusion_sensitivity",
+    ]
     for run, tags in runs.items():
         check_run(tags, run, steps=[0, 1, 2])
     # One event file per run: TensorBoard's fast loader serves every image only then.
-    assert len(event_files(tmp_path)) == 4
+    assert len(event_files(tmp_path)) == 5
 
 
 def test_freq_writes_every_nth_epoch(tmp_path, model, data):
@@ -198,7 +212,13 @@ def test_sequential_model_with_input(tmp_path, data):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)], epochs=2)
     runs = read_runs(tmp_path)
-    assert sorted(runs) == ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+    assert sorted(runs) == [
+        "feature_maps",
+        "filter_weights",
+        "grad_cam",
+        "health",
+        "occlusion_sensitivity",
+    ]
     for run, tags in runs.items():
         check_run(tags, run, steps=[0, 1])
 
@@ -215,7 +235,7 @@ def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data
                 continue  # non_finite, written only once non-zero: never on this healthy run
             value = item.data[0] if isinstance(item, Image) else item.value
             written[(self.run_name, item.tag, epoch)] = np.asarray(value)
-        write(self, epoch, summaries)
+        return write(self, epoch, summaries)
 
     monkeypatch.setattr(SnapshotCallback, "_write", record)
     model = small_cnn()
@@ -236,5 +256,6 @@ def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data
             np.testing.assert_array_equal(read_back[key], value, err_msg=str(key))
         else:
             assert read_back[key] == np.float32(value), key
-    # One encoder per callback, traced once over 7 snapshots and two fits.
-    assert [cb._encode.experimental_get_tracing_count() for cb in callback.callbacks] == [1] * 4
+    # One encoder per callback that writes images, traced once over 7 snapshots and two fits.
+    encoders = [cb._encode for cb in callback.callbacks if not isinstance(cb, kcv.ModelHealth)]
+    assert [encode.experimental_get_tracing_count() for encode in encoders] == [1] * 4

@@ -122,7 +122,13 @@ def test_a_killed_run_keeps_every_snapshot_written(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     runs = read_runs(log_dir)
-    assert sorted(runs) == ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+    assert sorted(runs) == [
+        "feature_maps",
+        "filter_weights",
+        "grad_cam",
+        "health",
+        "occlusion_sensitivity",
+    ]
     for tags in runs.values():
         for tag, record in tags.items():
             assert record["steps"] == steps_of(tag, [0, 1, 2]), tag

@@ -163,3 +163,73 @@ def test_grad_cam_writes_how_much_each_map_changed(tmp_path, model, data):
         for step, value in zip(series["steps"], series["values"]):
             a, b = cams[step][i].ravel(), cams[step - 1][i].ravel()
             assert value == pytest.approx(1 - np.corrcoef(a, b)[0, 1], abs=1e-4)
+
+
+def test_model_health_numbers(tmp_path):
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(7)
+    x = rng.random((6, 8, 8, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 0, 1])
+    model.fit(x, labels, epochs=1, verbose=0, callbacks=[kcv.ModelHealth(tmp_path, (x, labels))])
+    runs = read_runs(tmp_path)["health"]
+    p = model.predict(x, verbose=0)
+    predicted = p.argmax(1)
+    last = {tag: series["values"][-1] for tag, series in runs.items()}
+    assert last["health/accuracy"] == pytest.approx(np.mean(predicted == labels))
+    assert last["health/confidence"] == pytest.approx(p.max(1).mean(), rel=1e-5)
+    majority = np.bincount(predicted).max() / 6
+    assert last["health/majority_fraction"] == pytest.approx(majority)
+    assert last["health/label_majority_fraction"] == pytest.approx(3 / 6)
+    for i in range(6):
+        assert last[f"health/image_{i}/probability"] == pytest.approx(p[i, labels[i]], rel=1e-5)
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_loss_and_its_gradient_norms_on_the_probe(tmp_path, one_hot):
+    import tensorflow as tf
+
+    model = health_model()
+    loss_name = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
+    model.compile("adam", loss_name)  # the loss as the user compiled it, labels as given
+    rng = np.random.default_rng(8)
+    x = rng.random((16, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    labels = np.eye(3, dtype=np.float32)[y] if one_hot else y
+    probe = (x[:5], labels[:5])
+    model.fit(x, labels, epochs=1, verbose=0, callbacks=[kcv.ModelHealth(tmp_path, probe)])
+    runs = read_runs(tmp_path)["health"]
+    last = {tag: series["values"][-1] for tag, series in runs.items()}
+
+    loss_fn = keras.losses.get(loss_name)
+    kernels = [model.get_layer(n).kernel for n in ("squash", "frozen")]
+    with tf.GradientTape() as tape:
+        tape.watch([k.value for k in kernels])  # the frozen one too
+        loss = tf.reduce_mean(loss_fn(probe[1], model(probe[0], training=False)))
+    grads = tape.gradient(loss, [k.value for k in kernels])
+    assert last["health/loss"] == pytest.approx(float(loss), rel=1e-5)
+    norms = [float(tf.norm(g)) for g in grads]
+    assert last["health/squash/gradient_norm"] == pytest.approx(norms[0], rel=1e-4)
+    assert last["health/frozen/gradient_norm"] == pytest.approx(norms[1], rel=1e-4)
+    assert last["health/squash/gradient_ratio"] == pytest.approx(norms[0] / norms[1], rel=1e-4)
+    assert "health/frozen/gradient_ratio" not in last  # the last layer has no later one
+
+
+def test_no_loss_numbers_without_labels_or_with_a_custom_compute_loss(tmp_path):
+    class Custom(keras.Model):
+        def compute_loss(self, *args, **kwargs):  # might update its own trackers
+            return super().compute_loss(*args, **kwargs)
+
+    base = health_model()
+    custom = Custom(base.inputs, base.outputs)
+    custom.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(9).random((8, 12, 12, 3)).astype(np.float32)
+    y = np.arange(8) % 3
+    for model, probe, where in ((base, x[:4], "nolabels"), (custom, (x[:4], y[:4]), "custom")):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ModelHealth(tmp_path / where, probe)])
+        tags = read_runs(tmp_path / where)["health"]
+        assert "health/loss" not in tags and not any("gradient" in t for t in tags), where

@@ -11,7 +11,7 @@ import keras_convviz as kcv
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
 from keras_convviz.core.shared import core_for
 
-RUNS = ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+RUNS = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
 
 
 def fit_convviz(model, x, y, log_dir, epochs=2, **kwargs):

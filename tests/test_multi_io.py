@@ -10,7 +10,7 @@ from conftest import read_runs
 
 import keras_convviz as kcv
 
-RUNS = ["feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"]
+RUNS = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
 
 
 def image_and_meta_model(extra_image: bool = False):

@@ -12,6 +12,7 @@ from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
+from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
 from keras_convviz.core.probe import make_probe
@@ -90,6 +91,9 @@ class ConvViz(keras.callbacks.Callback):
             the floors are scored once for all of them. Defaults to `False`.
         feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
             that child out; a dict gives it arguments of its own. Defaults to `True`.
+        health: bool or dict. `ModelHealth`: accuracy, confidence and each image's target
+            probability on the probe (numbers only, from the pass's logits). Defaults to
+            `True`.
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
             noisy copies of each probe image with a backward pass each, so it is off unless
             asked). Defaults to `False`.
@@ -128,6 +132,7 @@ class ConvViz(keras.callbacks.Callback):
         grad_cam=True,
         occlusion=True,
         saliency=False,
+        health=True,
     ):
         super().__init__()
         freq = check_freq(freq)
@@ -169,6 +174,16 @@ class ConvViz(keras.callbacks.Callback):
                 {**on_maps, "patch_size": patch_size, "freq": occlusion_freq},
             ),
             ("saliency", saliency, Saliency, on_maps),
+            (
+                "health",
+                health,
+                ModelHealth,
+                {
+                    k: v
+                    for k, v in on_maps.items()
+                    if k not in ("class_names", "faithfulness", "grid")
+                },
+            ),
         )
         self.callbacks = [
             cls(**_arguments(argument, choice, cls, defaults))

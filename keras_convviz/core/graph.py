@@ -94,6 +94,17 @@ class Head:
             scores = tf.concat([-scores, scores], axis=-1)
         return scores
 
+    def output(self, scores: tf.Tensor) -> tf.Tensor:
+        """The output as the model computes it (its final softmax or sigmoid applied to
+        the scores), float32: what its loss is computed on."""
+        if self.binary:
+            return tf.sigmoid(scores[:, 1:])
+        if isinstance(self.layer, keras.layers.Softmax) or activation_name(self.layer) == "softmax":
+            return tf.nn.softmax(scores)
+        if activation_name(self.layer) == "sigmoid":
+            return tf.sigmoid(scores)
+        return scores
+
     def probabilities(self, scores: tf.Tensor) -> tf.Tensor:
         """What the model outputs as probabilities, from the scores `(batch, classes)`.
 
@@ -118,6 +129,17 @@ def check_backend() -> None:
 
 def _is_graph_model(model) -> bool:
     return isinstance(model, keras.Sequential) or hasattr(model, "_run_through_graph")
+
+
+def kernel_variable(layer) -> tf.Variable:
+    """The TensorFlow variable of a conv layer's kernel (a separable conv's depthwise
+    kernel), for a gradient tape."""
+    kernel = (
+        layer.depthwise_kernel
+        if isinstance(layer, keras.layers.SeparableConv2D)
+        else (layer.kernel)
+    )
+    return getattr(kernel, "value", kernel)  # a Keras variable wraps a tf.Variable
 
 
 def activation_name(layer) -> str | None:

@@ -95,6 +95,12 @@ class Need:
     def compute(self, ctx) -> tf.Tensor:
         raise NotImplementedError
 
+    def loss_gradients(self) -> tuple[tuple[Const | Slot, tuple[LayerRef, ...]], ...]:
+        """`(labels, layers)` pairs: the pass computes the model's compiled loss on the
+        probe for those labels and its gradient with respect to those layers' kernels
+        (`ctx.loss_gradient`), from the same forward pass."""
+        return ()
+
     def as_map(self, value: tf.Tensor) -> tf.Tensor:
         """The value as a `(batch, height, width)` map that ranks pixels (for faithfulness)."""
         return value

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_convviz.core.binding import Binding, Bound
-from keras_convviz.core.graph import LayerRef, ModelGraph
+from keras_convviz.core.graph import LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
 
 # Chunks in flight in the chunked loop. One holds the least memory but cannot build the
@@ -81,6 +81,7 @@ class Context:
         self._gradients: dict = {}
         self._targets: dict = {}
         self._values: dict = {}
+        self._losses: dict = {}
 
     def value(self, need) -> tf.Tensor:
         """A need's value in this pass, computed once however many needs read it."""
@@ -115,6 +116,11 @@ class Context:
     def activation(self, ref: LayerRef) -> tf.Tensor:
         """A recorded layer output as float32 `(batch, h, w, channels)`."""
         return tf.cast(self._recorded[ref.path], tf.float32)
+
+    def loss_gradient(self, labels: Slot) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The compiled loss on the probe for `labels` and its gradient with respect to
+        each requested layer's kernel, by path (float32)."""
+        return self._losses[labels]
 
     def gradient(self, ref: LayerRef | None, targets: Slot) -> tf.Tensor:
         """d(target score)/d(layer output), or d/d(images) for `ref=None`, float32."""
@@ -252,18 +258,45 @@ class Core:
         by_targets: dict[Slot, list] = {}
         for ref, slot in wanted:
             by_targets.setdefault(slot, []).append(ref)
+        by_labels: dict[Slot, dict] = {}
+        for need in needs:
+            for slot, refs in need.loss_gradients():
+                by_labels.setdefault(slot, {}).update({ref.path: ref for ref in refs})
 
-        tape = tf.GradientTape(persistent=len(by_targets) > 1) if wanted else None
+        backwards = len(by_targets) + len(by_labels)
+        tape = tf.GradientTape(persistent=backwards > 1) if backwards else None
         with tape or contextlib.nullcontext():
             if tape is not None:
                 # Watching the images makes every activation differentiable even when the
                 # layers are frozen (trainable=False), as in a fine-tuned keras.applications
                 # base, and gives the input gradient for saliency.
                 tape.watch(images)
+                for refs in by_labels.values():  # frozen kernels too
+                    tape.watch([kernel_variable(ref.layer) for ref in refs.values()])
             inputs = self._inputs(binding, images, extras)
             logits, recorded = self.graph.run(inputs, taps, binding.head)
             ctx = Context(self, binding, images, extras, consts, logits, recorded)
             totals = {slot: tf.reduce_sum(ctx.target_scores(slot)) for slot in by_targets}
+            losses = {
+                slot: tf.cast(
+                    self.graph.model.compute_loss(
+                        y=ctx.const(slot), y_pred=binding.head.output(logits), training=False
+                    ),
+                    tf.float32,
+                )
+                for slot in by_labels
+            }
+        for slot, refs in by_labels.items():
+            # The loss's own backward, to the kernels (Grad-CAM's stops at its layer).
+            kernels = [kernel_variable(ref.layer) for ref in refs.values()]
+            grads = tape.gradient(losses[slot], kernels)
+            ctx._losses[slot] = (
+                losses[slot],
+                {
+                    path: tf.zeros_like(k, tf.float32) if g is None else tf.cast(g, tf.float32)
+                    for path, k, g in zip(refs, kernels, grads)
+                },
+            )
         for slot, refs in by_targets.items():
             sources = [images if ref is None else recorded[ref.path] for ref in refs]
             # One backward per target set, for every layer (and the input) that needs it.

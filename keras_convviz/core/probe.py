@@ -26,6 +26,8 @@ class Probe:
             included; `None` for a plain image array.
         image_key: the key of the images in `inputs` (`None` for a plain image array).
         from_dataset: whether it is the first batch of a `tf.data.Dataset`.
+        targets: the labels as given (integer ids or one-hot rows), what the model's loss
+            expects, or `None`.
     """
 
     images: np.ndarray
@@ -34,6 +36,7 @@ class Probe:
     inputs: dict | None = field(default=None, compare=False)
     image_key: str | int | None = field(default=None, compare=False)
     from_dataset: bool = field(default=False, compare=False)
+    targets: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:
@@ -134,15 +137,17 @@ def make_probe(probe, image_input=None) -> Probe:
     else:
         images = _to_numpy(x, "images")
     _check_images(images, from_dataset)
+    targets = None
     if labels is not None:
-        labels = _labels_to_int(_to_numpy(labels, "labels"), images.shape[0])
+        targets = _to_numpy(labels, "labels")
+        labels = _labels_to_int(targets, images.shape[0])
     digest = hashlib.sha1()
     for name, array in sorted((inputs or {"": images}).items(), key=lambda kv: str(kv[0])):
         digest.update(str((name, array.shape, array.dtype.str)).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     if labels is not None:
         digest.update(labels.tobytes())
-    return Probe(images, labels, digest.hexdigest(), inputs, image_key, from_dataset)
+    return Probe(images, labels, digest.hexdigest(), inputs, image_key, from_dataset, targets)
 
 
 def _check_images(images: np.ndarray, from_dataset: bool = False) -> None:
