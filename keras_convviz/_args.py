@@ -288,3 +288,14 @@ def faithfulness_options(faithfulness, argument: str = "faithfulness") -> dict |
     if "sigma" in options:
         options["sigma"] = check_positive_float(options["sigma"], f"{argument}['sigma']")
     return options
+
+
+SCALES = ("image", "run")
+
+
+def check_scale(scale, argument: str = "scale") -> str:
+    """How pictures are scaled: `"image"` (each on its own) or `"run"` (fixed per map
+    across the run: a running maximum)."""
+    if scale not in SCALES:
+        raise ValueError(f"`{argument}` must be one of {SCALES}. Received: {argument}={scale!r}")
+    return scale

@@ -236,10 +236,22 @@ def normalize_symmetric(values: tf.Tensor, scale: tf.Tensor | float) -> tf.Tenso
     return tf.where(tf.math.is_finite(values), out, values)
 
 
-def _normalize_by_max(maps: tf.Tensor, axes: list[int]) -> tf.Tensor:
-    """Divides each map by its own finite maximum; max <= 0 gives all 0."""
+def map_scale(maps: tf.Tensor, symmetric: bool) -> tf.Tensor:
+    """Each `(batch, h, w)` map's own scale, `(batch,)`: its finite `max |v|` when
+    symmetric, else its finite maximum (at least 0): what the colour map's top stands for."""
+    maps = tf.cast(maps, tf.float32)
+    if symmetric:
+        return max_abs_finite(maps, axes=[1, 2])
+    top = tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=[1, 2])
+    return tf.maximum(top, 0.0)
+
+
+def _normalize_by_max(maps: tf.Tensor, axes: list[int], top: tf.Tensor | None = None) -> tf.Tensor:
+    """Divides each map by its own finite maximum (or by `top`, broadcastable); a top
+    <= 0 gives all 0."""
     finite = tf.math.is_finite(maps)
-    top = tf.reduce_max(tf.where(finite, maps, -math.inf), axis=axes, keepdims=True)
+    if top is None:
+        top = tf.reduce_max(tf.where(finite, maps, -math.inf), axis=axes, keepdims=True)
     valid = top > 0.0
     out = maps / tf.where(valid, top, 1.0)
     out = tf.where(valid, tf.clip_by_value(out, 0.0, 1.0), 0.0)
@@ -458,6 +470,7 @@ def render_feature_grid(
     max_channels: int,
     min_tile: int = 32,
     lut: tf.Tensor | None = None,
+    channel_range: tuple[tf.Tensor, tf.Tensor] | None = None,
 ) -> tf.Tensor:
     """Renders each probe image's feature maps as a grid of coloured tiles.
 
@@ -475,6 +488,9 @@ def render_feature_grid(
         max_channels: Maximum number of channels shown (Python int >= 1).
         min_tile: Minimum tile side in pixels after upsampling.
         lut: Colour map `(num_colors, 3)`; `None` means `colormap("viridis")`.
+        channel_range: `(low, high)`, each `(channels,)`: one range per channel for every
+            image (e.g. the running range over a training run, so a channel that fades is
+            seen to fade), or `None`: each tile min-max normalised on its own.
 
     Returns:
         Float32 tensor of shape `(batch, rows * h * f + rows + 1,
@@ -493,7 +509,13 @@ def render_feature_grid(
 
     x = tf.cast(activations[..., :n], tf.float32)
     x = tf.transpose(x, [0, 3, 1, 2])  # (k, n, h, w): one map per channel
-    x = normalize_per_map(x, axes=[2, 3])
+    if channel_range is None:
+        x = normalize_per_map(x, axes=[2, 3])
+    else:
+        low, high = (tf.cast(v[:n], tf.float32)[None, :, None, None] for v in channel_range)
+        span = high - low
+        scaled = tf.clip_by_value(tf.math.divide_no_nan(x - low, span), 0.0, 1.0)
+        x = tf.where(tf.math.is_finite(x), tf.where(span > 0, scaled, 0.0), x)
     if isinstance(h, int) and isinstance(w, int):
         factor = _min_factor(min(h, w), min_tile)
     else:
@@ -513,6 +535,7 @@ def render_heatmap_panel(
     alpha: float = 0.85,
     min_size: int = 160,
     caption: tf.Tensor | None = None,
+    scale: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Renders `[display image | overlay | map | colour bar]` panels, with a caption below.
 
@@ -541,6 +564,9 @@ def render_heatmap_panel(
         min_size: Minimum displayed image side in pixels.
         caption: `(batch, length)` int32 ASCII codes of a line of text written under
             each panel (see `caption_codes`), or `None`.
+        scale: `(batch,)` what the top of the colour map stands for (at least each map's
+            own `map_scale`, e.g. a running maximum over a training run, so a map that
+            fades is seen to fade), or `None`: each map's own scale.
 
     Returns:
         Float32 tensor of shape `(batch, height * f + c, 3 * width * f + 6 +
@@ -561,17 +587,16 @@ def render_heatmap_panel(
     if not (static_hw and tuple(maps.shape[1:3]) == (h, w)):
         maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
 
+    scale = (map_scale(maps, symmetric) if scale is None else tf.cast(scale, tf.float32))[
+        :, None, None
+    ]
     if symmetric:
-        scale = max_abs_finite(maps, axes=[1, 2], keepdims=True)
         norm = normalize_symmetric(maps, scale)
         strength = tf.abs(2.0 * norm - 1.0)
         low = -scale[:, 0, 0]
     else:
-        norm = _normalize_by_max(maps, axes=[1, 2])
+        norm = _normalize_by_max(maps, axes=[1, 2], top=scale)
         strength = norm
-        scale = tf.maximum(
-            tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=[1, 2]), 0.0
-        )[:, None, None]
         low = tf.zeros_like(scale[:, 0, 0])
     finite = tf.math.is_finite(maps)[..., None]
     heat = apply_colormap(norm, lut)

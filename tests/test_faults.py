@@ -146,7 +146,9 @@ def open_files() -> int:
 def test_fifty_snapshots_leak_nothing(tmp_path, data):
     x, y = data
     model = small_cnn()
-    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8, on_error="raise")
+    # Snapshots without training between them: the kernels never move, which the alerts
+    # would rightly report (stalled_updates); they are not what this test is about.
+    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8, on_error="raise", alerts=False)
     snapshot(callback, model, epochs=range(5))  # warm up: traces, writers, allocator
     rss, files = rss_bytes(), open_files()
     snapshot(callback, model, epochs=range(5, 55))
@@ -157,7 +159,7 @@ def test_fifty_snapshots_leak_nothing(tmp_path, data):
     compiled += list(core_for(model).passes.values())
     assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
     # Two fits of one instance: one event file per run, the same through both fits.
-    assert len(event_files(tmp_path)) == 4
+    assert len(event_files(tmp_path)) == 5
 
 
 def test_an_explained_model_is_freed(data):

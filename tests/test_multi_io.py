@@ -72,7 +72,7 @@ def test_multi_input_model_trains_with_convviz_and_a_dict_probe(tmp_path):
     runs = read_runs(tmp_path)
     assert sorted(runs) == RUNS
     assert "feature_maps/meta_dense/image_0" not in runs["feature_maps"]  # not a conv layer
-    for run in RUNS:
+    for run in set(RUNS) - {"health"}:  # the health run has numbers only
         images = [r for r in runs[run].values() if r["kind"] == "images"]
         assert images and all(r["steps"] == [0, 1] for r in images)
         assert all(value.std() > 0 for r in images for value in r["values"])

@@ -26,6 +26,7 @@ from keras_convviz._args import (
     check_freq,
     check_log_dir,
     check_on_error,
+    check_scale,
     faithfulness_options,
     resolve_targets,
 )
@@ -391,6 +392,9 @@ class ProbeCallback(SnapshotCallback):
         score_output: the model output that holds the class scores, by name or position.
         grid: one picture per layer and kind with every probe image in it (one below the
             other, tag `.../all_images`) instead of one card per probe image.
+        scale: `"image"`: each picture scaled on its own (best contrast); `"run"`: each
+            map's (or feature channel's) scale is the running maximum over the training
+            run, so a map that fades is seen to fade.
     """
 
     # Whether the callback reads class scores (else an ambiguous output is not an error).
@@ -405,8 +409,11 @@ class ProbeCallback(SnapshotCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        scale: str = "image",
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
+        self.scale = check_scale(scale)
+        self._running: dict = {}  # running scales by key, with `scale="run"`
         if not isinstance(grid, bool):
             raise TypeError(f"`grid` must be True or False. Received: grid={grid!r}")
         self.grid = grid
@@ -434,6 +441,18 @@ class ProbeCallback(SnapshotCallback):
 
     def _result(self, epoch: int):
         return self._shared.result(epoch)
+
+    def _running_scales(self, keys, initial) -> list | None:
+        """With `scale="run"`, the running scales so far (`initial(key)` at the first
+        snapshot); `None` with `scale="image"`. Store the updated ones with
+        `_keep_scales`."""
+        if self.scale != "run":
+            return None
+        return [self._running[k] if k in self._running else initial(k) for k in keys]
+
+    def _keep_scales(self, keys, scales) -> None:
+        if self.scale == "run":
+            self._running.update(zip(keys, scales))
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
@@ -503,8 +522,9 @@ class MapCallback(ProbeCallback):
         score_output=None,
         grid: bool = False,
         faithfulness=False,
+        scale: str = "image",
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
         check_class_index(class_index)
         self.class_index = class_index
         self.class_names = check_class_names(class_names)

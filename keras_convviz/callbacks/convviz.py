@@ -86,6 +86,8 @@ class ConvViz(keras.callbacks.Callback):
         on_alert: callable or None. Called with each `Alert` when it first fires.
         stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
             as `EarlyStopping` does. Defaults to `()`.
+        scale: `"image"` or `"run"`: how feature maps and heat maps are scaled (see
+            `FeatureMaps` and `GradCAM`). Defaults to `"image"`.
         faithfulness: bool or dict. Deletion and insertion scores of the Grad-CAM,
             occlusion and saliency maps beside a random and an edge map (see `GradCAM`);
             the floors are scored once for all of them. Defaults to `False`.
@@ -123,6 +125,7 @@ class ConvViz(keras.callbacks.Callback):
         score_output=None,
         class_names=None,
         grid: bool = False,
+        scale: str = "image",
         faithfulness=False,
         alerts=True,
         on_alert=None,
@@ -146,6 +149,7 @@ class ConvViz(keras.callbacks.Callback):
             "image_input": image_input,
             "score_output": score_output,
             "grid": grid,
+            "scale": scale,
         }
         on_maps = {
             **on_probe,
@@ -181,7 +185,7 @@ class ConvViz(keras.callbacks.Callback):
                 {
                     k: v
                     for k, v in on_maps.items()
-                    if k not in ("class_names", "faithfulness", "grid")
+                    if k not in ("class_names", "faithfulness", "grid", "scale")
                 },
             ),
         )

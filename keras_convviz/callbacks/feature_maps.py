@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
@@ -46,6 +47,10 @@ class FeatureMaps(ProbeCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        scale: `"image"` or `"run"`. `"image"`: each tile min-max scaled on its own (best
+            contrast); `"run"`: each channel's range is its running range over the probe
+            and the training run, so a channel that fades is seen to fade. Defaults to
+            `"image"`.
 
     Example:
 
@@ -69,8 +74,9 @@ class FeatureMaps(ProbeCallback):
         image_input=None,
         score_output=None,
         grid: bool = False,
+        scale: str = "image",
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid)
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
         self.layer_names = check_layer_names(layer_names)
         self.max_channels = check_positive_int(max_channels, "max_channels")
         self._needs: tuple = ()
@@ -95,24 +101,41 @@ class FeatureMaps(ProbeCallback):
     def needs(self):
         return self._needs
 
-    def _render_all(self, activations):
+    def _render_all(self, activations, ranges):
         rendered = {}
-        for need in self._needs:
+        for i, need in enumerate(self._needs):
             maps = activations[need.ref.path]
-            grids = _rendering.render_feature_grid(maps, self.max_channels)
+            channel_range = None
+            if ranges is not None:  # scale="run": the running range of each channel
+                values = tf.cast(maps, tf.float32)
+                finite = tf.math.is_finite(values)
+                low = tf.reduce_min(tf.where(finite, values, np.inf), axis=(0, 1, 2))
+                high = tf.reduce_max(tf.where(finite, values, -np.inf), axis=(0, 1, 2))
+                channel_range = (tf.minimum(ranges[i][0], low), tf.maximum(ranges[i][1], high))
+            grids = _rendering.render_feature_grid(
+                maps, self.max_channels, channel_range=channel_range
+            )
             rendered[need.ref.path] = (
                 tf.image.convert_image_dtype(grids, tf.uint8),
                 activation_health(maps, activation_name(need.ref.layer)),
                 count_non_finite(maps),
+                channel_range,
             )
         return rendered
 
     def _snapshot(self, epoch):
         result = self._result(epoch)
-        rendered = self._render({need.ref.path: result[need] for need in self._needs})
+
+        def empty_range(need):
+            channels = int(need.ref.output_shape[-1])
+            return (tf.fill([channels], np.inf), tf.fill([channels], -np.inf))
+
+        ranges = self._running_scales(self._needs, empty_range)
+        rendered = self._render({need.ref.path: result[need] for need in self._needs}, ranges)
+        self._keep_scales(self._needs, [r[3] for r in rendered.values()])
         run = self.run_name
         items = []
-        for path, (grids, health, non_finite) in rendered.items():
+        for path, (grids, health, non_finite, _) in rendered.items():
             items += [
                 Image(_tags.tag(run, path, i), grids[i : i + 1]) for i in range(self.probe.size)
             ]

@@ -62,6 +62,10 @@ class GradCAM(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        scale: `"image"` or `"run"`. `"image"`: each picture scaled on its own (best
+            contrast); `"run"`: each map's scale is its running maximum over the training
+            run (the colour bar says it), so a map that fades is seen to fade. Defaults to
+            `"image"`.
         faithfulness: bool or dict. Also score each map by deletion and insertion
             (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
             are removed, or added to a blank image; deletion lower and insertion higher is
@@ -94,6 +98,7 @@ class GradCAM(MapCallback):
         score_output=None,
         grid: bool = False,
         faithfulness=False,
+        scale: str = "image",
     ):
         super().__init__(
             log_dir,
@@ -106,6 +111,7 @@ class GradCAM(MapCallback):
             score_output,
             grid,
             faithfulness,
+            scale,
         )
         self.layer_name = check_layer_name(layer_name)
         self.methods = check_methods(method, CAM_METHODS)
@@ -134,13 +140,16 @@ class GradCAM(MapCallback):
             self._previous = None
         self._previous_model = model
 
-    def _render_panels(self, images, cams, previous, logits):
+    def _render_panels(self, images, cams, previous, scales, logits):
         lut = _rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
         caption = self._caption(logits)
         out = []
-        for maps, before in zip(cams, previous):
+        for i, (maps, before) in enumerate(zip(cams, previous)):
+            scale = None
+            if scales is not None:  # scale="run": the running maximum
+                scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=False))
             panels = _rendering.render_heatmap_panel(
-                images, maps, symmetric=False, lut=lut, caption=caption
+                images, maps, symmetric=False, lut=lut, caption=caption, scale=scale
             )
             out.append(
                 (
@@ -148,6 +157,7 @@ class GradCAM(MapCallback):
                     tf.reduce_max(maps, axis=(1, 2)),
                     count_non_finite(maps),
                     map_change(maps, before),
+                    scale,
                 )
             )
         return out
@@ -157,10 +167,14 @@ class GradCAM(MapCallback):
         maps = [result[n] for n in self._map_needs]
         first = self._previous is None
         previous = maps if first else self._previous
-        rendered = self._render(self._shared.bound.images, maps, previous, self._logits(epoch))
+        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        rendered = self._render(
+            self._shared.bound.images, maps, previous, scales, self._logits(epoch)
+        )
         self._previous = maps
+        self._keep_scales(self._map_needs, [r[4] for r in rendered])
         items = []
-        for need, (panels, peaks, non_finite, change) in zip(self._map_needs, rendered):
+        for need, (panels, peaks, non_finite, change, _) in zip(self._map_needs, rendered):
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)

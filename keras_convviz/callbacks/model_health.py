@@ -63,7 +63,7 @@ class ModelHealth(MapCallback):
     def _prepare(self, model):
         shared, _ = self._join_targets(model)
         self._labels = None if self.probe.labels is None else tf.constant(self.probe.labels)
-        self._numbers = compile_once(self._compute, autograph=False)
+        self._render = compile_once(self._compute, autograph=False)
         self._gradients = None
         if _has_plain_loss(model) and self.probe.targets is not None:
             refs = tuple(shared.core.graph.conv_layers())
@@ -89,7 +89,7 @@ class ModelHealth(MapCallback):
 
     def _snapshot(self, epoch):
         result = self._result(epoch)
-        numbers = self._numbers(self._logits(epoch))
+        numbers = self._render(self._logits(epoch))
         run = self.run_name
         items = [
             Scalar(_tags.tag(run, name), value)

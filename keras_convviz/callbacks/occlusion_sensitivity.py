@@ -60,6 +60,10 @@ class OcclusionSensitivity(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        scale: `"image"` or `"run"`. `"image"`: each picture scaled on its own (best
+            contrast); `"run"`: each map's scale is its running maximum over the training
+            run (the colour bar says it), so a map that fades is seen to fade. Defaults to
+            `"image"`.
         faithfulness: bool or dict. Also score each map by deletion and insertion
             (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
             are removed, or added to a blank image; deletion lower and insertion higher is
@@ -95,6 +99,7 @@ class OcclusionSensitivity(MapCallback):
         score_output=None,
         grid: bool = False,
         faithfulness=False,
+        scale: str = "image",
     ):
         super().__init__(
             log_dir,
@@ -107,6 +112,7 @@ class OcclusionSensitivity(MapCallback):
             score_output,
             grid,
             faithfulness,
+            scale,
         )
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
@@ -122,11 +128,21 @@ class OcclusionSensitivity(MapCallback):
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def _render_panels(self, images, maps, logits):
+    def _render_panels(self, images, maps, scales, logits):
         caption = self._caption(logits)
-        panels = _rendering.render_heatmap_panel(images, maps, symmetric=True, caption=caption)
+        scale = None
+        if scales is not None:  # scale="run": the running maximum
+            scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
+        panels = _rendering.render_heatmap_panel(
+            images, maps, symmetric=True, caption=caption, scale=scale
+        )
         peaks = tf.reduce_max(maps, axis=(1, 2))
-        return tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(maps)
+        return (
+            tf.image.convert_image_dtype(panels, tf.uint8),
+            peaks,
+            count_non_finite(maps),
+            scale,
+        )
 
     def run_names(self):
         return (self.run_name, *self._floor_runs())
@@ -134,9 +150,11 @@ class OcclusionSensitivity(MapCallback):
     def _snapshot(self, epoch):
         result = self._result(epoch)
         maps = result[self._map_needs[0]]
-        panels, peaks, non_finite = self._render(
-            self._shared.bound.images, maps, self._logits(epoch)
+        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        panels, peaks, non_finite, scale = self._render(
+            self._shared.bound.images, maps, scales, self._logits(epoch)
         )
+        self._keep_scales(self._map_needs, [scale])
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         items += self._faithfulness_items(result, self._map_needs[0], run)

@@ -59,6 +59,10 @@ class Saliency(MapCallback):
         grid: bool. One picture per layer with every probe image in it, one below the
             other (tag `.../all_images`), instead of one card per probe image: for large
             probes. Defaults to `False`.
+        scale: `"image"` or `"run"`. `"image"`: each picture scaled on its own (best
+            contrast); `"run"`: each map's scale is its running maximum over the training
+            run (the colour bar says it), so a map that fades is seen to fade. Defaults to
+            `"image"`.
         faithfulness: bool or dict. Also score each map by deletion and insertion
             (`kcv.faithfulness`: the target's probability as the pixels the map ranks first
             are removed, or added to a blank image; deletion lower and insertion higher is
@@ -95,6 +99,7 @@ class Saliency(MapCallback):
         score_output=None,
         grid: bool = False,
         faithfulness=False,
+        scale: str = "image",
     ):
         super().__init__(
             log_dir,
@@ -107,6 +112,7 @@ class Saliency(MapCallback):
             score_output,
             grid,
             faithfulness,
+            scale,
         )
         self.methods = check_methods(method, SALIENCY_METHODS)
         self.options = saliency_options(samples, noise, steps, seed, batch_size)
@@ -124,26 +130,36 @@ class Saliency(MapCallback):
         )
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def _render_panels(self, images, attributions, logits):
+    def _render_panels(self, images, attributions, scales, logits):
         caption = self._caption(logits)
         out = []
-        for method, values in zip(self.methods, attributions):
+        for i, (method, values) in enumerate(zip(self.methods, attributions)):
             maps, signed = saliency_view(method, values)
+            scale = None
+            if scales is not None:  # scale="run": the running maximum
+                scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=signed))
             panels = _rendering.render_heatmap_panel(
-                images, maps, symmetric=signed, caption=caption
+                images, maps, symmetric=signed, caption=caption, scale=scale
             )
             peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
             out.append(
-                (tf.image.convert_image_dtype(panels, tf.uint8), peaks, count_non_finite(values))
+                (
+                    tf.image.convert_image_dtype(panels, tf.uint8),
+                    peaks,
+                    count_non_finite(values),
+                    scale,
+                )
             )
         return out
 
     def _snapshot(self, epoch):
         result = self._result(epoch)
         values = [result[n] for n in self._map_needs]
-        rendered = self._render(self._shared.bound.images, values, self._logits(epoch))
+        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        rendered = self._render(self._shared.bound.images, values, scales, self._logits(epoch))
+        self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
-        for need, (panels, peaks, non_finite) in zip(self._map_needs, rendered):
+        for need, (panels, peaks, non_finite, _) in zip(self._map_needs, rendered):
             run = _tags.saliency_run(need.method)
             items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run)
