@@ -1114,50 +1114,83 @@ def section_faithfulness(cfg, ctx):
     }
 
 
-def section_snapshot(cfg, ctx):
-    model, images = ctx["model"], ctx["images"]
-    log_dir = Path(ctx["tmp"]) / "snapshot_logs"
-    callback = kcv.ConvViz(str(log_dir), probe=images, occlusion_freq=0)
+def _snapshot_setup(model, probe, log_dir, **options):
+    """A ConvViz on the model, prepared and warmed up: `(callback, members, shared pass)`."""
+    callback = kcv.ConvViz(str(log_dir), probe=probe, occlusion_freq=0, **options)
     callback.set_model(model)
     callback.on_train_begin()
     members = [cb for cb in callback.callbacks if cb.freq > 0]
     shared = next(cb._shared for cb in members if getattr(cb, "_shared", None) is not None)
+    for epoch in range(2):  # warm-up: traces the pass and every render function
+        callback.on_epoch_end(epoch)
+    return callback, members, shared
+
+
+def _snapshot_phases(callback, members, shared, epoch) -> dict:
+    """One snapshot, timed by phase: compute (the shared pass), render, write."""
+    start = time.perf_counter()
+    shared.result(epoch)
+    t_compute = time.perf_counter()
+    items = [(cb, cb._snapshot(epoch)) for cb in members]
+    t_render = time.perf_counter()
+    for cb, summaries in items:
+        written = cb._write(epoch, summaries)
+        if cb._monitor is not None:
+            cb._monitor.observe(epoch, epoch, written, cb.model)
+    if callback.monitor is not None:
+        callback.monitor.end_snapshot()
+    end = time.perf_counter()
+    return {
+        "compute": t_compute - start,
+        "render": t_render - t_compute,
+        "write": end - t_render,
+        "total": end - start,
+        "items": items,
+    }
+
+
+def section_snapshot(cfg, ctx):
+    model, images = ctx["model"], ctx["images"]
+    # A compiled loss and labelled probe, so the health numbers include the loss gradients.
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labels = workload.predicted_classes(model, images)
+    plain = _snapshot_setup(
+        model, images, Path(ctx["tmp"]) / "snapshot_plain", health=False, alerts=False
+    )
+    health = _snapshot_setup(model, (images, labels), Path(ctx["tmp"]) / "snapshot_health")
     x = tf.constant(images)
-    predicted = tf.constant(workload.predicted_classes(model, images))
+    predicted = tf.constant(labels)
     to_input = workload.make_backward_floor(model)
     to_layer = workload.make_backward_floor(model, workload.CAM_LAYER)
-    epoch = 0
-    for _ in range(2):  # warm-up: traces the pass and every render function
-        callback.on_epoch_end(epoch)
-        epoch += 1
     to_input(x, predicted)
     to_layer(x, predicted)
-    passes_before = shared.passes_run
+    passes_before = plain[2].passes_run
     phases = {k: [] for k in ("floor_input", "floor_layer", "compute", "render", "write", "total")}
+    with_health = {k: [] for k in ("compute", "render", "write", "total")}
+    epoch = 2
     for rep in range(cfg["snapshot_reps"]):
         if rep % 2 == 0:
             phases["floor_input"].append(_clock(lambda: to_input(x, predicted).numpy()))
             phases["floor_layer"].append(_clock(lambda: to_layer(x, predicted).numpy()))
-        start = time.perf_counter()
-        shared.result(epoch)
-        t_compute = time.perf_counter()
-        items = [(cb, cb._snapshot(epoch)) for cb in members]
-        t_render = time.perf_counter()
-        for cb, summaries in items:
-            cb._write(epoch, summaries)
-        end = time.perf_counter()
-        phases["compute"].append(t_compute - start)
-        phases["render"].append(t_render - t_compute)
-        phases["write"].append(end - t_render)
-        phases["total"].append(end - start)
+        # The two configurations alternate which goes first.
+        order = (plain, health) if rep % 2 == 0 else (health, plain)
+        for setup in order:
+            timed = _snapshot_phases(*setup, epoch)
+            into = phases if setup is plain else with_health
+            for key in with_health:
+                into[key].append(timed[key])
+            if setup is plain:
+                items = timed["items"]
         if rep % 2 == 1:
             phases["floor_layer"].append(_clock(lambda: to_layer(x, predicted).numpy()))
             phases["floor_input"].append(_clock(lambda: to_input(x, predicted).numpy()))
         epoch += 1
-    passes = (shared.passes_run - passes_before) / cfg["snapshot_reps"]
+    passes = (plain[2].passes_run - passes_before) / cfg["snapshot_reps"]
     summaries = sum(len(s) for _, s in items)
     images_written = sum(1 for _, s in items for i in s if hasattr(i, "data"))
-    callback.on_train_end()
+    members = plain[1]
+    plain[0].on_train_end()
+    health[0].on_train_end()
     compute_ratio = timing.paired_ratio(phases["compute"], phases["floor_input"])
     compute_ratio_layer = timing.paired_ratio(phases["compute"], phases["floor_layer"])
     row = {k + "_ms": ms(timing.median(v)) for k, v in phases.items()}
@@ -1174,6 +1207,18 @@ def section_snapshot(cfg, ctx):
             "members": [type(cb).__name__ for cb in members],
         }
     )
+    health_row = {k + "_ms": ms(timing.median(v)) for k, v in with_health.items()}
+    health_row.update(
+        {
+            "compute_vs_without": round(
+                timing.paired_ratio(with_health["compute"], phases["compute"]), 3
+            ),
+            "total_vs_without": round(
+                timing.paired_ratio(with_health["total"], phases["total"]), 3
+            ),
+            "members": [type(cb).__name__ for cb in health[1]],
+        }
+    )
     text = table(
         [row],
         [
@@ -1188,16 +1233,33 @@ def section_snapshot(cfg, ctx):
             ("passes_per_snapshot", "passes/snapshot"),
         ],
     )
+    text += "\n\n" + table(
+        [health_row],
+        [
+            ("compute_ms", "with health: compute ms"),
+            ("render_ms", "render ms"),
+            ("write_ms", "write + alerts ms"),
+            ("total_ms", "total ms"),
+            ("compute_vs_without", "compute / without"),
+            ("total_vs_without", "total / without"),
+        ],
+    )
     notes = [
-        "ConvViz(log_dir, probe, occlusion_freq=0) on the 8 probe images: FeatureMaps of "
-        "conv1-3, FilterWeights of conv1-3 and GradCAM of conv3, one shared pass. compute = "
-        "SharedPass.result (the compiled forward + Grad-CAM backward, all activations "
-        f"returned); render = each callback's _snapshot (its compiled _render and the "
-        f"slicing into summaries); write = each callback's _write ({images_written} PNG images "
-        f"and {summaries - images_written} scalars, flushed).",
+        "ConvViz(log_dir, probe, occlusion_freq=0, health=False, alerts=False) on the 8 probe "
+        "images: FeatureMaps of conv1-3 (with their activation health numbers, computed in "
+        "its render), FilterWeights of conv1-3 and GradCAM of conv3, one shared pass. compute "
+        "= SharedPass.result (the compiled forward + Grad-CAM backward, all activations "
+        "returned); render = each callback's _snapshot (its compiled _render and the slicing "
+        f"into summaries); write = each callback's _write ({images_written} PNG images and "
+        f"{summaries - images_written} scalars, flushed).",
+        "with health = the same with the probe's labels, ModelHealth and the alerts on (the "
+        "defaults): the compiled loss on the probe and its gradient with respect to every "
+        "conv kernel (one more backward pass, to the first layer, on the same forward), the "
+        "prediction numbers, the alert rules and the health table; interleaved with the row "
+        "above, snapshot by snapshot.",
     ]
     return {
-        "rows": [row],
+        "rows": [row, health_row],
         "table": text,
         "notes": notes,
         "targets": [
@@ -1211,6 +1273,18 @@ def section_snapshot(cfg, ctx):
             target(
                 "snapshot compute+render+write vs fwd+bwd(input)",
                 row["total_vs_fwd_bwd_input"],
+                "report",
+                None,
+            ),
+            target(
+                "health numbers: snapshot compute with / without",
+                health_row["compute_vs_without"],
+                "<= 1.1x",
+                health_row["compute_vs_without"] <= 1.1,
+            ),
+            target(
+                "health numbers: whole snapshot with / without",
+                health_row["total_vs_without"],
                 "report",
                 None,
             ),
