@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import core_logits, small_cnn
+from conftest import core_logits, read_runs, small_cnn
 
 import keras_convviz as kcv
 from keras_convviz.core import passes
@@ -100,9 +100,12 @@ def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path
     model = model_with_batchnorm()
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(6, 16, 16, 3)).astype(np.float32)
+    # Compiled and probed with labels: the health numbers take the loss and its gradients.
+    model.compile("adam", "sparse_categorical_crossentropy")
     before = [v.numpy().copy() for v in model.variables]
     predictions = model.predict(x, verbose=0)
-    callback = kcv.ConvViz(tmp_path, x, patch_size=4, on_error="raise")
+    labels = np.arange(6) % 3
+    callback = kcv.ConvViz(tmp_path, (x, labels), patch_size=4, on_error="raise")
     callback.set_model(model)
     callback.on_train_begin()
     callback.on_epoch_end(0)
@@ -113,7 +116,14 @@ def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path
         np.testing.assert_array_equal(a, b)
     assert model.get_layer("head").activation is keras.activations.softmax
     np.testing.assert_array_equal(model.predict(x, verbose=0), predictions)
-    assert len(list(tmp_path.iterdir())) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "feature_maps",
+        "filter_weights",
+        "grad_cam",
+        "health",
+        "occlusion_sensitivity",
+    ]
+    assert "health/loss" in read_runs(tmp_path)["health"]
 
 
 def test_scores_are_taken_before_the_final_softmax(data):
