@@ -71,6 +71,8 @@ class Rule:
         advice: what to try.
         runs: the runs whose scalars it reads (empty: any).
         trainable_only: fires only on layers meant to train.
+        patience: the snapshots in a row the test must hold before the rule fires (the
+            alert then says since when).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Rule:
     advice: str
     runs: tuple[str, ...] = ()
     trainable_only: bool = False
+    patience: int = 1
 
     def describe(self) -> str:
         return self.condition.format(t=f"{self.threshold:g}")
@@ -208,6 +211,7 @@ RULES: dict[str, Rule] = {
             "lower the learning rate; check the labels and the class balance; look at the "
             "feature maps and the alerts of the layers",
             runs=(_tags.HEALTH,),
+            patience=2,  # an untrained model often starts on one class
         ),
     )
 }
@@ -228,8 +232,9 @@ class Alert:
         value: its value.
         threshold: the rule's threshold.
         condition: the test, in words.
-        step: the TensorBoard step it fired at; epoch: the epoch (1-based, as Keras
-            prints it).
+        step: the TensorBoard step it fired at; epoch: that epoch (1-based, as Keras
+            prints it); since_epoch: the first epoch of the snapshots in a row on which
+            the test held.
         evidence: the tag that shows it.
         meaning: what it usually means.
         advice: what to try.
@@ -245,6 +250,7 @@ class Alert:
     condition: str
     step: int
     epoch: int
+    since_epoch: int
     evidence: str
     meaning: str
     advice: str
@@ -252,7 +258,8 @@ class Alert:
     def markdown(self) -> str:
         where = f"layer `{self.layer}`" if self.layer else f"the probe's `{self.subject}`"
         return (
-            f"**{self.title}** in {where} since epoch {self.epoch} (step {self.step}).\n\n"
+            f"**{self.title}** in {where} since epoch {self.since_epoch} (seen at epoch "
+            f"{self.epoch}, step {self.step}).\n\n"
             f"- `{self.quantity}` = {self.value:.4g} ({self.condition})\n"
             f"- usually means: {self.meaning}\n"
             f"- try: {self.advice}\n"
@@ -331,6 +338,7 @@ class Monitor:
         self.stop_on = stop_on
         self.alerts: list[Alert] = []
         self._fired: dict[tuple[str, str], Alert] = {}
+        self._streaks: dict[tuple[str, str], list] = {}  # [first step, its epoch, count]
         self._previous: dict[str, float] = {}
         self._snapshot: dict[str, dict[str, float]] = {}
         self._step: int | None = None
@@ -366,7 +374,13 @@ class Monitor:
                 if rule.trainable_only and not _trainable(model, layer):
                     continue
                 value = now[rule.quantity]
+                streak = (rule.name, subject)
                 if not rule.test(value, before[rule.quantity], rule.threshold, now):
+                    self._streaks.pop(streak, None)
+                    continue
+                since = self._streaks.setdefault(streak, [step, epoch, 0])
+                since[2] += 1
+                if since[2] < rule.patience:
                     continue
                 evidence = f"{subject}/{rule.quantity}"
                 if rule.quantity in per_image.get((run, layer), ()):
@@ -382,6 +396,7 @@ class Monitor:
                     condition=rule.describe(),
                     step=step,
                     epoch=epoch + 1,
+                    since_epoch=since[1] + 1,
                     evidence=evidence,
                     meaning=rule.meaning,
                     advice=rule.advice,

@@ -77,7 +77,10 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     written = texts(tmp_path)
     assert {"alerts/dead_channels", "alerts/empty_explanation"} <= set(written)
     text = written["alerts/dead_channels"][0]
-    assert "**Most channels are dead** in layer `conv_b` since epoch 1 (step 0)" in text
+    assert (
+        "**Most channels are dead** in layer `conv_b` since epoch 1 (seen at epoch 1, step 0)"
+        in text
+    )
     assert "`dead_fraction` = 1 (> 0.5)" in text
     assert "evidence: `feature_maps/conv_b/dead_fraction`" in text
     # Once per rule and layer: the second epoch does not repeat it.
@@ -220,13 +223,16 @@ def test_a_collapsed_classifier_fires_collapsed_model(tmp_path, data):
     model = plain_cnn()
     kernel, _ = model.get_layer("head").get_weights()
     model.get_layer("head").set_weights([kernel * 0, np.array([50.0, 0.0, 0.0], np.float32)])
-    seen, warned = fit_with_alerts(model, data, tmp_path, epochs=1)
+    seen, warned = fit_with_alerts(model, data, tmp_path, epochs=3)
     (alert,) = [a for a in seen if a.rule == "collapsed_model"]
     assert alert.subject == "health" and alert.layer == "" and alert.value == 1.0
+    # Two snapshots in a row (an untrained model often starts on one class): it fires at
+    # the second, saying since when.
+    assert (alert.since_epoch, alert.epoch, alert.step) == (1, 2, 1)
     assert alert.evidence == "health/majority_fraction"
     assert (
         "**The model predicts one class for everything** in the probe's `health`"
-        in (texts(tmp_path)["alerts/collapsed_model"][0])
+        in (texts(tmp_path)["alerts/collapsed_model"][1])
     )
     assert any("predicts one class for everything in the probe's health" in w for w in warned)
 
