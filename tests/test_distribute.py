@@ -242,7 +242,10 @@ def _finish(tmp_path, processes: dict) -> None:
 
 
 def _run_names(files) -> list[str]:
-    return sorted(os.path.basename(os.path.dirname(f)) for f in files)
+    """The runs of the event files; `alerts` left out: a model trained two epochs on random
+    labels may rightly be told it predicts one class for everything."""
+    names = sorted(os.path.basename(os.path.dirname(f)) for f in files)
+    return [name for name in names if name != "alerts"]
 
 
 def test_mirrored_strategy_writes_the_single_device_images(tmp_path, request):
@@ -293,7 +296,7 @@ def test_multi_worker_only_the_chief_writes(tmp_path, request):
     files = event_files(log_dir)
     pids = [int(re.search(r"\.(\d+)\.\d+\.v2$", f).group(1)) for f in files]
     assert workers["worker_1"].pid not in pids, f"worker 1 (not the chief) wrote: {files}"
-    assert pids == [workers["worker_0"].pid] * len(RUNS), files
+    assert set(pids) == {workers["worker_0"].pid}, files
     assert _run_names(files) == sorted(RUNS)
 
     chief = reference(tmp_path / "weights_0.npz", tmp_path / "single")

@@ -609,6 +609,6 @@ def test_several_cam_methods_share_one_pass_and_one_gradient(tmp_path):
     for method in methods:
         run = _tags.cam_run(method)
         tags = {_tags.tag(run, "conv_b", i) for i in range(2)}
-        tags |= {_tags.tag(run, "conv_b", i, "max") for i in range(2)}
+        tags |= {_tags.tag(run, "conv_b", i, q) for i in range(2) for q in ("max", "change")}
         assert set(runs[run]) == tags
     assert [fn.experimental_get_tracing_count() for fn in core_for(model).passes.values()] == [1]
