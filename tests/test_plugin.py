@@ -445,8 +445,7 @@ def test_tab_in_a_real_browser(server):
         try:
             page = browser.new_page(viewport={"width": 2200, "height": 1400})
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: m.type == "error" and "convviz" in m.location.get(
-                "url", "") and errors.append(m.text))  # fmt: skip
+            page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
             page.goto(f"{server}/#convviz")
             frame = _tab_frame(page)
             # Opens on the first kind and layer: probes down, epochs across, all decoded.

@@ -36,6 +36,7 @@ const state = {
   index: 0, // position of the current epoch in sheet.steps
   cell: 96, // px
   timer: null,
+  request: 0, // the latest sheet request; older answers are dropped
 };
 
 const ui = {};
@@ -69,7 +70,8 @@ async function getJson(route, params = {}) {
 }
 
 function imageUrl(tag, step) {
-  return query("image", { run: state.run, tag, step });
+  // The sheet's own run: a selector may already name another while its sheet loads.
+  return query("image", { run: state.sheet.run, tag, step });
 }
 
 function kindLabel(kind) {
@@ -98,9 +100,6 @@ function fillSelect(select, options, value) {
   select.disabled = options.length < 2;
 }
 
-function entry() {
-  return state.runs.find((r) => r.run === state.run) || null;
-}
 
 function choose({ kind = state.kind, run = state.run, layer = state.layer } = {}) {
   const kinds = [...new Set(state.runs.map((r) => r.kind))];
@@ -139,10 +138,12 @@ async function loadSheet() {
     return;
   }
   const previousStep = state.sheet ? state.sheet.steps[state.index] : null;
+  const request = ++state.request;
   const [sheet, scalars] = await Promise.all([
     getJson("sheet", { run: state.run, layer: state.layer }),
     getJson("scalars", { run: state.run, layer: state.layer }),
   ]);
+  if (request !== state.request) return; // a later choice has its own request in flight
   state.sheet = sheet;
   state.scalars = scalars;
   const kept = sheet.steps.indexOf(previousStep);
