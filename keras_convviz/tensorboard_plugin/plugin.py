@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import re
+import time
 from importlib import resources
 
 from tensorboard import context as tb_context
@@ -30,6 +31,11 @@ _SCALARS = "scalars"
 _SCALAR_SAMPLES = 1000
 # A step's image never changes once written, so the browser may keep it while scrubbing.
 _IMAGE_MAX_AGE_S = 3600
+# Each data-provider call costs tens of ms (TensorBoard's data server is a gRPC process), so
+# the blob keys a sheet read are kept this long for the sheet's image requests; a step that
+# is not among them (a new epoch) reads the sequence again.
+_KEYS_TTL_S = 60
+_KEYS_MAX = 20_000
 _STATIC = {"index.js": "text/javascript", "style.css": "text/css"}
 _MIME = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -118,6 +124,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         # `images=0` keeps every image at ingestion (and empties the Images tab); here it
         # means "serve all of them".
         self._downsample = hint if hint and hint > 0 else 1_000_000
+        self._keys = {}  # (experiment, run, tag) -> (time read, {step: blob key})
 
     def get_plugin_apps(self):
         return {
@@ -209,8 +216,15 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             plugin_name=_IMAGES,
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags),
-        )
-        return data.get(run, {})
+        ).get(run, {})
+        if len(self._keys) > _KEYS_MAX:
+            self._keys.clear()
+        now, experiment = time.monotonic(), plugin_util.experiment_id(request.environ)
+        for tag, sequence in data.items():
+            # values: width, height, then the encoded images (we write one).
+            keys = {d.step: d.values[2].blob_key for d in sequence if len(d.values) > 2}
+            self._keys[(experiment, run, tag)] = (now, keys)
+        return data
 
     @_route
     def _serve_sheet(self, request):
@@ -236,16 +250,15 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             raise BadRequest(f"'step' must be an integer. Received: {step!r}") from None
         if _parse_picture(run, tag) is None:
             raise BadRequest(f"{tag!r} is not a ConvViz picture of run {run!r}.", code=404)
-        sequence = self._sequences(request, run, [tag]).get(tag)
-        if sequence is None:
-            raise BadRequest(f"No pictures for run {run!r}, tag {tag!r}.", code=404)
-        datum = next((d for d in sequence if d.step == step), None)
-        if datum is None or len(datum.values) < 3:
+        key = (plugin_util.experiment_id(request.environ), run, tag)
+        read, keys = self._keys.get(key, (0.0, {}))
+        if step not in keys or time.monotonic() - read > _KEYS_TTL_S:
+            if tag not in self._sequences(request, run, [tag]):
+                raise BadRequest(f"No pictures for run {run!r}, tag {tag!r}.", code=404)
+            keys = self._keys.get(key, (0.0, {}))[1]
+        if step not in keys:
             raise BadRequest(f"No picture at step {step} of {tag!r}.", code=404)
-        # values: width, height, then the encoded images (we write one).
-        blob = self._provider.read_blob(
-            plugin_util.context(request.environ), blob_key=datum.values[2].blob_key
-        )
+        blob = self._provider.read_blob(plugin_util.context(request.environ), blob_key=keys[step])
         mime = next((m for magic, m in _MIME if blob.startswith(magic)), None)
         if mime is None:
             raise BadRequest(f"The picture at step {step} of {tag!r} is not an image.", 415)
