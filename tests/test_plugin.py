@@ -435,9 +435,10 @@ def texts(frame, selector):
 
 
 _DECODED = """([rows, cols]) => {
+  const decoded = (i) => i.complete && i.naturalWidth > 0;
   const imgs = [...document.querySelectorAll('#sheet img')];
-  return imgs.length === rows * cols && imgs.every((i) => i.complete && i.naturalWidth > 0)
-    && [...document.querySelectorAll('#now img')].every((i) => i.complete && i.naturalWidth > 0);
+  return imgs.length === rows * cols && imgs.every(decoded)
+    && [...document.querySelectorAll('#now img:not([hidden])')].every(decoded);
 }"""
 
 

@@ -125,6 +125,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         # means "serve all of them".
         self._downsample = hint if hint and hint > 0 else 1_000_000
         self._keys = {}  # (experiment, run, tag) -> (time read, {step: blob key})
+        self._sizes = {}  # (experiment, run, tag) -> (width, height) of its pictures
 
     def get_plugin_apps(self):
         return {
@@ -234,10 +235,30 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         sequences = self._sequences(request, run, [r["tag"] for r in rows])
         out = []
         for row in rows:
-            steps = sorted({datum.step for datum in sequences.get(row["tag"], [])})
-            out.append({**row, "steps": steps})
+            sequence = sequences.get(row["tag"], [])
+            steps = sorted({datum.step for datum in sequence})
+            width, height = self._size(request, run, row["tag"], sequence)
+            out.append({**row, "steps": steps, "width": width, "height": height})
         steps = sorted({s for row in out for s in row["steps"]})
         return {"run": run, "layer": layer, "rows": out, "steps": steps}, "application/json"
+
+    def _size(self, request, run: str, tag: str, sequence) -> tuple[int | None, int | None]:
+        """(width, height) of a tag's pictures, from its first PNG's header (read once)."""
+        key = (plugin_util.experiment_id(request.environ), run, tag)
+        if key not in self._sizes:
+            datum = next((d for d in sequence if len(d.values) > 2), None)
+            if datum is None:
+                return None, None
+            blob = self._provider.read_blob(
+                plugin_util.context(request.environ), blob_key=datum.values[2].blob_key
+            )
+            size = (None, None)
+            if blob.startswith(_MIME[0][0]) and len(blob) >= 24:  # IHDR: width, height
+                size = (int.from_bytes(blob[16:20], "big"), int.from_bytes(blob[20:24], "big"))
+            if len(self._sizes) > _KEYS_MAX:
+                self._sizes.clear()
+            self._sizes[key] = size
+        return self._sizes[key]
 
     # One image.
 

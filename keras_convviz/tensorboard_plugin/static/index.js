@@ -34,7 +34,7 @@ const state = {
   sheet: null, // {rows: [{tag, label, steps}], steps}
   scalars: null,
   index: 0, // position of the current epoch in sheet.steps
-  cell: 96, // px
+  cell: 80, // px
   timer: null,
   request: 0, // the latest sheet request; older answers are dropped
 };
@@ -170,10 +170,19 @@ function lazyImage(tag, step, alt) {
   return img;
 }
 
+function cellSize(row) {
+  // Every picture gets the area of a cell x cell square: wide Grad-CAM panels and tall
+  // filter grids stay readable at one setting.
+  const aspect = row.width && row.height ? row.width / row.height : 1;
+  const width = Math.round(state.cell * Math.sqrt(aspect));
+  return { width, height: Math.round(width / aspect) };
+}
+
 function visibleColumns(steps) {
   // Thin out epochs that do not fit: evenly spaced, the first and last always kept.
   const width = ui.sheet.clientWidth || window.innerWidth;
-  const fit = Math.max(2, Math.floor((width - 110) / (state.cell + 4)));
+  const cell = Math.max(...state.sheet.rows.map((row) => cellSize(row).width));
+  const fit = Math.max(2, Math.floor((width - 80) / (cell + 4)));
   if (steps.length <= fit) return steps.map((_, i) => i);
   const picked = new Set();
   for (let k = 0; k < fit; k++) picked.add(Math.round((k * (steps.length - 1)) / (fit - 1)));
@@ -200,12 +209,14 @@ function drawSheet() {
     const tr = el("tr");
     tr.append(el("th", { class: "rowlabel" }, row.label));
     const present = new Set(row.steps);
+    const size = cellSize(row);
     for (const i of columns) {
       const step = sheet.steps[i];
       const td = el("td", { "data-index": String(i) });
       if (present.has(step)) {
         const img = lazyImage(row.tag, step, `${row.label}, epoch ${step + 1}`);
-        img.style.width = `${state.cell}px`;
+        img.style.width = `${size.width}px`;
+        img.style.aspectRatio = `${size.width} / ${size.height}`;
         td.append(img);
       }
       td.addEventListener("click", () => setIndex(i));
@@ -220,24 +231,49 @@ function drawSheet() {
     : "";
 }
 
+function nowWidth(rows) {
+  // One row when the pictures fit at 1.5 cells or more (up to 3 cells); else they wrap.
+  const cell = Math.max(...rows.map((row) => cellSize(row).width));
+  const width = ui.now.clientWidth || window.innerWidth;
+  const fit = Math.floor((width - 10 * (rows.length - 1)) / Math.max(1, rows.length));
+  return Math.round(Math.max(1.5 * cell, Math.min(3 * cell, fit)));
+}
+
 function drawNow() {
-  ui.now.replaceChildren();
   const sheet = state.sheet;
-  if (!sheet || !sheet.steps.length) return;
-  const step = sheet.steps[state.index];
-  for (const row of sheet.rows) {
-    const figure = el("figure");
-    if (row.steps.includes(step)) {
-      const img = el("img", { alt: `${row.label}, epoch ${step + 1}`, "data-tag": row.tag });
-      img.dataset.step = String(step);
-      img.src = imageUrl(row.tag, step);
-      figure.append(img);
-    } else {
-      figure.append(el("div", { class: "missing" }, "no picture"));
-    }
-    figure.append(el("figcaption", {}, row.label));
-    ui.now.append(figure);
+  if (!sheet || !sheet.steps.length) {
+    ui.now.replaceChildren();
+    return;
   }
+  const step = sheet.steps[state.index];
+  const width = `${nowWidth(sheet.rows)}px`;
+  const figures = [...ui.now.children];
+  const same =
+    figures.length === sheet.rows.length &&
+    figures.every((f, i) => f.dataset.tag === sheet.rows[i].tag && f.style.width === width);
+  if (!same) {
+    // Build the figures once per sheet; scrubbing then only swaps sources (no flicker).
+    ui.now.replaceChildren();
+    for (const row of sheet.rows) {
+      const figure = el("figure", { "data-tag": row.tag });
+      figure.style.width = width;
+      figure.append(el("img", { "data-tag": row.tag }));
+      figure.append(el("div", { class: "missing" }, "no picture"));
+      figure.append(el("figcaption", {}, row.label));
+      ui.now.append(figure);
+    }
+  }
+  sheet.rows.forEach((row, i) => {
+    const figure = ui.now.children[i];
+    const img = figure.querySelector("img");
+    const present = row.steps.includes(step);
+    img.hidden = !present;
+    figure.querySelector(".missing").hidden = present;
+    if (!present) return;
+    img.alt = `${row.label}, epoch ${step + 1}`;
+    img.dataset.step = String(step);
+    img.src = imageUrl(row.tag, step);
+  });
 }
 
 function drawPosition() {
@@ -470,6 +506,7 @@ function build() {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
       drawSheet();
+      drawNow();
       drawPosition();
     }, 150);
   });
