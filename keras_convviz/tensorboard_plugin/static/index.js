@@ -514,6 +514,8 @@ function build() {
 
 export async function render() {
   build();
+  // The arrow keys reach this frame only when it has the focus; take it when the tab opens.
+  window.focus();
   setStatus("loading…");
   await refresh();
 }
