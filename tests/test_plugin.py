@@ -57,8 +57,16 @@ def _model():
 
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory):
-    """`<root>/exp_a/<runs>` from a real training, and a copy as a second experiment."""
-    root = tmp_path_factory.mktemp("convviz_logs")
+    """`<root>/exp_a/<runs>` from a real training, and a copy as a second experiment.
+
+    `CONVVIZ_PLUGIN_LOGS=DIR` writes them into DIR, or reads them from there when DIR holds
+    them already (scripts/plugin_compat.py: TensorBoard 2.16 beside a TensorFlow that
+    cannot run this training).
+    """
+    given = os.environ.get("CONVVIZ_PLUGIN_LOGS")
+    root = Path(given) if given else tmp_path_factory.mktemp("convviz_logs")
+    if (root / EVIL).is_dir():
+        return root
     rng = np.random.default_rng(0)
     x = rng.random((24, 24, 24, 3), dtype=np.float32)
     y = rng.integers(0, 3, size=24).astype(np.int32)
