@@ -150,13 +150,12 @@ class ConvVizPlugin(base_plugin.TBPlugin):
 
     # The index: which runs, kinds, layers and rows there are.
 
-    def _pictures(self, request, run_filter=None):
+    def _pictures(self, request):
         """{run: {tag: PictureTag}} of our image tags."""
         mapping = self._provider.list_blob_sequences(
             plugin_util.context(request.environ),
             experiment_id=plugin_util.experiment_id(request.environ),
             plugin_name=_IMAGES,
-            run_tag_filter=run_filter,
         )
         out = {}
         for run, tags in mapping.items():
