@@ -515,6 +515,8 @@ def test_tab_in_a_real_browser(server):
                 f"document.querySelectorAll('#sheet tr:first-child th.epoch').length < {EPOCHS}"
             )
             assert "showing" in frame.locator("h2 .hint").text_content()
+            # The current epoch's column, or the nearest one shown, stays marked.
+            assert frame.locator("#sheet th.current, #sheet th.near").count() == 1
         finally:
             browser.close()
     assert errors == []

@@ -286,8 +286,17 @@ function drawPosition() {
   ui.epoch.textContent = n
     ? `epoch ${sheet.steps[state.index] + 1} (step ${sheet.steps[state.index]}) · ${state.index + 1}/${n}`
     : "";
+  // A thinned-out sheet may not show the current epoch: mark the nearest column shown.
+  const headers = ui.sheet.querySelectorAll("th[data-index]");
+  const shown = [...headers].map((node) => Number(node.dataset.index));
+  const nearest = shown.reduce(
+    (best, i) => (Math.abs(i - state.index) < Math.abs(best - state.index) ? i : best),
+    shown[0],
+  );
   for (const node of ui.sheet.querySelectorAll("[data-index]")) {
-    node.classList.toggle("current", Number(node.dataset.index) === state.index);
+    const index = Number(node.dataset.index);
+    node.classList.toggle("current", index === state.index);
+    node.classList.toggle("near", index === nearest && index !== state.index);
   }
   for (const line of ui.scalars.querySelectorAll("line.cursor")) {
     const x = line.__x ? line.__x(n ? sheet.steps[state.index] : 0) : 0;
