@@ -6,38 +6,41 @@ every N epochs, plus functional explainers that return the same maps as numpy ar
 their deletion/insertion faithfulness scores.
 """
 
-from keras_convviz.callbacks.convviz import ConvViz
-from keras_convviz.callbacks.feature_maps import FeatureMaps
-from keras_convviz.callbacks.filter_weights import FilterWeights
-from keras_convviz.callbacks.grad_cam import GradCAM
-from keras_convviz.callbacks.model_health import ModelHealth
-from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
-from keras_convviz.callbacks.saliency import Saliency
-from keras_convviz.explain import (
-    faithfulness,
-    feature_maps,
-    grad_cam,
-    occlusion_sensitivity,
-    saliency,
-)
-from keras_convviz.methods.cam import CAM_METHODS
-from keras_convviz.methods.saliency import SALIENCY_METHODS
+# The public names load on first use (PEP 562), so importing a submodule that needs no
+# TensorFlow (the TensorBoard plugin's entry point, which TensorBoard imports at start-up and
+# which must not fail there) does not import TensorFlow through this package.
+import importlib
 
 __version__ = "0.2.0.dev0"
 
-__all__ = [
-    "CAM_METHODS",
-    "SALIENCY_METHODS",
-    "ConvViz",
-    "FeatureMaps",
-    "FilterWeights",
-    "GradCAM",
-    "ModelHealth",
-    "OcclusionSensitivity",
-    "Saliency",
-    "faithfulness",
-    "feature_maps",
-    "grad_cam",
-    "occlusion_sensitivity",
-    "saliency",
-]
+_PUBLIC = {
+    "CAM_METHODS": "keras_convviz.methods.cam",
+    "SALIENCY_METHODS": "keras_convviz.methods.saliency",
+    "ConvViz": "keras_convviz.callbacks.convviz",
+    "FeatureMaps": "keras_convviz.callbacks.feature_maps",
+    "FilterWeights": "keras_convviz.callbacks.filter_weights",
+    "GradCAM": "keras_convviz.callbacks.grad_cam",
+    "ModelHealth": "keras_convviz.callbacks.model_health",
+    "OcclusionSensitivity": "keras_convviz.callbacks.occlusion_sensitivity",
+    "Saliency": "keras_convviz.callbacks.saliency",
+    "faithfulness": "keras_convviz.explain",
+    "feature_maps": "keras_convviz.explain",
+    "grad_cam": "keras_convviz.explain",
+    "occlusion_sensitivity": "keras_convviz.explain",
+    "saliency": "keras_convviz.explain",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_convviz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

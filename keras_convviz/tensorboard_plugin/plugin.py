@@ -1,0 +1,345 @@
+"""The ConvViz tab's backend: an index of our runs, their images by step, a layer's scalars.
+
+Everything is read through TensorBoard's data provider (the same one the Images tab reads),
+so the plugin works with either loader (`--load_fast`) and never opens a path taken from a
+request. A request names a TensorBoard run and a tag the index lists; anything else gets a
+4xx with a one-line message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import time
+from importlib import resources
+
+from tensorboard import context as tb_context
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from keras_convviz import _tags
+from keras_convviz.tensorboard_plugin.loader import DEFAULT_IMAGE_SAMPLES, PLUGIN_NAME
+
+_IMAGES = "images"
+_SCALARS = "scalars"
+# Points per scalar series: the plots are small.
+_SCALAR_SAMPLES = 1000
+# A step's image never changes once written, so the browser may keep it while scrubbing.
+_IMAGE_MAX_AGE_S = 3600
+# Each data-provider call costs tens of ms (TensorBoard's data server is a gRPC process), so
+# the blob keys a sheet read are kept this long for the sheet's image requests; a step that
+# is not among them (a new epoch) reads the sequence again.
+_KEYS_TTL_S = 60
+_KEYS_MAX = 20_000
+_STATIC = {"index.js": "text/javascript", "style.css": "text/css"}
+_MIME = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+)
+
+logger = logging.getLogger(__name__)
+
+
+class BadRequest(Exception):
+    """A request the tab cannot answer; `code` is the HTTP status, the message says why."""
+
+    def __init__(self, message: str, code: int = 400):
+        super().__init__(message)
+        self.code = code
+
+
+def _route(method):
+    """Turns `method(self, request) -> (body, mime[, max_age])` into a safe WSGI app."""
+
+    @wrappers.Request.application
+    @functools.wraps(method)
+    def app(self, request):
+        try:
+            body, mime, *max_age = method(self, request)
+        except BadRequest as e:
+            return http_util.Respond(request, str(e), "text/plain", code=e.code)
+        except errors.PublicError as e:  # e.g. the provider's NotFoundError
+            return http_util.Respond(request, str(e), "text/plain", code=e.http_code)
+        except Exception:  # never a traceback to the browser
+            logger.exception("keras_convviz: %s failed", request.path)
+            return http_util.Respond(request, "Internal error", "text/plain", code=500)
+        if mime == "application/json":
+            body = json.dumps(body)
+        return http_util.Respond(request, body, mime, expires=max_age[0] if max_age else 0)
+
+    return app
+
+
+def _natural(text: str | None) -> list:
+    """Sort key that puts `conv2` before `conv10`."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text or "")]
+
+
+def _split_run(run: str, kind: str) -> str | None:
+    """The group of a TensorBoard run that ends in our run `kind` (`logs/a/grad_cam` -> `a`)."""
+    if run == kind:
+        return ""
+    for sep in ("/", "\\"):
+        if run.endswith(sep + kind):
+            return run[: -len(kind) - 1]
+    return None
+
+
+def _parse_picture(run: str, tag: str) -> _tags.PictureTag | None:
+    picture = _tags.parse_picture_tag(tag)
+    if picture is None or _split_run(run, picture.run) is None:
+        return None
+    return picture
+
+
+def _row_label(picture: _tags.PictureTag) -> str:
+    if picture.run == _tags.FILTER_WEIGHTS:
+        return picture.layer
+    return "all images" if picture.probe is None else f"image {picture.probe}"
+
+
+def _arg(request, name: str, required: bool = True) -> str | None:
+    value = request.args.get(name)
+    if value is None and required:
+        raise BadRequest(f"Missing query parameter '{name}'.")
+    return value
+
+
+class ConvVizPlugin(base_plugin.TBPlugin):
+    """The ConvViz tab: for a kind and layer, the probe images down and the epochs across."""
+
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context):
+        self._provider = context.data_provider
+        if self._provider is None:
+            raise ValueError("The ConvViz tab needs TensorBoard's data provider.")
+        hint = (context.sampling_hints or {}).get(_IMAGES, DEFAULT_IMAGE_SAMPLES)
+        # `images=0` keeps every image at ingestion (and empties the Images tab); here it
+        # means "serve all of them".
+        self._downsample = hint if hint and hint > 0 else 1_000_000
+        self._keys = {}  # (experiment, run, tag) -> (time read, {step: blob key})
+        self._sizes = {}  # (experiment, run, tag) -> (width, height) of its pictures
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_static,
+            "/style.css": self._serve_static,
+            "/index": self._serve_index,
+            "/sheet": self._serve_sheet,
+            "/image": self._serve_image,
+            "/scalars": self._serve_scalars,
+        }
+
+    def is_active(self):
+        # Called without a request: the default experiment, as the core's listing does.
+        ctx = tb_context.RequestContext()
+        mapping = self._provider.list_blob_sequences(ctx, experiment_id="", plugin_name=_IMAGES)
+        return any(
+            _parse_picture(run, tag) is not None for run, tags in mapping.items() for tag in tags
+        )
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="ConvViz")
+
+    # The index: which runs, kinds, layers and rows there are.
+
+    def _pictures(self, request):
+        """{run: {tag: PictureTag}} of our image tags."""
+        mapping = self._provider.list_blob_sequences(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_IMAGES,
+        )
+        out = {}
+        for run, tags in mapping.items():
+            parsed = {tag: _parse_picture(run, tag) for tag in tags}
+            parsed = {tag: p for tag, p in parsed.items() if p is not None}
+            if parsed:
+                out[run] = parsed
+        return out
+
+    def _index(self, request) -> list[dict]:
+        order = {kind: i for i, kind in enumerate(_tags.all_runs())}
+        runs = []
+        for run, pictures in self._pictures(request).items():
+            kind = next(iter(pictures.values())).run
+            layers: dict[str | None, list] = {}
+            for tag, picture in pictures.items():
+                # Filter weights: one sheet whose rows are the layers.
+                layer = None if kind == _tags.FILTER_WEIGHTS else picture.layer
+                layers.setdefault(layer, []).append(
+                    {"tag": tag, "label": _row_label(picture), "probe": picture.probe}
+                )
+            for rows in layers.values():
+                rows.sort(key=lambda r: (r["probe"] is None, r["probe"] or 0, _natural(r["label"])))
+            runs.append(
+                {
+                    "run": run,
+                    "group": _split_run(run, kind),
+                    "kind": kind,
+                    "layers": [
+                        {"layer": layer, "rows": layers[layer]}
+                        for layer in sorted(layers, key=_natural)
+                    ],
+                }
+            )
+        runs.sort(key=lambda r: (order.get(r["kind"], len(order)), _natural(r["group"])))
+        return runs
+
+    @_route
+    def _serve_index(self, request):
+        return {"runs": self._index(request)}, "application/json"
+
+    # A sheet: every row's steps.
+
+    def _rows(self, request, run: str, layer: str | None) -> list[dict]:
+        for entry in self._index(request):
+            if entry["run"] != run:
+                continue
+            for group in entry["layers"]:
+                if group["layer"] == layer:
+                    return group["rows"]
+            raise BadRequest(f"Run {run!r} has no layer {layer!r}.", code=404)
+        raise BadRequest(f"No ConvViz run {run!r}.", code=404)
+
+    def _sequences(self, request, run: str, tags: list[str]) -> dict:
+        data = self._provider.read_blob_sequences(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_IMAGES,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags),
+        ).get(run, {})
+        if len(self._keys) > _KEYS_MAX:
+            self._keys.clear()
+        now, experiment = time.monotonic(), plugin_util.experiment_id(request.environ)
+        for tag, sequence in data.items():
+            # values: width, height, then the encoded images (we write one).
+            keys = {d.step: d.values[2].blob_key for d in sequence if len(d.values) > 2}
+            self._keys[(experiment, run, tag)] = (now, keys)
+        return data
+
+    @_route
+    def _serve_sheet(self, request):
+        run = _arg(request, "run")
+        layer = _arg(request, "layer", required=False) or None
+        rows = self._rows(request, run, layer)
+        sequences = self._sequences(request, run, [r["tag"] for r in rows])
+        out = []
+        for row in rows:
+            sequence = sequences.get(row["tag"], [])
+            steps = sorted({datum.step for datum in sequence})
+            width, height = self._size(request, run, row["tag"], sequence)
+            out.append({**row, "steps": steps, "width": width, "height": height})
+        steps = sorted({s for row in out for s in row["steps"]})
+        return {"run": run, "layer": layer, "rows": out, "steps": steps}, "application/json"
+
+    def _size(self, request, run: str, tag: str, sequence) -> tuple[int | None, int | None]:
+        """(width, height) of a tag's pictures, from its first PNG's header (read once)."""
+        key = (plugin_util.experiment_id(request.environ), run, tag)
+        if key not in self._sizes:
+            datum = next((d for d in sequence if len(d.values) > 2), None)
+            if datum is None:
+                return None, None
+            blob = self._provider.read_blob(
+                plugin_util.context(request.environ), blob_key=datum.values[2].blob_key
+            )
+            size = (None, None)
+            if blob.startswith(_MIME[0][0]) and len(blob) >= 24:  # IHDR: width, height
+                size = (int.from_bytes(blob[16:20], "big"), int.from_bytes(blob[20:24], "big"))
+            if len(self._sizes) > _KEYS_MAX:
+                self._sizes.clear()
+            self._sizes[key] = size
+        return self._sizes[key]
+
+    # One image.
+
+    @_route
+    def _serve_image(self, request):
+        run, tag, step = _arg(request, "run"), _arg(request, "tag"), _arg(request, "step")
+        try:
+            step = int(step)
+        except ValueError:
+            raise BadRequest(f"'step' must be an integer. Received: {step!r}") from None
+        if _parse_picture(run, tag) is None:
+            raise BadRequest(f"{tag!r} is not a ConvViz picture of run {run!r}.", code=404)
+        key = (plugin_util.experiment_id(request.environ), run, tag)
+        read, keys = self._keys.get(key, (0.0, {}))
+        if step not in keys or time.monotonic() - read > _KEYS_TTL_S:
+            if tag not in self._sequences(request, run, [tag]):
+                raise BadRequest(f"No pictures for run {run!r}, tag {tag!r}.", code=404)
+            keys = self._keys.get(key, (0.0, {}))[1]
+        if step not in keys:
+            raise BadRequest(f"No picture at step {step} of {tag!r}.", code=404)
+        blob = self._provider.read_blob(plugin_util.context(request.environ), blob_key=keys[step])
+        mime = next((m for magic, m in _MIME if blob.startswith(magic)), None)
+        if mime is None:
+            raise BadRequest(f"The picture at step {step} of {tag!r} is not an image.", 415)
+        return blob, mime, _IMAGE_MAX_AGE_S
+
+    # The layer's scalars, grouped into one small plot per quantity.
+
+    @_route
+    def _serve_scalars(self, request):
+        run = _arg(request, "run")
+        layer = _arg(request, "layer", required=False) or None
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        listed = self._provider.list_scalars(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=_SCALARS,
+            run_tag_filter=provider.RunTagFilter(runs=[run]),
+        ).get(run, {})
+        wanted = {}
+        for tag in listed:
+            parsed = _tags.parse_scalar_tag(tag)
+            if parsed is None or _split_run(run, parsed[0].run) is None:
+                continue
+            picture, quantity = parsed
+            if picture.run != _tags.FILTER_WEIGHTS and picture.layer != layer:
+                continue
+            if picture.run == _tags.FILTER_WEIGHTS and layer is not None:
+                continue
+            # One line per probe image (or filter-weights layer); a layer's own scalar
+            # (dead_fraction, non_finite) is the only line of its plot.
+            per_row = picture.probe is not None or picture.run == _tags.FILTER_WEIGHTS
+            wanted[tag] = (quantity, _row_label(picture) if per_row else "")
+        data = {}
+        if wanted:
+            data = self._provider.read_scalars(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=_SCALARS,
+                downsample=_SCALAR_SAMPLES,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(wanted)),
+            ).get(run, {})
+        plots: dict[str, list] = {}
+        for tag, (quantity, label) in wanted.items():
+            points = [[d.step, _finite(d.value)] for d in data.get(tag, [])]
+            plots.setdefault(quantity, []).append({"label": label, "points": points})
+        out = [
+            {"quantity": q, "series": sorted(s, key=lambda x: _natural(x["label"]))}
+            for q, s in sorted(plots.items())
+        ]
+        return {"run": run, "layer": layer, "plots": out}, "application/json"
+
+    @_route
+    def _serve_static(self, request):
+        name = request.path.rsplit("/", 1)[-1]
+        if name not in _STATIC:
+            raise BadRequest("Not found.", code=404)
+        path = resources.files(__package__).joinpath("static", name)
+        return path.read_bytes(), _STATIC[name]
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or Inf: they become `null` (a gap in the plot)."""
+    return value if value == value and abs(value) != float("inf") else None

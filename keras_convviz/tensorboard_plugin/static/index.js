@@ -1,0 +1,530 @@
+// The ConvViz tab: for a kind, run and layer, the probe images down and the epochs across.
+//
+// TensorBoard loads this module in an iframe whose base URL is the plugin's route
+// (data/plugin/convviz/) and calls render(). Plain JavaScript, no build step: the iframe's
+// content security policy allows only same-origin scripts and fetches. Names coming from the
+// logs (runs, layers, tags) are only ever set as textContent or attribute values.
+
+const KIND_LABELS = {
+  feature_maps: "Feature maps",
+  filter_weights: "Filter weights",
+  grad_cam: "Grad-CAM",
+  grad_cam_plus_plus: "Grad-CAM++",
+  layer_cam: "LayerCAM",
+  hires_cam: "HiResCAM",
+  eigen_cam: "Eigen-CAM",
+  score_cam: "Score-CAM",
+  occlusion_sensitivity: "Occlusion",
+  gradient: "Gradient",
+  gradient_x_input: "Gradient × input",
+  smoothgrad: "SmoothGrad",
+  integrated_gradients: "Integrated Gradients",
+};
+const PLAY_MS = 700;
+const SERIES_COLORS = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf",
+];
+
+const state = {
+  runs: [], // the index: [{run, group, kind, layers: [{layer, rows}]}]
+  kind: null,
+  run: null,
+  layer: null,
+  sheet: null, // {rows: [{tag, label, steps}], steps}
+  scalars: null,
+  index: 0, // position of the current epoch in sheet.steps
+  cell: 80, // px
+  timer: null,
+  request: 0, // the latest sheet request; older answers are dropped
+};
+
+const ui = {};
+let observer = null;
+
+function el(tag, attrs = {}, text = null) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  return node;
+}
+
+function query(route, params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined) search.set(key, String(value));
+  }
+  return `${route}?${search.toString()}`;
+}
+
+async function getJson(route, params = {}) {
+  const response = await fetch(query(route, params));
+  if (!response.ok) throw new Error(`${route}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+function imageUrl(tag, step) {
+  // The sheet's own run: a selector may already name another while its sheet loads.
+  return query("image", { run: state.sheet.run, tag, step });
+}
+
+function kindLabel(kind) {
+  return KIND_LABELS[kind] || kind;
+}
+
+function layerLabel(layer) {
+  if (layer !== null) return layer;
+  return state.kind === "filter_weights" ? "every layer" : "(no layer)";
+}
+
+function setStatus(text) {
+  ui.status.textContent = text;
+}
+
+// Selectors.
+
+function fillSelect(select, options, value) {
+  select.replaceChildren();
+  for (const [optionValue, label] of options) {
+    const option = el("option", {}, label);
+    option.value = optionValue;
+    select.append(option);
+  }
+  select.value = value;
+  select.disabled = options.length < 2;
+}
+
+
+function choose({ kind = state.kind, run = state.run, layer = state.layer } = {}) {
+  const kinds = [...new Set(state.runs.map((r) => r.kind))];
+  if (!kinds.includes(kind)) kind = kinds[0] ?? null;
+  const runs = state.runs.filter((r) => r.kind === kind);
+  // Keep the group (experiment) when switching kind.
+  const current = state.runs.find((r) => r.run === run);
+  let chosen = runs.find((r) => r.run === run);
+  if (!chosen && current) chosen = runs.find((r) => r.group === current.group);
+  chosen = chosen || runs[0] || null;
+  const layers = chosen ? chosen.layers.map((l) => l.layer) : [];
+  if (!layers.includes(layer)) layer = layers.length ? layers[0] : null;
+  state.kind = kind;
+  state.run = chosen ? chosen.run : null;
+  state.layer = layer;
+  fillSelect(ui.kind, kinds.map((k) => [k, kindLabel(k)]), kind);
+  fillSelect(ui.run, runs.map((r) => [r.run, r.group || "."]), state.run);
+  fillSelect(ui.layer, layers.map((l) => [l === null ? "" : l, layerLabel(l)]), layer ?? "");
+}
+
+// Loading.
+
+async function loadIndex() {
+  const data = await getJson("index");
+  state.runs = data.runs;
+  choose();
+}
+
+async function loadSheet() {
+  stop();
+  if (!state.run) {
+    state.sheet = null;
+    state.scalars = null;
+    drawAll();
+    setStatus("No keras_convviz pictures in this log directory yet.");
+    return;
+  }
+  const previousStep = state.sheet ? state.sheet.steps[state.index] : null;
+  const request = ++state.request;
+  const [sheet, scalars] = await Promise.all([
+    getJson("sheet", { run: state.run, layer: state.layer }),
+    getJson("scalars", { run: state.run, layer: state.layer }),
+  ]);
+  if (request !== state.request) return; // a later choice has its own request in flight
+  state.sheet = sheet;
+  state.scalars = scalars;
+  const kept = sheet.steps.indexOf(previousStep);
+  state.index = kept >= 0 ? kept : Math.max(0, sheet.steps.length - 1);
+  drawAll();
+  setStatus("");
+}
+
+async function refresh() {
+  try {
+    await loadIndex();
+    await loadSheet();
+  } catch (error) {
+    setStatus(`Could not load: ${error.message}`);
+  }
+}
+
+// Drawing.
+
+function lazyImage(tag, step, alt) {
+  const img = el("img", { alt, "data-tag": tag, "data-step": String(step), decoding: "async" });
+  img.dataset.src = imageUrl(tag, step);
+  observer.observe(img);
+  return img;
+}
+
+function cellSize(row) {
+  // Every picture gets the area of a cell x cell square: wide Grad-CAM panels and tall
+  // filter grids stay readable at one setting.
+  const aspect = row.width && row.height ? row.width / row.height : 1;
+  const width = Math.round(state.cell * Math.sqrt(aspect));
+  return { width, height: Math.round(width / aspect) };
+}
+
+function visibleColumns(steps) {
+  // Thin out epochs that do not fit: evenly spaced, the first and last always kept.
+  const width = ui.sheet.clientWidth || window.innerWidth;
+  const cell = Math.max(...state.sheet.rows.map((row) => cellSize(row).width));
+  const fit = Math.max(2, Math.floor((width - 80) / (cell + 4)));
+  if (steps.length <= fit) return steps.map((_, i) => i);
+  const picked = new Set();
+  for (let k = 0; k < fit; k++) picked.add(Math.round((k * (steps.length - 1)) / (fit - 1)));
+  return [...picked].sort((a, b) => a - b);
+}
+
+function drawSheet() {
+  observer.disconnect();
+  ui.sheet.replaceChildren();
+  const sheet = state.sheet;
+  if (!sheet || !sheet.steps.length) return;
+  const columns = visibleColumns(sheet.steps);
+  const table = el("table", { class: "sheet" });
+  const head = el("tr");
+  head.append(el("th", { class: "rowlabel" }, state.kind === "filter_weights" ? "layer" : "probe"));
+  for (const i of columns) {
+    const th = el("th", { class: "epoch", "data-index": String(i) }, `epoch ${sheet.steps[i] + 1}`);
+    th.title = `step ${sheet.steps[i]}`;
+    th.addEventListener("click", () => setIndex(i));
+    head.append(th);
+  }
+  table.append(head);
+  for (const row of sheet.rows) {
+    const tr = el("tr");
+    tr.append(el("th", { class: "rowlabel" }, row.label));
+    const present = new Set(row.steps);
+    const size = cellSize(row);
+    for (const i of columns) {
+      const step = sheet.steps[i];
+      const td = el("td", { "data-index": String(i) });
+      if (present.has(step)) {
+        const img = lazyImage(row.tag, step, `${row.label}, epoch ${step + 1}`);
+        img.style.width = `${size.width}px`;
+        img.style.aspectRatio = `${size.width} / ${size.height}`;
+        td.append(img);
+      }
+      td.addEventListener("click", () => setIndex(i));
+      tr.append(td);
+    }
+    table.append(tr);
+  }
+  ui.sheet.append(table);
+  const thinned = columns.length < sheet.steps.length;
+  ui.thinned.textContent = thinned
+    ? `showing ${columns.length} of ${sheet.steps.length} epochs; widen or shrink the cells for more`
+    : "";
+}
+
+function nowWidth(rows) {
+  // One row when the pictures fit at 1.5 cells or more (up to 3 cells); else they wrap.
+  const cell = Math.max(...rows.map((row) => cellSize(row).width));
+  const width = ui.now.clientWidth || window.innerWidth;
+  const fit = Math.floor((width - 10 * (rows.length - 1)) / Math.max(1, rows.length));
+  return Math.round(Math.max(1.5 * cell, Math.min(3 * cell, fit)));
+}
+
+function drawNow() {
+  const sheet = state.sheet;
+  if (!sheet || !sheet.steps.length) {
+    ui.now.replaceChildren();
+    return;
+  }
+  const step = sheet.steps[state.index];
+  const width = `${nowWidth(sheet.rows)}px`;
+  const figures = [...ui.now.children];
+  const same =
+    figures.length === sheet.rows.length &&
+    figures.every((f, i) => f.dataset.tag === sheet.rows[i].tag && f.style.width === width);
+  if (!same) {
+    // Build the figures once per sheet; scrubbing then only swaps sources (no flicker).
+    ui.now.replaceChildren();
+    for (const row of sheet.rows) {
+      const figure = el("figure", { "data-tag": row.tag });
+      figure.style.width = width;
+      figure.append(el("img", { "data-tag": row.tag }));
+      figure.append(el("div", { class: "missing" }, "no picture"));
+      figure.append(el("figcaption", {}, row.label));
+      ui.now.append(figure);
+    }
+  }
+  sheet.rows.forEach((row, i) => {
+    const figure = ui.now.children[i];
+    const img = figure.querySelector("img");
+    const present = row.steps.includes(step);
+    img.hidden = !present;
+    figure.querySelector(".missing").hidden = present;
+    if (!present) return;
+    img.alt = `${row.label}, epoch ${step + 1}`;
+    img.dataset.step = String(step);
+    img.src = imageUrl(row.tag, step);
+  });
+}
+
+function drawPosition() {
+  const sheet = state.sheet;
+  const n = sheet ? sheet.steps.length : 0;
+  ui.slider.max = String(Math.max(0, n - 1));
+  ui.slider.value = String(state.index);
+  ui.slider.disabled = n < 2;
+  ui.play.disabled = n < 2;
+  ui.epoch.textContent = n
+    ? `epoch ${sheet.steps[state.index] + 1} (step ${sheet.steps[state.index]}) · ${state.index + 1}/${n}`
+    : "";
+  // A thinned-out sheet may not show the current epoch: mark the nearest column shown.
+  const headers = ui.sheet.querySelectorAll("th[data-index]");
+  const shown = [...headers].map((node) => Number(node.dataset.index));
+  const nearest = shown.reduce(
+    (best, i) => (Math.abs(i - state.index) < Math.abs(best - state.index) ? i : best),
+    shown[0],
+  );
+  for (const node of ui.sheet.querySelectorAll("[data-index]")) {
+    const index = Number(node.dataset.index);
+    node.classList.toggle("current", index === state.index);
+    node.classList.toggle("near", index === nearest && index !== state.index);
+  }
+  for (const line of ui.scalars.querySelectorAll("line.cursor")) {
+    const x = line.__x ? line.__x(n ? sheet.steps[state.index] : 0) : 0;
+    line.setAttribute("x1", x);
+    line.setAttribute("x2", x);
+  }
+}
+
+function drawScalars() {
+  ui.scalars.replaceChildren();
+  const plots = state.scalars ? state.scalars.plots : [];
+  if (!plots.length) {
+    ui.scalars.append(el("p", { class: "hint" }, "No scalars for this layer."));
+    return;
+  }
+  const W = 240;
+  const H = 96;
+  const P = 6;
+  for (const plot of plots) {
+    const points = plot.series.flatMap((s) => s.points).filter((p) => p[1] !== null);
+    const box = el("div", { class: "plot" });
+    box.append(el("h3", {}, plot.quantity));
+    if (!points.length) {
+      box.append(el("p", { class: "hint" }, "no finite values"));
+      ui.scalars.append(box);
+      continue;
+    }
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+    let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+    if (y0 === y1) [y0, y1] = [y0 - 1, y1 + 1];
+    const sx = (x) => P + ((x - x0) / (x1 - x0 || 1)) * (W - 2 * P);
+    const sy = (y) => H - P - ((y - y0) / (y1 - y0)) * (H - 2 * P);
+    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
+    chart.append(svg("rect", { class: "frame", x: 0.5, y: 0.5, width: W - 1, height: H - 1 }));
+    plot.series.forEach((series, i) => {
+      const d = [];
+      let pen = "M";
+      for (const [x, y] of series.points) {
+        if (y === null) {
+          pen = "M";
+          continue;
+        }
+        d.push(`${pen}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
+        pen = "L";
+      }
+      const path = svg("path", { d: d.join(" "), stroke: SERIES_COLORS[i % SERIES_COLORS.length] });
+      path.setAttribute("class", "series");
+      const title = svg("title");
+      title.textContent = series.label || plot.quantity;
+      path.append(title);
+      chart.append(path);
+    });
+    const cursor = svg("line", { class: "cursor", y1: 0, y2: H });
+    cursor.__x = sx;
+    chart.append(cursor);
+    box.append(chart);
+    const range = el("div", { class: "range" });
+    range.append(el("span", {}, `min ${format(Math.min(...ys))}`));
+    range.append(el("span", {}, `max ${format(Math.max(...ys))}`));
+    box.append(range);
+    if (plot.series.length > 1) {
+      const legend = el("div", { class: "legend" });
+      plot.series.forEach((series, i) => {
+        const item = el("span", {}, series.label);
+        item.style.setProperty("--swatch", SERIES_COLORS[i % SERIES_COLORS.length]);
+        legend.append(item);
+      });
+      box.append(legend);
+    }
+    ui.scalars.append(box);
+  }
+}
+
+function format(value) {
+  const a = Math.abs(value);
+  return a !== 0 && (a < 1e-3 || a >= 1e4) ? value.toExponential(2) : String(+value.toFixed(4));
+}
+
+function drawAll() {
+  ui.root.style.setProperty("--cell", `${state.cell}px`);
+  drawSheet();
+  drawNow();
+  drawScalars();
+  drawPosition();
+}
+
+// Moving through epochs.
+
+function setIndex(index) {
+  const n = state.sheet ? state.sheet.steps.length : 0;
+  if (!n) return;
+  state.index = ((index % n) + n) % n;
+  drawNow();
+  drawPosition();
+}
+
+function stop() {
+  if (state.timer !== null) clearInterval(state.timer);
+  state.timer = null;
+  ui.play.textContent = "▶ play";
+  ui.play.setAttribute("aria-pressed", "false");
+}
+
+function togglePlay() {
+  if (state.timer !== null) {
+    stop();
+    return;
+  }
+  state.timer = setInterval(() => setIndex(state.index + 1), PLAY_MS);
+  ui.play.textContent = "❚❚ pause";
+  ui.play.setAttribute("aria-pressed", "true");
+}
+
+function onKey(event) {
+  if (event.target instanceof HTMLSelectElement) return;
+  if (event.key === "ArrowRight") setIndex(state.index + 1);
+  else if (event.key === "ArrowLeft") setIndex(state.index - 1);
+  else if (event.key === "Home") setIndex(0);
+  else if (event.key === "End") setIndex(-1);
+  else if (event.key === " " && !(event.target instanceof HTMLButtonElement)) togglePlay();
+  else return;
+  event.preventDefault();
+}
+
+// The page.
+
+function build() {
+  const link = el("link", { rel: "stylesheet", href: "style.css" });
+  document.head.append(link);
+  const meta = el("meta", { name: "color-scheme", content: "light dark" });
+  document.head.append(meta);
+
+  ui.root = el("div", { class: "convviz" });
+  const bar = el("header", { class: "bar" });
+  const labelled = (text, control) => {
+    const label = el("label", {}, text);
+    label.append(control);
+    return label;
+  };
+  ui.kind = el("select", { id: "kind" });
+  ui.run = el("select", { id: "run" });
+  ui.layer = el("select", { id: "layer" });
+  ui.play = el("button", { id: "play", type: "button", "aria-pressed": "false" }, "▶ play");
+  ui.slider = el("input", { id: "scrub", type: "range", min: "0", max: "0", step: "1" });
+  ui.epoch = el("span", { id: "epoch", class: "epoch-label" });
+  ui.size = el("input", { id: "cell", type: "range", min: "40", max: "256", step: "8" });
+  ui.size.value = String(state.cell);
+  ui.refresh = el("button", { id: "refresh", type: "button", title: "reload the logs" }, "⟳ refresh");
+  ui.status = el("span", { id: "status", class: "status", role: "status" });
+  bar.append(
+    labelled("kind", ui.kind),
+    labelled("run", ui.run),
+    labelled("layer", ui.layer),
+    ui.play,
+    ui.slider,
+    ui.epoch,
+    labelled("cell", ui.size),
+    ui.refresh,
+    ui.status,
+  );
+
+  const body = el("div", { class: "body" });
+  const main = el("main");
+  main.append(el("h2", {}, "Now"));
+  ui.now = el("section", { id: "now", class: "now" });
+  main.append(ui.now);
+  const sheetHead = el("h2", {}, "Every epoch ");
+  ui.thinned = el("span", { class: "hint" });
+  sheetHead.append(ui.thinned);
+  main.append(sheetHead);
+  ui.sheet = el("section", { id: "sheet", class: "sheet-box" });
+  main.append(ui.sheet);
+  const aside = el("aside");
+  aside.append(el("h2", {}, "Scalars"));
+  ui.scalars = el("section", { id: "scalars" });
+  aside.append(ui.scalars);
+  body.append(main, aside);
+  ui.root.append(bar, body);
+  document.body.append(ui.root);
+
+  observer = new IntersectionObserver(
+    (entries) => {
+      for (const item of entries) {
+        if (!item.isIntersecting) continue;
+        item.target.src = item.target.dataset.src;
+        observer.unobserve(item.target);
+      }
+    },
+    { rootMargin: "300px" },
+  );
+
+  ui.kind.addEventListener("change", () => {
+    choose({ kind: ui.kind.value });
+    loadSheet().catch((e) => setStatus(e.message));
+  });
+  ui.run.addEventListener("change", () => {
+    choose({ run: ui.run.value });
+    loadSheet().catch((e) => setStatus(e.message));
+  });
+  ui.layer.addEventListener("change", () => {
+    choose({ layer: ui.layer.value === "" ? null : ui.layer.value });
+    loadSheet().catch((e) => setStatus(e.message));
+  });
+  ui.play.addEventListener("click", togglePlay);
+  ui.slider.addEventListener("input", () => setIndex(Number(ui.slider.value)));
+  ui.size.addEventListener("input", () => {
+    state.cell = Number(ui.size.value);
+    drawAll();
+  });
+  ui.refresh.addEventListener("click", refresh);
+  document.addEventListener("keydown", onKey);
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      drawSheet();
+      drawNow();
+      drawPosition();
+    }, 150);
+  });
+}
+
+export async function render() {
+  build();
+  // The arrow keys reach this frame only when it has the focus; take it when the tab opens.
+  window.focus();
+  setStatus("loading…");
+  await refresh();
+}

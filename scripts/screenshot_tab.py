@@ -1,0 +1,87 @@
+"""Screenshots of the ConvViz tab in a real TensorBoard, for the README (not run in CI).
+
+    .venv/bin/convviz demo --epochs 12            # or any logs of keras_convviz
+    .venv/bin/python scripts/screenshot_tab.py logs/demo docs/tensorboard_convviz_tab.png
+
+Starts `tensorboard --logdir LOGDIR` on a free port of 127.0.0.1, opens the ConvViz tab in
+Debian's `chromium` through Playwright (no browser download), optionally picks a kind and
+layer, and writes a PNG; `--dark` emulates a dark system theme.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logdir")
+    parser.add_argument("out")
+    parser.add_argument("--kind", default=None, help="e.g. grad_cam (default: the first)")
+    parser.add_argument("--layer", default=None)
+    parser.add_argument("--dark", action="store_true")
+    parser.add_argument("--size", default="1500x1000", help="window WIDTHxHEIGHT")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen(
+        [exe, "--logdir", args.logdir, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/data/plugins_listing", timeout=5) as r:
+                    if json.load(r).get("convviz", {}).get("enabled"):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"))
+            page = browser.new_page(
+                viewport={"width": width, "height": height},
+                color_scheme="dark" if args.dark else "light",
+            )
+            page.goto(f"{url}/#convviz")
+            frame = None
+            while frame is None:
+                frame = next((f for f in page.frames if "plugin_entry" in f.url), None)
+                page.wait_for_timeout(200)
+            frame.wait_for_selector("#sheet img[src]")
+            if args.kind:
+                frame.locator("#kind").select_option(args.kind)
+                frame.wait_for_selector(f"#sheet img[data-tag^='{args.kind}/']")
+            if args.layer:
+                frame.locator("#layer").select_option(args.layer)
+                frame.wait_for_selector(f"#sheet img[data-tag*='/{args.layer}/']")
+            frame.wait_for_function(
+                "[...document.querySelectorAll('#sheet img[src], #now img:not([hidden])')]"
+                ".every((i) => i.complete && i.naturalWidth > 0)"
+            )
+            page.wait_for_timeout(500)
+            page.screenshot(path=args.out)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,522 @@
+"""The ConvViz tab: its routes in TensorBoard's own app, a real `tensorboard`, a real browser.
+
+One short real training writes the logs every test reads (session fixture): a small CNN, 12
+epochs (more than TensorBoard's default of 10 images per tag), every kind of picture, beside
+`keras.callbacks.TensorBoard`'s own runs; a copy of them is a second experiment whose
+directory name is an HTML tag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import read_runs
+from tensorboard import default, program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from werkzeug import test as werkzeug_test
+
+import keras_convviz as kcv
+from keras_convviz import _tags
+from keras_convviz.tensorboard_plugin import loader as plugin_loader
+
+EPOCHS = 12
+PROBES = 3
+# A second experiment's directory (so a run name) that is HTML: it must stay text in the tab.
+EVIL = "<img src=x onerror=window.__convviz_xss=1>"
+LAYER = "conv-b.2"
+PREFIX = "data/plugin/convviz"
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name=LAYER)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="session")
+def logdir(tmp_path_factory):
+    """`<root>/exp_a/<runs>` from a real training, and a copy as a second experiment.
+
+    `CONVVIZ_PLUGIN_LOGS=DIR` writes them into DIR, or reads them from there when DIR holds
+    them already (scripts/plugin_compat.py: TensorBoard 2.16 beside a TensorFlow that
+    cannot run this training).
+    """
+    given = os.environ.get("CONVVIZ_PLUGIN_LOGS")
+    root = Path(given) if given else tmp_path_factory.mktemp("convviz_logs")
+    if (root / EVIL).is_dir():
+        return root
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 24, 24, 3), dtype=np.float32)
+    y = rng.integers(0, 3, size=24).astype(np.int32)
+    log_dir = root / "exp_a"
+    callbacks = [
+        keras.callbacks.TensorBoard(str(log_dir)),
+        kcv.ConvViz(
+            str(log_dir),
+            (x[:PROBES], y[:PROBES]),
+            grad_cam={"method": ["gradcam", "layercam"]},
+            saliency={"method": "gradient"},
+            max_channels=4,
+        ),
+    ]
+    _model().fit(x, y, epochs=EPOCHS, batch_size=12, verbose=0, callbacks=callbacks)
+    shutil.copytree(log_dir, root / EVIL)
+    return root
+
+
+@pytest.fixture(scope="session")
+def written(logdir):
+    """{(tensorboard run, tag): steps} of every picture, read back by TensorBoard's reader."""
+    out = {}
+    for group in ("exp_a", EVIL):
+        for run, tags in read_runs(logdir / group).items():
+            for tag, series in tags.items():
+                if series["kind"] == "images":
+                    out[(f"{group}/{run}", tag)] = series["steps"]
+    return out
+
+
+def make_app(logdir, *flags):
+    """TensorBoard's own WSGI app over `logdir`, with the plugins it finds (ours by entry point)."""
+    tb = program.TensorBoard()
+    tb.configure(
+        argv=["", "--logdir", str(logdir), "--load_fast=false", "--reload_task=blocking",
+              "--reload_interval=0", *flags]
+    )  # fmt: skip
+    ingester = data_ingester.LocalDataIngester(tb.flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(
+        tb.flags,
+        tb.plugin_loaders,
+        ingester.data_provider,
+        tb.assets_zip_provider,
+        ingester.deprecated_multiplexer,
+    )
+    return tb.flags, werkzeug_test.Client(app)
+
+
+@pytest.fixture(scope="session")
+def client(logdir):
+    return make_app(logdir)[1]
+
+
+def get_json(client, route, **params):
+    response = client.get(f"/{PREFIX}/{route}", query_string=params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_data())
+
+
+def sheets(index):
+    """Every (run, layer) sheet the index lists."""
+    return [(r["run"], g["layer"]) for r in index["runs"] for g in r["layers"]]
+
+
+# Tag names: built and parsed in one place.
+
+
+def test_tags_parse_back_what_they_build():
+    parse = _tags.parse_picture_tag
+    cam = _tags.cam_run("layercam")
+    assert parse(_tags.tag(_tags.FEATURE_MAPS, "base/conv1", 3)) == _tags.PictureTag(
+        _tags.FEATURE_MAPS, "base/conv1", 3
+    )
+    assert parse(_tags.tag(cam, "conv", _tags.ALL_IMAGES)) == _tags.PictureTag(cam, "conv", None)
+    assert parse(_tags.tag(_tags.FILTER_WEIGHTS, "image_1")) == _tags.PictureTag(
+        _tags.FILTER_WEIGHTS, "image_1", None
+    )
+    assert parse(_tags.tag(_tags.OCCLUSION, 0)) == _tags.PictureTag(_tags.OCCLUSION, None, 0)
+    for other in ("train/epoch_loss", "feature_maps", "feature_maps/conv", "grad_cam/image_01",
+                  "occlusion_sensitivity/conv/image_0", "feature_maps//image_0"):  # fmt: skip
+        assert parse(other) is None, other
+    assert _tags.parse_scalar_tag(_tags.tag(cam, "conv", 2, "max")) == (
+        _tags.PictureTag(cam, "conv", 2),
+        "max",
+    )
+    assert _tags.parse_scalar_tag(_tags.tag(_tags.FEATURE_MAPS, "conv", "dead_fraction")) == (
+        _tags.PictureTag(_tags.FEATURE_MAPS, "conv", None),
+        "dead_fraction",
+    )
+    assert _tags.parse_scalar_tag(_tags.tag(_tags.OCCLUSION, _tags.NON_FINITE)) == (
+        _tags.PictureTag(_tags.OCCLUSION, None, None),
+        _tags.NON_FINITE,
+    )
+
+
+# The loader: light, sets the images cap only when the user did not, never fatal.
+
+
+def test_entry_point_module_imports_no_tensorflow():
+    code = (
+        "import sys, keras_convviz.tensorboard_plugin.loader as m; "
+        "heavy = [n for n in ('tensorflow', 'keras', 'numpy') if n in sys.modules]; "
+        "assert not heavy, heavy; print(m.ConvVizLoader.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    from importlib.metadata import entry_points
+
+    (point,) = [e for e in entry_points(group="tensorboard_plugins") if e.name == "convviz"]
+    assert point.load() is plugin_loader.ConvVizLoader
+    assert plugin_loader.ConvVizLoader in default.get_plugins()  # what `tensorboard` loads
+
+
+@pytest.mark.parametrize(
+    ("argv", "images"),
+    [
+        ([], plugin_loader.DEFAULT_IMAGE_SAMPLES),
+        (["--convviz_image_samples", "40"], 40),
+        (["--samples_per_plugin", "images=5"], 5),
+        (["--samples_per_plugin", "images=0", "--convviz_image_samples", "40"], 0),
+        (["--samples_per_plugin", "scalars=7"], plugin_loader.DEFAULT_IMAGE_SAMPLES),
+    ],
+)
+def test_cap_flag(argv, images):
+    tb = program.TensorBoard()
+    tb.configure(argv=["", "--logdir", "unused", *argv])
+    assert tb.flags.samples_per_plugin["images"] == images
+
+
+def test_broken_plugin_leaves_tensorboard_running(logdir, monkeypatch, caplog):
+    # A plugin module that cannot be imported (a broken install): `None` in sys.modules
+    # makes the import raise ImportError.
+    monkeypatch.setitem(sys.modules, "keras_convviz.tensorboard_plugin.plugin", None)
+    _, client = make_app(logdir)
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    assert "convviz" not in listing
+    assert listing["images"]["enabled"]
+    assert client.get("/data/plugin/images/tags").status_code == 200
+    assert "ConvViz tab failed to load" in caplog.text
+
+
+# Routes, in process.
+
+
+def test_plugin_listed_and_active_only_with_our_runs(client, tmp_path):
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    assert listing["convviz"]["enabled"]
+    assert listing["convviz"]["tab_name"] == "ConvViz"
+    assert listing["convviz"]["loading_mechanism"]["module_path"] == f"/{PREFIX}/index.js"
+    # Logs of a plain keras.callbacks.TensorBoard: the tab is listed but inactive.
+    keras.utils.set_random_seed(0)
+    model = _model()
+    x = np.zeros((4, 24, 24, 3), np.float32)
+    model.fit(x, np.zeros(4), epochs=1, verbose=0,
+              callbacks=[keras.callbacks.TensorBoard(str(tmp_path))])  # fmt: skip
+    _, plain = make_app(tmp_path)
+    listing = json.loads(plain.get("/data/plugins_listing").get_data())
+    assert listing["convviz"]["enabled"] is False
+    assert get_json(plain, "index") == {"runs": []}
+
+
+def test_index_lists_every_picture_once(client, written):
+    index = get_json(client, "index")
+    kinds = [r["kind"] for r in index["runs"]]
+    # Ordered as _tags lists the kinds; the first is what the tab opens on.
+    assert kinds == sorted(kinds, key=_tags.all_runs().index)
+    assert kinds[0] == _tags.FEATURE_MAPS
+    listed = {}
+    for run in index["runs"]:
+        assert run["group"] in ("exp_a", EVIL)
+        assert run["run"] == f"{run['group']}/{run['kind']}"
+        for layer in run["layers"]:
+            for row in layer["rows"]:
+                listed[(run["run"], row["tag"])] = layer["layer"]
+    assert set(listed) == set(written)
+    assert listed[("exp_a/feature_maps", f"feature_maps/{LAYER}/image_2")] == LAYER
+    assert listed[("exp_a/filter_weights", f"filter_weights/{LAYER}")] is None  # one sheet
+    assert listed[(f"{EVIL}/occlusion_sensitivity", "occlusion_sensitivity/image_0")] is None
+    fm = next(r for r in index["runs"] if r["run"] == "exp_a/feature_maps")
+    assert [g["layer"] for g in fm["layers"]] == ["conv-b.2", "conv_a"]
+    assert [row["label"] for row in fm["layers"][1]["rows"]] == ["image 0", "image 1", "image 2"]
+
+
+def test_every_epoch_of_every_tag_served_without_a_flag(client, written):
+    index = get_json(client, "index")
+    served = {}
+    for run, layer in sheets(index):
+        sheet = get_json(client, "sheet", run=run, **({} if layer is None else {"layer": layer}))
+        assert sheet["steps"] == list(range(EPOCHS))
+        for row in sheet["rows"]:
+            served[(run, row["tag"])] = row["steps"]
+    assert served == written
+    assert all(steps == list(range(EPOCHS)) for steps in written.values())
+    # The bytes are the PNG written at that step.
+    run, tag = "exp_a/grad_cam", f"grad_cam/{LAYER}/image_1"
+    for step in (0, EPOCHS - 1):
+        response = client.get(
+            f"/{PREFIX}/image", query_string={"run": run, "tag": tag, "step": step}
+        )
+        assert response.status_code == 200
+        assert response.mimetype == "image/png"
+        assert response.get_data().startswith(b"\x89PNG")
+    first = client.get(f"/{PREFIX}/image", query_string={"run": run, "tag": tag, "step": 0})
+    assert first.get_data() != response.get_data()
+
+
+def test_explicit_samples_flag_wins(logdir):
+    flags, client = make_app(logdir / "exp_a", "--samples_per_plugin", "images=5")
+    assert flags.samples_per_plugin["images"] == 5
+    sheet = get_json(client, "sheet", run="feature_maps", layer="conv_a")
+    assert len(sheet["steps"]) == 5
+    assert all(len(row["steps"]) == 5 for row in sheet["rows"])
+    # The stock Images tab keeps the same 5.
+    images = client.get(
+        "/data/plugin/images/images",
+        query_string={"run": "feature_maps", "tag": "feature_maps/conv_a/image_0"},
+    )
+    assert len(json.loads(images.get_data())) == 5
+
+
+def test_scalars_of_a_layer(client):
+    data = get_json(client, "scalars", run="exp_a/feature_maps", layer="conv_a")
+    plots = {p["quantity"]: p["series"] for p in data["plots"]}
+    assert set(plots) == {"dead_fraction", "max_activation"}
+    (series,) = plots["max_activation"]
+    assert [p[0] for p in series["points"]] == list(range(EPOCHS))
+    assert all(v is not None and v > 0 for _, v in series["points"])
+    cam = get_json(client, "scalars", run=f"{EVIL}/layer_cam", layer=LAYER)
+    (plot,) = cam["plots"]
+    assert plot["quantity"] == "max"
+    assert [s["label"] for s in plot["series"]] == [f"image {i}" for i in range(PROBES)]
+    weights = get_json(client, "scalars", run="exp_a/filter_weights")
+    (plot,) = weights["plots"]
+    assert sorted(s["label"] for s in plot["series"]) == sorted(["conv_a", LAYER])
+    occlusion = get_json(client, "scalars", run="exp_a/occlusion_sensitivity")
+    assert [p["quantity"] for p in occlusion["plots"]] == ["max"]
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "code"),
+    [
+        ("sheet", {}, 400),
+        ("sheet", {"run": "exp_a/nope"}, 404),
+        ("sheet", {"run": "exp_a/train"}, 404),  # keras's run: not ours
+        ("sheet", {"run": "exp_a/feature_maps", "layer": "gone"}, 404),
+        ("image", {"run": "exp_a/grad_cam", "tag": "grad_cam/conv_a/image_0"}, 400),
+        ("image", {"run": "exp_a/grad_cam", "tag": f"grad_cam/{LAYER}/image_0", "step": "x"}, 400),
+        ("image", {"run": "exp_a/grad_cam", "tag": f"grad_cam/{LAYER}/image_0", "step": 99}, 404),
+        ("image", {"run": "exp_a/grad_cam", "tag": f"grad_cam/{LAYER}/image_9", "step": 0}, 404),
+        ("image", {"run": "exp_a/grad_cam", "tag": "../../etc/passwd", "step": 0}, 404),
+        ("image", {"run": "exp_a/train", "tag": "epoch_loss", "step": 0}, 404),
+        ("image", {"run": "exp_a/feature_maps", "tag": "grad_cam/conv_a/image_0", "step": 0}, 404),
+        ("scalars", {}, 400),
+        ("nothing", {}, 404),
+    ],
+)
+def test_bad_or_stale_requests_get_a_short_4xx(client, route, params, code):
+    response = client.get(f"/{PREFIX}/{route}", query_string=params)
+    assert response.status_code == code
+    text = response.get_data(as_text=True)
+    assert len(text) < 300 and "Traceback" not in text
+
+
+def test_frontend_is_served_as_files(client):
+    js = client.get(f"/{PREFIX}/index.js")
+    assert js.status_code == 200 and js.mimetype == "text/javascript"
+    assert b"export async function render" in js.get_data()
+    assert b"innerHTML" not in js.get_data()  # names are set as text
+    css = client.get(f"/{PREFIX}/style.css")
+    assert css.status_code == 200 and b"prefers-color-scheme: dark" in css.get_data()
+    entry = client.get("/data/plugin_entry.html", query_string={"name": "convviz"})
+    assert entry.status_code == 200 and b"./index.js" in entry.get_data()
+
+
+# A real `tensorboard` on 127.0.0.1 (its default loader), and a real browser on it.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 30) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (localhost)
+        return response.read()
+
+
+@pytest.fixture(scope="session")
+def server(logdir, tmp_path_factory):
+    """`tensorboard --logdir LOGDIR --host 127.0.0.1 --port P`, as a user starts it."""
+    exe = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
+    assert exe, "the tensorboard command is not installed"
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("tb") / "tensorboard.log", "w+b")  # noqa: SIM115
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [exe, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"tensorboard exited: {log.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError):
+                listing = json.loads(_get(f"{url}/data/plugins_listing", timeout=5))
+                # The data server ingests in the background; wait for our runs.
+                if listing.get("convviz", {}).get("enabled"):
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail("tensorboard did not list an enabled ConvViz tab in 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    assert process.returncode is not None
+
+
+def test_real_tensorboard_serves_every_epoch_of_every_tag(server, written):
+    listing = json.loads(_get(f"{server}/data/plugins_listing"))
+    assert listing["convviz"]["enabled"] and listing["convviz"]["tab_name"] == "ConvViz"
+    index = json.loads(_get(f"{server}/{PREFIX}/index"))
+    served, urls = {}, []
+    for run, layer in sheets(index):
+        params = {"run": run, **({} if layer is None else {"layer": layer})}
+        sheet = json.loads(_get(f"{server}/{PREFIX}/sheet?{urllib.parse.urlencode(params)}"))
+        for row in sheet["rows"]:
+            served[(run, row["tag"])] = row["steps"]
+            for step in row["steps"]:
+                query = urllib.parse.urlencode({"run": run, "tag": row["tag"], "step": step})
+                urls.append(f"{server}/{PREFIX}/image?{query}")
+    # As a browser does: a few requests at a time.
+    with ThreadPoolExecutor(6) as pool:
+        assert all(png.startswith(b"\x89PNG") for png in pool.map(_get, urls))
+    assert served == written
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _get(f"{server}/{PREFIX}/image?run=exp_a/grad_cam&tag=nope&step=0")
+    assert error.value.code == 404
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("the browser test needs Debian's `chromium` (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="install the `test` extra")
+    return path, playwright
+
+
+def _tab_frame(page):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if "plugin_entry.html" in frame.url and frame.query_selector("#sheet"):
+                return frame
+        page.wait_for_timeout(200)
+    raise AssertionError(f"no ConvViz frame among {[f.url for f in page.frames]}")
+
+
+def texts(frame, selector):
+    return frame.eval_on_selector_all(selector, "n => n.map(x => x.textContent)")
+
+
+_DECODED = """([rows, cols]) => {
+  const decoded = (i) => i.complete && i.naturalWidth > 0;
+  const imgs = [...document.querySelectorAll('#sheet img')];
+  return imgs.length === rows * cols && imgs.every(decoded)
+    && [...document.querySelectorAll('#now img:not([hidden])')].every(decoded);
+}"""
+
+
+def test_tab_in_a_real_browser(server):
+    path, playwright = _chromium()
+    errors = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 2200, "height": 1400})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+            page.goto(f"{server}/#convviz")
+            frame = _tab_frame(page)
+            # Opens on the first kind and layer: probes down, epochs across, all decoded.
+            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+            assert frame.locator("#kind").input_value() == "feature_maps"
+            # Experiments sort by name: "<" before "e".
+            assert frame.locator("#run").input_value() == f"{EVIL}/feature_maps"
+            assert frame.locator("#layer").input_value() == LAYER
+            rows = texts(frame, "#sheet tr th.rowlabel")
+            assert rows == ["probe", "image 0", "image 1", "image 2"]
+            # The HTML run name is text: in the selector, never an element or a script run.
+            assert EVIL in texts(frame, "#run option")
+            assert frame.evaluate("window.__convviz_xss") is None
+            assert frame.query_selector("img[src='x']") is None
+
+            # The now row shows the last epoch; Home scrubs to the first.
+            now = "n => n.map(i => i.getAttribute('src'))"
+            last = frame.eval_on_selector_all("#now img", now)
+            assert all(f"step={EPOCHS - 1}" in src for src in last)
+            frame.locator("#sheet").click()
+            page.keyboard.press("Home")
+            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+            first = frame.eval_on_selector_all("#now img", now)
+            assert all("step=0" in src for src in first) and first != last
+            page.keyboard.press("ArrowRight")
+            assert "epoch 2 " in frame.locator("#epoch").text_content()
+            frame.locator("#scrub").fill("5")
+            frame.wait_for_function("document.querySelector('#now img').src.includes('step=5')")
+
+            # Another layer: other tags, decoded.
+            tags = "n => n.map(i => i.dataset.tag)"
+            before = set(frame.eval_on_selector_all("#sheet img", tags))
+            frame.locator("#layer").select_option("conv_a")
+            frame.wait_for_function(
+                "document.querySelector('#sheet img').dataset.tag.includes('conv_a')"
+            )
+            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+            after = set(frame.eval_on_selector_all("#sheet img", tags))
+            assert after and not after & before
+            assert all("/conv_a/" in t for t in after)
+
+            # Another kind keeps the experiment; filter weights: one row per layer.
+            frame.locator("#run").select_option("exp_a/feature_maps")
+            frame.locator("#kind").select_option("filter_weights")
+            frame.wait_for_function(_DECODED, arg=[2, EPOCHS])
+            assert frame.locator("#run").input_value() == "exp_a/filter_weights"
+            rows = texts(frame, "#sheet tr th.rowlabel")
+            assert rows == ["layer", LAYER, "conv_a"]
+            assert frame.locator("#scalars svg path.series").count() == 2
+
+            # Smaller cells than fit: every epoch stays; a narrow window thins them out.
+            page.set_viewport_size({"width": 700, "height": 900})
+            frame.wait_for_function(
+                f"document.querySelectorAll('#sheet tr:first-child th.epoch').length < {EPOCHS}"
+            )
+            assert "showing" in frame.locator("h2 .hint").text_content()
+            # The current epoch's column, or the nearest one shown, stays marked.
+            assert frame.locator("#sheet th.current, #sheet th.near").count() == 1
+        finally:
+            browser.close()
+    assert errors == []
