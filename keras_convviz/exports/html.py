@@ -61,6 +61,7 @@ table.grid td { padding: 2px; border: 2px solid transparent; }
 table.grid td.current { border-color: #1f77b4; }
 table.grid img { height: 72px; width: auto; max-width: none; cursor: pointer; }
 .missing { visibility: hidden; }
+img.smooth { image-rendering: auto; }
 """
 
 # Reads only the DOM (data-* attributes), so no name ever ends up inside the script.
@@ -133,8 +134,9 @@ def svg_plot(title: str, lines: dict[str, tuple[list[int], list[float]]]) -> str
     finite = [v for _, v in points if math.isfinite(v)]
     s0, s1 = min(s for s, _ in points), max(s for s, _ in points)
     v0, v1 = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    if v0 == v1:
-        v0, v1 = v0 - 0.5, v1 + 0.5
+    constant = v0 == v1
+    if constant:  # a flat line in the middle, labelled once with its value
+        v0, v1 = v0 - 1.0, v1 + 1.0
 
     def x_of(s):
         if s0 == s1:
@@ -152,10 +154,19 @@ def svg_plot(title: str, lines: dict[str, tuple[list[int], list[float]]]) -> str
         'stroke="#999"/>',
         f'<line x1="{_PLOT_LEFT}" y1="{_PLOT_TOP}" x2="{_PLOT_LEFT}" y2="{_PLOT_BOTTOM}" '
         'stroke="#999"/>',
-        f'<text x="{_PLOT_LEFT - 4}" y="{_PLOT_TOP + 8}" text-anchor="end" font-size="10">'
-        f"{escape(_number(v1))}</text>",
-        f'<text x="{_PLOT_LEFT - 4}" y="{_PLOT_BOTTOM}" text-anchor="end" font-size="10">'
-        f"{escape(_number(v0))}</text>",
+        *(
+            [
+                f'<text x="{_PLOT_LEFT - 4}" y="{y_of(v0 + 1.0) + 4:.1f}" text-anchor="end" '
+                f'font-size="10">{escape(_number(v0 + 1.0))}</text>'
+            ]
+            if constant
+            else [
+                f'<text x="{_PLOT_LEFT - 4}" y="{_PLOT_TOP + 8}" text-anchor="end" '
+                f'font-size="10">{escape(_number(v1))}</text>',
+                f'<text x="{_PLOT_LEFT - 4}" y="{_PLOT_BOTTOM}" text-anchor="end" '
+                f'font-size="10">{escape(_number(v0))}</text>',
+            ]
+        ),
         f'<text x="{_PLOT_LEFT}" y="{_PLOT_HEIGHT - 6}" font-size="10">{s0}</text>',
         f'<text x="{_PLOT_RIGHT}" y="{_PLOT_HEIGHT - 6}" text-anchor="end" font-size="10">'
         f"{s1}</text>",
@@ -193,18 +204,20 @@ def svg_plot(title: str, lines: dict[str, tuple[list[int], list[float]]]) -> str
 
 
 def _display_width(width: int) -> int:
-    """Small pictures shown enlarged by a whole factor, so pixels stay crisp."""
-    return width * max(1, 200 // max(width, 1))
+    """Small pictures enlarged by a whole factor (pixels stay crisp), wide ones shrunk so
+    two fit side by side."""
+    return min(width * max(1, 200 // max(width, 1)), 640)
 
 
 def section_html(index: int, section: Section, steps: list[int]) -> str:
     """One kind and layer: slider, the pictures at the picked epoch, plots and grid."""
     last = len(steps) - 1
     head = (
-        f'<section class="kind" id="section-{index}" '
-        f'data-steps="{escape(json.dumps(steps))}">'
-        f"<h2>{escape(section.layer or section.run)} "
-        f'<span class="run">{escape(section.run) if section.layer else ""}</span></h2>'
+        f'<section class="kind" id="section-{index}" data-steps="{escape(json.dumps(steps))}">'
+    ) + (
+        f'<h2><span class="run">{escape(section.run)} /</span> {escape(section.layer)}</h2>'
+        if section.layer is not None
+        else f"<h2>{escape(section.run)}</h2>"
     )
     controls = (
         '<div class="controls"><button class="prev" type="button" '
@@ -221,9 +234,11 @@ def section_html(index: int, section: Section, steps: list[int]) -> str:
         width = max(w for w, _ in picture.sizes)
         src = f'src="{data_uri(picture.blob(step))}"' if step in picture.steps else ""
         missing = "" if src else " missing"
+        shown_width = _display_width(width)
+        smooth = " smooth" if shown_width < width else ""
         shown.append(
-            f'<figure><img class="shown-image{missing}" data-row="{row}" {src} '
-            f'style="width:{_display_width(width)}px" alt="{escape(picture.name)}">'
+            f'<figure><img class="shown-image{missing}{smooth}" data-row="{row}" {src} '
+            f'style="width:{shown_width}px" alt="{escape(picture.name)}">'
             f"<figcaption>{escape(picture.row or picture.name)}</figcaption></figure>"
         )
     plots = [svg_plot(quantity, rows) for quantity, rows in section.scalars.items()]

@@ -8,7 +8,6 @@ from PIL import Image
 
 from keras_convviz.exports.draw import (
     GLYPH_HEIGHT,
-    PAPER,
     draw_text,
     label_scale,
     text_size,
@@ -18,7 +17,8 @@ from keras_convviz.exports.gif import epoch_label
 from keras_convviz.exports.sections import Section
 
 MARGIN = 8
-GAP = 4
+GAP = 8
+BACKGROUND = (200, 200, 200)  # darker than the panels' white, so each cell stands out
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def contact_sheet(section: Section, steps: list[int]) -> Image.Image:
     picture lacks leaves its cell empty.
     """
     layout = sheet_layout(section, steps)
-    sheet = Image.new("RGB", layout.size, PAPER)
+    sheet = Image.new("RGB", layout.size, BACKGROUND)
     scale = layout.scale
     draw_text(sheet, (MARGIN, MARGIN), section.title, scale=scale)
     label_y = MARGIN + GLYPH_HEIGHT * scale + GAP
