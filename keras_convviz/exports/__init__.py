@@ -265,9 +265,9 @@ def _check_logdir(logdir: str) -> list[str]:
 
 
 def _no_pictures(logdir: str, tags: str | None, series) -> None:
-    images = sorted({f"{s.run}: {s.tag}" for s in series if s.kind == "images"})
+    images = sorted({_qualified(s.run, s.tag) for s in series if s.kind == "images"})
     if not images:
-        others = sorted({f"{s.run}: {s.tag}" for s in series})
+        others = sorted({_qualified(s.run, s.tag) for s in series})
         runs = ", ".join(sorted({s.run for s in series}))
         raise ValueError(
             f"`logdir` holds no image tag to export (runs: {runs}; other tags: "
@@ -275,9 +275,14 @@ def _no_pictures(logdir: str, tags: str | None, series) -> None:
         )
     raise ValueError(
         f"`tags` must match at least one image tag (searched in the tag and in `run/tag`). "
-        f"The image tags are ({len(images)}, as run: tag): {_listing(images)}. "
+        f"The image tags are ({len(images)}): {_listing(images)}. "
         f"Received: tags={tags!r}"
     )
+
+
+def _qualified(run: str, tag: str) -> str:
+    """A tag, preceded by its run when the tag alone does not say it."""
+    return tag if tag.startswith(run + "/") else f"{run}: {tag}"
 
 
 def _listing(names: list[str]) -> str:
