@@ -57,3 +57,26 @@ def core_logits(model, images) -> np.ndarray:
     core = core_for(model)
     bound = bind(core.graph, make_probe(images))
     return core.run(Plan([Logits()]), bound)[Logits()].numpy()
+
+
+EPOCHS_12 = 12
+
+
+@pytest.fixture(scope="session")
+def logs_12_epochs(tmp_path_factory):
+    """Logs of a 12-epoch `ConvViz` run of the small CNN on 2 probe images, shared by the
+    export and TensorBoard tests (read only: copy before changing)."""
+    import keras_convviz as kcv
+
+    log_dir = tmp_path_factory.mktemp("logs_12_epochs")
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, size=32).astype(np.int32)
+    small_cnn().fit(
+        x,
+        y,
+        epochs=EPOCHS_12,
+        verbose=0,
+        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), patch_size=8)],
+    )
+    return log_dir
