@@ -120,12 +120,15 @@ def _number(value: float) -> str:
     return f"{value:.2e}"
 
 
-def svg_plot(title: str, lines: dict[str, tuple[list[int], list[float]]]) -> str:
+def svg_plot(
+    title: str, lines: dict[str, tuple[list[int], list[float]]], marker: bool = True
+) -> str:
     """A small line plot of scalars over steps, as inline SVG (no external reference).
 
     Args:
         title: The quantity plotted.
         lines: `{label: (steps, values)}`; non-finite values break their line.
+        marker: Draw the line a section's slider moves to the picked epoch.
 
     Returns:
         A `<div class="plot">` with the SVG and a legend.
@@ -170,9 +173,12 @@ def svg_plot(title: str, lines: dict[str, tuple[list[int], list[float]]]) -> str
         f'<text x="{_PLOT_LEFT}" y="{_PLOT_HEIGHT - 6}" font-size="10">{s0}</text>',
         f'<text x="{_PLOT_RIGHT}" y="{_PLOT_HEIGHT - 6}" text-anchor="end" font-size="10">'
         f"{s1}</text>",
-        f'<line class="marker" x1="{_PLOT_RIGHT}" y1="{_PLOT_TOP}" x2="{_PLOT_RIGHT}" '
-        f'y2="{_PLOT_BOTTOM}" stroke="#1f77b4" stroke-dasharray="3,2"/>',
     ]
+    if marker:
+        parts.append(
+            f'<line class="marker" x1="{_PLOT_RIGHT}" y1="{_PLOT_TOP}" x2="{_PLOT_RIGHT}" '
+            f'y2="{_PLOT_BOTTOM}" stroke="#1f77b4" stroke-dasharray="3,2"/>'
+        )
     legend = []
     for k, (label, (steps, values)) in enumerate(lines.items()):
         colour = PALETTE[k % len(PALETTE)]
@@ -294,7 +300,7 @@ def report_html(
         body.append(section_html(i, section, chosen))
         tick(section.title)
     if other_scalars:
-        plots = "".join(svg_plot(tag, runs) for tag, runs in other_scalars.items())
+        plots = "".join(svg_plot(tag, runs, marker=False) for tag, runs in other_scalars.items())
         body.append(
             '<section id="scalars"><h2>Other scalars</h2>'
             f'<div class="plots">{plots}</div></section>'
