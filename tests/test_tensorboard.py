@@ -149,3 +149,36 @@ def test_tensorboard_serves_both_fits_of_one_callback(tmp_path, model, data):
     for tag in ("grad_cam/conv_b/image_1", "grad_cam/conv_a/image_0"):
         entries = served_steps(base, "grad_cam", tag, 13)
         assert [e["step"] for e in entries] == list(range(13)), tag
+
+
+def test_convviz_tensorboard_flags_follow_the_logs(tmp_path):
+    import tensorflow as tf
+
+    from keras_convviz._serve import tensorboard_flags
+
+    run = tmp_path / "grad_cam"
+    for first in (0, 1100):  # a script run twice: two event files in one run, 1200 steps
+        writer = tf.summary.create_file_writer(str(run), filename_suffix=f".{first}")
+        with writer.as_default():
+            for step in range(first, first + 600):
+                tf.summary.image("grad_cam/conv/image_0", np.zeros((1, 2, 2, 1)), step)
+        writer.close()
+    flags = tensorboard_flags(tmp_path, port=6010, host="127.0.0.1")
+    assert flags == [
+        "--logdir",
+        str(tmp_path),
+        "--samples_per_plugin",
+        "images=1200",
+        "--load_fast=false",
+        "--port",
+        "6010",
+        "--host",
+        "127.0.0.1",
+    ]
+    (run / next(p.name for p in run.iterdir())).unlink()  # one event file, 600 steps
+    assert tensorboard_flags(tmp_path) == [
+        "--logdir",
+        str(tmp_path),
+        "--samples_per_plugin",
+        "images=1000",
+    ]
