@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -158,8 +159,6 @@ _OPTIONS = {
 
 def _common(paths) -> str:
     """One path, or the folder the paths share."""
-    import os
-
     return str(paths[0]) if len(paths) == 1 else os.path.commonpath(paths) + os.sep
 
 

@@ -69,7 +69,11 @@ def serve(logdir, port: int | None = None, host: str | None = None) -> int:
     flags = tensorboard_flags(logdir, port, host)
     server = program.TensorBoard(plugins=default.get_plugins())
     server.configure(argv=[None, *flags])
-    url = server.launch()
+    try:
+        url = server.launch()
+    except program.TensorBoardServerException as error:  # e.g. the port is taken
+        print(f"convviz tensorboard: error: {error.msg}", file=sys.stderr)
+        return 2
     print(f"TensorBoard {url}", flush=True)
     print(f"  the same as: tensorboard {shlex.join(flags)}\n  (Press Ctrl+C to quit)", flush=True)
     try:

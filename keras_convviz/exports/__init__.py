@@ -107,9 +107,9 @@ def export(
     used: set[Path] = set()
     try:
         if "gif" in formats:
-            for section, steps in zip(sections, chosen):
+            for section in sections:
                 for picture in section.pictures:
-                    frames = [s for s in steps if s in picture.steps]
+                    frames = select_steps(picture.steps, every)
                     path = _unique(
                         out / "gif" / (_relative(picture.run, picture.name) + ".gif"), used
                     )
