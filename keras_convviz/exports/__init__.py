@@ -106,8 +106,9 @@ def export(
     written: dict[str, list[Path]] = {"gif": [], "sheet": [], "html": []}
     used: set[Path] = set()
     try:
-        if "gif" in formats:
-            for section in sections:
+        # Section by section, so only one section's pictures are decoded at a time.
+        for section, steps in zip(sections, chosen):
+            if "gif" in formats:
                 for picture in section.pictures:
                     frames = select_steps(picture.steps, every)
                     path = _unique(
@@ -118,14 +119,15 @@ def export(
                     written["gif"].append(path)
                     used.add(path)
                     bar.tick(picture.name)
-        if "sheet" in formats:
-            for section, steps in zip(sections, chosen):
+            if "sheet" in formats:
                 path = _unique(out / "sheet" / (_sheet_name(section) + ".png"), used)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 contact_sheet(section, thin(steps, MAX_SHEET_COLUMNS)).save(path)
                 written["sheet"].append(path)
                 used.add(path)
                 bar.tick(section.title)
+            for picture in section.pictures:
+                picture.forget_decoded()
         if "html" in formats:
             out.mkdir(parents=True, exist_ok=True)
             path = out / "report.html"

@@ -44,6 +44,10 @@ class Picture:
             self._decoded[step] = decode_png(self.blobs[i], self.sizes[i])
         return self._decoded[step]
 
+    def forget_decoded(self) -> None:
+        """Frees the decoded pictures (the PNG bytes stay)."""
+        self._decoded.clear()
+
     def blob(self, step: int) -> bytes:
         return self.blobs[self.steps.index(step)]
 
