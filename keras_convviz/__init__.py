@@ -3,7 +3,8 @@
 Keras callbacks that write feature maps, filter weights, CAM maps (Grad-CAM and its
 family), occlusion sensitivity and gradient saliency of a fixed probe batch at the end of
 every N epochs, plus functional explainers that return the same maps as numpy arrays and
-their deletion/insertion faithfulness scores.
+their deletion/insertion faithfulness scores, and `export`, which turns the logs into GIFs,
+contact sheets and an offline HTML report.
 """
 
 # The public names load on first use (PEP 562), so importing a submodule that needs no
@@ -23,6 +24,7 @@ _PUBLIC = {
     "ModelHealth": "keras_convviz.callbacks.model_health",
     "OcclusionSensitivity": "keras_convviz.callbacks.occlusion_sensitivity",
     "Saliency": "keras_convviz.callbacks.saliency",
+    "export": "keras_convviz.exports",
     "faithfulness": "keras_convviz.explain",
     "feature_maps": "keras_convviz.explain",
     "grad_cam": "keras_convviz.explain",

@@ -1,11 +1,16 @@
-"""Command line: `python -m keras_convviz demo` (or `convviz demo`) trains the demo CNN."""
+"""Command line `convviz` (or `python -m keras_convviz`).
+
+- `convviz demo`: train the demo CNN with `ConvViz` logging to TensorBoard;
+- `convviz tensorboard LOGDIR`: start TensorBoard serving every snapshot of the logs;
+- `convviz export LOGDIR --out DIR`: GIFs, contact sheets and an offline HTML report.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
-
-from keras_convviz import demo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +38,53 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--seed", type=int, default=0, help="seed of the data and training (default: %(default)s)"
     )
+    board = commands.add_parser(
+        "tensorboard",
+        help="start TensorBoard serving every snapshot of the logs",
+        description=(
+            "Start TensorBoard on LOGDIR with --samples_per_plugin images=N, N at least the "
+            "number of snapshots in the logs (TensorBoard keeps 10 per tag otherwise), and "
+            "--load_fast=false when a run holds several event files; print its address."
+        ),
+    )
+    board.add_argument("logdir", metavar="LOGDIR", help="the log directory")
+    board.add_argument("--port", type=int, default=None, help="port (default: 6006 or next free)")
+    board.add_argument("--host", default=None, help="host to bind (default: localhost)")
+    export = commands.add_parser(
+        "export",
+        help="write GIFs, contact sheets and an offline HTML report from the logs",
+        description=(
+            "Read the event files under LOGDIR and write into DIR: an animated GIF per image "
+            "tag (gif/<tag>.gif), a contact sheet per kind and layer (sheet/<run>/<layer>.png, "
+            "probe images down, epochs across) and report.html, one self-contained page "
+            "with an epoch slider per kind and layer and the scalars as small plots."
+        ),
+    )
+    export.add_argument("logdir", metavar="LOGDIR", help="the log directory")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    export.add_argument(
+        "--tags", default=None, metavar="REGEX", help="export only image tags matching REGEX"
+    )
+    export.add_argument(
+        "--format",
+        default="gif,sheet,html",
+        metavar="LIST",
+        help="comma-separated: gif, sheet, html (default: %(default)s)",
+    )
+    export.add_argument(
+        "--every",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="every N-th epoch, the last always (default: %(default)s)",
+    )
+    export.add_argument(
+        "--duration",
+        type=_positive_int,
+        default=500,
+        metavar="MS",
+        help="milliseconds per GIF frame (default: %(default)s)",
+    )
     return parser
 
 
@@ -52,11 +104,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit status, 0 on success.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "demo":
+        from keras_convviz import demo
+
         options = {} if args.epochs is None else {"epochs": args.epochs}
         demo.run_demo(log_dir=args.log_dir, seed=args.seed, **options)
+    elif args.command == "tensorboard":
+        from keras_convviz import _serve
+
+        return _serve.serve(args.logdir, port=args.port, host=args.host)
+    elif args.command == "export":
+        from keras_convviz.exports import export
+
+        try:
+            written = export(
+                args.logdir,
+                args.out,
+                tags=args.tags,
+                formats=args.format,
+                every=args.every,
+                duration=args.duration,
+            )
+        except ValueError as error:
+            message = str(error)
+            for name, option in _OPTIONS.items():
+                message = message.replace(name, option)
+            print(f"convviz export: error: {message}", file=sys.stderr)
+            return 2
+        for kind, what in (("gif", "GIF"), ("sheet", "contact sheet"), ("html", "report")):
+            if written[kind]:
+                count = len(written[kind])
+                print(f"{count} {what}{'s' * (count != 1)}: {_common(written[kind])}")
     return 0
+
+
+# The messages of `export` name its Python arguments; the command line names its options.
+_OPTIONS = {
+    "`logdir`": "LOGDIR",
+    "logdir=": "LOGDIR=",
+    "`out`": "--out",
+    "out=": "--out=",
+    "`tags`": "--tags",
+    "tags=": "--tags=",
+    "`formats`": "--format",
+    "formats=": "--format=",
+    "`every`": "--every",
+    "every=": "--every=",
+    "`duration`": "--duration",
+    "duration=": "--duration=",
+}
+
+
+def _common(paths) -> str:
+    """One path, or the folder the paths share."""
+    return str(paths[0]) if len(paths) == 1 else os.path.commonpath(paths) + os.sep
 
 
 if __name__ == "__main__":

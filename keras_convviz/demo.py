@@ -116,8 +116,8 @@ def run_demo(
 ) -> dict:
     """Trains the demo CNN on synthetic shapes with `ConvViz` writing TensorBoard images.
 
-    Prints training progress, the validation accuracy and the `tensorboard` command that
-    shows the logs.
+    Prints training progress, the validation accuracy, the commands that show the logs
+    (`convviz tensorboard`, or the plain `tensorboard` one) and the export command.
 
     Args:
         log_dir: Directory the TensorBoard event files are written to.
@@ -182,14 +182,18 @@ def run_demo(
 
     print(f"Validation accuracy: {val_accuracy:.3f} ({end - start:.0f} s)")
     if with_callbacks:
-        # TensorBoard keeps only 10 images per tag unless told otherwise; ask for one per
-        # epoch at least (plus a margin for a snapshot before training).
-        images = max(epochs + 1, 100)
+        # TensorBoard keeps only 10 images per tag unless told otherwise (and `images=0`
+        # serves none in TensorBoard 2.21); `convviz tensorboard` sets it from the logs.
+        from keras_convviz._serve import MIN_SAMPLES
+
+        where = shlex.quote(str(log_dir))
         print("See the images with:")
+        print(f"  convviz tensorboard {where}")
         print(
-            f"  tensorboard --logdir {shlex.quote(str(log_dir))} "
-            f"--samples_per_plugin images={images}"
+            f"  (or: tensorboard --logdir {where} "
+            f"--samples_per_plugin images={max(MIN_SAMPLES, epochs)})"
         )
+        print(f"Share them with:  convviz export {where} --out {where}_export")
     return {
         "val_accuracy": val_accuracy,
         "val_loss": val_loss,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,9 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image as PILImage  # noqa: E402
-from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
+
+from keras_convviz.exports.events import read_runs  # noqa: E402, F401  (tests import it from here)
 
 
 def small_cnn(input_shape=(32, 32, 3), num_classes=4, final_activation="softmax", seed=0):
@@ -42,42 +40,6 @@ def data():
     return x, y
 
 
-def read_runs(log_dir) -> dict:
-    """Read every run under `log_dir` with TensorBoard's own event reader.
-
-    Returns:
-        {run: {tag: {"kind": "images"|"scalars", "steps": [...], "values": [...]}}} where
-        image values are decoded (height, width, channels) uint8 arrays.
-    """
-    runs = {}
-    for run in sorted(os.listdir(log_dir)):
-        path = os.path.join(log_dir, run)
-        if not os.path.isdir(path):
-            continue
-        acc = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.TENSORS: 0})
-        acc.Reload()
-        tags = {}
-        for tag in acc.Tags()["tensors"]:
-            plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-            events = acc.Tensors(tag)
-            if plugin == "images":
-                values = []
-                for event in events:
-                    blob = tf.make_ndarray(event.tensor_proto)
-                    image = np.asarray(PILImage.open(io.BytesIO(blob[2])))
-                    # [width, height, png], as tf.summary.image writes it
-                    assert [int(v) for v in blob[:2]] == [image.shape[1], image.shape[0]], tag
-                    values.append(image)
-            elif plugin == "scalars":
-                values = [float(tf.make_ndarray(e.tensor_proto)) for e in events]
-            else:  # e.g. the model graph that keras.callbacks.TensorBoard writes
-                continue
-            tags[tag] = {"kind": plugin, "steps": [e.step for e in events], "values": values}
-        if tags:  # a run of text summaries only (alerts, the health table) is left out
-            runs[run] = tags
-    return runs
-
-
 # Quantities measured between two snapshots: written from the second snapshot on.
 BETWEEN_SNAPSHOTS = ("/relative_update", "/change")
 
@@ -104,3 +66,26 @@ def core_logits(model, images) -> np.ndarray:
     core = core_for(model)
     bound = bind(core.graph, make_probe(images))
     return core.run(Plan([Logits()]), bound)[Logits()].numpy()
+
+
+EPOCHS_12 = 12
+
+
+@pytest.fixture(scope="session")
+def logs_12_epochs(tmp_path_factory):
+    """Logs of a 12-epoch `ConvViz` run of the small CNN on 2 probe images, shared by the
+    export and TensorBoard tests (read only: copy before changing)."""
+    import keras_convviz as kcv
+
+    log_dir = tmp_path_factory.mktemp("logs_12_epochs")
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, size=32).astype(np.int32)
+    small_cnn().fit(
+        x,
+        y,
+        epochs=EPOCHS_12,
+        verbose=0,
+        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), patch_size=8)],
+    )
+    return log_dir

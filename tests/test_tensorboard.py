@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import queue
+import re
 import socket
+import subprocess
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 
+import numpy as np
 import pytest
+from conftest import EPOCHS_12, read_runs
 from tensorboard import program
 
 import keras_convviz as kcv
+from keras_convviz.exports.events import decode_png
 
 
 def free_port() -> int:
@@ -66,33 +74,64 @@ def served_steps(base: str, run: str, tag: str, expected: int) -> list[dict]:
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("epochs", [12])
-def test_tensorboard_serves_every_snapshot(tmp_path, model, data, epochs):
-    x, y = data
-    model.fit(
-        x,
-        y,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8)],
+def start_convviz_tensorboard(log_dir):
+    """`convviz tensorboard LOGDIR` on 127.0.0.1 and a free port: the process and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_convviz", "tensorboard", str(log_dir)]
+        + ["--host", "127.0.0.1", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
-    base = serve(tmp_path, epochs)
-    runs = {"feature_maps", "filter_weights", "grad_cam", "occlusion_sensitivity"}
-    tags = wait_for_tags(base, runs, time.time() + 60)
-    assert "grad_cam/conv_b/image_1" in tags["grad_cam"]
-    assert "feature_maps/conv_a/image_0" in tags["feature_maps"]
-    for run, tag in [
-        ("grad_cam", "grad_cam/conv_b/image_1"),
-        ("feature_maps", "feature_maps/conv_b/image_0"),
-        ("filter_weights", "filter_weights/conv_a"),
-        ("occlusion_sensitivity", "occlusion_sensitivity/image_0"),
-    ]:
-        entries = served_steps(base, run, tag, epochs)
-        # More than TensorBoard's default of 10 images per tag, all of them served.
-        assert [e["step"] for e in entries] == list(range(epochs)), (run, tag)
-        blob = f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}"
-        with urllib.request.urlopen(blob, timeout=20) as response:
-            assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()
+    printed = []
+    deadline = time.time() + 90
+    while time.time() < deadline and process.poll() is None:
+        try:
+            printed.append(lines.get(timeout=1))
+        except queue.Empty:
+            continue
+        found = re.search(r"TensorBoard (http://127\.0\.0\.1:\d+)/", printed[-1])
+        if found:  # and the next line, with the flags it set
+            printed.append(lines.get(timeout=30))
+            return process, found.group(1), "".join(printed)
+    process.kill()
+    pytest.fail(f"convviz tensorboard printed no address: {printed}")
+
+
+def test_convviz_tensorboard_serves_every_snapshot_of_every_tag(logs_12_epochs):
+    stored = {
+        (run, tag): series
+        for run, tags in read_runs(logs_12_epochs).items()
+        for tag, series in tags.items()
+        if series["kind"] == "images"
+    }
+    assert len(stored) == 10
+    process, base, printed = start_convviz_tensorboard(logs_12_epochs)
+    try:
+        # It says what it set: more than the 12 snapshots, and the plain command.
+        assert "--samples_per_plugin images=1000" in printed, printed
+        tags = wait_for_tags(base, {run for run, _ in stored}, time.time() + 60)
+        assert {(run, tag) for run in tags for tag in tags[run]} == set(stored)
+        for (run, tag), series in stored.items():
+            entries = served_steps(base, run, tag, EPOCHS_12)
+            # More than TensorBoard's default of 10 images per tag, all of them served.
+            assert [e["step"] for e in entries] == list(range(EPOCHS_12)), (run, tag)
+            for entry, image in zip(entries, series["values"]):
+                blob = f"{base}/data/plugin/images/individualImage?{entry['query']}"
+                with urllib.request.urlopen(blob, timeout=20) as response:
+                    png = response.read()
+                assert png[:8] == b"\x89PNG\r\n\x1a\n"
+                np.testing.assert_array_equal(decode_png(png), image, f"{tag} {entry['step']}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode is not None
 
 
 def test_tensorboard_serves_both_fits_of_one_callback(tmp_path, model, data):
@@ -110,3 +149,36 @@ def test_tensorboard_serves_both_fits_of_one_callback(tmp_path, model, data):
     for tag in ("grad_cam/conv_b/image_1", "grad_cam/conv_a/image_0"):
         entries = served_steps(base, "grad_cam", tag, 13)
         assert [e["step"] for e in entries] == list(range(13)), tag
+
+
+def test_convviz_tensorboard_flags_follow_the_logs(tmp_path):
+    import tensorflow as tf
+
+    from keras_convviz._serve import tensorboard_flags
+
+    run = tmp_path / "grad_cam"
+    for first in (0, 1100):  # a script run twice: two event files in one run, 1200 steps
+        writer = tf.summary.create_file_writer(str(run), filename_suffix=f".{first}")
+        with writer.as_default():
+            for step in range(first, first + 600):
+                tf.summary.image("grad_cam/conv/image_0", np.zeros((1, 2, 2, 1)), step)
+        writer.close()
+    flags = tensorboard_flags(tmp_path, port=6010, host="127.0.0.1")
+    assert flags == [
+        "--logdir",
+        str(tmp_path),
+        "--samples_per_plugin",
+        "images=1200",
+        "--load_fast=false",
+        "--port",
+        "6010",
+        "--host",
+        "127.0.0.1",
+    ]
+    (run / next(p.name for p in run.iterdir())).unlink()  # one event file, 600 steps
+    assert tensorboard_flags(tmp_path) == [
+        "--logdir",
+        str(tmp_path),
+        "--samples_per_plugin",
+        "images=1000",
+    ]

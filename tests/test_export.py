@@ -1,0 +1,306 @@
+"""`kcv.export` / `convviz export`: GIFs, contact sheets and the offline report, read back."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import EPOCHS_12, read_runs
+from PIL import Image
+
+import keras_convviz as kcv
+from keras_convviz.__main__ import main
+from keras_convviz.exports import MAX_SHEET_COLUMNS, events, sheet
+from keras_convviz.exports.sections import build_sections
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).convert("RGB")).astype(np.int16)
+
+
+def image_tags(log_dir) -> dict[str, dict]:
+    return {
+        tag: series
+        for tags in read_runs(log_dir).values()
+        for tag, series in tags.items()
+        if series["kind"] == "images"
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(logs_12_epochs, tmp_path_factory):
+    """Every format of the 12-epoch logs, exported once for the tests that only read."""
+    out = tmp_path_factory.mktemp("export")
+    written = kcv.export(logs_12_epochs, out)
+    return out, written
+
+
+def test_gif_per_tag_frames_are_the_stored_images(logs_12_epochs, exported):
+    out, written = exported
+    stored = image_tags(logs_12_epochs)
+    assert sorted(p.relative_to(out / "gif").as_posix() for p in written["gif"]) == sorted(
+        f"{tag}.gif" for tag in stored
+    )
+    for tag, series in stored.items():
+        assert series["steps"] == list(range(EPOCHS_12))
+        gif = Image.open(out / "gif" / f"{tag}.gif")
+        assert gif.n_frames == EPOCHS_12, tag
+        assert gif.info["loop"] == 0
+        expected = [rgb(v) for v in series["values"]]
+        height, width = expected[0].shape[:2]
+        label = np.zeros((height, width), bool)
+        label[:26, :110] = True  # the epoch label's corner, "epoch 11" at twice the font
+        for k in range(EPOCHS_12):
+            gif.seek(k)
+            frame = np.asarray(gif.convert("RGB")).astype(np.int16)
+            assert frame.shape == expected[k].shape, tag
+            errors = [np.abs(frame - e)[~label].mean() for e in expected]
+            # 256 colours per frame: close to its own step's image, never closer to another.
+            assert errors[k] < 6, (tag, k, errors[k])
+            assert errors[k] <= min(errors) + 1e-9, (tag, k)
+            # The label is there: the corner differs from the stored image.
+            assert np.abs(frame - expected[k])[label].mean() > 20, (tag, k)
+
+
+def test_contact_sheet_cells_are_the_stored_images_probes_down_epochs_across(
+    logs_12_epochs, exported, tmp_path
+):
+    out, written = exported
+    assert sorted(p.relative_to(out / "sheet").as_posix() for p in written["sheet"]) == [
+        "feature_maps/conv_a.png",
+        "feature_maps/conv_b.png",
+        "filter_weights/conv_a.png",
+        "filter_weights/conv_b.png",
+        "grad_cam/conv_b.png",
+        "occlusion_sensitivity.png",
+    ]
+    stored = image_tags(logs_12_epochs)
+    series = [
+        s for run in events.find_runs(logs_12_epochs) for s in events.read_run(logs_12_epochs, run)
+    ]
+    sections = {s.title: s for s in build_sections(series, lambda p: True)[0]}
+    assert MAX_SHEET_COLUMNS >= EPOCHS_12  # all 12 epochs fit: no thinning here
+    for title, name, rows in [
+        (
+            "grad_cam / conv_b",
+            "grad_cam/conv_b",
+            ["grad_cam/conv_b/image_0", "grad_cam/conv_b/image_1"],
+        ),
+        (
+            "occlusion_sensitivity",
+            "occlusion_sensitivity",
+            ["occlusion_sensitivity/image_0", "occlusion_sensitivity/image_1"],
+        ),
+        ("filter_weights / conv_b", "filter_weights/conv_b", ["filter_weights/conv_b"]),
+    ]:
+        picture = np.asarray(Image.open(out / "sheet" / f"{name}.png").convert("RGB"))
+        layout = sheet.sheet_layout(sections[title], list(range(EPOCHS_12)))
+        cell_h, cell_w = stored[rows[0]]["values"][0].shape[:2]
+        assert (layout.rows, layout.columns) == (len(rows), EPOCHS_12)
+        assert (layout.cell_height, layout.cell_width) == (cell_h, cell_w)
+        assert picture.shape[:2] == (
+            layout.top + len(rows) * (cell_h + sheet.GAP) - sheet.GAP + sheet.MARGIN,
+            layout.left + EPOCHS_12 * (cell_w + sheet.GAP) - sheet.GAP + sheet.MARGIN,
+        )
+        for r, tag in enumerate(rows):  # probe images down, epochs across, pixel for pixel
+            for c in range(EPOCHS_12):
+                x, y = layout.cell(r, c)
+                cell = picture[y : y + cell_h, x : x + cell_w].astype(np.int16)
+                np.testing.assert_array_equal(cell, rgb(stored[tag]["values"][c]), f"{tag} {c}")
+        # Labelled: the title and epoch labels above the cells hold ink.
+        assert (picture[: layout.top] < 100).any()
+
+    # Every 5th epoch (and the last): 0, 5, 10, 11 -> 4 columns and 4 GIF frames.
+    written = kcv.export(logs_12_epochs, tmp_path, tags="^grad_cam/", every=5)
+    wide = Image.open(out / "sheet" / "grad_cam" / "conv_b.png")
+    narrow = Image.open(tmp_path / "sheet" / "grad_cam" / "conv_b.png")
+    cell_w = stored["grad_cam/conv_b/image_0"]["values"][0].shape[1]
+    assert wide.width - narrow.width == (EPOCHS_12 - 4) * (cell_w + sheet.GAP)
+    assert wide.height == narrow.height
+    assert [Image.open(p).n_frames for p in written["gif"]] == [4, 4]
+
+
+class Page(HTMLParser):
+    """The start tags and text of a page, as an HTML parser reads them."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.headings: list[str] = []
+        self._in_heading = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "h2":
+            self._in_heading = True
+            self.headings.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_heading = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_heading:
+            self.headings[-1] += data
+
+
+def test_report_is_self_contained_and_holds_every_step_of_the_chosen_tags(logs_12_epochs, tmp_path):
+    kcv.export(logs_12_epochs, tmp_path, tags="grad_cam|occlusion", formats=["html"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    page = Page(text)
+    names = [t for t, _ in page.tags]
+    assert "html" in names and "body" in names and "svg" in names and "input" in names
+    # No external reference: images inlined, scripts and styles inline, links in-page.
+    for tag, attrs in page.tags:
+        assert tag not in ("link", "iframe", "object", "embed", "base"), tag
+        if "src" in attrs:
+            assert tag == "img" and attrs["src"].startswith("data:image/png;base64,"), attrs
+        if "href" in attrs:
+            assert attrs["href"].startswith("#"), attrs
+    outside_data = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    for needle in ("http:", "https:", "//", "url(", "@import", "@font-face"):
+        assert needle not in outside_data, needle
+    # Every step of every chosen tag, byte for byte; nothing of the others.
+    inlined = set(re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text))
+    series = [
+        s for r in events.find_runs(logs_12_epochs) for s in events.read_run(logs_12_epochs, r)
+    ]
+    for s in series:
+        if s.kind != "images":
+            continue
+        blobs = {base64.b64encode(v[0]).decode() for v in s.values}
+        if s.tag.startswith(("grad_cam/", "occlusion_sensitivity/")):
+            assert len(s.steps) == EPOCHS_12 and blobs <= inlined, s.tag
+        else:
+            assert not blobs & inlined, s.tag
+    grid = [a for t, a in page.tags if t == "img" and "data-col" in a]
+    assert len(grid) == 4 * EPOCHS_12
+    sliders = [a for t, a in page.tags if t == "input" and a.get("type") == "range"]
+    assert [a["max"] for a in sliders] == [str(EPOCHS_12 - 1)] * 2
+    # The layer's scalars are plotted: one plot per quantity, one line per probe image.
+    assert text.count("<polyline") == 2 + 2  # grad_cam .../image_<i>/max, occlusion likewise
+
+
+def write_events(run_dir, steps=3):
+    """Image and scalar summaries under hostile names, as a custom loop could write them."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    rng = np.random.default_rng(0)
+    with writer.as_default():
+        for step in range(steps):
+            tf.summary.image("feature_maps/<script>/image_0", rng.random((1, 20, 30, 3)), step)
+            tf.summary.image("feature_maps/../../escape/image_0", rng.random((1, 8, 8, 1)), step)
+            tf.summary.scalar("feature_maps/<script>/dead_fraction", 0.1 * step, step)
+            tf.summary.image("several", rng.random((3, 10, 12, 3)), step, max_outputs=3)
+    writer.close()
+
+
+def test_hostile_names_stay_text_and_inside_out(tmp_path):
+    write_events(tmp_path / "logs" / "feature_maps")
+    out = tmp_path / "out"
+    written = kcv.export(tmp_path / "logs", out)
+    for path in written["gif"] + written["sheet"]:
+        assert path.resolve().is_relative_to(out.resolve()), path
+    names = sorted(p.relative_to(out / "gif").as_posix() for p in written["gif"])
+    # One GIF per image of a summary holding several per step.
+    assert names == [
+        "feature_maps/_/_/escape/image_0.gif",
+        "feature_maps/_script_/image_0.gif",
+        "feature_maps/several/sample_0.gif",
+        "feature_maps/several/sample_1.gif",
+        "feature_maps/several/sample_2.gif",
+    ]
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert text.count("<script") == 1  # ours; every name escaped
+    page = Page(text)
+    assert [t for t, _ in page.tags].count("script") == 1
+    assert "feature_maps / <script>" in page.headings  # the layer's name, shown as text
+    assert "dead_fraction" in "".join(page.text)  # its scalar is plotted
+
+
+def test_export_errors_name_the_argument_and_list_what_exists(logs_12_epochs, tmp_path):
+    with pytest.raises(ValueError, match=r"`logdir` .*no such directory"):
+        kcv.export(tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"no event files|none found.*notes\.txt"):
+        kcv.export(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(ValueError, match=r"`tags` must match.*grad_cam/conv_b/image_1"):
+        kcv.export(logs_12_epochs, tmp_path / "out", tags="conv_z")
+    with pytest.raises(ValueError, match=r"`tags` must be a regular expression"):
+        kcv.export(logs_12_epochs, tmp_path / "out", tags="(")
+    with pytest.raises(ValueError, match=r"`formats` must be one or more of gif, sheet, html"):
+        kcv.export(logs_12_epochs, tmp_path / "out", formats=["pdf"])
+    with pytest.raises(ValueError, match=r"`every` must be an int >= 1. Received: every=0"):
+        kcv.export(logs_12_epochs, tmp_path / "out", every=0)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"`out` must be a folder"):
+        kcv.export(logs_12_epochs, tmp_path / "file")
+    assert not (tmp_path / "out").exists()  # nothing written on a bad argument
+
+
+def test_command_line_export(logs_12_epochs, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["export", str(logs_12_epochs), "--out", str(out)]
+    assert main([*args, "--tags", "occlusion", "--format", "gif,sheet", "--every", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 GIFs" in printed and "1 contact sheet:" in printed
+    gifs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.gif"))
+    assert gifs == [
+        "gif/occlusion_sensitivity/image_0.gif",
+        "gif/occlusion_sensitivity/image_1.gif",
+    ]
+    assert Image.open(out / gifs[0]).n_frames == 5  # 0, 3, 6, 9 and the last, 11
+    assert not (out / "report.html").exists()
+    assert main([*args, "--tags", "nothing_like_it"]) == 2
+    error = capsys.readouterr().err
+    assert "--tags must match" in error and "filter_weights/conv_a" in error
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_slider_changes_the_shown_image_in_chromium(exported):
+    browser_path = chromium()
+    if browser_path is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    out, _ = exported
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto((out / "report.html").as_uri())
+            section = page.locator("section.kind").filter(has_text="grad_cam").first
+            slider = section.locator("input.epoch")
+            shown = section.locator("img.shown-image").first
+            output = section.locator("output")
+            assert slider.input_value() == str(EPOCHS_12 - 1)
+            assert output.inner_text() == f"epoch {EPOCHS_12 - 1}"
+            last = shown.get_attribute("src")
+            before = section.screenshot()
+            slider.focus()
+            for _ in range(EPOCHS_12 - 1):
+                page.keyboard.press("ArrowLeft")
+            assert slider.input_value() == "0"
+            assert output.inner_text() == "epoch 0"
+            first = shown.get_attribute("src")
+            assert first != last
+            cell = section.locator('table.grid img[data-row="0"][data-col="0"]')
+            assert first == cell.get_attribute("src")
+            assert section.screenshot() != before
+            # A click on a grid picture picks its epoch.
+            section.locator('table.grid img[data-row="1"][data-col="7"]').click()
+            assert slider.input_value() == "7" and output.inner_text() == "epoch 7"
+        finally:
+            browser.close()
