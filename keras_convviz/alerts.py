@@ -217,6 +217,12 @@ RULES: dict[str, Rule] = {
 }
 
 _IMAGE = re.compile(r"^image_\d+$")
+# The first line of `Alert.markdown()`, read back by the ConvViz tab (`parse_markdown`).
+_HEADLINE = re.compile(
+    r"^\*\*(?P<title>.+?)\*\* in (?:layer `(?P<layer>.*)`|the probe's `(?P<subject>.*)`) "
+    r"since epoch (?P<since>\d+) \(seen at epoch (?P<epoch>\d+), step (?P<step>\d+)\)\.$"
+)
+_SEPARATOR = "\n\n---\n\n"
 
 
 @dataclass(frozen=True)
@@ -413,7 +419,7 @@ class Monitor:
         self._write_text(
             ALERTS_RUN,
             f"alerts/{alert.rule}",
-            "\n\n---\n\n".join(a.markdown() for a in same_step),
+            _SEPARATOR.join(a.markdown() for a in same_step),
             alert.step,
         )
         where = f"layer {alert.layer!r}" if alert.layer else f"the probe's {alert.subject}"
@@ -469,3 +475,24 @@ def _trainable(model, layer: str) -> bool:
         return bool(core_for(model).graph.find(layer, "layer").layer.trainable)
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def parse_markdown(text: str) -> list[dict]:
+    """The alerts of one `alerts/<rule>` text summary, as the tab lists them: `title`,
+    `layer` (`""` for the probe's own numbers), `since_epoch`, `epoch`, `step`, `text`."""
+    found = []
+    for block in text.split(_SEPARATOR):
+        match = _HEADLINE.match(block.split("\n", 1)[0])
+        if match is None:
+            continue
+        found.append(
+            {
+                "title": match["title"],
+                "layer": match["layer"] or "",
+                "since_epoch": int(match["since"]),
+                "epoch": int(match["epoch"]),
+                "step": int(match["step"]),
+                "text": block,
+            }
+        )
+    return found

@@ -188,7 +188,8 @@ def test_report_is_self_contained_and_holds_every_step_of_the_chosen_tags(logs_1
     sliders = [a for t, a in page.tags if t == "input" and a.get("type") == "range"]
     assert [a["max"] for a in sliders] == [str(EPOCHS_12 - 1)] * 2
     # The layer's scalars are plotted: one plot per quantity, one line per probe image.
-    assert text.count("<polyline") == 2 + 2  # grad_cam .../image_<i>/max, occlusion likewise
+    # grad_cam .../image_<i>/max and .../image_<i>/change, occlusion .../image_<i>/max
+    assert text.count("<polyline") == 2 * 2 + 2
 
 
 def write_events(run_dir, steps=3):

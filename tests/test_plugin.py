@@ -292,17 +292,20 @@ def test_explicit_samples_flag_wins(logdir):
 def test_scalars_of_a_layer(client):
     data = get_json(client, "scalars", run="exp_a/feature_maps", layer="conv_a")
     plots = {p["quantity"]: p["series"] for p in data["plots"]}
-    assert set(plots) == {"dead_fraction", "max_activation"}
+    # The layer's health numbers, and its loss gradient from the health run.
+    health = {"dead_fraction", "near_zero_fraction", "mean", "std", "max_activation"}
+    assert set(plots) == health | {"gradient_norm", "gradient_ratio"}
     (series,) = plots["max_activation"]
     assert [p[0] for p in series["points"]] == list(range(EPOCHS))
     assert all(v is not None and v > 0 for _, v in series["points"])
     cam = get_json(client, "scalars", run=f"{EVIL}/layer_cam", layer=LAYER)
-    (plot,) = cam["plots"]
-    assert plot["quantity"] == "max"
-    assert [s["label"] for s in plot["series"]] == [f"image {i}" for i in range(PROBES)]
+    plots = {p["quantity"]: p["series"] for p in cam["plots"]}
+    assert set(plots) == {"max", "change", "gradient_norm"}  # the last conv: no ratio
+    assert [s["label"] for s in plots["max"]] == [f"image {i}" for i in range(PROBES)]
     weights = get_json(client, "scalars", run="exp_a/filter_weights")
-    (plot,) = weights["plots"]
-    assert sorted(s["label"] for s in plot["series"]) == sorted(["conv_a", LAYER])
+    plots = {p["quantity"]: p["series"] for p in weights["plots"]}
+    assert set(plots) == {"max_abs", "norm", "relative_update"}
+    assert sorted(s["label"] for s in plots["norm"]) == sorted(["conv_a", LAYER])
     occlusion = get_json(client, "scalars", run="exp_a/occlusion_sensitivity")
     assert [p["quantity"] for p in occlusion["plots"]] == ["max"]
 
@@ -507,7 +510,8 @@ def test_tab_in_a_real_browser(server):
             assert frame.locator("#run").input_value() == "exp_a/filter_weights"
             rows = texts(frame, "#sheet tr th.rowlabel")
             assert rows == ["layer", LAYER, "conv_a"]
-            assert frame.locator("#scalars svg path.series").count() == 2
+            # max_abs, norm and relative_update: one line per layer each.
+            assert frame.locator("#scalars svg path.series").count() == 3 * 2
 
             # Smaller cells than fit: every epoch stays; a narrow window thins them out.
             page.set_viewport_size({"width": 700, "height": 900})
@@ -520,3 +524,52 @@ def test_tab_in_a_real_browser(server):
         finally:
             browser.close()
     assert errors == []
+
+
+@pytest.fixture(scope="session")
+def sick_client(tmp_path_factory):
+    """A run whose layer `conv_b` is dead (alerts fire), with faithfulness and health on."""
+    root = tmp_path_factory.mktemp("sick_logs")
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    kernel, bias = model.get_layer("conv_b").get_weights()
+    model.get_layer("conv_b").set_weights([kernel, np.full_like(bias, -1000.0)])
+    rng = np.random.default_rng(2)
+    x = rng.random((12, 16, 16, 3), dtype=np.float32)
+    y = np.arange(12) % 3
+    callback = kcv.ConvViz(
+        str(root / "sick"), (x[:3], y[:3]), occlusion=False, faithfulness={"steps": 4}
+    )
+    with pytest.warns(UserWarning):
+        model.fit(x, y, epochs=2, batch_size=6, verbose=0, callbacks=[callback])
+    return make_app(root)[1]
+
+
+def test_alerts_of_a_layer(sick_client):
+    data = get_json(sick_client, "alerts", run="sick/grad_cam", layer="conv_b")
+    by_rule = {a["rule"]: a for a in data["alerts"]}
+    assert {"dead_channels", "empty_explanation"} <= set(by_rule)
+    dead = by_rule["dead_channels"]
+    assert (dead["layer"], dead["epoch"], dead["since_epoch"], dead["step"]) == ("conv_b", 1, 1, 0)
+    assert dead["title"] == "Most channels are dead"
+    assert "evidence: `feature_maps/conv_b/dead_fraction`" in dead["text"]
+    # Another layer's alerts are not listed; the model's own (layer "") would be.
+    assert all(a["layer"] in ("conv_b", "") for a in data["alerts"])
+    other = get_json(sick_client, "alerts", run="sick/feature_maps", layer="conv_a")
+    assert "dead_channels" not in {a["rule"] for a in other["alerts"]}
+
+
+def test_a_maps_scores_beside_its_floors_and_the_layers_gradient(sick_client):
+    data = get_json(sick_client, "scalars", run="sick/grad_cam", layer="conv_b")
+    plots = {p["quantity"]: p["series"] for p in data["plots"]}
+    for curve in ("deletion", "insertion"):
+        labels = sorted(s["label"] for s in plots[curve])
+        assert labels == ["edge map", "random map", "this map"], curve
+        assert all([p[0] for p in s["points"]] == [0, 1] for s in plots[curve])
+    (gradient,) = plots["gradient_norm"]  # from the health run, for this layer
+    assert [p[0] for p in gradient["points"]] == [0, 1]

@@ -27,6 +27,9 @@ from keras_convviz.tensorboard_plugin.loader import DEFAULT_IMAGE_SAMPLES, PLUGI
 
 _IMAGES = "images"
 _SCALARS = "scalars"
+_TEXT = "text"
+# Where the floors of a map's faithfulness scores are, and how their lines are labelled.
+_FLOORS = {_tags.floor_run("random"): "random map", _tags.floor_run("edge"): "edge map"}
 # Points per scalar series: the plots are small.
 _SCALAR_SAMPLES = 1000
 # A step's image never changes once written, so the browser may keep it while scrubbing.
@@ -91,6 +94,12 @@ def _split_run(run: str, kind: str) -> str | None:
     return None
 
 
+def _sibling(run: str, name: str) -> str:
+    """Our run `name` in the same group as the TensorBoard run `run` (`a/grad_cam` -> `a/name`)."""
+    cut = max(run.rfind("/"), run.rfind("\\"))
+    return name if cut < 0 else run[: cut + 1] + name
+
+
 def _parse_picture(run: str, tag: str) -> _tags.PictureTag | None:
     picture = _tags.parse_picture_tag(tag)
     if picture is None or _split_run(run, picture.run) is None:
@@ -135,6 +144,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             "/sheet": self._serve_sheet,
             "/image": self._serve_image,
             "/scalars": self._serve_scalars,
+            "/alerts": self._serve_alerts,
         }
 
     def is_active(self):
@@ -286,19 +296,41 @@ class ConvVizPlugin(base_plugin.TBPlugin):
 
     # The layer's scalars, grouped into one small plot per quantity.
 
+    def _read_scalars(self, request, wanted: dict) -> dict:
+        """`{(run, tag): [[step, value], ...]}` for `wanted` `{(run, tag): ...}`, one
+        provider call per run."""
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        by_run: dict[str, list] = {}
+        for run, tag in wanted:
+            by_run.setdefault(run, []).append(tag)
+        out = {}
+        for run, tags in by_run.items():
+            data = self._provider.read_scalars(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=_SCALARS,
+                downsample=_SCALAR_SAMPLES,
+                run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags),
+            ).get(run, {})
+            for tag in tags:
+                out[(run, tag)] = [[d.step, _finite(d.value)] for d in data.get(tag, [])]
+        return out
+
+    def _list_scalars(self, request, run: str) -> dict:
+        return self._provider.list_scalars(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_SCALARS,
+            run_tag_filter=provider.RunTagFilter(runs=[run]),
+        ).get(run, {})
+
     @_route
     def _serve_scalars(self, request):
         run = _arg(request, "run")
         layer = _arg(request, "layer", required=False) or None
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        listed = self._provider.list_scalars(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=_SCALARS,
-            run_tag_filter=provider.RunTagFilter(runs=[run]),
-        ).get(run, {})
-        wanted = {}
+        listed = self._list_scalars(request, run)
+        wanted = {}  # (run, tag) -> (quantity, label)
         for tag in listed:
             parsed = _tags.parse_scalar_tag(tag)
             if parsed is None or _split_run(run, parsed[0].run) is None:
@@ -311,25 +343,59 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             # One line per probe image (or filter-weights layer); a layer's own scalar
             # (dead_fraction, non_finite) is the only line of its plot.
             per_row = picture.probe is not None or picture.run == _tags.FILTER_WEIGHTS
-            wanted[tag] = (quantity, _row_label(picture) if per_row else "")
-        data = {}
-        if wanted:
-            data = self._provider.read_scalars(
-                ctx,
-                experiment_id=experiment,
-                plugin_name=_SCALARS,
-                downsample=_SCALAR_SAMPLES,
-                run_tag_filter=provider.RunTagFilter(runs=[run], tags=list(wanted)),
-            ).get(run, {})
+            label = _row_label(picture) if per_row else ""
+            if quantity in (_tags.DELETION, _tags.INSERTION):
+                # A map's faithfulness score beside its floors, written under the same tag.
+                label = "this map"
+                for floor, floor_label in _FLOORS.items():
+                    wanted[(_sibling(run, floor), tag)] = (quantity, floor_label)
+            wanted[(run, tag)] = (quantity, label)
+        if layer is not None:  # the layer's loss gradient (ModelHealth)
+            health = _sibling(run, _tags.HEALTH)
+            prefix = _tags.tag(_tags.HEALTH, layer) + "/"
+            for tag in self._list_scalars(request, health):
+                if tag.startswith(prefix) and "/" not in tag[len(prefix) :]:
+                    wanted[(health, tag)] = (tag[len(prefix) :], "")
+        data = self._read_scalars(request, wanted) if wanted else {}
         plots: dict[str, list] = {}
-        for tag, (quantity, label) in wanted.items():
-            points = [[d.step, _finite(d.value)] for d in data.get(tag, [])]
-            plots.setdefault(quantity, []).append({"label": label, "points": points})
+        for key, (quantity, label) in wanted.items():
+            points = data.get(key, [])
+            if points:
+                plots.setdefault(quantity, []).append({"label": label, "points": points})
         out = [
             {"quantity": q, "series": sorted(s, key=lambda x: _natural(x["label"]))}
             for q, s in sorted(plots.items())
         ]
         return {"run": run, "layer": layer, "plots": out}, "application/json"
+
+    @_route
+    def _serve_alerts(self, request):
+        """The alerts of the run's group that concern the layer (or the whole model)."""
+        run = _arg(request, "run")
+        layer = _arg(request, "layer", required=False) or ""
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        alerts_run = _sibling(run, _tags.ALERTS)
+        data = self._provider.read_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=_TEXT,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[alerts_run]),
+        ).get(alerts_run, {})
+        from keras_convviz.alerts import parse_markdown
+
+        found = []
+        for tag, datums in data.items():
+            rule = tag.rpartition("/")[2]
+            for datum in datums:
+                text = datum.numpy.item() if hasattr(datum.numpy, "item") else datum.numpy
+                text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+                for alert in parse_markdown(text):
+                    if alert["layer"] in (layer, ""):
+                        found.append({"rule": rule, **alert})
+        found.sort(key=lambda a: (a["step"], a["rule"]))
+        return {"run": run, "layer": layer or None, "alerts": found}, "application/json"
 
     @_route
     def _serve_static(self, request):

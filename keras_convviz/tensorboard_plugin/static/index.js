@@ -33,6 +33,7 @@ const state = {
   layer: null,
   sheet: null, // {rows: [{tag, label, steps}], steps}
   scalars: null,
+  alerts: null,
   index: 0, // position of the current epoch in sheet.steps
   cell: 80, // px
   timer: null,
@@ -133,19 +134,22 @@ async function loadSheet() {
   if (!state.run) {
     state.sheet = null;
     state.scalars = null;
+    state.alerts = null;
     drawAll();
     setStatus("No keras_convviz pictures in this log directory yet.");
     return;
   }
   const previousStep = state.sheet ? state.sheet.steps[state.index] : null;
   const request = ++state.request;
-  const [sheet, scalars] = await Promise.all([
+  const [sheet, scalars, alerts] = await Promise.all([
     getJson("sheet", { run: state.run, layer: state.layer }),
     getJson("scalars", { run: state.run, layer: state.layer }),
+    getJson("alerts", { run: state.run, layer: state.layer }),
   ]);
   if (request !== state.request) return; // a later choice has its own request in flight
   state.sheet = sheet;
   state.scalars = scalars;
+  state.alerts = alerts;
   const kept = sheet.steps.indexOf(previousStep);
   state.index = kept >= 0 ? kept : Math.max(0, sheet.steps.length - 1);
   drawAll();
@@ -372,6 +376,25 @@ function drawScalars() {
   }
 }
 
+function drawAlerts() {
+  ui.alerts.replaceChildren();
+  const alerts = state.alerts ? state.alerts.alerts : [];
+  if (!alerts.length) {
+    ui.alerts.append(el("p", { class: "hint" }, "None for this layer."));
+    return;
+  }
+  const list = el("ul", { class: "alerts" });
+  for (const alert of alerts) {
+    const item = el("li");
+    const since = alert.since_epoch === alert.epoch ? "" : ` (since epoch ${alert.since_epoch})`;
+    item.append(el("strong", {}, `epoch ${alert.epoch}${since}: `));
+    item.append(document.createTextNode(alert.title + (alert.layer ? "" : " (model)")));
+    item.title = alert.text; // the whole Markdown: value, meaning, what to try, evidence
+    list.append(item);
+  }
+  ui.alerts.append(list);
+}
+
 function format(value) {
   const a = Math.abs(value);
   return a !== 0 && (a < 1e-3 || a >= 1e4) ? value.toExponential(2) : String(+value.toFixed(4));
@@ -382,6 +405,7 @@ function drawAll() {
   drawSheet();
   drawNow();
   drawScalars();
+  drawAlerts();
   drawPosition();
 }
 
@@ -475,6 +499,9 @@ function build() {
   aside.append(el("h2", {}, "Scalars"));
   ui.scalars = el("section", { id: "scalars" });
   aside.append(ui.scalars);
+  aside.append(el("h2", {}, "Alerts"));
+  ui.alerts = el("section", { id: "alerts" });
+  aside.append(ui.alerts);
   body.append(main, aside);
   ui.root.append(bar, body);
   document.body.append(ui.root);
