@@ -443,14 +443,23 @@ class Monitor:
         firing = {}
         for alert in self._fired.values():
             firing.setdefault(alert.layer, []).append(alert.rule)
-        columns = sorted({q for numbers in self._snapshot.values() for q in numbers})
-        header = ["layer", *(c.replace(":", " ") for c in columns), "alerts"]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for layer, numbers in self._snapshot.items():
-            cells = [f"`{layer}`"]
-            cells += [f"{numbers[c]:.3g}" if c in numbers else "" for c in columns]
-            cells.append(", ".join(f"**{r}**" for r in firing.get(layer, [])) or "ok")
-            lines.append("| " + " | ".join(cells) + " |")
+        # One column per layer (a few), one row per quantity (many): it fits a page.
+        layers = list(self._snapshot)
+        quantities = sorted({q for numbers in self._snapshot.values() for q in numbers})
+        lines = [
+            "| | " + " | ".join(f"`{layer}`" for layer in layers) + " |",
+            "|---|" + "---|" * len(layers),
+        ]
+        for quantity in quantities:
+            cells = [
+                f"{self._snapshot[layer][quantity]:.3g}"
+                if quantity in self._snapshot[layer]
+                else ""
+                for layer in layers
+            ]
+            lines.append(f"| {quantity.replace(':', ' ')} | " + " | ".join(cells) + " |")
+        marks = [", ".join(f"**{r}**" for r in firing.get(layer, [])) or "ok" for layer in layers]
+        lines.append("| alerts | " + " | ".join(marks) + " |")
         self._write_text(HEALTH_RUN, HEALTH_TABLE, "\n".join(lines), self._step)
         self._snapshot = {}
         self._step = None

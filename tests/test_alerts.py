@@ -89,11 +89,17 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     # The health table marks the layer at every snapshot.
     table = read_text(tmp_path / "health", "health/layers")
     assert sorted(table) == [0, 1]
-    row = next(line for line in table[1].splitlines() if line.startswith("| `conv_b`"))
-    assert "**dead_channels**" in row and "**empty_explanation**" in row
-    row_a = next(line for line in table[1].splitlines() if line.startswith("| `conv_a`"))
+    # One column per layer, one row per quantity, the alerts last.
+    lines = table[1].splitlines()
+    columns = [c.strip() for c in lines[0].strip("|").split("|")]
+    cells = {line.split("|")[1].strip(): line.strip("|").split("|")[1:] for line in lines[2:]}
+    alerts = dict(zip(columns[1:], (c.strip() for c in cells["alerts"])))
+    assert "**dead_channels**" in alerts["`conv_b`"]
+    assert "**empty_explanation**" in alerts["`conv_b`"]
     # conv_a is alive, but nothing reaches it through conv_b: it stalls.
-    assert row_a.endswith("| **stalled_updates** |")
+    assert alerts["`conv_a`"] == "**stalled_updates**"
+    dead = dict(zip(columns[1:], (c.strip() for c in cells["feature_maps dead_fraction"])))
+    assert dead["`conv_b`"] == "1" and float(dead["`conv_a`"]) < 0.5
 
 
 def read_text(run_dir, tag) -> dict:

@@ -496,12 +496,13 @@ function build() {
   ui.sheet = el("section", { id: "sheet", class: "sheet-box" });
   main.append(ui.sheet);
   const aside = el("aside");
-  aside.append(el("h2", {}, "Scalars"));
-  ui.scalars = el("section", { id: "scalars" });
-  aside.append(ui.scalars);
+  // What went wrong first, then the numbers that show it.
   aside.append(el("h2", {}, "Alerts"));
   ui.alerts = el("section", { id: "alerts" });
   aside.append(ui.alerts);
+  aside.append(el("h2", {}, "Scalars"));
+  ui.scalars = el("section", { id: "scalars" });
+  aside.append(ui.scalars);
   body.append(main, aside);
   ui.root.append(bar, body);
   document.body.append(ui.root);
