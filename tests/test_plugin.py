@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -476,6 +477,13 @@ def test_tab_in_a_real_browser(server):
             assert EVIL in texts(frame, "#run option")
             assert frame.evaluate("window.__convviz_xss") is None
             assert frame.query_selector("img[src='x']") is None
+            # The alerts panel: "None for this layer." or one line per alert, as text (a
+            # model trained on random labels may rightly be told it collapsed).
+            items = texts(frame, "#alerts li")
+            if items:
+                assert all(re.match(r"epoch \d+( \(since epoch \d+\))?: \S", i) for i in items)
+            else:
+                assert frame.locator("#alerts").text_content() == "None for this layer."
 
             # The now row shows the last epoch; Home scrubs to the first.
             now = "n => n.map(i => i.getAttribute('src'))"
