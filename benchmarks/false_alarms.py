@@ -3,7 +3,7 @@
 Three healthy trainings, three seeds each:
 - the demo (`convviz demo`: the demo CNN with batch norm, 4000 shapes, 6 epochs);
 - the README's quickstart model (a Sequential CNN with batch norm, 3000 shapes, 8 epochs);
-- the quickstart model on grey 32x32 shapes (another kind of data: one channel, small).
+- the demo CNN on grey shapes (another kind of data: no colour to go by), 6 epochs.
 Each alert raised is printed with its rule, layer, value and epoch. Results go to
 `benchmarks/false_alarms.json`.
 
@@ -54,8 +54,11 @@ def quickstart_model(shape=(64, 64, 3)):
     return keras.Sequential(layers)
 
 
-def grey_model():
-    return quickstart_model((32, 32, 1))
+def grey_demo_model():
+    """The demo CNN, fed grey images (the grey value in all three channels)."""
+    from keras_convviz.demo import build_demo_model
+
+    return build_demo_model(64)
 
 
 def train_with_alerts(build, size: int, grey: bool, seed: int, log_dir: Path, epochs: int):
@@ -63,7 +66,8 @@ def train_with_alerts(build, size: int, grey: bool, seed: int, log_dir: Path, ep
     train, val = make_shapes(3000, size, seed=seed), make_shapes(300, size, seed=seed + 50)
     x, xv = train.images, val.images
     if grey:
-        x, xv = x.mean(-1, keepdims=True), xv.mean(-1, keepdims=True)
+        x = np.repeat(x.mean(-1, keepdims=True), 3, axis=-1)
+        xv = np.repeat(xv.mean(-1, keepdims=True), 3, axis=-1)
     model = build()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     alerts = []
@@ -90,7 +94,7 @@ def main() -> int:
             print(rows[-1], flush=True)
         for name, build, size, grey, epochs in (
             ("quickstart", quickstart_model, 64, False, 8),
-            ("quickstart, grey 32px", grey_model, 32, True, 8),
+            ("demo CNN, grey", grey_demo_model, 64, True, 6),
         ):
             for seed in SEEDS:
                 log_dir = Path(tmp) / f"{name.split(',')[0]}_{len(rows)}_{seed}"

@@ -213,8 +213,9 @@ RULES: dict[str, Rule] = {
             runs=(_tags.HEALTH,),
             # An untrained model often starts on one class, and a batch-normalised one may
             # predict one class in inference mode for its first epochs, while its moving
-            # statistics catch up (the README quickstart's model: epochs 1-2, then 0.91).
-            patience=3,
+            # statistics catch up: the README quickstart's model did for up to 3 epochs
+            # (benchmarks/false_alarms.py) and then reached 0.88-0.91.
+            patience=4,
         ),
     )
 }

@@ -229,16 +229,16 @@ def test_a_collapsed_classifier_fires_collapsed_model(tmp_path, data):
     model = plain_cnn()
     kernel, _ = model.get_layer("head").get_weights()
     model.get_layer("head").set_weights([kernel * 0, np.array([50.0, 0.0, 0.0], np.float32)])
-    seen, warned = fit_with_alerts(model, data, tmp_path, epochs=4)
+    seen, warned = fit_with_alerts(model, data, tmp_path, epochs=5)
     (alert,) = [a for a in seen if a.rule == "collapsed_model"]
     assert alert.subject == "health" and alert.layer == "" and alert.value == 1.0
-    # Three snapshots in a row (an untrained or batch-normalised model may predict one
-    # class for its first epochs): it fires at the third, saying since when.
-    assert (alert.since_epoch, alert.epoch, alert.step) == (1, 3, 2)
+    # Four snapshots in a row (an untrained or batch-normalised model may predict one
+    # class for its first epochs): it fires at the fourth, saying since when.
+    assert (alert.since_epoch, alert.epoch, alert.step) == (1, 4, 3)
     assert alert.evidence == "health/majority_fraction"
     assert (
         "**The model predicts one class for everything** in the probe's `health`"
-        in (texts(tmp_path)["alerts/collapsed_model"][2])
+        in (texts(tmp_path)["alerts/collapsed_model"][3])
     )
     assert any("predicts one class for everything in the probe's health" in w for w in warned)
 
