@@ -1089,7 +1089,7 @@ def section_faithfulness(cfg, ctx):
     for steps in cfg["faithfulness_steps"]:
         ctx["log"](f"  faithfulness, {steps} steps")
         rows.append(
-            quietly(lambda s=steps: _faithfulness_vs_floor(model, images, s, 256, cfg["reps"]))
+            quietly(lambda s=steps: _faithfulness_vs_floor(model, images, s, 256, 3 * cfg["reps"]))
         )
     notes = [
         "ours = kcv.faithfulness(model, images, maps) end to end (maps: Grad-CAM of conv3, "
