@@ -9,6 +9,7 @@ standard library, so the peer workers import it too.
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -23,8 +24,12 @@ def interleave(
         for name in names:
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(reps):
-        order = names if rep % 2 == 0 else names[::-1]
+    # A seeded shuffle per repetition: with three candidates, alternating forward and
+    # backward kept the middle one in the middle every time.
+    rng = random.Random(0)
+    for _ in range(reps):
+        order = list(names)
+        rng.shuffle(order)
         for name in order:
             start = time.perf_counter()
             fns[name]()
