@@ -515,28 +515,41 @@ def _rounds_vs_peer(peer, ours_fn, request: dict, rounds: int, reps: int) -> dic
 PEER_GOALS = {("tf-explain", "occlusion"): 4.0, ("xplique", "occlusion"): 2.0}
 
 
+def start_peer(name, ctx, workload_path, installs: dict, notes: list, if_missing: str = ""):
+    """A peer's worker on the workload, or `None` (skipped, not installable, or its worker
+    failed), with why in `installs[name]` and `notes`; its versions go to `installs`."""
+    if ctx["args"].no_peers:
+        installs[name] = "skipped (--no-peers)"
+        return None
+    ok, message = peers.ensure_peer(name, tf.__version__, log=ctx["log"])
+    installs[name] = message
+    if not ok:
+        notes.append(f"{name} could not be installed: {message}.{if_missing}")
+        return None
+    try:
+        peer = peers.PeerProcess(name, workload_path)
+    except RuntimeError as error:
+        installs[name] = f"installed, but its worker failed: {error}"
+        notes.append(f"{name}: {installs[name]}")
+        return None
+    try:
+        installs[name] = {"status": message, **peer.request(op="info")["versions"]}
+    except RuntimeError:
+        peer.close()
+        raise
+    return peer
+
+
 def section_peers(cfg, ctx):
     model, images = ctx["model"], ctx["images"]
     rows, targets, notes, installs = [], [], [], {}
     workload_path = Path(ctx["tmp"]) / "workload.npz"
     write_workload(model, images, workload_path)
     for name in ("tf-explain", "xplique"):
-        if ctx["args"].no_peers:
-            installs[name] = "skipped (--no-peers)"
-            continue
-        ok, message = peers.ensure_peer(name, tf.__version__, log=ctx["log"])
-        installs[name] = message
-        if not ok:
-            notes.append(f"{name} could not be installed: {message}. Ours vs the floor stands.")
+        peer = start_peer(name, ctx, workload_path, installs, notes, " Ours vs the floor stands.")
+        if peer is None:
             continue
         try:
-            peer = peers.PeerProcess(name, workload_path)
-        except RuntimeError as error:
-            installs[name] = f"installed, but its worker failed: {error}"
-            notes.append(f"{name}: {installs[name]}")
-            continue
-        try:
-            installs[name] = {"status": message, **peer.request(op="info")["versions"]}
             tasks = [("occlusion", p, s) for p, s in cfg["peer_occlusion"]] + [("grad_cam", 0, 0)]
             for method, patch, stride in tasks:
                 if name == "tf-explain" and method == "occlusion" and stride != patch:
@@ -851,22 +864,10 @@ def section_methods(cfg, ctx):
     span = float(np.mean(images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))))
     peer_opts = {**opts, "range": round(span, 4)}
     for name, has in METHOD_PEERS.items():
-        if ctx["args"].no_peers:
-            installs[name] = "skipped (--no-peers)"
-            continue
-        ok, message = peers.ensure_peer(name, tf.__version__, log=ctx["log"])
-        installs[name] = message
-        if not ok:
-            notes.append(f"{name} could not be installed: {message}.")
+        peer = start_peer(name, ctx, workload_path, installs, notes)
+        if peer is None:
             continue
         try:
-            peer = peers.PeerProcess(name, workload_path)
-        except RuntimeError as error:
-            installs[name] = f"installed, but its worker failed: {error}"
-            notes.append(f"{name}: {installs[name]}")
-            continue
-        try:
-            installs[name] = {"status": message, **peer.request(op="info")["versions"]}
             for method in has:
                 ctx["log"](f"  {name}: {method}")
                 request = {"op": "method", "method": method, "options": peer_opts}

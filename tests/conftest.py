@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,6 +39,20 @@ def data():
     x = rng.random((32, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 4, size=32).astype(np.int32)
     return x, y
+
+
+# The runs a default `ConvViz` writes on a healthy model, sorted.
+CONVVIZ_RUNS = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
+
+
+def stop_process(process) -> None:
+    """Stop a subprocess a test started (terminate, then kill after 20 s) and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # Quantities measured between two snapshots: written from the second snapshot on.

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import core_logits, read_runs, small_cnn
+from conftest import CONVVIZ_RUNS, core_logits, read_runs, small_cnn
 
 import keras_convviz as kcv
 from keras_convviz.core import passes
@@ -116,13 +116,7 @@ def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path
         np.testing.assert_array_equal(a, b)
     assert model.get_layer("head").activation is keras.activations.softmax
     np.testing.assert_array_equal(model.predict(x, verbose=0), predictions)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "feature_maps",
-        "filter_weights",
-        "grad_cam",
-        "health",
-        "occlusion_sensitivity",
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == CONVVIZ_RUNS
     assert "health/loss" in read_runs(tmp_path)["health"]
 
 

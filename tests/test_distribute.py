@@ -23,14 +23,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import BETWEEN_SNAPSHOTS, event_files, read_runs, small_cnn, steps_of
+from conftest import BETWEEN_SNAPSHOTS, CONVVIZ_RUNS, event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz.callbacks.base import _is_chief
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
-RUNS = {"feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"}
+RUNS = set(CONVVIZ_RUNS)
 INPUT_SHAPE = (16, 16, 3)
 EPOCHS = 2
 GLOBAL_BATCH = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import event_files, read_runs, small_cnn, steps_of
+from conftest import CONVVIZ_RUNS, event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
@@ -125,13 +125,7 @@ def test_each_callback_writes_exact_tags(tmp_path, model, data, make):
 def test_convviz_writes_all_its_runs(tmp_path, model, data):
     fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)])
     runs = read_runs(tmp_path)
-    assert sorted(runs) == [
-        "feature_maps",
-        "filter_weights",
-        "grad_cam",
-        "health",
-        "occlusion_sensitivity",
-    ]
+    assert sorted(runs) == CONVVIZ_RUNS
     for run, tags in runs.items():
         check_run(tags, run, steps=[0, 1, 2])
     # One event file per run: TensorBoard's fast loader serves every image only then.
@@ -221,13 +215,7 @@ def test_sequential_model_with_input(tmp_path, data):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)], epochs=2)
     runs = read_runs(tmp_path)
-    assert sorted(runs) == [
-        "feature_maps",
-        "filter_weights",
-        "grad_cam",
-        "health",
-        "occlusion_sensitivity",
-    ]
+    assert sorted(runs) == CONVVIZ_RUNS
     for run, tags in runs.items():
         check_run(tags, run, steps=[0, 1])
 

@@ -14,7 +14,7 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from conftest import event_files, read_runs, small_cnn, steps_of
+from conftest import CONVVIZ_RUNS, event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz import _rendering
@@ -122,13 +122,7 @@ def test_a_killed_run_keeps_every_snapshot_written(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     runs = read_runs(log_dir)
-    assert sorted(runs) == [
-        "feature_maps",
-        "filter_weights",
-        "grad_cam",
-        "health",
-        "occlusion_sensitivity",
-    ]
+    assert sorted(runs) == CONVVIZ_RUNS
     for tags in runs.values():
         for tag, record in tags.items():
             assert record["steps"] == steps_of(tag, [0, 1, 2]), tag

@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import core_logits, read_runs, steps_of
+from conftest import CONVVIZ_RUNS, core_logits, read_runs, steps_of
 
 import keras_convviz as kcv
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
 from keras_convviz.core.shared import core_for
 
-RUNS = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
+RUNS = CONVVIZ_RUNS
 
 
 def fit_convviz(model, x, y, log_dir, epochs=2, **kwargs):

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import read_runs
+from conftest import CONVVIZ_RUNS, read_runs
 
 import keras_convviz as kcv
 
-RUNS = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
+RUNS = CONVVIZ_RUNS
 
 
 def image_and_meta_model(extra_image: bool = False):

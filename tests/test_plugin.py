@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import read_runs
+from conftest import read_runs, stop_process
 from tensorboard import default, program
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
@@ -392,12 +392,7 @@ def server(logdir, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
     assert process.returncode is not None
 

@@ -15,7 +15,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import EPOCHS_12, read_runs
+from conftest import EPOCHS_12, read_runs, stop_process
 from tensorboard import program
 
 import keras_convviz as kcv
@@ -125,12 +125,7 @@ def test_convviz_tensorboard_serves_every_snapshot_of_every_tag(logs_12_epochs):
                 assert png[:8] == b"\x89PNG\r\n\x1a\n"
                 np.testing.assert_array_equal(decode_png(png), image, f"{tag} {entry['step']}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     assert process.returncode is not None
 
 

@@ -442,12 +442,14 @@ class ProbeCallback(SnapshotCallback):
     def _result(self, epoch: int):
         return self._shared.result(epoch)
 
-    def _running_scales(self, keys, initial) -> list | None:
+    def _running_scales(self, keys, initial=None) -> list | None:
         """With `scale="run"`, the running scales so far (`initial(key)` at the first
-        snapshot); `None` with `scale="image"`. Store the updated ones with
-        `_keep_scales`."""
+        snapshot; by default one 0 per probe image, for heat maps); `None` with
+        `scale="image"`. Store the updated ones with `_keep_scales`."""
         if self.scale != "run":
             return None
+        if initial is None:
+            initial = lambda _: tf.zeros(self.probe.size)  # noqa: E731
         return [self._running[k] if k in self._running else initial(k) for k in keys]
 
     def _keep_scales(self, keys, scales) -> None:

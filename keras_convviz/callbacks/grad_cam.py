@@ -167,7 +167,7 @@ class GradCAM(MapCallback):
         maps = [result[n] for n in self._map_needs]
         first = self._previous is None
         previous = maps if first else self._previous
-        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        scales = self._running_scales(self._map_needs)
         rendered = self._render(
             self._shared.bound.images, maps, previous, scales, self._logits(epoch)
         )

@@ -150,7 +150,7 @@ class OcclusionSensitivity(MapCallback):
     def _snapshot(self, epoch):
         result = self._result(epoch)
         maps = result[self._map_needs[0]]
-        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        scales = self._running_scales(self._map_needs)
         panels, peaks, non_finite, scale = self._render(
             self._shared.bound.images, maps, scales, self._logits(epoch)
         )

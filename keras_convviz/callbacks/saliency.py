@@ -155,7 +155,7 @@ class Saliency(MapCallback):
     def _snapshot(self, epoch):
         result = self._result(epoch)
         values = [result[n] for n in self._map_needs]
-        scales = self._running_scales(self._map_needs, lambda _: tf.zeros(self.probe.size))
+        scales = self._running_scales(self._map_needs)
         rendered = self._render(self._shared.bound.images, values, scales, self._logits(epoch))
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
