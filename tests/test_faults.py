@@ -123,9 +123,11 @@ def test_a_killed_run_keeps_every_snapshot_written(tmp_path):
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     runs = read_runs(log_dir)
     assert sorted(runs) == CONVVIZ_RUNS
+    # The snapshot of the epoch it died in was in flight on the writer thread: it may be
+    # lost; every earlier one is on disk.
     for tags in runs.values():
         for tag, record in tags.items():
-            assert record["steps"] == steps_of(tag, [0, 1, 2]), tag
+            assert record["steps"] in (steps_of(tag, [0, 1]), steps_of(tag, [0, 1, 2])), tag
 
 
 def rss_bytes() -> int:

@@ -6,6 +6,7 @@ everything with a side effect (files, warnings) lives here.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -31,6 +32,7 @@ from keras_convviz._args import (
     resolve_targets,
 )
 from keras_convviz._rendering import caption_codes, text_codes
+from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
 from keras_convviz.core.graph import check_backend
 from keras_convviz.core.needs import Const, Logits, Need, targets_const
@@ -164,6 +166,8 @@ class SnapshotCallback(keras.callbacks.Callback):
     """
 
     run_name = ""
+    # Whether snapshots are drawn and written on the writer thread (see `background`).
+    background = True
 
     def __init__(self, log_dir, freq: int = 1, on_error: str = "warn"):
         super().__init__()
@@ -183,6 +187,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._written: set[str] = set()  # sparse scalars written once, written from then on
         self._offset: int | None = None  # step - epoch in the current fit
         self._last_model = None
+        self._pending = None  # the snapshot in flight on the writer thread (`background`)
 
     @property
     def run_dir(self) -> str:
@@ -201,7 +206,14 @@ class SnapshotCallback(keras.callbacks.Callback):
         """Whether `_prepare` can run at train begin (else it runs at the first snapshot)."""
         return model.built
 
-    def _snapshot(self, epoch: int) -> list[Image | Scalar]:
+    def _capture(self, epoch: int):
+        """What the snapshot reads of the model, taken on the training thread at the end
+        of the epoch (the shared pass's result, copies of the kernels)."""
+        return None
+
+    def _snapshot(self, epoch: int, captured) -> list[Image | Scalar]:
+        """The summaries of a snapshot from what `_capture` took; may run on the writer
+        thread, so it reads nothing of the model that training changes."""
         raise NotImplementedError
 
     # ---- shared-pass membership (probe-based callbacks) ------------------------------------
@@ -216,6 +228,10 @@ class SnapshotCallback(keras.callbacks.Callback):
     # ---- lifecycle ------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        # A fit that raised never called `on_train_end`: let its snapshots land first, so
+        # the runs' next steps below are known.
+        self._pending = None
+        background.WRITER.wait_idle()
         self._failures = 0
         self._warned = False
         self._active = False
@@ -253,40 +269,74 @@ class SnapshotCallback(keras.callbacks.Callback):
             self._next_step = step + 1
         if not self.is_due(epoch):
             return
+        self.settle()  # at most one snapshot of this callback in flight
+        if not self._active:  # the previous snapshot's failure turned it off
+            return
         try:
             if not self._prepared:  # a model first built by the training step itself
                 self._prepare(self.model)
                 self._prepared = True
-            summaries = self._snapshot(epoch)
-            if _is_chief(self.model):
-                written = self._write(step, summaries)
-                if self._monitor is not None:  # alerts (`ConvViz(alerts=...)`)
-                    self._monitor.observe(step, epoch, written, self.model)
+            # What reads the model runs now, before the next step changes it.
+            captured = self._capture(epoch)
+        except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
+            self._failed(epoch, error)
+            return
+        if not _is_chief(self.model):
+            return
+        job = functools.partial(self._finish, step, epoch, captured)
+        if self.background:
+            self._pending = background.WRITER.submit(job)
+            if self.on_error == "raise":  # the error surfaces at the epoch that caused it
+                self.settle()
+        else:
+            job()
+
+    def _finish(self, step: int, epoch: int, captured) -> None:
+        """Draw, encode and write a snapshot, and check it for alerts (on the writer
+        thread, see `background`)."""
+        try:
+            summaries = self._snapshot(epoch, captured)
+            written = self._write(step, summaries)
+            if self._monitor is not None:  # alerts (`ConvViz(alerts=...)`)
+                self._monitor.observe(step, epoch, written, self.model)
             self._failures = 0
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
-            if self.on_error == "raise":
-                raise
-            self._failures += 1
-            if not self._warned:
-                self._warned = True
-                warnings.warn(
-                    f"{type(self).__name__} could not write its snapshot at epoch {epoch}: "
-                    f"{type(error).__name__}: {error}. Training goes on; the callback tries "
-                    f"again at its next snapshot and stops after {MAX_FAILURES} failures in a row.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            if self._failures >= MAX_FAILURES:
-                self._active = False
-                warnings.warn(
-                    f"{type(self).__name__} failed {MAX_FAILURES} snapshots in a row and is off "
-                    "for the rest of this training run.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            self._failed(epoch, error)
+
+    def settle(self) -> None:
+        """Wait for this callback's snapshot in flight; re-raise its error with
+        `on_error="raise"`."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.wait()
+            if pending.error is not None:
+                raise pending.error
+
+    def _failed(self, epoch: int, error: Exception) -> None:
+        if self.on_error == "raise":
+            raise error  # on the writer thread, `settle` raises it on the training thread
+        self._failures += 1
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{type(self).__name__} could not write its snapshot at epoch {epoch}: "
+                f"{type(error).__name__}: {error}. Training goes on; the callback tries "
+                f"again at its next snapshot and stops after {MAX_FAILURES} failures in a row.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if self._failures >= MAX_FAILURES:
+            self._active = False
+            warnings.warn(
+                f"{type(self).__name__} failed {MAX_FAILURES} snapshots in a row and is off "
+                "for the rest of this training run.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def on_train_end(self, logs=None):
         self._active = False
+        self.settle()
         for shared in self._writers.values():
             shared.writer.flush()
 
@@ -439,7 +489,7 @@ class ProbeCallback(SnapshotCallback):
         self._shared.join(self)
         return self._shared
 
-    def _result(self, epoch: int):
+    def _capture(self, epoch: int):
         return self._shared.result(epoch)
 
     def _running_scales(self, keys, initial=None) -> list | None:
@@ -587,8 +637,6 @@ class MapCallback(ProbeCallback):
                 items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
         return items
 
-    def _logits(self, epoch: int) -> tf.Tensor:
-        return self._result(epoch)[Logits()]
 
     def _caption(self, logits: tf.Tensor) -> tf.Tensor:
         """`(batch, length)` caption codes: target, predicted class, its probability."""

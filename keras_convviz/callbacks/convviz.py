@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 import keras
 
 from keras_convviz._args import check_freq, check_log_dir
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
+from keras_convviz.callbacks import background
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
@@ -83,7 +85,9 @@ class ConvViz(keras.callbacks.Callback):
             (`health/layers` in the run `health/`). A dict sets a rule's threshold or
             switches it off (`{"dead_channels": 0.8, "stalled_updates": False}`).
             Defaults to `True`.
-        on_alert: callable or None. Called with each `Alert` when it first fires.
+        on_alert: callable or None. Called with each `Alert` when it first fires, on the
+            thread that writes the snapshots (not the training thread; see `stop_on` to
+            stop training).
         stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
             as `EarlyStopping` does. Defaults to `()`.
         scale: `"image"` or `"run"`: how feature maps and heat maps are scaled (see
@@ -207,13 +211,36 @@ class ConvViz(keras.callbacks.Callback):
             )
             for child in self.callbacks:
                 child._monitor = self.monitor
+        self._table = None  # the health table's job in flight (`background`)
         _install_hooks(self)
 
     def _forward(self, hook: str, *args, **kwargs):
+        if hook in ("on_epoch_end", "on_train_end") and self._table is not None:
+            self._table.wait()  # at most one snapshot in flight, its table included
+            self._table = None
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_epoch_end" and self.monitor is not None:
+            # After the children's snapshots, on the same writer thread.
+            if any(child.background for child in self.callbacks):
+                self._table = background.WRITER.submit(self._end_snapshot)
+            else:
+                self.monitor.end_snapshot()
+            if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
+                for child in self.callbacks:
+                    child.settle()
+                if self._table is not None:
+                    self._table.wait()
+
+    def _end_snapshot(self) -> None:
+        try:
             self.monitor.end_snapshot()
+        except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
+            warnings.warn(
+                f"ConvViz could not write its health table: {type(error).__name__}: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def set_model(self, model):
         super().set_model(model)

@@ -123,8 +123,7 @@ class FeatureMaps(ProbeCallback):
             )
         return rendered
 
-    def _snapshot(self, epoch):
-        result = self._result(epoch)
+    def _snapshot(self, epoch, result):
 
         def empty_range(need):
             channels = int(need.ref.output_shape[-1])

@@ -100,10 +100,10 @@ class FilterWeights(SnapshotCallback):
                         f"layer_names={self.layer_names}"
                     )
         self._layers = {ref.path: ref.layer for ref in refs}
-        # The kernels are read from the variables at each call; the previous snapshot's
-        # kernels come in as arguments (the first time: the kernels themselves). No
-        # AutoGraph: straight-line TF ops (see _rendering), and converting them took most of
-        # the first snapshot's time.
+        # The kernels are copied at the end of the epoch (`_capture`) and drawn from the
+        # copies, with the previous snapshot's kernels as arguments too. No AutoGraph:
+        # straight-line TF ops (see _rendering), and converting them took most of the
+        # first snapshot's time.
         self._render = compile_once(self._render_all, autograph=False)
         # The kernels of the last snapshot, for the relative update: kept across `fit`s of
         # the same model, dropped for another model or other layers.
@@ -114,31 +114,31 @@ class FilterWeights(SnapshotCallback):
             self._previous = None
         self._previous_model = model
 
-    def _render_all(self, previous):
+    def _render_all(self, kernels, previous):
         rendered = {}
-        for path, layer in self._layers.items():
-            kernel = kernel_view(layer)
+        for path, kernel in kernels.items():
             image = _rendering.render_kernels(kernel, self.max_filters, self.max_inputs)
             rendered[path] = (
                 tf.image.convert_image_dtype(image, tf.uint8),
                 _rendering.kernel_scale(kernel),
                 weight_health(kernel, previous[path]),
                 count_non_finite(kernel),
-                tf.identity(kernel),
             )
         return rendered
 
-    def _snapshot(self, epoch):
+    def _capture(self, epoch):
+        # Reading a variable gives a tensor that later training steps do not change.
+        return {path: kernel_view(layer) for path, layer in self._layers.items()}
+
+    def _snapshot(self, epoch, kernels):
         first = self._previous is None
         if first:
-            self._previous = {path: kernel_view(layer) for path, layer in self._layers.items()}
+            self._previous = kernels
         run = self.run_name
         items = []
-        kernels = {}
-        for path, (image, scale, health, non_finite, kernel) in self._render(
-            self._previous
+        for path, (image, scale, health, non_finite) in self._render(
+            kernels, self._previous
         ).items():
-            kernels[path] = kernel
             items += [
                 Image(_tags.tag(run, path), image),
                 Scalar(_tags.tag(run, path, "max_abs"), scale),

@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_name, check_methods, check_positive_int
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import map_change
 from keras_convviz.methods.cam import CAM_METHODS, Cam
@@ -162,14 +163,13 @@ class GradCAM(MapCallback):
             )
         return out
 
-    def _snapshot(self, epoch):
-        result = self._result(epoch)
+    def _snapshot(self, epoch, result):
         maps = [result[n] for n in self._map_needs]
         first = self._previous is None
         previous = maps if first else self._previous
         scales = self._running_scales(self._map_needs)
         rendered = self._render(
-            self._shared.bound.images, maps, previous, scales, self._logits(epoch)
+            self._shared.bound.images, maps, previous, scales, result[Logits()]
         )
         self._previous = maps
         self._keep_scales(self._map_needs, [r[4] for r in rendered])

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _tags
 from keras_convviz.callbacks.base import MapCallback, Scalar
-from keras_convviz.core.needs import Const
+from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import LossGradients, gradient_ratios
 
@@ -87,9 +87,8 @@ class ModelHealth(MapCallback):
             out["label_majority_fraction"] = majority_fraction(self._labels)
         return out
 
-    def _snapshot(self, epoch):
-        result = self._result(epoch)
-        numbers = self._render(self._logits(epoch))
+    def _snapshot(self, epoch, result):
+        numbers = self._render(result[Logits()])
         run = self.run_name
         items = [
             Scalar(_tags.tag(run, name), value)

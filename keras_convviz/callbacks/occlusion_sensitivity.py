@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.perturb import (
     Occlusion,
@@ -147,12 +148,11 @@ class OcclusionSensitivity(MapCallback):
     def run_names(self):
         return (self.run_name, *self._floor_runs())
 
-    def _snapshot(self, epoch):
-        result = self._result(epoch)
+    def _snapshot(self, epoch, result):
         maps = result[self._map_needs[0]]
         scales = self._running_scales(self._map_needs)
         panels, peaks, non_finite, scale = self._render(
-            self._shared.bound.images, maps, scales, self._logits(epoch)
+            self._shared.bound.images, maps, scales, result[Logits()]
         )
         self._keep_scales(self._map_needs, [scale])
         run = self.run_name

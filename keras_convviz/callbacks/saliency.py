@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_methods, make_baseline, saliency_options
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
-from keras_convviz.core.needs import Const
+from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need, saliency_view
 
@@ -152,11 +152,10 @@ class Saliency(MapCallback):
             )
         return out
 
-    def _snapshot(self, epoch):
-        result = self._result(epoch)
+    def _snapshot(self, epoch, result):
         values = [result[n] for n in self._map_needs]
         scales = self._running_scales(self._map_needs)
-        rendered = self._render(self._shared.bound.images, values, scales, self._logits(epoch))
+        rendered = self._render(self._shared.bound.images, values, scales, result[Logits()])
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
         for need, (panels, peaks, non_finite, _) in zip(self._map_needs, rendered):
