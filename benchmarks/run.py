@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import inspect
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ SECTIONS = (
     "tracing",
     "memory",
     "training",
+    "resnet",
     "mobilenet",
     "scaling",
 )
@@ -85,8 +88,9 @@ def config(quick: bool) -> dict:
             "faithfulness_steps": [16, 32],
             "snapshot_reps": 7,
             "memory_patches": [8, 2],
-            "train": {"n_train": 128, "n_val": 32, "epochs": 2, "reps": 5},
+            "train": [{"n_train": 128, "n_val": 32, "epochs": 2, "reps": 3, "all": True}],
             "mobilenet_reps": 5,
+            "resnet_reps": 2,
             "scaling_probe": [8, 32],
             "scaling_size": [32, 64, 128],
             "scaling_reps": 5,
@@ -102,8 +106,12 @@ def config(quick: bool) -> dict:
         "faithfulness_steps": [16, 32],
         "snapshot_reps": 15,
         "memory_patches": [8, 4, 2, 1],
-        "train": {"n_train": 800, "n_val": 160, "epochs": 4, "reps": 5},
+        "train": [
+            {"n_train": 800, "n_val": 160, "epochs": 4, "reps": 3, "all": True},
+            {"n_train": 4000, "n_val": 160, "epochs": 6, "reps": 2},
+        ],
         "mobilenet_reps": 7,
+        "resnet_reps": 4,
         "scaling_probe": [8, 32, 128],
         "scaling_size": [32, 64, 128, 224],
         "scaling_reps": 5,
@@ -1128,11 +1136,12 @@ def _snapshot_setup(model, probe, log_dir, **options):
 
 
 def _snapshot_phases(callback, members, shared, epoch) -> dict:
-    """One snapshot, timed by phase: compute (the shared pass), render, write."""
+    """One snapshot, timed by phase, in place: compute (the shared pass and the kernel
+    copies, what the training thread runs), render, write (on the writer thread in fit)."""
     start = time.perf_counter()
-    shared.result(epoch)
+    captured = [cb._capture(epoch) for cb in members]
     t_compute = time.perf_counter()
-    items = [(cb, cb._snapshot(epoch)) for cb in members]
+    items = [(cb, cb._snapshot(epoch, c)) for cb, c in zip(members, captured)]
     t_render = time.perf_counter()
     for cb, summaries in items:
         written = cb._write(epoch, summaries)
@@ -1159,6 +1168,12 @@ def section_snapshot(cfg, ctx):
         model, images, Path(ctx["tmp"]) / "snapshot_plain", health=False, alerts=False
     )
     health = _snapshot_setup(model, (images, labels), Path(ctx["tmp"]) / "snapshot_health")
+    gradients = _snapshot_setup(
+        model,
+        (images, labels),
+        Path(ctx["tmp"]) / "snapshot_gradients",
+        health={"gradients": True},
+    )
     x = tf.constant(images)
     predicted = tf.constant(labels)
     to_input = workload.make_backward_floor(model)
@@ -1168,16 +1183,18 @@ def section_snapshot(cfg, ctx):
     passes_before = plain[2].passes_run
     phases = {k: [] for k in ("floor_input", "floor_layer", "compute", "render", "write", "total")}
     with_health = {k: [] for k in ("compute", "render", "write", "total")}
+    with_gradients = {k: [] for k in with_health}
     epoch = 2
     for rep in range(cfg["snapshot_reps"]):
         if rep % 2 == 0:
             phases["floor_input"].append(_clock(lambda: to_input(x, predicted).numpy()))
             phases["floor_layer"].append(_clock(lambda: to_layer(x, predicted).numpy()))
-        # The two configurations alternate which goes first.
-        order = (plain, health) if rep % 2 == 0 else (health, plain)
+        # The configurations in a seeded random order each repetition.
+        order = [plain, health, gradients]
+        random.Random(rep).shuffle(order)
         for setup in order:
             timed = _snapshot_phases(*setup, epoch)
-            into = phases if setup is plain else with_health
+            into = {id(plain): phases, id(health): with_health}.get(id(setup), with_gradients)
             for key in with_health:
                 into[key].append(timed[key])
             if setup is plain:
@@ -1190,8 +1207,8 @@ def section_snapshot(cfg, ctx):
     summaries = sum(len(s) for _, s in items)
     images_written = sum(1 for _, s in items for i in s if hasattr(i, "data"))
     members = plain[1]
-    plain[0].on_train_end()
-    health[0].on_train_end()
+    for setup in (plain, health, gradients):
+        setup[0].on_train_end()
     compute_ratio = timing.paired_ratio(phases["compute"], phases["floor_input"])
     compute_ratio_layer = timing.paired_ratio(phases["compute"], phases["floor_layer"])
     row = {k + "_ms": ms(timing.median(v)) for k, v in phases.items()}
@@ -1220,6 +1237,15 @@ def section_snapshot(cfg, ctx):
             "members": [type(cb).__name__ for cb in health[1]],
         }
     )
+    gradients_row = {k + "_ms": ms(timing.median(v)) for k, v in with_gradients.items()}
+    gradients_row["compute_vs_without"] = round(
+        timing.paired_ratio(with_gradients["compute"], phases["compute"]), 3
+    )
+    gradients_row["total_vs_without"] = round(
+        timing.paired_ratio(with_gradients["total"], phases["total"]), 3
+    )
+    health_row["config"] = "health (default)"
+    gradients_row["config"] = 'health={"gradients": True}'
     text = table(
         [row],
         [
@@ -1235,9 +1261,10 @@ def section_snapshot(cfg, ctx):
         ],
     )
     text += "\n\n" + table(
-        [health_row],
+        [health_row, gradients_row],
         [
-            ("compute_ms", "with health: compute ms"),
+            ("config", "with"),
+            ("compute_ms", "compute ms"),
             ("render_ms", "render ms"),
             ("write_ms", "write + alerts ms"),
             ("total_ms", "total ms"),
@@ -1254,13 +1281,14 @@ def section_snapshot(cfg, ctx):
         f"into summaries); write = each callback's _write ({images_written} PNG images and "
         f"{summaries - images_written} scalars, flushed).",
         "with health = the same with the probe's labels, ModelHealth and the alerts on (the "
-        "defaults): the compiled loss on the probe and its gradient with respect to every "
-        "conv kernel (one more backward pass, to the first layer, on the same forward), the "
-        "prediction numbers, the alert rules and the health table; interleaved with the row "
-        "above, snapshot by snapshot.",
+        "defaults): the compiled loss on the probe (from the same forward), the prediction "
+        "numbers, the alert rules and the health table; with gradients = also the loss's "
+        "gradient with respect to every conv kernel (one more backward pass, to the first "
+        "layer, on the same forward). Interleaved with the row above, snapshot by snapshot, "
+        "in a seeded random order. Everything here runs in place (no writer thread).",
     ]
     return {
-        "rows": [row, health_row],
+        "rows": [row, health_row, gradients_row],
         "table": text,
         "notes": notes,
         "targets": [
@@ -1282,6 +1310,12 @@ def section_snapshot(cfg, ctx):
                 health_row["compute_vs_without"],
                 "<= 1.1x",
                 health_row["compute_vs_without"] <= 1.1,
+            ),
+            target(
+                "health with gradient norms: snapshot compute with / without",
+                gradients_row["compute_vs_without"],
+                "report",
+                None,
             ),
             target(
                 "health numbers: whole snapshot with / without",
@@ -1473,110 +1507,231 @@ class _Mark(keras.callbacks.Callback):
         self.end.append(time.perf_counter())
 
 
-def section_training(cfg, ctx):
+# What each configuration of the training rows adds to a plain `fit`.
+TRAINING_CONFIGS = {
+    "default": {},
+    # Every method and diagnostic of the open issues on, on the same probe.
+    "all": {"saliency": True, "faithfulness": True},
+}
+
+
+def _pass_seconds(model, reps: int = 5) -> float:
+    """The compiled passes of a snapshot on the trained model: the shared pass for the
+    union of the callbacks' needs (the plan they ran at every epoch), timed alone."""
+    passes = model.__dict__.get("_keras_convviz_shared", {})
+    times = []
+    for shared in passes.values():
+        plan = max(shared._plans.values(), key=lambda plan: len(plan.needs))
+        run = functools.partial(shared.core.run, plan, shared.bound)
+        run()
+        times.append(timing.median([_clock(run) for _ in range(reps)]))
+    return sum(times)
+
+
+def _training_row(spec, configs, ctx) -> dict:
     from keras_convviz.datasets import make_shapes
     from keras_convviz.demo import train_demo_model
 
-    spec = cfg["train"]
     train = make_shapes(spec["n_train"], image_size=64, seed=0)
     val = make_shapes(spec["n_val"], image_size=64, seed=10_000)
     probe = (val.images[:8], val.labels[:8])
-    records = {"with": [], "without": []}
-    counter = [0]
+    records = {name: [] for name in ("none", *configs)}
 
-    def fit(with_callback: bool):
+    def fit(name: str):
         clock, mark = _EpochClock(), _Mark()
         callbacks = [clock]
-        if with_callback:
-            counter[0] += 1
-            log_dir = Path(ctx["tmp"]) / f"train_logs_{counter[0]}"
-            callbacks += [kcv.ConvViz(str(log_dir), probe=probe, freq=1), mark]
+        if name != "none":
+            log_dir = Path(tempfile.mkdtemp(dir=ctx["tmp"], prefix="train_logs_"))
+            options = TRAINING_CONFIGS[name]
+            callbacks += [kcv.ConvViz(str(log_dir), probe=probe, freq=1, **options), mark]
         keras.utils.set_random_seed(0)
         start = time.perf_counter()
-        train_demo_model(
+        model, _ = train_demo_model(
             train,
             epochs=spec["epochs"],
             validation_data=(val.images, val.labels),
             callbacks=callbacks,
         )
         total = time.perf_counter() - start
-        epochs = [e - b for b, e in zip(clock.begin, clock.end)]
-        snapshots = [m - e for e, m in zip(clock.end, mark.end)]
-        records["with" if with_callback else "without"].append(
-            {"total": total, "epochs": epochs, "snapshots": snapshots}
-        )
-        return total
+        record = {
+            "total": total,
+            "epochs": [e - b for b, e in zip(clock.begin, clock.end)],
+            # The time each snapshot held the training thread (ConvViz.on_epoch_end).
+            "snapshots": [m - e for e, m in zip(clock.end, mark.end)],
+        }
+        if name != "none":
+            record["pass"] = _pass_seconds(model)
+        records[name].append(record)
 
-    fit(True)  # warm-up: first-time imports and graph building in this process
-    fit(False)
+    for name in ("none", *configs):  # warm-up: first-time imports and graph building
+        fit(name)
     for key in records:
         records[key].clear()
+    names = ["none", *configs]
     for rep in range(spec["reps"]):
-        order = (True, False) if rep % 2 == 0 else (False, True)
-        for with_callback in order:
-            fit(with_callback)
-    with_total = [r["total"] for r in records["with"]]
-    without_total = [r["total"] for r in records["without"]]
-    fit_ratio = timing.paired_ratio(with_total, without_total)
-    epoch_time = timing.median([e for r in records["without"] for e in r["epochs"][1:]])
-    first_snapshot = timing.median([r["snapshots"][0] for r in records["with"]])
-    steady = timing.median([s for r in records["with"] for s in r["snapshots"][1:]])
-    row = {
-        "n_train": spec["n_train"],
-        "n_val": spec["n_val"],
-        "epochs": spec["epochs"],
-        "fit_with_s": round(timing.median(with_total), 2),
-        "fit_without_s": round(timing.median(without_total), 2),
-        "fit_ratio": round(fit_ratio, 3),
-        "epoch_s": round(epoch_time, 3),
-        "first_snapshot_s": round(first_snapshot, 3),
-        "snapshot_s": round(steady, 3),
-        "snapshot_fraction_of_epoch": round(steady / epoch_time, 3),
-        "demo_epoch_estimate_s": round(epoch_time * 4000 / spec["n_train"], 2),
-    }
-    row["snapshot_fraction_demo_estimate"] = round(steady / row["demo_epoch_estimate_s"], 3)
+        for name in names if rep % 2 == 0 else names[::-1]:
+            fit(name)
+    without = [r["total"] for r in records["none"]]
+    epoch_time = timing.median([e for r in records["none"] for e in r["epochs"][1:]])
+    rows = []
+    for name in configs:
+        runs = records[name]
+        steady = timing.median([s for r in runs for s in r["snapshots"][1:]])
+        passes = timing.median([r["pass"] for r in runs])
+        rows.append(
+            {
+                "config": name,
+                "n_train": spec["n_train"],
+                "epochs": spec["epochs"],
+                "fit_with_s": round(timing.median([r["total"] for r in runs]), 2),
+                "fit_without_s": round(timing.median(without), 2),
+                "fit_ratio": round(timing.paired_ratio([r["total"] for r in runs], without), 3),
+                "epoch_s": round(epoch_time, 3),
+                "first_snapshot_s": round(timing.median([r["snapshots"][0] for r in runs]), 3),
+                "snapshot_s": round(steady, 4),
+                "pass_s": round(passes, 4),
+                "held_vs_pass": round(steady / passes, 2),
+                "snapshot_fraction_of_epoch": round(steady / epoch_time, 4),
+            }
+        )
+    return {"rows": rows, "records": records}
+
+
+def section_training(cfg, ctx):
+    rows, records = [], {}
+    for spec in cfg["train"]:
+        configs = ("default", "all") if spec.get("all") else ("default",)
+        measured = _training_row(spec, configs, ctx)
+        rows += measured["rows"]
+        records[str(spec["n_train"])] = measured["records"]
     text = table(
-        [row],
+        rows,
         [
+            ("config", "ConvViz"),
             ("n_train", "train images"),
             ("epochs", "epochs"),
             ("fit_without_s", "fit s, no callback"),
             ("fit_with_s", "fit s, ConvViz freq=1"),
             ("fit_ratio", "ratio"),
             ("epoch_s", "epoch s"),
-            ("first_snapshot_s", "first snapshot s (traces)"),
-            ("snapshot_s", "snapshot s (later)"),
-            ("snapshot_fraction_of_epoch", "snapshot / epoch"),
-            ("snapshot_fraction_demo_estimate", "snapshot / demo epoch (est.)"),
+            ("first_snapshot_s", "first snapshot held s (traces the pass)"),
+            ("snapshot_s", "later snapshot held s"),
+            ("pass_s", "its compiled pass s"),
+            ("held_vs_pass", "held / pass"),
+            ("snapshot_fraction_of_epoch", "held / epoch"),
         ],
     )
     notes = [
         "keras_convviz.demo.train_demo_model (the demo CNN with batch norm, Adam, batch 32) "
-        f"on {spec['n_train']} synthetic 64x64 shapes, validation on {spec['n_val']}, "
-        f"{spec['epochs']} epochs; with ConvViz(log_dir, probe=8 labelled validation images, "
-        "freq=1) (feature maps, filters, Grad-CAM and occlusion with patch 8 every epoch) vs "
-        f"no callback, {spec['reps']} interleaved pairs after a warm-up pair. Each fit "
-        "builds a fresh model, so the ratio includes the one-time tracing of the snapshot.",
-        "snapshot = ConvViz.on_epoch_end, timed between two marker callbacks; epoch = "
-        "epoch_begin to epoch_end incl. validation, runs without the callback, first epoch "
-        "left out. The demo itself trains on 4000 images: its epoch is estimated by "
-        "scaling.",
+        "on synthetic 64x64 shapes, validated on the given number; ConvViz(log_dir, probe=8 "
+        "labelled validation images, freq=1): `default` = feature maps, filters, Grad-CAM, "
+        "occlusion (patch 8), health and alerts; `all` adds saliency (SmoothGrad) and "
+        "faithfulness. Interleaved fits after a warm-up of each; each fit builds a fresh "
+        "model, so the ratio includes the one-time tracing.",
+        "held = ConvViz.on_epoch_end on the training thread, timed between two marker "
+        "callbacks: the shared pass (and copies of the kernels); drawing, encoding and "
+        "writing run on the writer thread meanwhile. pass = the shared pass for the same "
+        "needs on the trained model, timed alone (median of 5).",
     ]
-    return {
-        "rows": [row],
-        "table": text,
-        "notes": notes,
-        "targets": [
-            target("fit with ConvViz(freq=1) / without", row["fit_ratio"], "report", None),
+    targets = []
+    for row in rows:
+        goal = 1.10 if row["n_train"] >= 4000 else 1.12
+        label = f"fit with ConvViz({row['config']}) / without, {row['n_train']} images"
+        targets.append(target(label, row["fit_ratio"], f"<= {goal}x", row["fit_ratio"] <= goal))
+        targets.append(
             target(
-                "snapshot / epoch (demo model, 64px)",
-                row["snapshot_fraction_of_epoch"],
-                "report",
-                None,
-            ),
-        ],
-        "records": records,
+                f"later snapshot held / its pass ({row['config']}, {row['n_train']})",
+                row["held_vs_pass"],
+                "<= 1.5x",
+                row["held_vs_pass"] <= 1.5,
+            )
+        )
+        targets.append(
+            target(
+                f"first snapshot held s ({row['config']}, {row['n_train']})",
+                row["first_snapshot_s"],
+                "<= 1.5 s",
+                row["first_snapshot_s"] <= 1.5,
+            )
+        )
+    return {"rows": rows, "table": text, "notes": notes, "targets": targets, "records": records}
+
+
+# ---- 8b. a snapshot on a large model ----------------------------------------------------------
+
+
+def section_resnet(cfg, ctx):
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(
+        weights=None, input_shape=(224, 224, 3), classes=10, classifier_activation=None
+    )
+    images = workload.probe_images(8, 224)
+    x = tf.constant(images)
+    targets = tf.constant(workload.predicted_classes(model, images))
+    floor = workload.make_backward_floor(model)
+    floor(x, targets)
+    callback = kcv.ConvViz(str(Path(ctx["tmp"]) / "resnet"), probe=images, occlusion=False)
+    callback.set_model(model)
+    callback.on_train_begin()
+    members = callback.callbacks
+
+    def settle():
+        for child in members:
+            child.settle()
+        if callback._table is not None:
+            callback._table.wait()
+
+    first_held = _clock(lambda: callback.on_epoch_end(0))
+    first_whole = first_held + _clock(settle)
+    held, whole, floors = [], [], []
+    for epoch in range(1, 1 + cfg["resnet_reps"]):
+        if epoch % 2:
+            floors.append(_clock(lambda: floor(x, targets).numpy()))
+        held.append(_clock(lambda: callback.on_epoch_end(epoch)))  # noqa: B023
+        whole.append(held[-1] + _clock(settle))
+        if not epoch % 2:
+            floors.append(_clock(lambda: floor(x, targets).numpy()))
+    callback.on_train_end()
+    layers = len(members[0]._needs)
+    row = {
+        "model": "ResNet50 224px, 8 images",
+        "feature_map_layers": layers,
+        "floor_s": round(timing.median(floors), 3),
+        "held_s": round(timing.median(held), 3),
+        "held_vs_floor": round(timing.paired_ratio(held, floors), 2),
+        "whole_s": round(timing.median(whole), 3),
+        "first_held_s": round(first_held, 2),
+        "first_whole_s": round(first_whole, 2),
     }
+    text = table(
+        [row],
+        [
+            ("model", "model"),
+            ("feature_map_layers", "feature-map layers"),
+            ("floor_s", "fwd+bwd(input) s"),
+            ("held_s", "snapshot held s"),
+            ("held_vs_floor", "held / fwd+bwd"),
+            ("whole_s", "snapshot with drawing and writing s"),
+            ("first_held_s", "first held s"),
+            ("first_whole_s", "first with drawing and writing s"),
+        ],
+    )
+    notes = [
+        "keras.applications.ResNet50(weights=None, 224x224, 10 classes, logits), 8 random "
+        "probe images; ConvViz(occlusion=False) with its defaults (feature maps of every "
+        "conv layer, filters, Grad-CAM, health, alerts). held = on_epoch_end on the calling "
+        "thread (the shared pass and the kernel copies); the drawing, encoding and writing "
+        "then run on the writer thread, timed until it is done.",
+    ]
+    targets_ = [
+        target(
+            "ResNet50 snapshot held / fwd+bwd(input)",
+            row["held_vs_floor"],
+            "<= 1.5x",
+            row["held_vs_floor"] <= 1.5,
+        )
+    ]
+    return {"rows": [row], "table": text, "notes": notes, "targets": targets_}
 
 
 # ---- 9. a larger model, and scaling ------------------------------------------------------------
@@ -1754,6 +1909,7 @@ RUNNERS = {
     "tracing": section_tracing,
     "memory": section_memory,
     "training": section_training,
+    "resnet": section_resnet,
     "mobilenet": section_mobilenet,
     "scaling": section_scaling,
 }
@@ -1768,6 +1924,7 @@ TITLES = {
     "tracing": "6. Tracing and Python ops",
     "memory": "7. Occlusion memory (peak RSS)",
     "training": "8. Training overhead (demo model)",
+    "resnet": "8b. A snapshot on ResNet50 (224x224)",
     "mobilenet": "9a. MobileNetV2 at 128x128",
     "scaling": "9b. Scaling with work",
 }

@@ -651,8 +651,9 @@ def colour_bar(lut: tf.Tensor, high: tf.Tensor, low: tf.Tensor, height: int) -> 
     bar = tf.tile(apply_colormap(ramp, lut)[None, :, None, :], [batch, 1, 10, 1])
     text_width = 9 * FONT_WIDTH * TEXT_SCALE
     labels = tf.ones([batch, height, text_width], tf.float32)
-    top = 1.0 - draw_text(number_codes(high), TEXT_SCALE)
-    bottom = 1.0 - draw_text(number_codes(low), TEXT_SCALE)
+    # Both numbers in one pass of the (long) number formatting.
+    both = tf.concat([tf.cast(high, tf.float32), tf.cast(low, tf.float32)], axis=0)
+    top, bottom = tf.split(1.0 - draw_text(number_codes(both), TEXT_SCALE), 2)
     gap = max(height - 2 * FONT_HEIGHT * TEXT_SCALE, 0)
     column = tf.concat([top, tf.ones([batch, gap, text_width]), bottom], axis=1)[:, :height]
     labels = tf.minimum(labels, column)

@@ -116,10 +116,11 @@ def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
 @dataclass(frozen=True)
 class LossGradients(Need):
     """The model's compiled loss on the probe and the norm of its gradient with respect to
-    each layer's kernel: `(1 + layers,)` float32, from the pass's own forward.
+    each layer's kernel: `(1 + layers,)` float32, from the pass's own forward (without
+    layers, the loss alone: no backward pass).
 
     Attributes:
-        refs: the layers.
+        refs: the layers (may be empty).
         labels: the probe's labels as the loss expects them (a batched `Const`).
     """
 

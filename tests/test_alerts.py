@@ -263,7 +263,7 @@ def test_a_layer_the_loss_barely_reaches_fires_vanishing_gradients(tmp_path, dat
     conv.set_weights([kernel * 1e-5, bias + 0.1])
     conv.trainable = False
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    seen, _ = fit_with_alerts(model, data, tmp_path, epochs=1)
+    seen, _ = fit_with_alerts(model, data, tmp_path, epochs=1, health={"gradients": True})
     (alert,) = [a for a in seen if a.rule == "vanishing_gradients"]
     assert alert.layer == "conv_a" and alert.subject == "health/conv_a"
     assert alert.value < 1e-3

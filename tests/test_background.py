@@ -7,8 +7,8 @@ import threading
 import keras
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from conftest import CONVVIZ_RUNS, small_cnn
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 import keras_convviz as kcv
 from keras_convviz.callbacks import background

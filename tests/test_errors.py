@@ -221,7 +221,7 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, dat
     x, y = data
     callback = kcv.GradCAM(tmp_path, x[:2])
 
-    def broken(epoch):
+    def broken(epoch, captured):
         raise MemoryError("out of memory (injected)")
 
     callback._snapshot = broken

@@ -60,9 +60,6 @@ def expected_tags(run):
                 )
             ),
             *(f"health/image_{i}/probability" for i in range(N_PROBE)),
-            # the loss gradient of each conv kernel, and its ratio to the later layers'
-            *(f"health/{layer}/gradient_norm" for layer in LAYERS),
-            *(f"health/{layer}/gradient_ratio" for layer in LAYERS[:-1]),
         ],
     }[run]
     return {t: "images" for t in images} | {t: "scalars" for t in scalars}

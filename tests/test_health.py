@@ -201,8 +201,16 @@ def test_loss_and_its_gradient_norms_on_the_probe(tmp_path, one_hot):
     y = rng.integers(0, 3, 16)
     labels = np.eye(3, dtype=np.float32)[y] if one_hot else y
     probe = (x[:5], labels[:5])
-    model.fit(x, labels, epochs=1, verbose=0, callbacks=[kcv.ModelHealth(tmp_path, probe)])
-    runs = read_runs(tmp_path)["health"]
+    callbacks = [
+        kcv.ModelHealth(tmp_path / "with", probe, gradients=True),
+        kcv.ModelHealth(tmp_path / "without", probe),
+    ]
+    model.fit(x, labels, epochs=1, verbose=0, callbacks=callbacks)
+    # By default the loss (from the forward), not its gradients (one more backward).
+    without = read_runs(tmp_path / "without")["health"]
+    assert "health/loss" in without
+    assert not [tag for tag in without if "gradient" in tag]
+    runs = read_runs(tmp_path / "with")["health"]
     last = {tag: series["values"][-1] for tag, series in runs.items()}
 
     loss_fn = keras.losses.get(loss_name)
@@ -212,11 +220,20 @@ def test_loss_and_its_gradient_norms_on_the_probe(tmp_path, one_hot):
         loss = tf.reduce_mean(loss_fn(probe[1], model(probe[0], training=False)))
     grads = tape.gradient(loss, [k.value for k in kernels])
     assert last["health/loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert without["health/loss"]["values"][-1] == pytest.approx(float(loss), rel=1e-5)
     norms = [float(tf.norm(g)) for g in grads]
     assert last["health/squash/gradient_norm"] == pytest.approx(norms[0], rel=1e-4)
     assert last["health/frozen/gradient_norm"] == pytest.approx(norms[1], rel=1e-4)
     assert last["health/squash/gradient_ratio"] == pytest.approx(norms[0] / norms[1], rel=1e-4)
     assert "health/frozen/gradient_ratio" not in last  # the last layer has no later one
+
+
+def test_gradients_must_be_a_bool(tmp_path):
+    probe = np.zeros((2, 12, 12, 3), np.float32)
+    with pytest.raises(
+        TypeError, match=r"`gradients` must be True or False. Received: gradients='yes'"
+    ):
+        kcv.ModelHealth(tmp_path, probe, gradients="yes")
 
 
 def test_no_loss_numbers_without_labels_or_with_a_custom_compute_loss(tmp_path):

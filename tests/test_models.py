@@ -289,3 +289,26 @@ def test_one_and_three_dimensional_convs_are_skipped_with_a_warning(tmp_path):
             callbacks=[kcv.FeatureMaps(tmp_path, x[:2], on_error="raise")],
         )
     assert "feature_maps/conv2d/image_0" in read_runs(tmp_path)["feature_maps"]
+
+
+def test_a_deep_model_shows_sixteen_conv_layers_spread_over_its_depth_by_default(tmp_path):
+    layers = [keras.Input((8, 8, 3))]
+    layers += [keras.layers.Conv2D(2, 3, padding="same", name=f"c{i}") for i in range(20)]
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    model = keras.Sequential(layers)
+    probe = np.zeros((1, 8, 8, 3), np.float32)
+    maps, kernels = kcv.FeatureMaps(tmp_path, probe), kcv.FilterWeights(tmp_path)
+    for callback in (maps, kernels):
+        callback.set_model(model)
+        with pytest.warns(UserWarning, match=r"shows 16 of the 20 conv layers .* `layer_names`"):
+            callback.on_train_begin()
+    shown = [need.ref.path for need in maps._needs]
+    assert shown == list(kernels._layers)
+    assert len(shown) == 16 and shown[0] == "c0" and shown[-1] == "c19"
+    steps = np.diff([int(name[1:]) for name in shown])
+    assert set(steps) <= {1, 2}  # evenly spread
+    # Named layers are shown as asked, however many.
+    every = kcv.FeatureMaps(tmp_path / "all", probe, layer_names=[f"c{i}" for i in range(20)])
+    every.set_model(model)
+    every.on_train_begin()
+    assert len(every._needs) == 20

@@ -79,6 +79,7 @@ def logdir(tmp_path_factory):
             (x[:PROBES], y[:PROBES]),
             grad_cam={"method": ["gradcam", "layercam"]},
             saliency={"method": "gradient"},
+            health={"gradients": True},
             max_channels=4,
         ),
     ]
@@ -546,7 +547,11 @@ def sick_client(tmp_path_factory):
     x = rng.random((12, 16, 16, 3), dtype=np.float32)
     y = np.arange(12) % 3
     callback = kcv.ConvViz(
-        str(root / "sick"), (x[:3], y[:3]), occlusion=False, faithfulness={"steps": 4}
+        str(root / "sick"),
+        (x[:3], y[:3]),
+        occlusion=False,
+        faithfulness={"steps": 4},
+        health={"gradients": True},
     )
     with pytest.warns(UserWarning):
         model.fit(x, y, epochs=2, batch_size=6, verbose=0, callbacks=[callback])

@@ -44,6 +44,8 @@ from keras_convviz.methods.perturb import occlusion_baseline
 
 # Class names longer than this are cut in the captions.
 MAX_NAME = 16
+# Conv layers a callback shows by default on a deep model (`default_conv_layers`).
+MAX_DEFAULT_LAYERS = 16
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
 MAX_FAILURES = 3
 # zlib level of the PNGs. Level 1 encodes a snapshot in about 0.4-0.6x the time of the
@@ -76,8 +78,11 @@ class Scalar:
     run: str | None = None
 
 
-def warn_skipped_convs(graph, callback: str) -> None:
-    """Say once, at train begin, which conv layers a callback leaves out."""
+def default_conv_layers(graph, callback: str) -> list:
+    """The conv layers a callback shows when no `layer_names` are given: every 2-D conv
+    layer, or on a deep model `MAX_DEFAULT_LAYERS` of them spread evenly over its depth
+    (the first and the last included). Says so once, at train begin, and which conv layers
+    it leaves out."""
     skipped = graph.skipped_convs()
     if skipped:
         warnings.warn(
@@ -85,6 +90,19 @@ def warn_skipped_convs(graph, callback: str) -> None:
             UserWarning,
             stacklevel=3,
         )
+    refs = graph.conv_layers()
+    if len(refs) <= MAX_DEFAULT_LAYERS:
+        return refs
+    picked = np.unique(np.round(np.linspace(0, len(refs) - 1, MAX_DEFAULT_LAYERS)).astype(int))
+    refs_shown = [refs[i] for i in picked]
+    warnings.warn(
+        f"{callback} shows {len(refs_shown)} of the {len(refs)} conv layers of model "
+        f"{graph.model.name!r}, spread evenly over its depth: {[r.path for r in refs_shown]}. "
+        "Pass `layer_names` to choose others.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return refs_shown
 
 
 class RunWriter:
@@ -426,9 +444,13 @@ def encode_images(images: tuple[tf.Tensor, ...]) -> list[tf.Tensor]:
     encoded = []
     for data in images:
         image = tf.image.convert_image_dtype(data[0], tf.uint8, saturate=True)
-        shape = tf.shape(image)
         png = tf.io.encode_png(image, compression=PNG_COMPRESSION)
-        encoded.append(tf.stack([tf.as_string(shape[1]), tf.as_string(shape[0]), png]))
+        height, width = image.shape[0], image.shape[1]
+        if height is None or width is None:  # not known when traced: read at run time
+            height, width = tf.as_string(tf.shape(image)[0]), tf.as_string(tf.shape(image)[1])
+        else:  # fixed per callback: constants, fewer ops to trace
+            height, width = tf.constant(str(height)), tf.constant(str(width))
+        encoded.append(tf.stack([width, height, png]))
     return encoded
 
 
@@ -636,7 +658,6 @@ class MapCallback(ProbeCallback):
             for column, curve in enumerate((_tags.DELETION, _tags.INSERTION)):
                 items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
         return items
-
 
     def _caption(self, logits: tf.Tensor) -> tf.Tensor:
         """`(batch, length)` caption codes: target, predicted class, its probability."""

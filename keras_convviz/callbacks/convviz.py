@@ -52,7 +52,8 @@ class ConvViz(keras.callbacks.Callback):
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch is used).
         freq: int. Epochs between snapshots for all of them; `0` disables. Defaults to `1`.
         layer_names: list of str or None. Layers for feature maps and filters. Defaults to
-            `None`: every 2-D conv layer.
+            `None`: every 2-D conv layer
+            (on a model with more than 16, 16 of them spread evenly over its depth).
         cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer with
             a 4-D output before the head.
         class_index: int or None. Target class for Grad-CAM, occlusion and saliency.
@@ -98,8 +99,9 @@ class ConvViz(keras.callbacks.Callback):
         feature_maps, filter_weights, grad_cam, occlusion: bool or dict. `False` leaves
             that child out; a dict gives it arguments of its own. Defaults to `True`.
         health: bool or dict. `ModelHealth`: accuracy, confidence and each image's target
-            probability on the probe (numbers only, from the pass's logits). Defaults to
-            `True`.
+            probability on the probe (numbers only, from the pass's logits), and the loss
+            on a labelled probe. `{"gradients": True}` adds the per-layer norms of the
+            loss's gradient (one more backward pass). Defaults to `True`.
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
             noisy copies of each probe image with a backward pass each, so it is off unless
             asked). Defaults to `False`.

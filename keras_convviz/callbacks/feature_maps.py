@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
-from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, warn_skipped_convs
+from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, default_conv_layers
 from keras_convviz.core.graph import activation_name
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -34,7 +34,8 @@ class FeatureMaps(ProbeCallback):
         probe: the images to look at: an array `(batch, height, width, channels)`, a tuple
             `(images, labels)`, or a `tf.data.Dataset` (its first batch is used).
         layer_names: list of str or None. Layers to show, by name or nested path
-            (`"base_model/conv"`). Defaults to `None`: every 2-D conv layer.
+            (`"base_model/conv"`). Defaults to `None`: every 2-D conv layer
+            (on a model with more than 16, 16 of them spread evenly over its depth).
         max_channels: int. Channels shown per layer (the first ones). Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
@@ -84,8 +85,7 @@ class FeatureMaps(ProbeCallback):
     def _prepare(self, model):
         graph = self._join(model).core.graph
         if self.layer_names is None:
-            warn_skipped_convs(graph, "FeatureMaps")
-            refs = graph.conv_layers()
+            refs = default_conv_layers(graph, "FeatureMaps")
             if not refs:
                 raise ValueError(
                     f"FeatureMaps found no 2-D conv layer in model {model.name!r}; pass "

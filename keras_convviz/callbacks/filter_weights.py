@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
-from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, warn_skipped_convs
+from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, default_conv_layers
 from keras_convviz.core.graph import CONV2D_TYPES
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.core.shared import core_for
@@ -53,7 +53,8 @@ class FilterWeights(SnapshotCallback):
     Args:
         log_dir: str or path. The TensorBoard log directory.
         layer_names: list of str or None. Conv layers to show, by name or nested path.
-            Defaults to `None`: every 2-D conv layer.
+            Defaults to `None`: every 2-D conv layer
+            (on a model with more than 16, 16 of them spread evenly over its depth).
         max_filters: int. Filters (output channels) shown per layer. Defaults to `64`.
         max_inputs: int. Input channels shown per filter in deep layers. Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
@@ -85,8 +86,7 @@ class FilterWeights(SnapshotCallback):
     def _prepare(self, model):
         graph = core_for(model).graph
         if self.layer_names is None:
-            warn_skipped_convs(graph, "FilterWeights")
-            refs = graph.conv_layers()
+            refs = default_conv_layers(graph, "FilterWeights")
             if not refs:
                 raise ValueError(f"FilterWeights found no 2-D conv layer in model {model.name!r}.")
         else:

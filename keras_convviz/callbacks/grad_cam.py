@@ -168,9 +168,7 @@ class GradCAM(MapCallback):
         first = self._previous is None
         previous = maps if first else self._previous
         scales = self._running_scales(self._map_needs)
-        rendered = self._render(
-            self._shared.bound.images, maps, previous, scales, result[Logits()]
-        )
+        rendered = self._render(self._shared.bound.images, maps, previous, scales, result[Logits()])
         self._previous = maps
         self._keep_scales(self._map_needs, [r[4] for r in rendered])
         items = []

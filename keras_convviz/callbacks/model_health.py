@@ -20,11 +20,12 @@ class ModelHealth(MapCallback):
     `ConvViz` read them (a collapsed classifier predicts one class for every probe image).
 
     With probe labels, on a single-output model compiled with a loss, it also takes the
-    loss on the probe and its gradient with respect to every conv layer's kernel (one
-    backward pass, from the pass's own forward): `health/loss`,
+    loss on the probe (`health/loss`, from the pass's own forward). With `gradients=True`
+    it also takes the loss's gradient with respect to every conv layer's kernel (one more
+    backward pass, to the first layer: it about doubles the compute of a snapshot):
     `health/<layer>/gradient_norm`, and `health/<layer>/gradient_ratio`, the layer's norm
     over the largest norm of the layers after it (orders of magnitude below 1 on the early
-    layers: vanishing gradients).
+    layers: vanishing gradients, which the `vanishing_gradients` alert watches).
 
     Tags, in the run `log_dir/health`: `health/accuracy` (the fraction of probe images
     predicted as their label; only with labels), `health/confidence` (the mean probability
@@ -42,6 +43,8 @@ class ModelHealth(MapCallback):
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input, score_output: for models with several inputs or outputs, as for
             `GradCAM`.
+        gradients: bool. Also the norms of the loss's gradient per conv layer (needs
+            labels and a compiled loss). Defaults to `False`.
     """
 
     run_name = _tags.HEALTH
@@ -55,10 +58,14 @@ class ModelHealth(MapCallback):
         on_error: str = "warn",
         image_input=None,
         score_output=None,
+        gradients: bool = False,
     ):
         super().__init__(
             log_dir, probe, class_index, None, freq, on_error, image_input, score_output
         )
+        if not isinstance(gradients, bool):
+            raise TypeError(f"`gradients` must be True or False. Received: gradients={gradients!r}")
+        self.gradients = gradients
 
     def _prepare(self, model):
         shared, _ = self._join_targets(model)
@@ -66,9 +73,8 @@ class ModelHealth(MapCallback):
         self._render = compile_once(self._compute, autograph=False)
         self._gradients = None
         if _has_plain_loss(model) and self.probe.targets is not None:
-            refs = tuple(shared.core.graph.conv_layers())
-            if refs:
-                self._gradients = LossGradients(refs, Const(self.probe.targets, batched=True))
+            refs = tuple(shared.core.graph.conv_layers()) if self.gradients else ()
+            self._gradients = LossGradients(refs, Const(self.probe.targets, batched=True))
 
     def needs(self):
         return (*super().needs(), *(() if self._gradients is None else (self._gradients,)))

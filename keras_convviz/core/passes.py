@@ -263,7 +263,9 @@ class Core:
             for slot, refs in need.loss_gradients():
                 by_labels.setdefault(slot, {}).update({ref.path: ref for ref in refs})
 
-        backwards = len(by_targets) + len(by_labels)
+        # A loss without layers to differentiate (the health numbers' loss alone) needs
+        # only the forward.
+        backwards = len(by_targets) + sum(1 for refs in by_labels.values() if refs)
         tape = tf.GradientTape(persistent=backwards > 1) if backwards else None
         with tape or contextlib.nullcontext():
             if tape is not None:
@@ -287,6 +289,9 @@ class Core:
                 for slot in by_labels
             }
         for slot, refs in by_labels.items():
+            if not refs:
+                ctx._losses[slot] = (losses[slot], {})
+                continue
             # The loss's own backward, to the kernels (Grad-CAM's stops at its layer).
             kernels = [kernel_variable(ref.layer) for ref in refs.values()]
             grads = tape.gradient(losses[slot], kernels)
