@@ -116,3 +116,20 @@ def test_the_writer_thread_runs_jobs_in_order_and_ends_when_idle(monkeypatch):
     assert writer._thread is None
     writer.submit(lambda: ran.append("again")).wait()
     assert ran[-1] == "again"
+
+
+def test_a_callback_with_freq_0_traces_nothing(tmp_path):
+    from keras_convviz.core.shared import core_for
+    from keras_convviz.methods.perturb import Occlusion
+
+    rng = np.random.default_rng(3)
+    x = rng.random((8, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 8)
+    model = small_cnn()
+    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), occlusion_freq=0)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    (occlusion,) = [c for c in callback.callbacks if isinstance(c, kcv.OcclusionSensitivity)]
+    assert not hasattr(occlusion, "_render")  # never prepared, nothing traced
+    needs = [need for key in core_for(model).passes for need in key[0]]
+    assert needs and not [need for need in needs if isinstance(need, Occlusion)]
+    assert not (tmp_path / "occlusion_sensitivity").exists()
