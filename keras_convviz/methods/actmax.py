@@ -211,7 +211,8 @@ def ascend(
     """
 
     def body(step, p, m, v):
-        with tf.GradientTape() as tape:
+        # Only the parameters: the model's weights are read, never differentiated.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(p)
             images = render(p)
             count, height, width = (int(d) for d in images.shape[:3])
