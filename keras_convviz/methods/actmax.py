@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz.core.graph import PRE_ACTIVATION, Head, LayerRef, ModelGraph
-from keras_convviz.core.passes import Core, compile_once
+from keras_convviz.core.passes import Core, compile_once, xla_available
 
 STEPS = 128
 LEARNING_RATE = 0.05
@@ -191,19 +191,17 @@ def ascend(
     params: tf.Tensor,
     steps: tf.Tensor,
     seed: tf.Tensor,
-    render,
-    robustness: Robustness,
+    transformed,
     learning_rate: float,
 ) -> tf.Tensor:
-    """Adam ascent of `sum(objective(transformed images))` in one `tf.while_loop`.
+    """Adam ascent of `sum(objective(transformed(params, step seed)))` in one `tf.while_loop`.
 
     Args:
         objective: `(filters, h, w, c) images -> (filters,)` what each image maximises.
         params: the starting parameters.
         steps: int32 scalar, the number of steps (a tensor: fewer steps do not retrace).
         seed: int32 scalar; step `t` draws its transformations from `(seed, t + 1)`.
-        render: `params -> images`.
-        robustness: the transformations.
+        transformed: `(params, (2,) int32 seed) -> images`: the images, randomly transformed.
         learning_rate: Adam's step size.
 
     Returns:
@@ -214,10 +212,7 @@ def ascend(
         # Only the parameters: the model's weights are read, never differentiated.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(p)
-            images = render(p)
-            count, height, width = (int(d) for d in images.shape[:3])
-            matrices = random_affine(tf.stack([seed, step + 1]), count, height, width, robustness)
-            total = tf.reduce_sum(objective(affine_sample(images, matrices)))
+            total = tf.reduce_sum(objective(transformed(p, tf.stack([seed, step + 1]))))
         g = tape.gradient(total, p)
         m = BETA_1 * m + (1.0 - BETA_1) * g
         v = BETA_2 * v + (1.0 - BETA_2) * tf.square(g)
@@ -278,6 +273,14 @@ class ActivationMaximizer:
         units = head.num_classes if head is not None else int(ref.output_shape[-1])
         self._select = tf.one_hot(list(filters), units, dtype=tf.float32)
         self._dtype = graph.input_dtypes[0]
+        # The image side of a step (spectrum -> pixels -> colours -> transformations) is many
+        # small ops on a few hundred kilobytes; XLA fuses them (forward and backward), which
+        # halved its cost on 2 CPU cores (BENCHMARKS.md, 10). The model side stays as it is.
+        self._image_side = (
+            tf.function(self._transformed, jit_compile=True, autograph=False)
+            if xla_available()
+            else self._transformed
+        )
         # No AutoGraph: the ascent is one explicit `tf.while_loop`.
         self.compiled = compile_once(
             self._run,
@@ -319,20 +322,22 @@ class ActivationMaximizer:
             return score, score
         return score + LEAK * channel_means(pre), score
 
-    def _run(self, params, steps, seed, low, high, colour):
-        def render(p):
-            return to_images(p, self._scale, self.size, colour, low, high)
+    def _transformed(self, params, seed, colour, low, high):
+        """The images, each randomly shifted, zoomed and rotated (per image and step)."""
+        images = to_images(params, self._scale, self.size, colour, low, high)
+        matrices = random_affine(seed, len(self.filters), *self.size, self.robustness)
+        return affine_sample(images, matrices)
 
+    def _run(self, params, steps, seed, low, high, colour):
         params = ascend(
             lambda images: self.measure(images)[0],
             params,
             steps,
             seed,
-            render,
-            self.robustness,
+            lambda p, step_seed: self._image_side(p, step_seed, colour, low, high),
             self.learning_rate,
         )
-        images = render(params)
+        images = to_images(params, self._scale, self.size, colour, low, high)
         return params, images, self.measure(images)[1]
 
     def __call__(self, steps: int, seed: int, low, high, colour, start=None):
