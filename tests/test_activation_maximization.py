@@ -144,6 +144,7 @@ def test_argument_errors_name_the_argument():
         (dict(layer_name="conv_b", filters=-1), "`filters` must be None"),
         (dict(layer_name="conv_b", size=20), "`size` must match the model's input size"),
         (dict(layer_name="conv_b", input_range=(1, 0)), "`input_range` must be None or"),
+        (dict(layer_name="conv_b", input_range=([0, 0], [1, 1])), "`input_range` must give one"),
         (dict(layer_name="conv_b", steps=0), "`steps` must be an int >= 1"),
         (dict(layer_name="gap", filters=[0]), None),  # a (batch, units) layer is fine
     ]

@@ -457,6 +457,12 @@ def resolve_range(input_range, images, channels: int) -> tuple[np.ndarray, np.nd
     over `images` (the training data's range, from the probe), else [0, 1]."""
     if input_range is not None:
         low, high = input_range
+        if any(np.size(v) not in (1, channels) for v in input_range):
+            raise ValueError(
+                f"`input_range` must give one (low, high) pair or one value per channel of "
+                f"the model's {channels}-channel input. Received: input_range="
+                f"({low.tolist()}, {high.tolist()})"
+            )
     elif images is not None:
         values = np.asarray(images, np.float64).reshape(-1, channels)
         low, high = values.min(axis=0), values.max(axis=0)
