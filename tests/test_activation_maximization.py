@@ -136,6 +136,14 @@ def test_channel_counts_and_input_ranges(channels, input_range, probe_range):
     assert np.all(np.isfinite(scores))
 
 
+def test_a_model_with_two_inputs_is_refused_by_name():
+    image, extra = keras.Input((16, 16, 3), name="image"), keras.Input((2,), name="extra")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(image))
+    model = keras.Model([image, extra], keras.layers.Concatenate()([x, extra]))
+    with pytest.raises(ValueError, match="one \\(batch, height, width, channels\\) image input"):
+        kcv.activation_maximization(model, "conv", steps=1)
+
+
 def test_argument_errors_name_the_argument():
     model = small_cnn()
     cases = [

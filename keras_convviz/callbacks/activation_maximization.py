@@ -38,7 +38,7 @@ class ActivationMaximization(SnapshotCallback):
 
     It is the costliest view: a snapshot runs `steps` forward and backward passes of a
     batch of `filters` images through the layers up to each layer (on the demo model at
-    64x64, about half a demo epoch for one layer at the defaults; BENCHMARKS.md). `freq`,
+    64x64, about 0.4 of a demo epoch for one layer at the defaults; BENCHMARKS.md). `freq`,
     `steps` and `warm_start` trade it down.
 
     Tags: `activation_maximization/<layer>` (image), `activation_maximization/<layer>/

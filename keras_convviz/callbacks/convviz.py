@@ -102,7 +102,7 @@ class ConvViz(keras.callbacks.Callback):
             asked). Defaults to `False`.
         activation_maximization: bool or dict. `ActivationMaximization`: the image each
             filter of `layer_names` responds to most, found by `steps` forward and backward
-            passes of a batch of `filters` images per layer at each snapshot (about half a
+            passes of a batch of `filters` images per layer at each snapshot (about 0.4 of a
             demo epoch per layer at its defaults), so it is off unless asked. Defaults to
             `False`.
 
