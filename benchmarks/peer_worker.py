@@ -13,7 +13,13 @@ answers one JSON request per line on stdin with one JSON line on its protocol ch
                                                      -> {"times": [...]}
     {"op": "map", "method": "smoothgrad", "options": {...}, "path": "out.npy"}
                                                      -> {"shape": [...]} (the map, saved)
+    {"op": "actmax", "layer": "conv3", "filters": [0, ...], "steps": 128, "reps": 3,
+     "warmup": 0}                                    -> {"times": [...]}
+    {"op": "actmax_images", ..., "path": "out.npy"}  -> {"shape": [...]} (the images, saved)
     {"op": "quit"}
+
+`actmax` is the peer's activation maximisation of channels `filters` of `layer` (mean over
+positions), one image per filter in one batch, `steps` steps, at the workload's image size.
 
 `method` is one of the peer's `METHODS` (the names of `kcv.grad_cam` and `kcv.saliency`);
 `options` carries the settings both sides share: `batch_size`, `samples`, `noise`, `steps`.
@@ -166,6 +172,18 @@ class Xplique:
             self._explainers[key] = self._explainer(method, options)
         return self._explainers[key].explain(self.images, self.targets).numpy()
 
+    def run_actmax(self, layer: str, filters: list, steps: int):
+        """Its feature visualisation as its documentation shows it: `Objective.channel`
+        (the channel's mean over positions), `optimize` with its defaults (Fourier
+        parameterisation, decorrelated colours, its standard transformations, Adam 0.05),
+        at the model's input size; one image per channel, in one batch."""
+        from xplique.features_visualizations import Objective, optimize
+
+        objective = Objective.channel(self.model, layer, list(filters))
+        size = self.images.shape[1:3]
+        images, _ = optimize(objective, nb_steps=steps, custom_shape=tuple(size))
+        return images[-1].numpy()
+
 
 class TfKerasVis:
     name = "tf-keras-vis"
@@ -195,6 +213,27 @@ class TfKerasVis:
     @staticmethod
     def score(output):
         return output[:, TARGET_CLASS]
+
+    def run_actmax(self, layer: str, filters: list, steps: int):
+        """Its `ActivationMaximization` with its defaults (Jitter + Rotate2D, total variation
+        and norm regularisers, RMSprop), on a model cut at `layer` (the layers after it are
+        not run, as ours), scored on each image's channel mean over positions; one seed
+        image per filter, uniform in [0, 1], in one batch."""
+        import keras
+        from tf_keras_vis.activation_maximization import ActivationMaximization
+
+        key = ("actmax", layer)
+        if key not in self._explainers:  # built once, outside the timing
+            cut = keras.Model(self.model.inputs, self.model.get_layer(layer).output)
+            self._explainers[key] = (cut, ActivationMaximization(cut, clone=False))
+        cut, explainer = self._explainers[key]
+        select = tf.one_hot(list(filters), int(cut.output.shape[-1]))
+
+        def score(output):
+            return tf.reduce_sum(tf.reduce_mean(output, axis=(1, 2)) * select, axis=-1)
+
+        seed = tf.random.uniform((len(filters), *self.images.shape[1:]), 0.0, 1.0, seed=0)
+        return explainer(score, seed_input=seed, input_range=(0.0, 1.0), steps=steps)
 
     def run_method(self, method: str, options: dict):
         x = self.images
@@ -262,6 +301,17 @@ def main() -> None:
                 def fn(r=request):
                     return peer.run_method(r["method"], r["options"])
 
+            elif op == "actmax":
+
+                def fn(r=request):
+                    return peer.run_actmax(r["layer"], r["filters"], r["steps"])
+
+            elif op == "actmax_images":
+                r = request
+                value = np.asarray(peer.run_actmax(r["layer"], r["filters"], r["steps"]))
+                np.save(request["path"], value.astype(np.float32))
+                _reply({"shape": list(value.shape)})
+                continue
             elif op == "map":
                 value = np.asarray(peer.run_method(request["method"], request["options"]))
                 np.save(request["path"], value.astype(np.float32))

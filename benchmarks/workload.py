@@ -280,3 +280,44 @@ def curve_images(images: np.ndarray, maps: np.ndarray, steps: int, baseline: np.
             out[i, 0, k][first] = fill[first]
             out[i, 1, k][first] = pixels[first]
     return out.reshape(n * 2 * (steps + 1), h, w, c)
+
+
+# ---- activation maximisation ------------------------------------------------------------------
+
+
+def make_actmax_floor(model: keras.Model, layer_name: str, filters: list[int]):
+    """`fn(images, steps) -> images`: `steps` compiled forward + backward passes of the batch
+    through the layers up to `layer_name`, each climbing image `i`'s channel `filters[i]`
+    (mean over positions) by a plain gradient step, in one compiled loop.
+
+    The least any activation maximisation does: no image parameterisation, no random
+    transformations, no optimiser state.
+    """
+    cut = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    select = tf.one_hot(filters, int(cut.output.shape[-1]))
+    image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((len(filters), *image_shape), tf.float32),
+            tf.TensorSpec((), tf.int32),
+        ]
+    )
+    def floor(images, steps):
+        x = images
+        for _ in tf.range(steps):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(x)
+                out = tf.cast(cut(x, training=False), tf.float32)
+                score = tf.reduce_sum(tf.reduce_mean(out, axis=(1, 2)) * select)
+            x = x + 0.01 * tape.gradient(score, x)
+        return x
+
+    return floor
+
+
+def channel_scores(model: keras.Model, layer_name: str, filters: list[int], images) -> np.ndarray:
+    """`(filters,)` image `i`'s mean of channel `filters[i]` over positions (inference mode)."""
+    cut = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    means = np.asarray(cut(np.asarray(images, np.float32), training=False)).mean(axis=(1, 2))
+    return means[np.arange(len(filters)), filters]

@@ -15,6 +15,7 @@ import importlib
 __version__ = "0.2.0.dev0"
 
 _PUBLIC = {
+    "ActivationMaximization": "keras_convviz.callbacks.activation_maximization",
     "CAM_METHODS": "keras_convviz.methods.cam",
     "SALIENCY_METHODS": "keras_convviz.methods.saliency",
     "ConvViz": "keras_convviz.callbacks.convviz",
@@ -24,6 +25,7 @@ _PUBLIC = {
     "ModelHealth": "keras_convviz.callbacks.model_health",
     "OcclusionSensitivity": "keras_convviz.callbacks.occlusion_sensitivity",
     "Saliency": "keras_convviz.callbacks.saliency",
+    "activation_maximization": "keras_convviz.explain",
     "export": "keras_convviz.exports",
     "faithfulness": "keras_convviz.explain",
     "feature_maps": "keras_convviz.explain",

@@ -299,3 +299,44 @@ def check_scale(scale, argument: str = "scale") -> str:
     if scale not in SCALES:
         raise ValueError(f"`{argument}` must be one of {SCALES}. Received: {argument}={scale!r}")
     return scale
+
+
+def check_input_range(input_range, argument: str = "input_range"):
+    """`None` or `(low, high)`, each a number or one per channel, with low < high."""
+    if input_range is None:
+        return None
+    try:
+        low, high = (np.asarray(v, np.float64) for v in input_range)
+        ok = low.ndim <= 1 and high.ndim <= 1 and np.all(np.isfinite([*low.ravel(), *high.ravel()]))
+        ok = ok and bool(np.all(np.broadcast_arrays(low, high)[0] < high))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`{argument}` must be None or (low, high), numbers or one per channel, with "
+            f"low < high: the values the model's input takes. Received: {argument}={input_range!r}"
+        )
+    return low, high
+
+
+def check_filters(filters, argument: str = "filters", count: bool = False):
+    """`None`, an int (a filter index; with `count`, how many) or a non-empty list of ints."""
+    if filters is None or (_is_int(filters) and (filters >= 1 if count else filters >= 0)):
+        return filters if filters is None else int(filters)
+    if not isinstance(filters, (str, bytes)):
+        try:
+            values = list(filters)
+        except TypeError:
+            values = None
+        if values and all(_is_int(v) and v >= 0 for v in values):
+            return tuple(int(v) for v in values)
+    what = "an int >= 1 (the first so many)" if count else "an int >= 0 (one filter)"
+    raise ValueError(
+        f"`{argument}` must be None, {what} or a non-empty list of filter indices >= 0. "
+        f"Received: {argument}={filters!r}"
+    )
+
+
+def check_size(size, argument: str = "size"):
+    """`None` or the image size, an int or `(height, width)`."""
+    return None if size is None else pair(size, argument)

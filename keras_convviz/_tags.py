@@ -28,6 +28,7 @@ from keras_convviz.methods.saliency import SALIENCY_METHODS
 FEATURE_MAPS = "feature_maps"
 FILTER_WEIGHTS = "filter_weights"
 OCCLUSION = "occlusion_sensitivity"
+ACTIVATION_MAXIMIZATION = "activation_maximization"  # one picture per layer, as filter_weights
 NON_FINITE = "non_finite"
 ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
 HEALTH = "health"  # the model's numbers on the probe, and the table of every layer's

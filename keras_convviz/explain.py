@@ -11,12 +11,16 @@ import keras
 import numpy as np
 
 from keras_convviz._args import (
+    check_filters,
+    check_input_range,
     check_layer_name,
     check_layer_names,
     check_maps,
     check_methods,
     check_positive_float,
     check_positive_int,
+    check_seed,
+    check_size,
     make_baseline,
     occlusion_sizes,
     resolve_targets,
@@ -26,6 +30,7 @@ from keras_convviz.core.binding import bind
 from keras_convviz.core.needs import Activations, Const, Plan, targets_const
 from keras_convviz.core.probe import make_probe
 from keras_convviz.core.shared import core_for
+from keras_convviz.methods import actmax
 from keras_convviz.methods.cam import CAM_METHODS, Cam
 from keras_convviz.methods.faithfulness import SIGMA, STEPS, Faithfulness, GivenMap
 from keras_convviz.methods.perturb import (
@@ -279,3 +284,86 @@ def faithfulness(
     )
     scores = _run(core, bound, [need])[0]
     return {"deletion": scores[:, 0], "insertion": scores[:, 1]}
+
+
+def activation_maximization(
+    model: keras.Model,
+    layer_name: str,
+    filters=None,
+    steps: int = actmax.STEPS,
+    size=None,
+    seed: int = 0,
+    probe=None,
+    input_range=None,
+    learning_rate: float = actmax.LEARNING_RATE,
+    jitter: float | None = None,
+    scale: tuple[float, float] = (0.95, 1.05),
+    rotation: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each filter looks for: the image that maximises its channel's mean activation.
+
+    Feature visualisation as in Olah et al. 2017 ("Feature Visualization", Lucid): each
+    image is parameterised by a scaled Fourier spectrum and decorrelated colours, scored
+    under random jitter, zoom and rotation, and climbed by Adam; the images of all filters
+    are one batch and the whole ascent is one compiled loop (traced once per layer, filters
+    and size), running only the layers up to `layer_name`. A layer with its own activation
+    (a ReLU conv) is climbed on its output plus a tenth of its output before the
+    activation, so a channel that starts off still has a gradient.
+
+    Args:
+        model: a built Sequential or Functional Keras model with one image input.
+        layer_name: the layer (name or nested path) whose channels to maximise, a layer
+            with a `(batch, height, width, channels)` or `(batch, units)` output; or the
+            score output (its name, or its final layer's), whose units are then the classes,
+            climbed on their scores before a final softmax/sigmoid.
+        filters: `None` (every channel), an int (one channel) or a list of channel (or
+            class) indices. Defaults to `None`.
+        steps: int. Adam steps. Defaults to `128`.
+        size: int or `(height, width)`: the image size, needed only where the model's input
+            size is free. Defaults to `None`: the model's input size.
+        seed: int. The random start and transformations (the same seed gives the same
+            images). Defaults to `0`.
+        probe: images of the training data `(batch, height, width, channels)` (or `(x, y)`,
+            or a `tf.data.Dataset`): the images' range per channel is the range of the
+            returned images, and their colour correlations the colour basis. Defaults to
+            `None`.
+        input_range: `(low, high)`, numbers or one per channel: the values the model's
+            input takes, e.g. `(0, 255)`; overrides the probe's. Defaults to `None`: the
+            probe's range, else `(0, 1)`.
+        learning_rate: float. Adam's step size in the parameter space. Defaults to `0.05`.
+        jitter: float. Largest random shift in pixels. Defaults to `None`: about a 16th of
+            the shorter side.
+        scale: `(low, high)` random zoom. Defaults to `(0.95, 1.05)`.
+        rotation: float. Largest random rotation in degrees. Defaults to `5.0`.
+
+    Returns:
+        `(images, scores)`: `(filters, height, width, channels)` float32 images in the
+        model's input range, one per filter, and `(filters,)` float32 the mean activation
+        of each filter's channel over positions on its image (a class's score).
+
+    Example:
+
+    ```python
+    images, scores = kcv.activation_maximization(model, "conv3", filters=[0, 1, 2],
+                                                 probe=x_val[:64])
+    ```
+    """
+    steps = check_positive_int(steps, "steps")
+    seed = check_seed(seed)
+    filters = check_filters(filters)
+    size = check_size(size)
+    input_range = check_input_range(input_range)
+    learning_rate = check_positive_float(learning_rate, "learning_rate")
+    core = core_for(model)
+    ref, head = actmax.resolve_target(core.graph, check_layer_name(layer_name), "layer_name")
+    units = actmax.units_of(ref, head)
+    filters = actmax.resolve_filters(filters, units, ref, head, "filters")
+    size = actmax.resolve_size(core.graph, size)
+    robustness = actmax.robustness(size, jitter, scale, rotation)
+    images = None if probe is None else make_probe(probe).images
+    channels = int(core.graph.input_shapes[0][-1])
+    low, high = actmax.resolve_range(input_range, images, channels)
+    colour = actmax.colour_sqrt(channels, images, low, high)
+    maximizer = actmax.maximizer_for(core, ref, head, filters, size, robustness, learning_rate)
+    _, result, scores = maximizer(steps, seed, low, high, colour)
+    return result.numpy(), scores.numpy()

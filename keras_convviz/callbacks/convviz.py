@@ -11,6 +11,7 @@ import keras
 from keras_convviz._args import check_freq, check_log_dir
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
+from keras_convviz.callbacks.activation_maximization import ActivationMaximization
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
@@ -105,6 +106,11 @@ class ConvViz(keras.callbacks.Callback):
         saliency: bool or dict. `Saliency` (SmoothGrad by default; it scores `samples`
             noisy copies of each probe image with a backward pass each, so it is off unless
             asked). Defaults to `False`.
+        activation_maximization: bool or dict. `ActivationMaximization`: the image each
+            filter of `layer_names` responds to most, found by `steps` forward and backward
+            passes of a batch of `filters` images per layer at each snapshot (about 0.4 of a
+            demo epoch per layer at its defaults), so it is off unless asked. Defaults to
+            `False`.
 
     Example:
 
@@ -142,6 +148,7 @@ class ConvViz(keras.callbacks.Callback):
         occlusion=True,
         saliency=False,
         health=True,
+        activation_maximization=False,
     ):
         super().__init__()
         freq = check_freq(freq)
@@ -194,6 +201,12 @@ class ConvViz(keras.callbacks.Callback):
                     if k not in ("class_names", "faithfulness", "grid", "scale")
                 },
             ),
+            (
+                "activation_maximization",
+                activation_maximization,
+                ActivationMaximization,
+                {**shared, "layer_names": layer_names, "probe": on_probe["probe"]},
+            ),
         )
         self.callbacks = [
             cls(**_arguments(argument, choice, cls, defaults))
@@ -212,7 +225,9 @@ class ConvViz(keras.callbacks.Callback):
                 check_log_dir(log_dir), rules, on_alert, check_stop_on(stop_on, rules)
             )
             for child in self.callbacks:
-                child._monitor = self.monitor
+                # Activation maximisation's scores are no health numbers: not in the table.
+                if not isinstance(child, ActivationMaximization):
+                    child._monitor = self.monitor
         self._table = None  # the health table's job in flight (`background`)
         _install_hooks(self)
 

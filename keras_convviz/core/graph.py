@@ -320,7 +320,13 @@ class ModelGraph:
 
     # ---- running ------------------------------------------------------------------------
 
-    def run(self, inputs: list, taps: dict[str, keras.layers.Layer], head: Head | None = None):
+    def run(
+        self,
+        inputs: list,
+        taps: dict[str, keras.layers.Layer],
+        head: Head | None = None,
+        stop_at: LayerRef | None = None,
+    ):
         """Run the model in inference mode and record the outputs of some layers.
 
         Args:
@@ -329,6 +335,9 @@ class ModelGraph:
             head: the score output to return, with the values before a final
                 softmax/sigmoid (a saturated softmax has near-zero gradients); `None` returns
                 no scores.
+            stop_at: a layer at which the run stops: the layers after it are not run, and
+                `recorded` holds its output (`stop_at.path`) and its output before its own
+                activation (`stop_at.path + PRE_ACTIVATION`); no scores are returned.
 
         Returns:
             `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
@@ -337,12 +346,18 @@ class ModelGraph:
         by_id = {id(layer): path for path, layer in taps.items()}
         recorded: dict[str, tf.Tensor] = {}
         final = head.layer if head is not None else None
+        stop = stop_at.layer if stop_at is not None else None
 
         def call(op, *args, **kwargs):
             if "training" in getattr(op, "_call_context_args", ()):
                 kwargs["training"] = False
             if isinstance(op, keras.Model) and _is_graph_model(op):
                 out = run_model(op, args[0] if args else kwargs.pop("inputs"))
+            elif op is stop:
+                pre, out = _call_with_pre_activation(op, args, kwargs)
+                recorded[stop_at.path + PRE_ACTIVATION] = pre
+                recorded[stop_at.path] = out
+                raise _Reached
             elif op is final:
                 out = _call_without_squashing(op, args, kwargs)
             else:
@@ -362,10 +377,20 @@ class ModelGraph:
             return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
 
         model = self.model
-        if isinstance(model, keras.Sequential):
-            outputs = run_model(model, inputs[0])
-        else:
-            outputs = run_model(model, keras.tree.pack_sequence_as(model._inputs_struct, inputs))
+        try:
+            if isinstance(model, keras.Sequential):
+                outputs = run_model(model, inputs[0])
+            else:
+                outputs = run_model(
+                    model, keras.tree.pack_sequence_as(model._inputs_struct, inputs)
+                )
+        except _Reached:
+            return None, recorded
+        if stop is not None:
+            raise ValueError(
+                f"Layer {stop_at.path!r} was not reached when running model "
+                f"{self.model.name!r} on its image input."
+            )
         missing = set(taps) - set(recorded)
         if missing:
             raise ValueError(
@@ -419,6 +444,36 @@ def _bind(call, op):
         return call(op, *args, **kwargs)
 
     return bound
+
+
+# The key suffix under which `ModelGraph.run(..., stop_at=ref)` records the layer's output
+# before its own activation.
+PRE_ACTIVATION = ":pre_activation"
+
+
+class _Reached(Exception):
+    """Raised inside `ModelGraph.run` once the `stop_at` layer has run: the rest is skipped."""
+
+
+def _call_with_pre_activation(layer, args, kwargs):
+    """Call a layer, returning `(pre, out)`: its output before its own activation (a conv
+    layer's `activation="relu"`) and its output. Layers without one give `(out, out)`.
+
+    The activation is swapped out only while the layer is called (during tracing) and put
+    back at once, so the user's model is unchanged.
+    """
+    activation = getattr(layer, "activation", None)
+    if activation is None or activation_name(layer) in (None, "linear"):
+        out = layer(*args, **kwargs)
+        return out, out
+    if isinstance(layer, keras.layers.Activation):
+        return args[0], layer(*args, **kwargs)
+    try:
+        layer.activation = keras.activations.linear
+        pre = layer(*args, **kwargs)
+    finally:
+        layer.activation = activation
+    return pre, activation(pre)
 
 
 def _call_without_squashing(layer, args, kwargs):
