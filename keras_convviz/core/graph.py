@@ -320,7 +320,13 @@ class ModelGraph:
 
     # ---- running ------------------------------------------------------------------------
 
-    def run(self, inputs: list, taps: dict[str, keras.layers.Layer], head: Head | None = None):
+    def run(
+        self,
+        inputs: list,
+        taps: dict[str, keras.layers.Layer],
+        head: Head | None = None,
+        wrap=None,
+    ):
         """Run the model in inference mode and record the outputs of some layers.
 
         Args:
@@ -329,6 +335,9 @@ class ModelGraph:
             head: the score output to return, with the values before a final
                 softmax/sigmoid (a saturated softmax has near-zero gradients); `None` returns
                 no scores.
+            wrap: `None`, or `wrap(op, args, kwargs, leaf) -> outputs`, called for every
+                leaf operation (nested models are walked into) instead of `leaf(*args,
+                **kwargs)`: how incremental occlusion records the graph it replays.
 
         Returns:
             `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
@@ -343,10 +352,9 @@ class ModelGraph:
                 kwargs["training"] = False
             if isinstance(op, keras.Model) and _is_graph_model(op):
                 out = run_model(op, args[0] if args else kwargs.pop("inputs"))
-            elif op is final:
-                out = _call_without_squashing(op, args, kwargs)
             else:
-                out = op(*args, **kwargs)
+                leaf = _bind(_call_without_squashing, op) if op is final else op
+                out = leaf(*args, **kwargs) if wrap is None else wrap(op, args, kwargs, leaf)
             if id(op) in by_id:
                 recorded[by_id[id(op)]] = out
             return out
@@ -421,7 +429,7 @@ def _bind(call, op):
     return bound
 
 
-def _call_without_squashing(layer, args, kwargs):
+def _call_without_squashing(layer, *args, **kwargs):
     """Call the final layer, skipping a softmax/sigmoid it applies.
 
     This runs only while the compiled pass is being traced; the activation is restored at
