@@ -57,6 +57,7 @@ _ELEMENTWISE = (
     keras.layers.ActivityRegularization,
     keras.layers.Identity,
 )
+_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 _JOINS = (
     keras.layers.Add,
     keras.layers.Subtract,
@@ -174,13 +175,11 @@ def local_kind(layer, x, y) -> Local | None:
     if isinstance(layer, keras.layers.ZeroPadding2D):
         (t, b), (left, r) = layer.padding
         return Local((1, 1), (1, 1), ((t, b), (left, r)), 0.0, 0.0)
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) and not isinstance(
-        layer, keras.layers.Conv2DTranspose
-    ):
+    if isinstance(layer, _CONVS) and not isinstance(layer, keras.layers.Conv2DTranspose):
         if getattr(layer, "groups", 1) != 1 or layer.padding not in ("same", "valid"):
             return None
-        shape = tuple(layer.depthwise_kernel.shape if hasattr(layer, "depthwise_kernel") else
-                      layer.kernel.shape)
+        separable = isinstance(layer, keras.layers.SeparableConv2D)
+        shape = tuple((layer.depthwise_kernel if separable else layer.kernel).shape)
         kernel, dilation = _pair(shape[:2]), _pair(layer.dilation_rate)
         if isinstance(layer, keras.layers.SeparableConv2D):
             macs = kernel[0] * kernel[1] * cin * layer.depth_multiplier + cin * (
@@ -689,3 +688,43 @@ def _apply_local(layer, x, spec: Local):
     if layer.activation is not None:
         out = layer.activation(out)
     return out
+
+
+def takes_incremental(plan: Plan | None, method: str) -> bool:
+    """Whether occlusion scores by incremental inference: always for `"incremental"` (when
+    the model can be replayed), never for `"naive"`, and for `"auto"` where the plan's
+    estimated cost is at most `AUTO_MAX_RATIO` of the naive path's."""
+    if plan is None or method == "naive":
+        return False
+    return method == "incremental" or plan.cost_ratio <= AUTO_MAX_RATIO
+
+
+def plan_for(model, image_shape, patch, stride) -> Plan | None:
+    """The incremental plan for a single-input model and window size, without running it:
+    which layers are recomputed on rectangles, where full layers start, the estimated cost
+    ratio (what `method="auto"` decides on). For tests and benchmarks.
+
+    Args:
+        model: a built Keras model with one (image) input.
+        image_shape: `(height, width, channels)`.
+        patch: `(rows, cols)` of the window; stride: `(rows, cols)`.
+    """
+    from keras_convviz.core.shared import core_for
+    from keras_convviz.methods.perturb import window_starts
+
+    graph = core_for(model).graph
+    head = graph.head(None)
+    tops = window_starts(image_shape[0], patch[0], stride[0])
+    lefts = window_starts(image_shape[1], patch[1], stride[1])
+    found = []
+
+    def trace(images):
+        calls = Recorder([images])
+        graph.run([images], {}, head, wrap=calls)
+        found.append(make_plan(calls.records, images, head.layer, tops, lefts, patch))
+        return tf.constant(0)
+
+    tf.function(trace, autograph=False).get_concrete_function(
+        tf.TensorSpec((None, *image_shape), tf.float32)
+    )
+    return found[0]

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz._args import make_baseline
-from keras_convviz.core.incremental import AUTO_MAX_RATIO, IncrementalScorer
+from keras_convviz.core.incremental import IncrementalScorer, takes_incremental
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
 from keras_convviz.core.probe import Probe
@@ -155,7 +155,7 @@ class Occlusion(Need):
             copy; `"incremental"`, only what each window changes, layer by layer
             (`keras_convviz.core.incremental`; the same scores up to float rounding);
             `"auto"`, incremental where its estimated cost is at most `AUTO_MAX_RATIO` of
-            the naive path's.
+            the naive path's (`takes_incremental`).
     """
 
     patch: tuple[int, int]
@@ -187,10 +187,7 @@ class Occlusion(Need):
         scorer = None
         if self.method != "naive":
             plan = ctx.incremental_plan(tops, lefts, self.patch)
-            print("PLAN", plan and (plan.rect_layers, plan.cost_ratio, plan.first_full))
-            if plan is not None and (
-                self.method == "incremental" or plan.cost_ratio <= AUTO_MAX_RATIO
-            ):
+            if takes_incremental(plan, self.method):
                 fill = baseline if per_image else baseline[None]
                 incremental = IncrementalScorer(plan, fill, len(lefts))
                 incremental.prepare()
