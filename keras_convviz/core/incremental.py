@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz.core.xla import xla_available
+
 METHODS = ("auto", "incremental", "naive")
 
 # `method="auto"` takes the incremental path when the estimated cost (`Plan.cost_ratio`)
@@ -407,9 +409,7 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 kind = "pixel"
             elif join(layer, tensors, y):
                 kind = "join"
-        full_cost = out_elements * ELEMENT_COST
-        if kind == "local":
-            full_cost += spec.macs_per_output * float(np.prod(_spatial(y)))
+        full_cost = out_elements * ELEMENT_COST + _macs(layer, rec.inputs, ys)
         naive += full_cost
         if kind == "local":
             (ay, ax) = ins[0]
@@ -499,6 +499,20 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
     )
 
 
+def _macs(layer, inputs, outputs) -> float:
+    """Multiply-adds of a layer call on one image (convolutions, pools and dense layers;
+    the rest is counted as memory traffic)."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        return 0.0
+    (x,), (y,) = inputs, outputs
+    spec = local_kind(layer, x, y)
+    if spec is not None:
+        return spec.macs_per_output * float(np.prod(_spatial(y)))
+    if isinstance(layer, keras.layers.Dense) and x.shape[-1] is not None:
+        return float(np.prod([d or 1 for d in y.shape[1:]])) * int(x.shape[-1])
+    return 0.0
+
+
 def _avg_scale(layer, x, y, oy: Axis, ox: Axis, spec: Local):
     """Per output row/column, pool area / valid cells: 'same' average pooling divides by
     the cells inside the map, the recomputation by the whole window."""
@@ -521,6 +535,49 @@ def _flat_index(base, rows, cols, height: int, width: int):
     return ((base[:, None] * height + rows)[:, :, None]) * width + cols[:, None, :]
 
 
+def cut_window(table, value, image_index, rows, cols, src_rows, src_cols, height, width):
+    """Windows cut from cached maps, each with its rectangle spliced in.
+
+    Args:
+        table: `(n * height * width, channels)` the cached maps (padded), flattened.
+        value: `(chunk, length_rows, length_cols, channels)` the recomputed rectangles, or
+            `None` (nothing to splice).
+        image_index: `(chunk,)` whose cached map each window is cut from.
+        rows: `(chunk, span_rows)` padded rows of each window; cols likewise.
+        src_rows: `(chunk, span_rows)` the row inside the rectangle, -1 outside; or `None`.
+
+    Returns:
+        `(chunk, span_rows, span_cols, channels)`.
+    """
+    cached = tf.gather(table, _flat_index(image_index, rows, cols, height, width))
+    if value is None or src_rows is None:
+        return cached
+    return _splice(cached, value, src_rows, src_cols)
+
+
+def splice_whole(source, value, image_index, src_rows, src_cols):
+    """Each rectangle spliced into its image's whole cached map `(n, height, width, c)`."""
+    cached = tf.gather(source, image_index)
+    if value is None or src_rows is None:
+        return cached
+    return _splice(cached, value, src_rows, src_cols)
+
+
+def _splice(cached, value, src_rows, src_cols):
+    chunk = tf.shape(value)[0]
+    lh, lw, c = int(value.shape[1]), int(value.shape[2]), int(value.shape[3])
+    index = _flat_index(tf.range(chunk), tf.maximum(src_rows, 0), tf.maximum(src_cols, 0), lh, lw)
+    spliced = tf.gather(tf.reshape(value, (-1, c)), index)
+    mask = (src_rows >= 0)[:, :, None] & (src_cols >= 0)[:, None, :]
+    return tf.where(mask[..., None], spliced, cached)
+
+
+_cut_window_xla = tf.function(cut_window, jit_compile=True, autograph=False)
+_splice_whole_xla = tf.function(splice_whole, jit_compile=True, autograph=False)
+# Build the cuts with XLA (fused gathers and select) where XLA compiles.
+XLA_CUTS = True
+
+
 class IncrementalScorer:
     """Scores chunks of occluded copies by incremental inference.
 
@@ -538,6 +595,9 @@ class IncrementalScorer:
         self.fill = fill
         self.n_cols = n_cols
         self._tables: dict = {}
+        xla = XLA_CUTS and xla_available()
+        self._cut_window = _cut_window_xla if xla else cut_window
+        self._splice_whole = _splice_whole_xla if xla else splice_whole
 
     def _table(self, tensor, pads, pad_value):
         """The cached map padded and flattened to `(n * rows * cols, channels)`, made once
@@ -562,26 +622,16 @@ class IncrementalScorer:
                     self._table(cut.source, cut.pads, cut.pad_value)
 
     def _cut(self, cut: Cut, value, image_index, row, col):
+        src_rows = src_cols = None
+        if cut.src_rows is not None:
+            src_rows = tf.gather(tf.constant(cut.src_rows, tf.int32), row)
+            src_cols = tf.gather(tf.constant(cut.src_cols, tf.int32), col)
         if cut.rows is None:  # the whole map
-            cached = tf.gather(cut.source, image_index)
-        else:
-            table, h, w = self._table(cut.source, cut.pads, cut.pad_value)
-            rows = tf.gather(tf.constant(cut.rows, tf.int32), row)
-            cols = tf.gather(tf.constant(cut.cols, tf.int32), col)
-            cached = tf.gather(table, _flat_index(image_index, rows, cols, h, w))
-        if cut.src_rows is None:
-            return cached
-        src_rows = tf.gather(tf.constant(cut.src_rows, tf.int32), row)
-        src_cols = tf.gather(tf.constant(cut.src_cols, tf.int32), col)
-        chunk = tf.shape(value)[0]
-        lh, lw, c = int(value.shape[1]), int(value.shape[2]), int(value.shape[3])
-        flat = tf.reshape(value, (-1, c))
-        spliced = tf.gather(
-            flat,
-            _flat_index(tf.range(chunk), tf.maximum(src_rows, 0), tf.maximum(src_cols, 0), lh, lw),
-        )
-        mask = (src_rows >= 0)[:, :, None] & (src_cols >= 0)[:, None, :]
-        return tf.where(mask[..., None], spliced, cached)
+            return self._splice_whole(cut.source, value, image_index, src_rows, src_cols)
+        table, h, w = self._table(cut.source, cut.pads, cut.pad_value)
+        rows = tf.gather(tf.constant(cut.rows, tf.int32), row)
+        cols = tf.gather(tf.constant(cut.cols, tf.int32), col)
+        return self._cut_window(table, value, image_index, rows, cols, src_rows, src_cols, h, w)
 
     def output(self, image_index, window):
         """`(chunk, units)` the score layer's output (before a final softmax/sigmoid) on

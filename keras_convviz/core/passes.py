@@ -19,6 +19,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_convviz.core import incremental
+from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 from keras_convviz.core.binding import Binding, Bound
 from keras_convviz.core.graph import LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
@@ -41,20 +42,6 @@ def compile_once(fn, **options):
     compiled = tf.function(fn, **options)
     compiled._omit_frequent_tracing_warning = True
     return compiled
-
-
-@functools.cache
-def xla_available() -> bool:
-    """Whether XLA compiles on this process's default device (some device plugins cannot)."""
-    try:
-        with tf.init_scope():  # run it now, also when asked while a pass is traced
-            probe = tf.function(
-                lambda x: tf.where(x > 0, x, 0.0), jit_compile=True, autograph=False
-            )
-            probe(tf.ones(2))
-    except Exception:  # noqa: BLE001 - any failure: build the chunks with plain TF ops
-        return False
-    return True
 
 
 def count_non_finite(x: tf.Tensor) -> tf.Tensor:
