@@ -120,9 +120,7 @@ class Xplique:
 
     def run_grad_cam(self):
         if self.grad_cam_explainer is None:  # built once, on first use (the CNN's layer)
-            self.grad_cam_explainer = self._grad_cam_cls(
-                self.model, conv_layer=workload.CAM_LAYER
-            )
+            self.grad_cam_explainer = self._grad_cam_cls(self.model, conv_layer=workload.CAM_LAYER)
         return self.grad_cam_explainer.explain(self.images, self.targets).numpy()
 
     # The new methods. `reducer=None` keeps the channels (as our raw attributions), so the

@@ -452,7 +452,11 @@ def _incremental_vs_floor(model, images, patch, stride, batch_size, reps) -> dic
     def call(method):
         def run():
             outputs[method] = kcv.occlusion_sensitivity(
-                model, images, patch_size=patch, stride=stride, batch_size=batch_size,
+                model,
+                images,
+                patch_size=patch,
+                stride=stride,
+                batch_size=batch_size,
                 method=method,
             )
 
@@ -553,8 +557,13 @@ def section_incremental(cfg, ctx):
             request = {"op": "occlusion", "patch": patch, "stride": stride}
             result = rounds_vs_peer(peer, ours_fn, request, 1, 1)
             peer_rows.append(
-                {"peer": name, "model": INCREMENTAL_NAMES[arch], "patch": patch,
-                 "stride": stride, **result}
+                {
+                    "peer": name,
+                    "model": INCREMENTAL_NAMES[arch],
+                    "patch": patch,
+                    "stride": stride,
+                    **result,
+                }
             )
         except RuntimeError as error:
             notes.append(f"{name} {arch} failed: {error}")
@@ -617,8 +626,13 @@ def section_incremental(cfg, ctx):
         "stride (p32/s32), xplique Occlusion(batch_size=512) with its stride; ours = the "
         "default method='auto', B=32.",
     ]
-    return {"rows": rows + peer_rows, "table": text, "notes": notes, "targets": targets,
-            "installs": installs}
+    return {
+        "rows": rows + peer_rows,
+        "table": text,
+        "notes": notes,
+        "targets": targets,
+        "installs": installs,
+    }
 
 
 # ---- 2. Grad-CAM vs the floor ----------------------------------------------------------------

@@ -11,9 +11,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from conftest import core_logits, read_runs
 
 import keras_convviz as kcv
-from conftest import core_logits, read_runs
 from keras_convviz.core.incremental import AUTO_MAX_RATIO, plan_for, takes_incremental
 
 L = keras.layers
@@ -165,12 +165,32 @@ def assert_same_maps(model, images, patch, stride, baseline="blur"):
 
 EXPECTED_RECTANGLES = {
     "convs_and_pools": {
-        "rescaling", "same3", "rect_strided", "dilated", "max_same", "valid3", "avg_same",
+        "rescaling",
+        "same3",
+        "rect_strided",
+        "dilated",
+        "max_same",
+        "valid3",
+        "avg_same",
     },
     "mobile_blocks": {
-        "normalization", "pad", "stem", "bn", "relu6", "depthwise", "leaky_re_lu",
-        "project", "add", "separable", "activation", "concat", "p_re_lu", "multiply",
-        "subtract", "maximum", "dropout",
+        "normalization",
+        "pad",
+        "stem",
+        "bn",
+        "relu6",
+        "depthwise",
+        "leaky_re_lu",
+        "project",
+        "add",
+        "separable",
+        "activation",
+        "concat",
+        "p_re_lu",
+        "multiply",
+        "subtract",
+        "maximum",
+        "dropout",
     },
     "fallback": {"conv1", "conv2"},
     "nested": {"rescaling_1", "b_conv1", "b_bn", "b_conv2", "add_1", "b_pool"},
@@ -228,9 +248,7 @@ def test_keras_applications_base_nested_in_a_functional_model(images):
     model = keras.Model(inputs, L.Dense(3)(x))
     big = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
     plan = plan_for(model, big.shape[1:], (8, 8), (8, 8))
-    assert {"Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwise"} <= set(
-        plan.rect_layers
-    )
+    assert {"Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_depthwise"} <= set(plan.rect_layers)
     assert any(n.startswith("block_1_pad") for n in plan.rect_layers)
     assert_same_maps(model, big, (8, 8), (8, 8))
 

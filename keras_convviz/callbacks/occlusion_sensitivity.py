@@ -22,9 +22,10 @@ class OcclusionSensitivity(MapCallback):
     the windows that cover it. Red: hiding the region lowers the score (evidence for the
     class); blue: hiding it raises the score. All occluded images are scored in one compiled
     pass, `batch_size` at a time; by default (`method="auto"`) each layer recomputes only
-    the rectangle a window changes, where that is cheaper (the same map either way). At the end of every `freq` epochs it writes,
-    into the run `log_dir/occlusion_sensitivity`, one panel per probe image (the image and
-    the map overlaid, a symmetric colour scale per map) and the largest drop as a scalar.
+    the rectangle a window changes, where that is cheaper (the same map either way). At the
+    end of every `freq` epochs it writes, into the run `log_dir/occlusion_sensitivity`, one
+    panel per probe image (the image and the map overlaid, a symmetric colour scale per map)
+    and the largest drop as a scalar.
 
     Tags: `occlusion_sensitivity/image_<i>` (images) and `occlusion_sensitivity/image_<i>/max`
     (scalars). Step = epoch.

@@ -14,11 +14,27 @@ attention, a custom layer), the rectangle is spliced into the cached map and the
 the model runs on full maps. The scores are those of the plain path up to float rounding:
 the plain path (`Context.score_in_chunks` over the occluded images) is the oracle.
 
-How it is built: `record` runs the model on the probe through `ModelGraph.run` with every
-leaf call recorded (nested models walked into); `plan` walks the records once, in Python,
-while the pass is traced, and decides per layer output whether it is unchanged (static), a
-rectangle or a full map, with every gather index as a constant; `IncrementalScorer` runs the
-plan for one chunk inside the chunked loop. One trace, no Python loop over windows.
+How it is built: the pass runs the model on the probe through `ModelGraph.run` with a
+`Recorder`, which keeps every leaf call (nested models walked into); `make_plan` walks the
+calls once, in Python, while the pass is traced, and decides per layer output whether it is
+unchanged (static), a rectangle or a full map, with every gather index a constant built once
+per (image size, patch, stride); `IncrementalScorer` runs the plan for one chunk of windows
+inside the general chunked loop (`Context.score_in_chunks`), so the window builder's geometry
+and the scatter-average reducer are shared with the naive path. One trace, reused every
+snapshot; no Python loop over windows.
+
+Memory: a chunk holds `batch_size` rectangles per layer (at most `batch_size` full maps, as
+the naive path); besides, the probe's own activations of the layers before the switch to
+full maps (one forward's worth per probe image, and a padded copy where a layer pads) stay
+alive while the chunks are scored.
+
+Supported on rectangles: `Conv2D` (any kernel, stride, dilation; 'same'/'valid'; groups=1),
+`DepthwiseConv2D`, `SeparableConv2D`, max and average pooling, `ZeroPadding2D`; per-pixel
+layers (`BatchNormalization` in inference mode, `Activation`, `ReLU`, `LeakyReLU`, `ELU`,
+`PReLU` shared over space, `Softmax`/`LayerNormalization` over channels, `Rescaling`,
+`Normalization` per channel, dropout and noise layers, which are identities here); joins of
+same-sized maps (`Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`,
+`Concatenate` on channels), whose rectangle is the union of their inputs'. All in float32.
 """
 
 from __future__ import annotations
@@ -30,8 +46,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz.core.xla import xla_available
-
-METHODS = ("auto", "incremental", "naive")
 
 # `method="auto"` takes the incremental path when the estimated cost (`Plan.cost_ratio`)
 # is at most this fraction of the plain path's: below it the measured speed-up was > 1.3x
@@ -71,7 +85,7 @@ _JOINS = (
 )
 
 
-# ---- geometry ---------------------------------------------------------------------------------
+# ---- geometry ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,12 +257,19 @@ def join(layer, xs, y) -> bool:
     return all(tuple(x.shape[1:]) == tuple(y.shape[1:]) for x in xs)
 
 
-# ---- recording the model ------------------------------------------------------------------------
+# ---- recording the model -------------------------------------------------------------------
 
 
 @dataclass(eq=False)
 class Record:
-    """One leaf call of the model on the probe: what it was called with and returned."""
+    """One leaf call of the model on the probe.
+
+    Attributes:
+        op: the layer (or Keras operation).
+        leaf: what was called (the layer, or the score layer without its squashing).
+        args: the positional arguments; kwargs: the keyword arguments (`training=False`).
+        inputs: the tensors among them, flattened; outputs: the tensors it returned.
+    """
 
     op: object
     leaf: object
@@ -256,7 +277,6 @@ class Record:
     kwargs: dict
     inputs: list
     outputs: list
-    result: object
 
 
 class Recorder:
@@ -271,19 +291,23 @@ class Recorder:
         result = leaf(*args, **kwargs)
         flat_in = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
         flat_out = [t for t in keras.tree.flatten(result) if tf.is_tensor(t)]
-        self.records.append(Record(op, leaf, args, kwargs, flat_in, flat_out, result))
+        self.records.append(Record(op, leaf, args, kwargs, flat_in, flat_out))
         return result
 
 
-# ---- the plan -------------------------------------------------------------------------------------
+# ---- the plan ------------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
 class Step:
     """What the scorer does with one record.
 
-    kind: `"local"` (a sliding-window layer on a rectangle), `"pixel"` (an element-wise
-    layer or a join on rectangles), `"full"` (the layer on full maps).
+    Attributes:
+        kind: `"local"` (a sliding-window layer on a rectangle), `"pixel"` (an element-wise
+            layer or a join on rectangles), `"full"` (the layer on full maps).
+        local: the sliding window, for `"local"`.
+        out: the output's rectangle (rows, cols), for `"local"` and `"pixel"`.
+        cuts: per tensor input, the `Cut` that makes it (or `None`: taken as it is).
     """
 
     rec: Record
@@ -320,6 +344,10 @@ class Plan:
         rect_layers: the records computed on rectangles.
         cost_ratio: estimated cost of the incremental path over the plain path's.
         first_full: the first layer computed on full maps (or `None`).
+        image: the image tensor the records start from.
+        fill_rows: `(n_rows, patch_rows)` the image rows each window row covers;
+            fill_cols likewise.
+        output: the score layer's output tensor.
     """
 
     steps: list
@@ -329,8 +357,7 @@ class Plan:
     image: object
     fill_rows: np.ndarray
     fill_cols: np.ndarray
-    output: object  # the score layer's output tensor
-    statics: set
+    output: object
 
 
 def _name(op) -> str:
@@ -371,8 +398,6 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
     steps, rect_layers = [], []
     naive = incremental = 0.0
     first_full = None
-    statics: set[int] = set()
-    produced: set[int] = {id(image)}
 
     def full_cut(tensor):
         """A rectangle spliced into its whole cached map."""
@@ -391,18 +416,16 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
         )
 
     for rec in records:
-        produced.update(id(t) for t in rec.outputs)
         ins = [states.get(id(t)) for t in rec.inputs]
         out_elements = sum(float(np.prod([d or 1 for d in t.shape[1:]])) for t in rec.outputs)
-        if all(s is None for s in ins):  # unchanged by any window
-            statics.update(id(t) for t in rec.outputs)
+        if all(s is None for s in ins):  # unchanged by any window: the cached value serves
             continue
         layer, ys = rec.op, rec.outputs
         step = None
         kind = None
         if len(ys) == 1 and FULL not in ins:
             y = ys[0]
-            tensors = [t for t in rec.inputs]
+            tensors = rec.inputs
             if len(tensors) == 1 and (spec := local_kind(layer, tensors[0], y)) is not None:
                 kind = "local"
             elif len(tensors) == 1 and elementwise(layer, tensors[0], y):
@@ -417,15 +440,19 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
             (pt, _), (pl, _) = spec.pads
             oy = _local_out(ay, spec.kernel[0], spec.stride[0], pt, h_out)
             ox = _local_out(ax, spec.kernel[1], spec.stride[1], pl, w_out)
-            if oy is None or ox is None:  # the change reaches no output pixel
-                statics.add(id(y))
+            if oy is None or ox is None:  # the change reaches no output pixel: cached
                 continue
             if not (oy.whole and ox.whole):
                 rows = _window_rows(oy, spec.kernel[0], spec.stride[0])
                 cols = _window_rows(ox, spec.kernel[1], spec.stride[1])
                 cut = Cut(
-                    tensors[0], spec.pads, spec.pad_value, rows, cols,
-                    _sources(rows, pt, ay), _sources(cols, pl, ax),
+                    tensors[0],
+                    spec.pads,
+                    spec.pad_value,
+                    rows,
+                    cols,
+                    _sources(rows, pt, ay),
+                    _sources(cols, pl, ax),
                 )
                 if isinstance(layer, keras.layers.AveragePooling2D) and layer.padding == "same":
                     cut.scale = _avg_scale(layer, tensors[0], y, oy, ox, spec)
@@ -460,7 +487,11 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 for t, s in zip(rec.inputs, ins):
                     cuts.append(
                         Cut(
-                            t, ((0, 0), (0, 0)), 0.0, rows, cols,
+                            t,
+                            ((0, 0), (0, 0)),
+                            0.0,
+                            rows,
+                            cols,
                             None if s is None else _sources(rows, 0, s[0]),
                             None if s is None else _sources(cols, 0, s[1]),
                         )
@@ -468,8 +499,8 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 step = Step(rec, "pixel", None, (oy, ox), cuts)
                 states[id(y)] = (oy, ox)
                 area = oy.length * ox.length
-                incremental += area * sum(int(t.shape[-1]) for t in rec.inputs) * (
-                    SPLICE_COST + ELEMENT_COST
+                incremental += (
+                    area * sum(int(t.shape[-1]) for t in rec.inputs) * (SPLICE_COST + ELEMENT_COST)
                 )
         if step is None:  # full maps from here on this branch
             cuts = [full_cut(t) for t in rec.inputs]
@@ -495,7 +526,6 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
         fill_rows=tops[:, None] + np.arange(patch[0])[None, :],
         fill_cols=lefts[:, None] + np.arange(patch[1])[None, :],
         output=output,
-        statics=statics,
     )
 
 
@@ -527,7 +557,7 @@ def _avg_scale(layer, x, y, oy: Axis, ox: Axis, spec: Local):
     return tuple(tables)
 
 
-# ---- the scorer ------------------------------------------------------------------------------------
+# ---- the scorer ----------------------------------------------------------------------------
 
 
 def _flat_index(base, rows, cols, height: int, width: int):
@@ -607,7 +637,8 @@ class IncrementalScorer:
             padded = tensor
             if pads != ((0, 0), (0, 0)):
                 padded = tf.pad(
-                    tensor, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]],
+                    tensor,
+                    [[0, 0], list(pads[0]), list(pads[1]), [0, 0]],
                     constant_values=pad_value,
                 )
             h, w = int(padded.shape[1]), int(padded.shape[2])
@@ -669,8 +700,9 @@ class IncrementalScorer:
                         replaced[id(t)] = static(t)
                 args, kwargs = _substitute((rec.args, rec.kwargs), replaced)
                 result = rec.leaf(*args, **kwargs)
-                for t, v in zip(rec.outputs, [v for v in keras.tree.flatten(result)
-                                              if tf.is_tensor(v)]):
+                for t, v in zip(
+                    rec.outputs, [v for v in keras.tree.flatten(result) if tf.is_tensor(v)]
+                ):
                     values[id(t)] = v
                     kinds[id(t)] = "full"
                 continue
@@ -724,7 +756,11 @@ def _apply_local(layer, x, spec: Local):
         return keras.ops.average_pool(x, layer.pool_size, layer.strides, padding="valid")
     if isinstance(layer, keras.layers.SeparableConv2D):
         out = keras.ops.separable_conv(
-            x, layer.depthwise_kernel, layer.pointwise_kernel, layer.strides, "valid",
+            x,
+            layer.depthwise_kernel,
+            layer.pointwise_kernel,
+            layer.strides,
+            "valid",
             dilation_rate=layer.dilation_rate,
         )
     elif isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -732,7 +768,9 @@ def _apply_local(layer, x, spec: Local):
             x, layer.kernel, layer.strides, "valid", dilation_rate=layer.dilation_rate
         )
     else:
-        out = keras.ops.conv(x, layer.kernel, layer.strides, "valid", dilation_rate=layer.dilation_rate)
+        out = keras.ops.conv(
+            x, layer.kernel, layer.strides, "valid", dilation_rate=layer.dilation_rate
+        )
     if layer.use_bias:
         out = out + layer.bias
     if layer.activation is not None:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_convviz.core import incremental
-from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 from keras_convviz.core.binding import Binding, Bound
 from keras_convviz.core.graph import LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
+from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 
 # Chunks in flight in the chunked loop. One holds the least memory but cannot build the
 # next chunk while the current one is scored (5-25 % slower on 2 CPU cores); TensorFlow's
