@@ -159,9 +159,9 @@ def occlusion_sensitivity(
             `"incremental"` recomputes, layer by layer, only the rectangle each window
             changes (convolutions, pools, batch norm, activations, residual joins) and runs
             the rest on full maps; `"naive"` runs the model on every occluded copy; both
-            give the same map up to float rounding. `"auto"` takes the incremental path
-            where a cost model (multiply-adds and memory traffic per layer) puts it at most
-            0.6x the naive path. Defaults to `"auto"`.
+            give the same map up to float rounding. `"auto"` takes the path that a cost
+            model (multiply-adds and memory traffic per layer, splicing included) finds
+            cheaper. Defaults to `"auto"`.
 
     Returns:
         `(batch, height, width)` float32 array; overlapping windows averaged.

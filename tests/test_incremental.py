@@ -207,8 +207,8 @@ def test_incremental_matches_naive_on_every_layer_kind(models, images, name):
     wanted = {n.rsplit("_", 1)[0] if n[-1].isdigit() else n for n in EXPECTED_RECTANGLES[name]}
     assert wanted <= ran, sorted(wanted - ran)
     assert_same_maps(model, images, patch, stride)
-    for seed in range(2):
-        assert_same_maps(model, images, *random_windows(seed + 10 * len(name)), baseline=0.3)
+    # Random windows (seeded per model), a constant baseline.
+    assert_same_maps(model, images, *random_windows(len(name)), baseline=0.3)
 
 
 def test_unsupported_layers_end_the_rectangles_where_they_stand(models):

@@ -47,16 +47,18 @@ import tensorflow as tf
 
 from keras_convviz.core.xla import xla_available
 
-# `method="auto"` takes the incremental path when the estimated cost (`Plan.cost_ratio`)
-# is at most this fraction of the plain path's: below it the measured speed-up was > 1.3x
-# on every model of BENCHMARKS.md section 1b, above it the splicing ate the gain.
-AUTO_MAX_RATIO = 0.6
-# The cost model, in multiply-adds: touching one output element (memory-bound layers:
-# batch norm, activations, depthwise convolutions) costs about as much as this many
-# multiply-adds of a dense convolution on a CPU, and cutting or splicing one element
-# (two gathers and a select) about this many.
-ELEMENT_COST = 16.0
-SPLICE_COST = 48.0
+# The cost model, per window, in multiply-adds of a dense convolution: writing one element
+# (batch norm, activations, pools, depthwise convolutions are bound by memory, not by
+# arithmetic) costs about as much as ELEMENT_COST multiply-adds on a CPU, and cutting or
+# splicing one element (gathers and a select) about SPLICE_COST. Fitted (least squares on
+# the log of the speed-up) to the speed-ups measured in BENCHMARKS.md section 1b: the small
+# CNN at several windows, VGG16, MobileNetV2, ResNet50 and EfficientNetB0 at 224x224.
+ELEMENT_COST = 256.0
+SPLICE_COST = 256.0
+# `method="auto"` takes the incremental path where its estimated cost (`Plan.cost_ratio`)
+# is at most this fraction of the naive path's: the cheaper path by the estimate. Where
+# the estimate is within a few percent of 1, the two measured within a few percent too.
+AUTO_MAX_RATIO = 0.95
 
 _ELEMENTWISE = (
     keras.layers.Activation,
@@ -342,7 +344,8 @@ class Plan:
     Attributes:
         steps: what to do per record.
         rect_layers: the records computed on rectangles.
-        cost_ratio: estimated cost of the incremental path over the plain path's.
+        naive_cost: per window `[multiply-adds, elements written, elements cut or
+            spliced]` of the naive path; incremental_cost likewise.
         first_full: the first layer computed on full maps (or `None`).
         image: the image tensor the records start from.
         fill_rows: `(n_rows, patch_rows)` the image rows each window row covers;
@@ -352,12 +355,20 @@ class Plan:
 
     steps: list
     rect_layers: list
-    cost_ratio: float
+    naive_cost: np.ndarray
+    incremental_cost: np.ndarray
     first_full: str | None
     image: object
     fill_rows: np.ndarray
     fill_cols: np.ndarray
     output: object
+
+    @property
+    def cost_ratio(self) -> float:
+        """The incremental path's estimated cost over the naive path's."""
+        weights = np.array([1.0, ELEMENT_COST, SPLICE_COST])
+        naive = float(self.naive_cost @ weights)
+        return float(self.incremental_cost @ weights) / naive if naive else 1.0
 
 
 def _name(op) -> str:
@@ -396,7 +407,8 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
     }
     FULL = "full"
     steps, rect_layers = [], []
-    naive = incremental = 0.0
+    # Per window: [multiply-adds, elements written, elements cut or spliced].
+    naive, incremental = np.zeros(3), np.zeros(3)
     first_full = None
 
     def full_cut(tensor):
@@ -432,7 +444,7 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 kind = "pixel"
             elif join(layer, tensors, y):
                 kind = "join"
-        full_cost = out_elements * ELEMENT_COST + _macs(layer, rec.inputs, ys)
+        full_cost = np.array([_macs(layer, rec.inputs, ys), out_elements, 0.0])
         naive += full_cost
         if kind == "local":
             (ay, ax) = ins[0]
@@ -460,16 +472,13 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 states[id(y)] = (oy, ox)
                 area = oy.length * ox.length
                 channels = int(y.shape[-1])
-                incremental += (
-                    spec.macs_per_output * area
-                    + area * channels * ELEMENT_COST
-                    + rows.shape[1] * cols.shape[1] * int(tensors[0].shape[-1]) * SPLICE_COST
-                )
+                window = rows.shape[1] * cols.shape[1] * int(tensors[0].shape[-1])
+                incremental += [spec.macs_per_output * area, area * channels, window]
         elif kind == "pixel":
             oy, ox = ins[0]
             step = Step(rec, "pixel", None, (oy, ox), [None])
             states[id(ys[0])] = (oy, ox)
-            incremental += oy.length * ox.length * int(ys[0].shape[-1]) * ELEMENT_COST
+            incremental += [0.0, oy.length * ox.length * int(ys[0].shape[-1]), 0.0]
         elif kind == "join":
             y = ys[0]
             h_out, w_out = _spatial(y)
@@ -499,14 +508,13 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
                 step = Step(rec, "pixel", None, (oy, ox), cuts)
                 states[id(y)] = (oy, ox)
                 area = oy.length * ox.length
-                incremental += (
-                    area * sum(int(t.shape[-1]) for t in rec.inputs) * (SPLICE_COST + ELEMENT_COST)
-                )
+                cut = area * sum(int(t.shape[-1]) for t in rec.inputs)
+                incremental += [0.0, area * int(y.shape[-1]), cut]
         if step is None:  # full maps from here on this branch
             cuts = [full_cut(t) for t in rec.inputs]
             for cut, t in zip(cuts, rec.inputs):
                 if cut is not None:
-                    incremental += float(np.prod(t.shape[1:])) * SPLICE_COST
+                    incremental += [0.0, 0.0, float(np.prod(t.shape[1:]))]
             step = Step(rec, "full", None, None, cuts)
             for t in ys:
                 states[id(t)] = FULL
@@ -520,7 +528,8 @@ def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
     return Plan(
         steps=steps,
         rect_layers=rect_layers,
-        cost_ratio=incremental / naive if naive else 1.0,
+        naive_cost=naive,
+        incremental_cost=incremental,
         first_full=first_full,
         image=image,
         fill_rows=tops[:, None] + np.arange(patch[0])[None, :],
