@@ -73,6 +73,8 @@ def mobile_blocks() -> keras.Model:
     z = L.Conv2D(4, 1)(z)
     x = L.Concatenate(name="concat")([y, z, x])
     x = L.PReLU(shared_axes=[1, 2])(x)
+    x = L.LayerNormalization(name="layer_norm")(x)
+    x = L.Add(name="add_softmax")([x, L.Softmax(name="softmax")(x)])
     m = L.Multiply()([x, L.Activation("sigmoid")(x)])
     x = L.Maximum()([m, L.Subtract()([x, m])])
     x = L.Dropout(0.5)(x)
@@ -187,6 +189,9 @@ EXPECTED_RECTANGLES = {
         "activation",
         "concat",
         "p_re_lu",
+        "layer_norm",
+        "softmax",
+        "add_softmax",
         "multiply",
         "subtract",
         "maximum",
