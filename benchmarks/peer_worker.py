@@ -55,7 +55,8 @@ TARGET_CLASS = 0
 
 def load_workload(path: str):
     data = np.load(path)
-    model = workload.build_cnn(image_size=int(data["image_size"]))
+    arch = str(data["arch"]) if "arch" in data.files else "cnn"
+    model = workload.build_model(arch, image_size=int(data["image_size"]))
     model.set_weights([data[f"w{i}"] for i in range(int(data["num_weights"]))])
     return model, data["images"]
 
@@ -107,7 +108,8 @@ class Xplique:
         # One scalar occluding value (xplique takes a float): the mean grey of the probe.
         self.occlusion_value = float(baseline.mean())
         # The model ends in logits; `output_layer=` would be ignored by xplique 2.0.2.
-        self.grad_cam_explainer = GradCAM(model, conv_layer=workload.CAM_LAYER)
+        self.grad_cam_explainer = None
+        self._grad_cam_cls = GradCAM
         self.versions = {"xplique": xplique.__version__}
 
     def run_occlusion(self, patch: int, stride: int):
@@ -123,6 +125,8 @@ class Xplique:
         return self._occluders[key].explain(self.images, self.targets).numpy()
 
     def run_grad_cam(self):
+        if self.grad_cam_explainer is None:  # built once, on first use (the CNN's layer)
+            self.grad_cam_explainer = self._grad_cam_cls(self.model, conv_layer=workload.CAM_LAYER)
         return self.grad_cam_explainer.explain(self.images, self.targets).numpy()
 
     # The new methods. `reducer=None` keeps the channels (as our raw attributions), so the

@@ -70,6 +70,29 @@ def build_mobilenet(image_size: int = 128, num_classes: int = NUM_CLASSES, seed:
     )
 
 
+ARCHITECTURES = ("cnn", "vgg16", "resnet50", "mobilenetv2", "efficientnetb0")
+
+
+def build_model(arch: str = "cnn", image_size: int = 64, seed: int = 0) -> keras.Model:
+    """The small CNN, or a keras.applications model (weights=None, 10 classes, logits),
+    seeded, by name (one of `ARCHITECTURES`)."""
+    if arch == "cnn":
+        return build_cnn(image_size, seed=seed)
+    keras.utils.set_random_seed(seed)
+    builders = {
+        "vgg16": keras.applications.VGG16,
+        "resnet50": keras.applications.ResNet50,
+        "mobilenetv2": keras.applications.MobileNetV2,
+        "efficientnetb0": keras.applications.EfficientNetB0,
+    }
+    return builders[arch](
+        input_shape=(image_size, image_size, 3),
+        weights=None,
+        classes=NUM_CLASSES,
+        classifier_activation=None,
+    )
+
+
 def probe_images(n: int = 8, image_size: int = 64, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(0.0, 1.0, (n, image_size, image_size, 3)).astype(np.float32)

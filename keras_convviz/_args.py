@@ -130,6 +130,21 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
     return patch, stride
 
 
+OCCLUSION_METHODS = ("auto", "incremental", "naive")
+
+
+def check_occlusion_method(method, argument: str = "method") -> str:
+    """How occluded copies are scored: `"incremental"` (recompute only what each window
+    changes), `"naive"` (a forward pass per copy) or `"auto"` (the cheaper, by a cost
+    model)."""
+    if not isinstance(method, str) or method not in OCCLUSION_METHODS:
+        raise ValueError(
+            f"`{argument}` must be one of {OCCLUSION_METHODS}: how the occluded copies are "
+            f"scored. Received: {argument}={method!r}"
+        )
+    return method
+
+
 def check_class_index(class_index, argument: str = "class_index") -> None:
     """Type and sign of `class_index`, before the model is known."""
     resolve_targets(None, class_index, None, argument)

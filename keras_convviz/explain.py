@@ -17,6 +17,7 @@ from keras_convviz._args import (
     check_layer_names,
     check_maps,
     check_methods,
+    check_occlusion_method,
     check_positive_float,
     check_positive_int,
     check_seed,
@@ -139,6 +140,7 @@ def occlusion_sensitivity(
     batch_size: int = 256,
     image_input=None,
     score_output=None,
+    method: str = "auto",
 ) -> np.ndarray:
     """Occlusion sensitivity: score(original) - score(occluded), per pixel.
 
@@ -158,10 +160,18 @@ def occlusion_sensitivity(
             `(x, labels)`). Defaults to `None`: the only 4-D input.
         score_output: for a model with several outputs, the one that holds the class scores
             (name or position). Defaults to `None`: the only (batch, units) output.
+        method: `"auto"`, `"incremental"` or `"naive"`: how the occluded copies are scored.
+            `"incremental"` recomputes, layer by layer, only the rectangle each window
+            changes (convolutions, pools, batch norm, activations, residual joins) and runs
+            the rest on full maps; `"naive"` runs the model on every occluded copy; both
+            give the same map up to float rounding. `"auto"` takes the path that a cost
+            model (multiply-adds and memory traffic per layer, splicing included) finds
+            cheaper. Defaults to `"auto"`.
 
     Returns:
         `(batch, height, width)` float32 array; overlapping windows averaged.
     """
+    method = check_occlusion_method(method)
     probe, core, bound = _setup(model, images, image_input, score_output)
     patch, stride = occlusion_sizes(probe.image_shape, patch_size, stride)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -171,6 +181,7 @@ def occlusion_sensitivity(
         batch_size,
         _targets(probe, bound, class_index),
         occlusion_baseline(baseline, probe),
+        method,
     )
     return _run(core, bound, [need])[0]
 

@@ -225,7 +225,7 @@ XLA_COMPILES = textwrap.dedent(
     model = small_cnn()
     traces = []
     for _ in range(5):  # 48 occluded images per call: chunks of 20, 20 and 8
-        kcv.occlusion_sensitivity(model, x, patch_size=8, batch_size=20)
+        kcv.occlusion_sensitivity(model, x, patch_size=8, batch_size=20, method="naive")
         traces.append(perturb.occluded_chunk_xla.experimental_get_tracing_count())
     print(traces)
     """

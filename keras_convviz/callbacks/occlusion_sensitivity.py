@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
-from keras_convviz._args import check_positive_int, occlusion_sizes
+from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -21,10 +21,12 @@ class OcclusionSensitivity(MapCallback):
     Each probe image is covered by a sliding `patch_size` window filled with `baseline`; the
     map at a pixel is score(original) - score(occluded) of the target class, averaged over
     the windows that cover it. Red: hiding the region lowers the score (evidence for the
-    class); blue: hiding it raises the score. All occluded images are built and scored in
-    one compiled pass, `batch_size` at a time. At the end of every `freq` epochs it writes,
-    into the run `log_dir/occlusion_sensitivity`, one panel per probe image (the image and
-    the map overlaid, a symmetric colour scale per map) and the largest drop as a scalar.
+    class); blue: hiding it raises the score. All occluded images are scored in one compiled
+    pass, `batch_size` at a time; by default (`method="auto"`) each layer recomputes only
+    the rectangle a window changes, where that is cheaper (the same map either way). At the
+    end of every `freq` epochs it writes, into the run `log_dir/occlusion_sensitivity`, one
+    panel per probe image (the image and the map overlaid, a symmetric colour scale per map)
+    and the largest drop as a scalar.
 
     Tags: `occlusion_sensitivity/image_<i>` (images) and `occlusion_sensitivity/image_<i>/max`
     (scalars). Step = epoch.
@@ -73,6 +75,16 @@ class OcclusionSensitivity(MapCallback):
             under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
             `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * steps - 1 images
             per probe image for the map and for each floor. Defaults to `False`.
+        method: `"auto"`, `"incremental"` or `"naive"`. How the occluded copies are
+            scored: `"incremental"` keeps the unoccluded activations and recomputes, layer
+            by layer, only the rectangle each window changes (convolutions, pools, batch
+            norm, activations, residual adds and concatenations; other layers run on full
+            maps from where they stand), `"naive"` runs the model on every occluded copy.
+            The maps are the same up to float rounding. `"auto"` takes the path a cost
+            model (multiply-adds and memory traffic per layer, splicing included) finds
+            cheaper: incremental on VGG16, ResNet50 or MobileNetV2 at 224x224 (2-11x
+            faster), naive where a window covers most of a small image. Defaults to
+            `"auto"`.
 
     Example:
 
@@ -101,6 +113,7 @@ class OcclusionSensitivity(MapCallback):
         grid: bool = False,
         faithfulness=False,
         scale: str = "image",
+        method: str = "auto",
     ):
         super().__init__(
             log_dir,
@@ -119,11 +132,14 @@ class OcclusionSensitivity(MapCallback):
         self._baseline = occlusion_baseline(baseline, self.probe)
         self.baseline = baseline if isinstance(baseline, str) else self._baseline.value
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.method = check_occlusion_method(method)
 
     def _prepare(self, model):
         _, targets = self._join_targets(model)
         self._map_needs = (
-            Occlusion(self.patch_size, self.stride, self.batch_size, targets, self._baseline),
+            Occlusion(
+                self.patch_size, self.stride, self.batch_size, targets, self._baseline, self.method
+            ),
         )
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.

@@ -326,6 +326,7 @@ class ModelGraph:
         taps: dict[str, keras.layers.Layer],
         head: Head | None = None,
         stop_at: LayerRef | None = None,
+        wrap=None,
     ):
         """Run the model in inference mode and record the outputs of some layers.
 
@@ -338,6 +339,9 @@ class ModelGraph:
             stop_at: a layer at which the run stops: the layers after it are not run, and
                 `recorded` holds its output (`stop_at.path`) and its output before its own
                 activation (`stop_at.path + PRE_ACTIVATION`); no scores are returned.
+            wrap: `None`, or `wrap(op, args, kwargs, leaf) -> outputs`, called for every
+                leaf operation (nested models are walked into) instead of `leaf(*args,
+                **kwargs)`: how incremental occlusion records the graph it replays.
 
         Returns:
             `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
@@ -358,10 +362,9 @@ class ModelGraph:
                 recorded[stop_at.path + PRE_ACTIVATION] = pre
                 recorded[stop_at.path] = out
                 raise _Reached
-            elif op is final:
-                out = _call_without_squashing(op, args, kwargs)
             else:
-                out = op(*args, **kwargs)
+                leaf = _bind(_call_without_squashing, op) if op is final else op
+                out = leaf(*args, **kwargs) if wrap is None else wrap(op, args, kwargs, leaf)
             if id(op) in by_id:
                 recorded[by_id[id(op)]] = out
             return out
@@ -476,7 +479,7 @@ def _call_with_pre_activation(layer, args, kwargs):
     return pre, activation(pre)
 
 
-def _call_without_squashing(layer, args, kwargs):
+def _call_without_squashing(layer, *args, **kwargs):
     """Call the final layer, skipping a softmax/sigmoid it applies.
 
     This runs only while the compiled pass is being traced; the activation is restored at

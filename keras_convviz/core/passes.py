@@ -18,9 +18,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from keras_convviz.core import incremental
 from keras_convviz.core.binding import Binding, Bound
 from keras_convviz.core.graph import LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
+from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 
 # Chunks in flight in the chunked loop. One holds the least memory but cannot build the
 # next chunk while the current one is scored (5-25 % slower on 2 CPU cores); TensorFlow's
@@ -42,20 +44,6 @@ def compile_once(fn, **options):
     return compiled
 
 
-@functools.cache
-def xla_available() -> bool:
-    """Whether XLA compiles on this process's default device (some device plugins cannot)."""
-    try:
-        with tf.init_scope():  # run it now, also when asked while a pass is traced
-            probe = tf.function(
-                lambda x: tf.where(x > 0, x, 0.0), jit_compile=True, autograph=False
-            )
-            probe(tf.ones(2))
-    except Exception:  # noqa: BLE001 - any failure: build the chunks with plain TF ops
-        return False
-    return True
-
-
 def count_non_finite(x: tf.Tensor) -> tf.Tensor:
     """Number of NaN/Inf values in `x`, as float32 (a diverging model shows up here)."""
     return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32))
@@ -70,8 +58,11 @@ class Context:
             when the binding reads no scores.
     """
 
-    def __init__(self, core: Core, binding: Binding, images, extras, consts, logits, recorded):
+    def __init__(
+        self, core: Core, binding: Binding, images, extras, consts, logits, recorded, calls=None
+    ):
         self._core = core
+        self._calls = calls
         self._binding = binding
         self.images = images
         self._extras = extras
@@ -126,6 +117,29 @@ class Context:
         """d(target score)/d(layer output), or d/d(images) for `ref=None`, float32."""
         return self._gradients[(None if ref is None else ref.path, targets)]
 
+    def incremental_plan(self, tops, lefts, patch) -> incremental.Plan | None:
+        """The incremental-occlusion plan for these windows, from the calls the pass
+        recorded while running the model on the probe (`None`: it cannot be replayed)."""
+        if self._calls is None or self.logits is None:
+            return None
+        image = self._calls.inputs[self._binding.image_index]
+        return incremental.make_plan(
+            self._calls.records, image, self._binding.head.layer, tops, lefts, patch
+        )
+
+    def incremental_scores(self, scorer, probabilities: bool = False):
+        """A `score_in_chunks` scorer: the target scores of a chunk by incremental
+        inference (`scorer` an `incremental.IncrementalScorer`)."""
+        head = self._binding.head
+
+        def score(image_index, window, targets):
+            logits = head.scores(scorer.output(image_index, window))
+            if probabilities:
+                logits = head.probabilities(logits)
+            return tf.gather(logits, targets, axis=1, batch_dims=1)
+
+        return score
+
     def score_in_chunks(
         self,
         per_image: int,
@@ -134,6 +148,7 @@ class Context:
         targets: Slot,
         gradients: bool = False,
         probabilities: bool = False,
+        scorer: Callable | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Score `per_image` built inputs per probe image, `batch_size` at a time.
 
@@ -153,6 +168,9 @@ class Context:
             gradients: also sum d(score)/d(input) per probe image.
             probabilities: score the target's probability (what the model outputs: softmax,
                 sigmoid) instead of its score before the final activation.
+            scorer: `None`, or `scorer(image_index, k, targets) -> (chunk,)` scores that
+                replaces building the inputs and running the model on them (incremental
+                occlusion, which never builds the full inputs); `build` is then unused.
 
         Returns:
             `(scores, gradient_sums)`: `(batch, per_image)` float32 scores (or
@@ -167,9 +185,15 @@ class Context:
         targets = self.targets(targets)
         run = functools.partial(self._core.scores_of, probabilities=probabilities)
 
+        if scorer is not None and gradients:
+            raise ValueError("A chunk scorer cannot take input gradients.")
+
         def body(chunk, scores, sums):
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
             image_index = index // per_image
+            if scorer is not None:
+                score = scorer(image_index, index % per_image, tf.gather(targets, image_index))
+                return chunk + 1, scores.write(chunk, score), sums
             inputs = build(image_index, index % per_image)
             extras = [tf.gather(extra, image_index) for extra in self._extras]
             chunk_targets = tf.gather(targets, image_index)
@@ -276,8 +300,11 @@ class Core:
                 for refs in by_labels.values():  # frozen kernels too
                     tape.watch([kernel_variable(ref.layer) for ref in refs.values()])
             inputs = self._inputs(binding, images, extras)
-            logits, recorded = self.graph.run(inputs, taps, binding.head)
-            ctx = Context(self, binding, images, extras, consts, logits, recorded)
+            # Every call is recorded (cheap: references only) for incremental occlusion to
+            # replay on rectangles; unused, it adds no op to the graph.
+            calls = incremental.Recorder(inputs)
+            logits, recorded = self.graph.run(inputs, taps, binding.head, wrap=calls)
+            ctx = Context(self, binding, images, extras, consts, logits, recorded, calls)
             totals = {slot: tf.reduce_sum(ctx.target_scores(slot)) for slot in by_targets}
             losses = {
                 slot: tf.cast(

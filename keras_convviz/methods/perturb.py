@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz._args import make_baseline
+from keras_convviz.core.incremental import IncrementalScorer, takes_incremental
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
 from keras_convviz.core.probe import Probe
@@ -150,6 +151,11 @@ class Occlusion(Need):
         baseline: the occluding values (`occlusion_baseline`): a `(height, width,
             channels)` `Const`, or `BLUR`: each image blurred by a Gaussian whose standard
             deviation is the patch size, computed in the pass.
+        method: how the occluded copies are scored: `"naive"`, the model on each built
+            copy; `"incremental"`, only what each window changes, layer by layer
+            (`keras_convviz.core.incremental`; the same scores up to float rounding);
+            `"auto"`, incremental where its estimated cost is at most `AUTO_MAX_RATIO` of
+            the naive path's (`takes_incremental`).
     """
 
     patch: tuple[int, int]
@@ -157,6 +163,7 @@ class Occlusion(Need):
     batch_size: int
     targets: Const
     baseline: Const | str
+    method: str = "auto"
 
     def compute(self, ctx):
         height, width = ctx.image_size
@@ -177,8 +184,16 @@ class Occlusion(Need):
             fill = tf.gather(baseline, image_index) if per_image else baseline
             return build_chunk(ctx.images, image_index, row, col, rows_in, cols_in, fill)
 
+        scorer = None
+        if self.method != "naive":
+            plan = ctx.incremental_plan(tops, lefts, self.patch)
+            if takes_incremental(plan, self.method):
+                fill = baseline if per_image else baseline[None]
+                incremental = IncrementalScorer(plan, fill, len(lefts))
+                incremental.prepare()
+                scorer = ctx.incremental_scores(incremental)
         scores, _ = ctx.score_in_chunks(
-            len(tops) * len(lefts), self.batch_size, build, self.targets
+            len(tops) * len(lefts), self.batch_size, build, self.targets, scorer=scorer
         )
         drops = ctx.target_scores(self.targets)[:, None] - scores
         return scatter_average(tf.reshape(drops, (-1, len(tops), len(lefts))), rows_in, cols_in)
