@@ -1764,7 +1764,9 @@ class _Mark(keras.callbacks.Callback):
 TRAINING_CONFIGS = {
     "default": {},
     # Every method and diagnostic of the open issues on, on the same probe.
-    "all": {"saliency": True, "faithfulness": True},
+    "all": {"saliency": True, "faithfulness": True, "health": {"gradients": True}},
+    # Activation maximisation of the last conv layer (its ascent runs at the epoch's end).
+    "actmax": {"activation_maximization": {"layer_names": ["conv4"]}},
 }
 
 
@@ -1853,7 +1855,7 @@ def _training_row(spec, configs, ctx) -> dict:
 def section_training(cfg, ctx):
     rows, records = [], {}
     for spec in cfg["train"]:
-        configs = ("default", "all") if spec.get("all") else ("default",)
+        configs = ("default", "all", "actmax") if spec.get("all") else ("default",)
         measured = _training_row(spec, configs, ctx)
         rows += measured["rows"]
         records[str(spec["n_train"])] = measured["records"]
@@ -1878,9 +1880,10 @@ def section_training(cfg, ctx):
         "keras_convviz.demo.train_demo_model (the demo CNN with batch norm, Adam, batch 32) "
         "on synthetic 64x64 shapes, validated on the given number; ConvViz(log_dir, probe=8 "
         "labelled validation images, freq=1): `default` = feature maps, filters, Grad-CAM, "
-        "occlusion (patch 8), health and alerts; `all` adds saliency (SmoothGrad) and "
-        "faithfulness. Interleaved fits after a warm-up of each; each fit builds a fresh "
-        "model, so the ratio includes the one-time tracing.",
+        "occlusion (patch 8), health and alerts; `all` adds saliency (SmoothGrad), "
+        "faithfulness and the loss's gradient norms; `actmax` adds activation maximisation "
+        "of conv4 (16 filters, 128 steps) to the default. Interleaved fits after a warm-up "
+        "of each; each fit builds a fresh model, so the ratio includes the one-time tracing.",
         "held = ConvViz.on_epoch_end on the training thread, timed between two marker "
         "callbacks: the shared pass (and copies of the kernels); drawing, encoding and "
         "writing run on the writer thread meanwhile. pass = the shared pass for the same "

@@ -85,9 +85,14 @@ def probe_runs() -> tuple[str, ...]:
     return (OCCLUSION, *(m.run for m in SALIENCY_METHODS.values()))
 
 
+# Runs with one picture per layer, of no probe image: the kernels, and what the filters
+# respond to most.
+LAYER_PICTURE_RUNS = (FILTER_WEIGHTS, ACTIVATION_MAXIMIZATION)
+
+
 def all_runs() -> tuple[str, ...]:
     """Every run keras_convviz writes pictures into."""
-    return (*layer_runs(), FILTER_WEIGHTS, *probe_runs())
+    return (*layer_runs(), *LAYER_PICTURE_RUNS, *probe_runs())
 
 
 def _probe(part: str) -> int | None | bool:
@@ -108,7 +113,7 @@ def parse_picture_tag(name: str) -> PictureTag | None:
     run, *rest = name.split("/")
     if not rest or not all(rest):
         return None
-    if run == FILTER_WEIGHTS:
+    if run in LAYER_PICTURE_RUNS:
         return PictureTag(run, "/".join(rest), None)
     probe = _probe(rest[-1])
     if probe is False:
@@ -130,10 +135,10 @@ def parse_scalar_tag(name: str) -> tuple[PictureTag, str] | None:
     if not owner or not quantity:
         return None
     picture = parse_picture_tag(owner)
-    if picture is not None and picture.run != FILTER_WEIGHTS:
+    if picture is not None and picture.run not in LAYER_PICTURE_RUNS:
         return picture, quantity
     run, _, layer = owner.partition("/")
-    if run in (*layer_runs(), FILTER_WEIGHTS) and layer:
+    if run in (*layer_runs(), *LAYER_PICTURE_RUNS) and layer:
         return PictureTag(run, layer, None), quantity
     if run in probe_runs() and not layer:
         return PictureTag(run, None, None), quantity

@@ -80,6 +80,7 @@ def logdir(tmp_path_factory):
             grad_cam={"method": ["gradcam", "layercam"]},
             saliency={"method": "gradient"},
             health={"gradients": True},
+            activation_maximization={"filters": 4, "steps": 8},
             max_channels=4,
         ),
     ]
@@ -149,6 +150,12 @@ def test_tags_parse_back_what_they_build():
         _tags.FILTER_WEIGHTS, "image_1", None
     )
     assert parse(_tags.tag(_tags.OCCLUSION, 0)) == _tags.PictureTag(_tags.OCCLUSION, None, 0)
+    actmax = _tags.ACTIVATION_MAXIMIZATION
+    assert parse(_tags.tag(actmax, "base/conv")) == _tags.PictureTag(actmax, "base/conv", None)
+    assert _tags.parse_scalar_tag(_tags.tag(actmax, "base/conv", "filter_3")) == (
+        _tags.PictureTag(actmax, "base/conv", None),
+        "filter_3",
+    )
     for other in ("train/epoch_loss", "feature_maps", "feature_maps/conv", "grad_cam/image_01",
                   "occlusion_sensitivity/conv/image_0", "feature_maps//image_0"):  # fmt: skip
         assert parse(other) is None, other
@@ -248,6 +255,8 @@ def test_index_lists_every_picture_once(client, written):
     assert set(listed) == set(written)
     assert listed[("exp_a/feature_maps", f"feature_maps/{LAYER}/image_2")] == LAYER
     assert listed[("exp_a/filter_weights", f"filter_weights/{LAYER}")] is None  # one sheet
+    actmax = f"{_tags.ACTIVATION_MAXIMIZATION}/{LAYER}"
+    assert listed[(f"exp_a/{_tags.ACTIVATION_MAXIMIZATION}", actmax)] is None  # the same
     assert listed[(f"{EVIL}/occlusion_sensitivity", "occlusion_sensitivity/image_0")] is None
     fm = next(r for r in index["runs"] if r["run"] == "exp_a/feature_maps")
     assert [g["layer"] for g in fm["layers"]] == ["conv-b.2", "conv_a"]

@@ -108,7 +108,7 @@ def _parse_picture(run: str, tag: str) -> _tags.PictureTag | None:
 
 
 def _row_label(picture: _tags.PictureTag) -> str:
-    if picture.run == _tags.FILTER_WEIGHTS:
+    if picture.run in _tags.LAYER_PICTURE_RUNS:
         return picture.layer
     return "all images" if picture.probe is None else f"image {picture.probe}"
 
@@ -182,8 +182,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             kind = next(iter(pictures.values())).run
             layers: dict[str | None, list] = {}
             for tag, picture in pictures.items():
-                # Filter weights: one sheet whose rows are the layers.
-                layer = None if kind == _tags.FILTER_WEIGHTS else picture.layer
+                # A picture per layer (filter weights): one sheet whose rows are the layers.
+                layer = None if kind in _tags.LAYER_PICTURE_RUNS else picture.layer
                 layers.setdefault(layer, []).append(
                     {"tag": tag, "label": _row_label(picture), "probe": picture.probe}
                 )
@@ -336,13 +336,14 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             if parsed is None or _split_run(run, parsed[0].run) is None:
                 continue
             picture, quantity = parsed
-            if picture.run != _tags.FILTER_WEIGHTS and picture.layer != layer:
+            per_layer = picture.run in _tags.LAYER_PICTURE_RUNS
+            if not per_layer and picture.layer != layer:
                 continue
-            if picture.run == _tags.FILTER_WEIGHTS and layer is not None:
+            if per_layer and layer is not None:
                 continue
             # One line per probe image (or filter-weights layer); a layer's own scalar
             # (dead_fraction, non_finite) is the only line of its plot.
-            per_row = picture.probe is not None or picture.run == _tags.FILTER_WEIGHTS
+            per_row = picture.probe is not None or per_layer
             label = _row_label(picture) if per_row else ""
             if quantity in (_tags.DELETION, _tags.INSERTION):
                 # A map's faithfulness score beside its floors, written under the same tag.

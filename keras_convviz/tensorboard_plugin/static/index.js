@@ -5,9 +5,12 @@
 // content security policy allows only same-origin scripts and fetches. Names coming from the
 // logs (runs, layers, tags) are only ever set as textContent or attribute values.
 
+// Kinds with one picture per layer (rows are layers, not probe images): _tags.LAYER_PICTURE_RUNS.
+const PER_LAYER = new Set(["filter_weights", "activation_maximization"]);
 const KIND_LABELS = {
   feature_maps: "Feature maps",
   filter_weights: "Filter weights",
+  activation_maximization: "Activation maximisation",
   grad_cam: "Grad-CAM",
   grad_cam_plus_plus: "Grad-CAM++",
   layer_cam: "LayerCAM",
@@ -81,7 +84,7 @@ function kindLabel(kind) {
 
 function layerLabel(layer) {
   if (layer !== null) return layer;
-  return state.kind === "filter_weights" ? "every layer" : "(no layer)";
+  return PER_LAYER.has(state.kind) ? "every layer" : "(no layer)";
 }
 
 function setStatus(text) {
@@ -201,7 +204,7 @@ function drawSheet() {
   const columns = visibleColumns(sheet.steps);
   const table = el("table", { class: "sheet" });
   const head = el("tr");
-  head.append(el("th", { class: "rowlabel" }, state.kind === "filter_weights" ? "layer" : "probe"));
+  head.append(el("th", { class: "rowlabel" }, PER_LAYER.has(state.kind) ? "layer" : "probe"));
   for (const i of columns) {
     const th = el("th", { class: "epoch", "data-index": String(i) }, `epoch ${sheet.steps[i] + 1}`);
     th.title = `step ${sheet.steps[i]}`;
