@@ -157,6 +157,9 @@ def run_demo(
                 probe=(x_probe, y_probe),
                 class_names=list(CLASS_NAMES),
                 faithfulness=True,
+                # What conv4's filters respond to, evolving with training (its ascent
+                # holds each epoch's end about a second: 32 warm-started steps).
+                activation_maximization={"layer_names": ["conv4"], "warm_start": True},
             )
         )
 
