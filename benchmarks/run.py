@@ -53,6 +53,7 @@ import workload  # noqa: E402
 
 import keras_convviz as kcv  # noqa: E402
 from keras_convviz import explain  # noqa: E402  (how the public calls build their plans)
+from keras_convviz.callbacks.background import WRITER  # noqa: E402
 from keras_convviz.core.needs import Plan  # noqa: E402
 from keras_convviz.core.shared import core_for  # noqa: E402
 
@@ -1385,6 +1386,7 @@ def _snapshot_setup(model, probe, log_dir, **options):
     shared = next(cb._shared for cb in members if getattr(cb, "_shared", None) is not None)
     for epoch in range(2):  # warm-up: traces the pass and every render function
         callback.on_epoch_end(epoch)
+    WRITER.wait_idle()  # the warm-up's drawing and writing done; now timed in place
     return callback, members, shared
 
 
@@ -1420,9 +1422,18 @@ def section_snapshot(cfg, ctx):
     plain = _snapshot_setup(
         model, images, Path(ctx["tmp"]) / "snapshot_plain", health=False, alerts=False
     )
-    health = _snapshot_setup(model, (images, labels), Path(ctx["tmp"]) / "snapshot_health")
+
+    def copy():
+        # Its own copy of the model (same weights): callbacks on one model and probe share
+        # one pass, which would compute the union of both configurations' needs.
+        twin = keras.models.clone_model(model)
+        twin.set_weights(model.get_weights())
+        twin.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return twin
+
+    health = _snapshot_setup(copy(), (images, labels), Path(ctx["tmp"]) / "snapshot_health")
     gradients = _snapshot_setup(
-        model,
+        copy(),
         (images, labels),
         Path(ctx["tmp"]) / "snapshot_gradients",
         health={"gradients": True},
@@ -1538,7 +1549,8 @@ def section_snapshot(cfg, ctx):
         "numbers, the alert rules and the health table; with gradients = also the loss's "
         "gradient with respect to every conv kernel (one more backward pass, to the first "
         "layer, on the same forward). Interleaved with the row above, snapshot by snapshot, "
-        "in a seeded random order. Everything here runs in place (no writer thread).",
+        "in a seeded random order, each configuration on its own copy of the model (same "
+        "weights). Everything here runs in place (no writer thread).",
     ]
     return {
         "rows": [row, health_row, gradients_row],

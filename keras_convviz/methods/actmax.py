@@ -116,7 +116,8 @@ def to_images(params: tf.Tensor, scale, size, colour: tf.Tensor, low, high) -> t
     Returns:
         `(filters, height, width, channels)` float32 images in `[low, high]`.
     """
-    spectrum = tf.complex(params[0], params[1]) * tf.cast(scale, tf.complex64)
+    # The real scale on each part (no complex-to-real cast in the gradient: it warns).
+    spectrum = tf.complex(params[0] * scale, params[1] * scale)
     pixels = tf.signal.irfft2d(spectrum, fft_length=list(size))
     pixels = tf.transpose(pixels, (0, 2, 3, 1)) / 4.0  # (filters, h, w, channels)
     decorrelated = tf.einsum("fhwc,dc->fhwd", pixels, colour)
