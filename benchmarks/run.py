@@ -55,7 +55,7 @@ import keras_convviz as kcv  # noqa: E402
 from keras_convviz import explain  # noqa: E402  (how the public calls build their plans)
 from keras_convviz.callbacks.background import WRITER  # noqa: E402
 from keras_convviz.core.needs import Plan  # noqa: E402
-from keras_convviz.core.shared import core_for  # noqa: E402
+from keras_convviz.core.shared import _SHARED_ATTRIBUTE, core_for  # noqa: E402
 
 SECTIONS = (
     "occlusion",
@@ -1785,7 +1785,7 @@ TRAINING_CONFIGS = {
 def _pass_seconds(model, reps: int = 5) -> float:
     """The compiled passes of a snapshot on the trained model: the shared pass for the
     union of the callbacks' needs (the plan they ran at every epoch), timed alone."""
-    passes = model.__dict__.get("_keras_convviz_shared", {})
+    passes = model.__dict__.get(_SHARED_ATTRIBUTE, {})
     times = []
     for shared in passes.values():
         plan = max(shared._plans.values(), key=lambda plan: len(plan.needs))
@@ -1943,20 +1943,14 @@ def section_resnet(cfg, ctx):
     callback.on_train_begin()
     members = callback.callbacks
 
-    def settle():
-        for child in members:
-            child.settle()
-        if callback._table is not None:
-            callback._table.wait()
-
     first_held = _clock(lambda: callback.on_epoch_end(0))
-    first_whole = first_held + _clock(settle)
+    first_whole = first_held + _clock(callback.settle)
     held, whole, floors = [], [], []
     for epoch in range(1, 1 + cfg["resnet_reps"]):
         if epoch % 2:
             floors.append(_clock(lambda: floor(x, targets).numpy()))
         held.append(_clock(lambda: callback.on_epoch_end(epoch)))  # noqa: B023
-        whole.append(held[-1] + _clock(settle))
+        whole.append(held[-1] + _clock(callback.settle))
         if not epoch % 2:
             floors.append(_clock(lambda: floor(x, targets).numpy()))
     callback.on_train_end()

@@ -231,10 +231,20 @@ class ConvViz(keras.callbacks.Callback):
         self._table = None  # the health table's job in flight (`background`)
         _install_hooks(self)
 
-    def _forward(self, hook: str, *args, **kwargs):
-        if hook in ("on_epoch_end", "on_train_end") and self._table is not None:
-            self._table.wait()  # at most one snapshot in flight, its table included
+    def settle(self) -> None:
+        """Wait for every child's snapshot in flight and then the health table's."""
+        for child in self.callbacks:
+            child.settle()
+        self._settle_table()
+
+    def _settle_table(self) -> None:
+        if self._table is not None:
+            self._table.wait()
             self._table = None
+
+    def _forward(self, hook: str, *args, **kwargs):
+        if hook in ("on_epoch_end", "on_train_end"):
+            self._settle_table()  # at most one snapshot in flight, its table included
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_epoch_end" and self.monitor is not None:
@@ -244,10 +254,7 @@ class ConvViz(keras.callbacks.Callback):
             else:
                 self.monitor.end_snapshot()
             if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
-                for child in self.callbacks:
-                    child.settle()
-                if self._table is not None:
-                    self._table.wait()
+                self.settle()
 
     def _end_snapshot(self) -> None:
         try:
