@@ -2288,16 +2288,19 @@ def _actmax_snapshot_cost(spec, ctx) -> dict:
         ),
         "all convs": kcv.ActivationMaximization(str(Path(ctx["tmp"]) / "am_all"), probe=probe),
     }
+    def snapshot(callback):  # the ascent (training thread) and the grid (writer thread)
+        return callback._snapshot(0, callback._capture(0))
+
     for callback in callbacks.values():
         callback.set_model(model)
         callback.on_train_begin()
-        callback._snapshot(0)  # traces
+        snapshot(callback)  # traces
 
     def epoch():
         model.fit(train.images, train.labels, batch_size=32, epochs=1, verbose=0)
 
     epoch()  # warm-up
-    fns = {"epoch": epoch, **{k: (lambda c=c: c._snapshot(0)) for k, c in callbacks.items()}}
+    fns = {"epoch": epoch, **{k: (lambda c=c: snapshot(c)) for k, c in callbacks.items()}}
     meter = timing.CpuMeter()
     times = timing.interleave(fns, 3, warmup=0)
     others = meter.stop().get("others_cores")
