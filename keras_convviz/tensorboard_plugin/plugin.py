@@ -365,7 +365,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
                 plots.setdefault(quantity, []).append({"label": label, "points": points})
         out = [
             {"quantity": q, "series": sorted(s, key=lambda x: _natural(x["label"]))}
-            for q, s in sorted(plots.items())
+            for q, s in sorted(plots.items(), key=lambda item: _natural(item[0]))
         ]
         return {"run": run, "layer": layer, "plots": out}, "application/json"
 
