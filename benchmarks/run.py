@@ -2288,6 +2288,7 @@ def _actmax_snapshot_cost(spec, ctx) -> dict:
         ),
         "all convs": kcv.ActivationMaximization(str(Path(ctx["tmp"]) / "am_all"), probe=probe),
     }
+
     def snapshot(callback):  # the ascent (training thread) and the grid (writer thread)
         return callback._snapshot(0, callback._capture(0))
 
