@@ -236,10 +236,12 @@ def normalize_symmetric(values: tf.Tensor, scale: tf.Tensor | float) -> tf.Tenso
     return tf.where(tf.math.is_finite(values), out, values)
 
 
-def map_scale(maps: tf.Tensor, symmetric: bool) -> tf.Tensor:
+def map_scale(maps: tf.Tensor, symmetric: bool | tf.Tensor) -> tf.Tensor:
     """Each `(batch, h, w)` map's own scale, `(batch,)`: its finite `max |v|` when
     symmetric, else its finite maximum (at least 0): what the colour map's top stands for."""
     maps = tf.cast(maps, tf.float32)
+    if not isinstance(symmetric, bool):  # a bool tensor: both, one selected (`heatmap_panel`)
+        return tf.where(symmetric, map_scale(maps, True), map_scale(maps, False))
     if symmetric:
         return max_abs_finite(maps, axes=[1, 2])
     top = tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=[1, 2])
@@ -530,7 +532,7 @@ def render_feature_grid(
 def render_heatmap_panel(
     images: tf.Tensor,
     maps: tf.Tensor,
-    symmetric: bool,
+    symmetric: bool | tf.Tensor,
     lut: tf.Tensor | None = None,
     alpha: float = 0.85,
     min_size: int = 160,
@@ -557,7 +559,7 @@ def render_heatmap_panel(
         maps: Raw float maps of shape `(batch, height, width)`. Maps of a
             different spatial size are bilinearly resized to the images'.
         symmetric: Whether maps are signed (diverging colours) or
-            non-negative.
+            non-negative: a Python bool, or a bool tensor (then `lut` is required).
         lut: Colour map `(num_colors, 3)`; `None` means `colormap("RdBu_r")`
             if `symmetric` else `colormap("turbo")`.
         alpha: Opacity of the heat colours where the map is strongest.
@@ -578,6 +580,8 @@ def render_heatmap_panel(
     _check_rank(images, (4,), "images")
     _check_rank(maps, (3,), "maps")
     if lut is None:
+        if not isinstance(symmetric, bool):
+            raise ValueError("`lut` is required when `symmetric` is a tensor.")
         lut = colormap(DEFAULT_DIVERGING_CMAP if symmetric else DEFAULT_GRADCAM_CMAP)
 
     display = display_images(images)
@@ -590,14 +594,7 @@ def render_heatmap_panel(
     scale = (map_scale(maps, symmetric) if scale is None else tf.cast(scale, tf.float32))[
         :, None, None
     ]
-    if symmetric:
-        norm = normalize_symmetric(maps, scale)
-        strength = tf.abs(2.0 * norm - 1.0)
-        low = -scale[:, 0, 0]
-    else:
-        norm = _normalize_by_max(maps, axes=[1, 2], top=scale)
-        strength = norm
-        low = tf.zeros_like(scale[:, 0, 0])
+    norm, strength, low = _heat_values(maps, scale, symmetric)
     finite = tf.math.is_finite(maps)[..., None]
     heat = apply_colormap(norm, lut)
     # The heat colours go over a grey copy of the image: over the image's own colours a
@@ -628,6 +625,52 @@ def render_heatmap_panel(
         )
     rows = tf.tile(text[..., None], [1, 1, 1, 3])
     return tf.concat([panel, rows], axis=1)
+
+
+def _heat_values(maps: tf.Tensor, scale: tf.Tensor, symmetric: bool | tf.Tensor) -> tuple:
+    """A heat map's colour-map positions, its strength (the overlay's opacity) and the value
+    at the colour bar's bottom; `symmetric` a Python bool, or a bool tensor (both computed,
+    one selected: the same values)."""
+    if not isinstance(symmetric, bool):
+        signed, positive = _heat_values(maps, scale, True), _heat_values(maps, scale, False)
+        return tuple(tf.where(symmetric, a, b) for a, b in zip(signed, positive))
+    if symmetric:
+        norm = normalize_symmetric(maps, scale)
+        return norm, tf.abs(2.0 * norm - 1.0), -scale[:, 0, 0]
+    norm = _normalize_by_max(maps, axes=[1, 2], top=scale)
+    return norm, norm, tf.zeros_like(scale[:, 0, 0])
+
+
+# One trace of the panel for every callback and method that draws heat maps on the same
+# probe (Grad-CAM and the CAM family, occlusion, saliency), signed or not, and for later
+# fits in the process: `symmetric` and the colour map are arguments, not trace constants.
+_SHARED_PANEL = tf.function(
+    lambda images, maps, lut, symmetric, caption, scale: render_heatmap_panel(
+        images, maps, symmetric, lut=lut, caption=caption, scale=scale
+    ),
+    autograph=False,
+)
+
+
+def heatmap_panel(
+    images: tf.Tensor,
+    maps: tf.Tensor,
+    symmetric: bool,
+    caption: tf.Tensor | None = None,
+    scale: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """`render_heatmap_panel` with its default colour maps, through one trace shared by
+    every caller whose images, caption and scale have the same shapes (the maps are resized
+    to the images first, as it does). The same pixels."""
+    images = tf.convert_to_tensor(images)
+    maps = tf.cast(maps, tf.float32)
+    _check_rank(maps, (3,), "maps")
+    h, w = _dim(images, 1), _dim(images, 2)
+    static_hw = isinstance(h, int) and isinstance(w, int)
+    if not (static_hw and tuple(maps.shape[1:3]) == (h, w)):
+        maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
+    lut = colormap(DEFAULT_DIVERGING_CMAP if symmetric else DEFAULT_GRADCAM_CMAP)
+    return _SHARED_PANEL(images, maps, lut, tf.constant(symmetric), caption, scale)
 
 
 COLOUR_BAR_WIDTH = 10 + 2 + 9 * FONT_WIDTH * TEXT_SCALE

@@ -33,6 +33,21 @@ def test_traced_once_over_many_epochs(tmp_path, data):
     assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
 
 
+def test_heat_map_callbacks_share_one_panel_trace(tmp_path):
+    # Grad-CAM, occlusion and saliency (unsigned, signed and unsigned maps) draw their
+    # panels through one trace; 40x40 images, a shape no other test draws.
+    from keras_convviz import _rendering
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 40, 40, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 8)
+    before = _rendering._SHARED_PANEL.experimental_get_tracing_count()
+    callback = kcv.ConvViz(tmp_path, (x[:3], y[:3]), patch_size=8, saliency=True)
+    small_cnn(input_shape=(40, 40, 3)).fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert {"grad_cam", "occlusion_sensitivity", "smoothgrad"} <= set(read_runs(tmp_path))
+    assert _rendering._SHARED_PANEL.experimental_get_tracing_count() == before + 1
+
+
 class CountInferenceCalls(keras.layers.Layer):
     """Identity layer counting how often the model runs in inference mode (in the graph)."""
 

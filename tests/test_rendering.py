@@ -434,6 +434,30 @@ def test_render_heatmap_panel_resizes_smaller_maps():
     _assert_image(out, (1, 8, 3 * 8 + 6 + r.COLOUR_BAR_WIDTH, 3))
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("with_scale", [False, True])
+def test_shared_heatmap_panel_draws_the_same_pixels(rng, symmetric, with_scale):
+    # One trace for signed and unsigned maps (`symmetric` a tensor): the same pixels as the
+    # panel drawn with `symmetric` a Python bool, smaller maps resized and NaN/Inf included.
+    images = tf.constant(rng.normal(size=(3, 12, 12, 3)).astype(np.float32))
+    maps = rng.normal(size=(3, 6, 6)).astype(np.float32)
+    maps[0, 1, 1], maps[1, 2, 3] = np.nan, -np.inf
+    maps = tf.constant(maps)
+    caption = r.caption_codes(
+        tf.constant([0, 1, 2]), tf.constant([2, 1, 0]), tf.constant([0.5, 0.25, 1.0]),
+        tf.constant(np.stack([r.text_codes(n, 4) for n in ("a", "bb", "ccc")])),
+    )  # fmt: skip
+    scale = tf.constant([4.0, 0.5, 2.0]) if with_scale else None
+    direct = r.render_heatmap_panel(images, maps, symmetric, caption=caption, scale=scale)
+    shared = r.heatmap_panel(images, maps, symmetric, caption=caption, scale=scale)
+    np.testing.assert_array_equal(_np(shared), _np(direct))
+
+
+def test_shared_heatmap_panel_needs_a_colour_map_for_a_tensor_flag():
+    with pytest.raises(ValueError, match="`lut` is required"):
+        r.render_heatmap_panel(tf.zeros([1, 4, 4, 3]), tf.zeros([1, 4, 4]), tf.constant(True))
+
+
 def test_colour_bar_writes_the_raw_range():
     maps = tf.constant([[[0.0, 0.5], [1.25, 2.5]], [[-3.0, 0.0], [0.0, 1.0]]])
     out = _np(r.render_heatmap_panel(tf.zeros([2, 2, 2, 1]), maps, True, min_size=60))

@@ -142,15 +142,14 @@ class GradCAM(MapCallback):
         self._previous_model = model
 
     def _render_panels(self, images, cams, previous, scales, logits):
-        lut = _rendering.colormap(_rendering.DEFAULT_GRADCAM_CMAP)
         caption = self._caption(logits)
         out = []
         for i, (maps, before) in enumerate(zip(cams, previous)):
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=False))
-            panels = _rendering.render_heatmap_panel(
-                images, maps, symmetric=False, lut=lut, caption=caption, scale=scale
+            panels = _rendering.heatmap_panel(
+                images, maps, symmetric=False, caption=caption, scale=scale
             )
             out.append(
                 (

@@ -150,7 +150,7 @@ class OcclusionSensitivity(MapCallback):
         scale = None
         if scales is not None:  # scale="run": the running maximum
             scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
-        panels = _rendering.render_heatmap_panel(
+        panels = _rendering.heatmap_panel(
             images, maps, symmetric=True, caption=caption, scale=scale
         )
         peaks = tf.reduce_max(maps, axis=(1, 2))

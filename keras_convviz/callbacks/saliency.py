@@ -138,7 +138,7 @@ class Saliency(MapCallback):
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=signed))
-            panels = _rendering.render_heatmap_panel(
+            panels = _rendering.heatmap_panel(
                 images, maps, symmetric=signed, caption=caption, scale=scale
             )
             peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
