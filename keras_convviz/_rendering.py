@@ -240,7 +240,7 @@ def map_scale(maps: tf.Tensor, symmetric: bool | tf.Tensor) -> tf.Tensor:
     """Each `(batch, h, w)` map's own scale, `(batch,)`: its finite `max |v|` when
     symmetric, else its finite maximum (at least 0): what the colour map's top stands for."""
     maps = tf.cast(maps, tf.float32)
-    if not isinstance(symmetric, bool):  # a bool tensor: both, one selected (`heatmap_panel`)
+    if not isinstance(symmetric, bool):  # a bool tensor: both, one selected (`draw_heatmap_panels`)
         return tf.where(symmetric, map_scale(maps, True), map_scale(maps, False))
     if symmetric:
         return max_abs_finite(maps, axes=[1, 2])
@@ -641,27 +641,30 @@ def _heat_values(maps: tf.Tensor, scale: tf.Tensor, symmetric: bool | tf.Tensor)
     return norm, norm, tf.zeros_like(scale[:, 0, 0])
 
 
-# One trace of the panel for every callback and method that draws heat maps on the same
-# probe (Grad-CAM and the CAM family, occlusion, saliency), signed or not, and for later
-# fits in the process: `symmetric` and the colour map are arguments, not trace constants.
+# One compiled panel for every callback and method that draws heat maps on the same probe
+# (Grad-CAM and the CAM family, occlusion, saliency), signed or not, and for later fits in
+# the process: `symmetric` and the colour map are arguments, not trace constants. Called
+# from Python, not from inside each callback's function, so it is traced and optimised
+# once, not once per caller.
 _SHARED_PANEL = tf.function(
-    lambda images, maps, lut, symmetric, caption, scale: render_heatmap_panel(
-        images, maps, symmetric, lut=lut, caption=caption, scale=scale
+    lambda images, maps, lut, symmetric, caption, scale: tf.image.convert_image_dtype(
+        render_heatmap_panel(images, maps, symmetric, lut=lut, caption=caption, scale=scale),
+        tf.uint8,
     ),
     autograph=False,
 )
 
 
-def heatmap_panel(
+def draw_heatmap_panels(
     images: tf.Tensor,
     maps: tf.Tensor,
     symmetric: bool,
     caption: tf.Tensor | None = None,
     scale: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """`render_heatmap_panel` with its default colour maps, through one trace shared by
-    every caller whose images, caption and scale have the same shapes (the maps are resized
-    to the images first, as it does). The same pixels."""
+    """`render_heatmap_panel` with its default colour maps as uint8 pixels, through one
+    compiled function shared by every caller whose images, caption and scale have the same
+    shapes (the maps are resized to the images first, as it does). The same pixels."""
     images = tf.convert_to_tensor(images)
     maps = tf.cast(maps, tf.float32)
     _check_rank(maps, (3,), "maps")

@@ -142,36 +142,29 @@ class GradCAM(MapCallback):
         self._previous_model = model
 
     def _render_panels(self, images, cams, previous, scales, logits):
-        caption = self._caption(logits)
+        """The caption and, per method, the numbers beside its panels (the panels
+        themselves are drawn by the shared `_rendering.draw_heatmap_panels`)."""
         out = []
         for i, (maps, before) in enumerate(zip(cams, previous)):
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=False))
-            panels = _rendering.heatmap_panel(
-                images, maps, symmetric=False, caption=caption, scale=scale
-            )
-            out.append(
-                (
-                    tf.image.convert_image_dtype(panels, tf.uint8),
-                    tf.reduce_max(maps, axis=(1, 2)),
-                    count_non_finite(maps),
-                    map_change(maps, before),
-                    scale,
-                )
-            )
-        return out
+            peaks = tf.reduce_max(maps, axis=(1, 2))
+            out.append((peaks, count_non_finite(maps), map_change(maps, before), scale))
+        return self._caption(logits), out
 
     def _snapshot(self, epoch, result):
         maps = [result[n] for n in self._map_needs]
         first = self._previous is None
         previous = maps if first else self._previous
         scales = self._running_scales(self._map_needs)
-        rendered = self._render(self._shared.bound.images, maps, previous, scales, result[Logits()])
+        images = self._shared.bound.images
+        caption, rendered = self._render(images, maps, previous, scales, result[Logits()])
         self._previous = maps
-        self._keep_scales(self._map_needs, [r[4] for r in rendered])
+        self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
-        for need, (panels, peaks, non_finite, change, _) in zip(self._map_needs, rendered):
+        for need, cam, (peaks, non_finite, change, scale) in zip(self._map_needs, maps, rendered):
+            panels = _rendering.draw_heatmap_panels(images, cam, False, caption, scale)
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)

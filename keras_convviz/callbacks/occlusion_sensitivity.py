@@ -146,20 +146,13 @@ class OcclusionSensitivity(MapCallback):
         self._render = compile_once(self._render_panels, autograph=False)
 
     def _render_panels(self, images, maps, scales, logits):
-        caption = self._caption(logits)
+        """The caption and the numbers beside the panels (the panels themselves are drawn
+        by the shared `_rendering.draw_heatmap_panels`)."""
         scale = None
         if scales is not None:  # scale="run": the running maximum
             scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
-        panels = _rendering.heatmap_panel(
-            images, maps, symmetric=True, caption=caption, scale=scale
-        )
         peaks = tf.reduce_max(maps, axis=(1, 2))
-        return (
-            tf.image.convert_image_dtype(panels, tf.uint8),
-            peaks,
-            count_non_finite(maps),
-            scale,
-        )
+        return self._caption(logits), peaks, count_non_finite(maps), scale
 
     def run_names(self):
         return (self.run_name, *self._floor_runs())
@@ -167,10 +160,10 @@ class OcclusionSensitivity(MapCallback):
     def _snapshot(self, epoch, result):
         maps = result[self._map_needs[0]]
         scales = self._running_scales(self._map_needs)
-        panels, peaks, non_finite, scale = self._render(
-            self._shared.bound.images, maps, scales, result[Logits()]
-        )
+        images = self._shared.bound.images
+        caption, peaks, non_finite, scale = self._render(images, maps, scales, result[Logits()])
         self._keep_scales(self._map_needs, [scale])
+        panels = _rendering.draw_heatmap_panels(images, maps, True, caption, scale)
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         items += self._faithfulness_items(result, self._map_needs[0], run)

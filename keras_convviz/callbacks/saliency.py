@@ -131,34 +131,28 @@ class Saliency(MapCallback):
         self._render = compile_once(self._render_panels, autograph=False)
 
     def _render_panels(self, images, attributions, scales, logits):
-        caption = self._caption(logits)
+        """The caption and, per method, its map, the numbers beside its panels (drawn by
+        the shared `_rendering.draw_heatmap_panels`)."""
         out = []
         for i, (method, values) in enumerate(zip(self.methods, attributions)):
             maps, signed = saliency_view(method, values)
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=signed))
-            panels = _rendering.heatmap_panel(
-                images, maps, symmetric=signed, caption=caption, scale=scale
-            )
             peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
-            out.append(
-                (
-                    tf.image.convert_image_dtype(panels, tf.uint8),
-                    peaks,
-                    count_non_finite(values),
-                    scale,
-                )
-            )
-        return out
+            out.append((maps, peaks, count_non_finite(values), scale))
+        return self._caption(logits), out
 
     def _snapshot(self, epoch, result):
         values = [result[n] for n in self._map_needs]
         scales = self._running_scales(self._map_needs)
-        rendered = self._render(self._shared.bound.images, values, scales, result[Logits()])
+        images = self._shared.bound.images
+        caption, rendered = self._render(images, values, scales, result[Logits()])
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
-        for need, (panels, peaks, non_finite, _) in zip(self._map_needs, rendered):
+        for need, (maps, peaks, non_finite, scale) in zip(self._map_needs, rendered):
+            signed = SALIENCY_METHODS[need.method].signed
+            panels = _rendering.draw_heatmap_panels(images, maps, signed, caption, scale)
             run = _tags.saliency_run(need.method)
             items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run)
