@@ -585,11 +585,9 @@ def render_heatmap_panel(
         lut = colormap(DEFAULT_DIVERGING_CMAP if symmetric else DEFAULT_GRADCAM_CMAP)
 
     display = display_images(images)
-    maps = tf.cast(maps, tf.float32)
+    maps = _at_image_size(maps, images)
     h, w = _dim(images, 1), _dim(images, 2)
     static_hw = isinstance(h, int) and isinstance(w, int)
-    if not (static_hw and tuple(maps.shape[1:3]) == (h, w)):
-        maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
 
     scale = (map_scale(maps, symmetric) if scale is None else tf.cast(scale, tf.float32))[
         :, None, None
@@ -625,6 +623,17 @@ def render_heatmap_panel(
         )
     rows = tf.tile(text[..., None], [1, 1, 1, 3])
     return tf.concat([panel, rows], axis=1)
+
+
+def _at_image_size(maps: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+    """Float32 `(batch, height, width)` maps at the images' size (bilinearly resized when
+    they are not, or when the size is only known at run time)."""
+    maps = tf.cast(maps, tf.float32)
+    h, w = _dim(images, 1), _dim(images, 2)
+    static_hw = isinstance(h, int) and isinstance(w, int)
+    if not (static_hw and tuple(maps.shape[1:3]) == (h, w)):
+        maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
+    return maps
 
 
 def _heat_values(maps: tf.Tensor, scale: tf.Tensor, symmetric: bool | tf.Tensor) -> tuple:
@@ -666,12 +675,9 @@ def draw_heatmap_panels(
     compiled function shared by every caller whose images, caption and scale have the same
     shapes (the maps are resized to the images first, as it does). The same pixels."""
     images = tf.convert_to_tensor(images)
-    maps = tf.cast(maps, tf.float32)
+    maps = tf.convert_to_tensor(maps)
     _check_rank(maps, (3,), "maps")
-    h, w = _dim(images, 1), _dim(images, 2)
-    static_hw = isinstance(h, int) and isinstance(w, int)
-    if not (static_hw and tuple(maps.shape[1:3]) == (h, w)):
-        maps = resize_bilinear(maps, (h, w) if static_hw else tf.shape(images)[1:3])
+    maps = _at_image_size(maps, images)
     lut = colormap(DEFAULT_DIVERGING_CMAP if symmetric else DEFAULT_GRADCAM_CMAP)
     return _SHARED_PANEL(images, maps, lut, tf.constant(symmetric), caption, scale)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import read_runs, stop_process
+from conftest import read_runs, small_cnn, stop_process
 from tensorboard import default, program
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
@@ -323,15 +323,11 @@ def test_scalars_of_a_layer(client):
 
 def test_per_filter_scores_in_filter_order(tmp_path):
     # Twelve filters' scores: filter_10 and filter_11 come after filter_9, not after filter_1.
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(12, 3, activation="relu", name="conv")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    callback = kcv.ActivationMaximization(str(tmp_path), ["conv"], filters=12, steps=2)
+    callback = kcv.ActivationMaximization(str(tmp_path), ["conv_b"], filters=12, steps=2)
     x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
-    model.fit(x, np.zeros(4), epochs=1, verbose=0, callbacks=[callback])
+    small_cnn(input_shape=(16, 16, 3)).fit(
+        x, np.zeros(4), epochs=1, verbose=0, callbacks=[callback]
+    )
     run = _tags.ACTIVATION_MAXIMIZATION
     data = get_json(make_app(tmp_path)[1], "scalars", run=run)  # every layer, as filter_weights
     assert [p["quantity"] for p in data["plots"]] == [f"filter_{f}" for f in range(12)]
