@@ -1626,6 +1626,19 @@ def section_tracing(cfg, ctx):
         probe=(val.images[:8], val.labels[:8]),
         saliency=True,
     )
+    # The process's drawing functions, shared by every callback and fit: traced once per
+    # layer (kernel) shape, or once for the process; here, what this fit traced of them.
+    from keras_convviz import _rendering
+    from keras_convviz.callbacks import base, feature_maps, filter_weights
+
+    shared = {
+        "feature_maps.render_layer (per layer shape)": feature_maps.render_layer,
+        "filter_weights.render_kernel (per kernel shape)": filter_weights.render_kernel,
+        "_rendering.draw_heatmap_panels (one for the process)": _rendering._SHARED_PANEL,
+        "base.encode_image (one for the process)": base._ENCODE_PNG,
+    }
+    per_layer = ("feature_maps.render_layer", "filter_weights.render_kernel")
+    before = {name: fn.experimental_get_tracing_count() for name, fn in shared.items()}
     trained, _ = train_demo_model(train, epochs=10, callbacks=[callback])
     named = core_functions(trained)
     for cb in callback.callbacks:
@@ -1633,6 +1646,11 @@ def section_tracing(cfg, ctx):
         if render is not None:
             named[f"{type(cb).__name__}._render"] = render
     fit = inspect_functions(named)
+    conv_layers = len(core_for(trained).graph.conv_layers())
+    for row in inspect_functions(shared):
+        row["traces"] -= before[row["function"]]
+        row["limit"] = conv_layers if row["function"].startswith(per_layer) else 1
+        fit.append(row)
     for row in fit:
         row["where"] = "ConvViz over 10 epochs of fit"
     rows = functional + fit
@@ -1646,7 +1664,9 @@ def section_tracing(cfg, ctx):
             ("py_ops", "PyFunc/EagerPyFunc ops"),
         ],
     )
-    max_traces = max(r["traces"] for r in rows)
+    # A function of one callback or call traces once; a shared one at most once per layer
+    # shape (and not at all when an earlier fit in the process drew the same shapes).
+    max_traces = max(r["traces"] / r.get("limit", 1) for r in rows)
     py_ops = sum(r["py_ops"] for r in rows)
     return {
         "rows": rows,
@@ -1663,10 +1683,10 @@ def section_tracing(cfg, ctx):
         ],
         "targets": [
             target(
-                "traces per compiled function (10 calls / 10 epochs)",
+                "traces per compiled function (10 calls / 10 epochs; shared ones per layer shape)",
                 max_traces,
-                "1",
-                max_traces == 1,
+                "<= 1",
+                max_traces <= 1,
             ),
             target("PyFunc/EagerPyFunc ops in the compiled graphs", py_ops, "0", py_ops == 0),
         ],

@@ -28,9 +28,41 @@ def test_traced_once_over_many_epochs(tmp_path, data):
     model.fit(x, y, epochs=6, verbose=0, callbacks=[callback])
     core = core_for(model)
     compiled = [*core.passes.values()]
-    compiled += [cb._render for cb in callback.callbacks]
+    compiled += [cb._render for cb in callback.callbacks if hasattr(cb, "_render")]
     assert len(core.passes) == 1  # one pass for every callback, occlusion included
     assert [fn.experimental_get_tracing_count() for fn in compiled] == [1] * len(compiled)
+
+
+def test_layer_pictures_traced_once_per_shape_for_the_process(tmp_path):
+    # Feature maps and filters draw each layer through one function for the process, traced
+    # per layer shape: a fit traces one per layer, its later epochs and a second model with
+    # the same shapes none. Filter counts (5, 7) and 36x36 images no other test uses.
+    from keras_convviz.callbacks import feature_maps, filter_weights
+
+    def model(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((36, 36, 3))
+        x = keras.layers.Conv2D(5, 3, padding="same", activation="relu")(inputs)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Conv2D(7, 3, padding="same", activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        built = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+        built.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return built
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 36, 36, 3), dtype=np.float32)
+    y = rng.integers(0, 3, 8)
+    functions = (feature_maps.render_layer, filter_weights.render_kernel)
+    counts = [[fn.experimental_get_tracing_count() for fn in functions]]
+    for seed in (0, 1):
+        callback = kcv.ConvViz(
+            tmp_path / str(seed), (x[:2], y[:2]), grad_cam=False, occlusion=False, alerts=False
+        )
+        model(seed).fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+        assert set(read_runs(tmp_path / str(seed))) >= {"feature_maps", "filter_weights"}
+        counts.append([fn.experimental_get_tracing_count() for fn in functions])
+    assert np.diff(counts, axis=0).tolist() == [[2, 2], [0, 0]]
 
 
 def test_heat_map_callbacks_share_one_panel_trace(tmp_path):

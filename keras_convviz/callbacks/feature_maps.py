@@ -94,34 +94,9 @@ class FeatureMaps(ProbeCallback):
         else:
             refs = [graph.find_spatial(name, "layer_names") for name in self.layer_names]
         self._needs = tuple(Activations(ref) for ref in refs)
-        # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
-        # of the first snapshot's time.
-        self._render = compile_once(self._render_all, autograph=False)
 
     def needs(self):
         return self._needs
-
-    def _render_all(self, activations, ranges):
-        rendered = {}
-        for i, need in enumerate(self._needs):
-            maps = activations[need.ref.path]
-            channel_range = None
-            if ranges is not None:  # scale="run": the running range of each channel
-                values = tf.cast(maps, tf.float32)
-                finite = tf.math.is_finite(values)
-                low = tf.reduce_min(tf.where(finite, values, np.inf), axis=(0, 1, 2))
-                high = tf.reduce_max(tf.where(finite, values, -np.inf), axis=(0, 1, 2))
-                channel_range = (tf.minimum(ranges[i][0], low), tf.maximum(ranges[i][1], high))
-            grids = _rendering.render_feature_grid(
-                maps, self.max_channels, channel_range=channel_range
-            )
-            rendered[need.ref.path] = (
-                tf.image.convert_image_dtype(grids, tf.uint8),
-                activation_health(maps, activation_name(need.ref.layer)),
-                count_non_finite(maps),
-                channel_range,
-            )
-        return rendered
 
     def _snapshot(self, epoch, result):
 
@@ -129,8 +104,13 @@ class FeatureMaps(ProbeCallback):
             channels = int(need.ref.output_shape[-1])
             return (tf.fill([channels], np.inf), tf.fill([channels], -np.inf))
 
-        ranges = self._running_scales(self._needs, empty_range)
-        rendered = self._render({need.ref.path: result[need] for need in self._needs}, ranges)
+        ranges = self._running_scales(self._needs, empty_range) or [None] * len(self._needs)
+        rendered = {
+            need.ref.path: render_layer(
+                result[need], self.max_channels, activation_name(need.ref.layer), channel_range
+            )
+            for need, channel_range in zip(self._needs, ranges)
+        }
         self._keep_scales(self._needs, [r[3] for r in rendered.values()])
         run = self.run_name
         items = []
@@ -141,3 +121,32 @@ class FeatureMaps(ProbeCallback):
             items += [Scalar(_tags.tag(run, path, name), value) for name, value in health.items()]
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
         return items
+
+
+def _render_layer(maps, max_channels, activation, running_range):
+    """One layer's grids (uint8), health numbers, NaN/Inf count and, with a running range
+    (`scale="run"`), that range widened by these maps."""
+    channel_range = None
+    if running_range is not None:  # scale="run": the running range of each channel
+        values = tf.cast(maps, tf.float32)
+        finite = tf.math.is_finite(values)
+        low = tf.reduce_min(tf.where(finite, values, np.inf), axis=(0, 1, 2))
+        high = tf.reduce_max(tf.where(finite, values, -np.inf), axis=(0, 1, 2))
+        channel_range = (
+            tf.minimum(running_range[0], low),
+            tf.maximum(running_range[1], high),
+        )
+    grids = _rendering.render_feature_grid(maps, max_channels, channel_range=channel_range)
+    return (
+        tf.image.convert_image_dtype(grids, tf.uint8),
+        activation_health(maps, activation),
+        count_non_finite(maps),
+        channel_range,
+    )
+
+
+# One function for the process, traced once per layer shape and options (the layout is
+# decided from static shapes) and shared by every FeatureMaps callback and fit: a later fit
+# or another model with layers of the same shapes traces nothing. No AutoGraph: straight-line
+# TF ops (see _rendering), and converting them took most of the first snapshot's time.
+render_layer = compile_once(_render_layer, autograph=False)

@@ -100,11 +100,6 @@ class FilterWeights(SnapshotCallback):
                         f"layer_names={self.layer_names}"
                     )
         self._layers = {ref.path: ref.layer for ref in refs}
-        # The kernels are copied at the end of the epoch (`_capture`) and drawn from the
-        # copies, with the previous snapshot's kernels as arguments too. No AutoGraph:
-        # straight-line TF ops (see _rendering), and converting them took most of the
-        # first snapshot's time.
-        self._render = compile_once(self._render_all, autograph=False)
         # The kernels of the last snapshot, for the relative update: kept across `fit`s of
         # the same model, dropped for another model or other layers.
         previous = getattr(self, "_previous", None)
@@ -113,18 +108,6 @@ class FilterWeights(SnapshotCallback):
         ):
             self._previous = None
         self._previous_model = model
-
-    def _render_all(self, kernels, previous):
-        rendered = {}
-        for path, kernel in kernels.items():
-            image = _rendering.render_kernels(kernel, self.max_filters, self.max_inputs)
-            rendered[path] = (
-                tf.image.convert_image_dtype(image, tf.uint8),
-                _rendering.kernel_scale(kernel),
-                weight_health(kernel, previous[path]),
-                count_non_finite(kernel),
-            )
-        return rendered
 
     def _capture(self, epoch):
         # Reading a variable gives a tensor that later training steps do not change.
@@ -136,9 +119,10 @@ class FilterWeights(SnapshotCallback):
             self._previous = kernels
         run = self.run_name
         items = []
-        for path, (image, scale, health, non_finite) in self._render(
-            kernels, self._previous
-        ).items():
+        for path, kernel in kernels.items():
+            image, scale, health, non_finite = render_kernel(
+                kernel, self._previous[path], self.max_filters, self.max_inputs
+            )
             items += [
                 Image(_tags.tag(run, path), image),
                 Scalar(_tags.tag(run, path, "max_abs"), scale),
@@ -149,3 +133,24 @@ class FilterWeights(SnapshotCallback):
                     items.append(Scalar(_tags.tag(run, path, name), value))
         self._previous = kernels
         return items
+
+
+def _render_kernel(kernel, previous, max_filters, max_inputs):
+    """One layer's kernel picture (uint8), its colour scale, health numbers against the
+    previous snapshot's kernel, and NaN/Inf count."""
+    image = _rendering.render_kernels(kernel, max_filters, max_inputs)
+    return (
+        tf.image.convert_image_dtype(image, tf.uint8),
+        _rendering.kernel_scale(kernel),
+        weight_health(kernel, previous),
+        count_non_finite(kernel),
+    )
+
+
+# One function for the process, traced once per kernel shape and options (the layout is
+# decided from static shapes) and shared by every FilterWeights callback and fit: the
+# kernels are copied at the end of the epoch (`_capture`) and drawn from the copies, so a
+# later fit or another model with kernels of the same shapes traces nothing. No AutoGraph:
+# straight-line TF ops (see _rendering), and converting them took most of the first
+# snapshot's time.
+render_kernel = compile_once(_render_kernel, autograph=False)

@@ -44,6 +44,16 @@ def compile_once(fn, **options):
     return compiled
 
 
+def class_scores(values: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """`(batch,)` each row's value at its target column: `tf.gather(values, targets, axis=1,
+    batch_dims=1)`, the same numbers and the same gradient, as a masked sum. The batched
+    gather's gradient traces about 40 ops (a tenth of Grad-CAM's pass on the demo model);
+    the mask's is one `where`."""
+    columns = tf.range(tf.shape(values)[1], dtype=targets.dtype)
+    picked = tf.where(columns[None, :] == targets[:, None], values, tf.zeros_like(values))
+    return tf.reduce_sum(picked, axis=1)
+
+
 def count_non_finite(x: tf.Tensor) -> tf.Tensor:
     """Number of NaN/Inf values in `x`, as float32 (a diverging model shows up here)."""
     return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32))
@@ -102,7 +112,7 @@ class Context:
 
     def target_scores(self, slot: Slot) -> tf.Tensor:
         """`(batch,)` the target class's score of each probe image."""
-        return tf.gather(self.logits, self.targets(slot), axis=1, batch_dims=1)
+        return class_scores(self.logits, self.targets(slot))
 
     def activation(self, ref: LayerRef) -> tf.Tensor:
         """A recorded layer output as float32 `(batch, h, w, channels)`."""
@@ -271,7 +281,7 @@ class Core:
         logits = self.graph.run(self._inputs(binding, images, extras), {}, binding.head)[0]
         if probabilities:
             logits = binding.head.probabilities(logits)
-        return tf.gather(logits, targets, axis=1, batch_dims=1)
+        return class_scores(logits, targets)
 
     def _pass(self, images, extras, consts, needs, binding):
         taps = {ref.path: ref.layer for need in needs for ref in need.layers()}
