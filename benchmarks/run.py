@@ -1629,13 +1629,12 @@ def section_tracing(cfg, ctx):
     # The process's drawing functions, shared by every callback and fit: traced once per
     # layer (kernel) shape, or once for the process; here, what this fit traced of them.
     from keras_convviz import _rendering
-    from keras_convviz.callbacks import base, feature_maps, filter_weights
+    from keras_convviz.callbacks import feature_maps, filter_weights
 
     shared = {
         "feature_maps.render_layer (per layer shape)": feature_maps.render_layer,
         "filter_weights.render_kernel (per kernel shape)": filter_weights.render_kernel,
         "_rendering.draw_heatmap_panels (one for the process)": _rendering._SHARED_PANEL,
-        "base.encode_image (one for the process)": base._ENCODE_PNG,
     }
     per_layer = ("feature_maps.render_layer", "filter_weights.render_kernel")
     before = {name: fn.experimental_get_tracing_count() for name, fn in shared.items()}

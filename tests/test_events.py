@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import CONVVIZ_RUNS, event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
+from keras_convviz.callbacks import base
 
 N_PROBE = 3
 LAYERS = ("conv_a", "conv_b")
@@ -218,7 +220,6 @@ def test_sequential_model_with_input(tmp_path, data):
 
 
 def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data, monkeypatch):
-    from keras_convviz.callbacks import base
     from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback
 
     written = {}
@@ -251,5 +252,13 @@ def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data
             np.testing.assert_array_equal(read_back[key], value, err_msg=str(key))
         else:
             assert read_back[key] == np.float32(value), key
-    # One PNG encoder for the process, traced once for images of every size and callback.
-    assert base._ENCODE_PNG.experimental_get_tracing_count() == 1
+
+
+def test_images_encoded_side_by_side_keep_their_order():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (1, 5 + i, 9 + 2 * i, 3), dtype=np.uint8) for i in range(12)]
+    encoded = base.encode_images([tf.constant(image) for image in images])
+    for image, summary in zip(images, encoded):
+        width, height, png = summary.numpy()
+        assert (int(width), int(height)) == (image.shape[2], image.shape[1])
+        np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image[0])

@@ -424,23 +424,12 @@ def one_image_per_picture(summaries: list) -> list:
     return out
 
 
-def _encode_png(image: tf.Tensor) -> tf.Tensor:
-    size = tf.as_string(tf.shape(image)[:2])
-    return tf.stack([size[1], size[0], tf.io.encode_png(image, compression=PNG_COMPRESSION)])
-
-
-# One trace for the process: every image of every callback, its size read at run time. (One
-# function per callback over all of a snapshot's images traced ~570 ops on the demo model,
-# about 0.8 s of Python on the writer thread per fit, for the same bytes.)
-_ENCODE_PNG = tf.function(
-    _encode_png,
-    input_signature=[tf.TensorSpec([None, None, None], tf.uint8)],
-    autograph=False,
-)
-
-
 def encode_image(data: tf.Tensor) -> tf.Tensor:
     """The image summary tensor `tf.summary.image(..., max_outputs=1)` makes.
+
+    The PNG is encoded eagerly, on the calling thread: in a compiled function TensorFlow
+    runs the encoder on its inter-op threads, which training's steps wait for, and a later
+    snapshot's writing cost a 1-epoch fit beside it about 70-90 ms more (BENCHMARKS.md, 8).
 
     Args:
         data: `(1, height, width, channels)`, uint8 or float in [0, 1].
@@ -448,11 +437,15 @@ def encode_image(data: tf.Tensor) -> tf.Tensor:
     Returns:
         `(3,)` string tensor: width, height and the PNG of the image.
     """
-    return _ENCODE_PNG(tf.image.convert_image_dtype(data[0], tf.uint8, saturate=True))
+    image = tf.image.convert_image_dtype(data[0], tf.uint8, saturate=True)
+    height, width = image.shape[:2]
+    png = tf.io.encode_png(image, compression=PNG_COMPRESSION)
+    return tf.stack([tf.constant(str(width)), tf.constant(str(height)), png])
 
 
-# Threads that encode a snapshot's images side by side (zlib holds no interpreter lock); the
-# events are still written one by one, in order.
+# Threads that encode a snapshot's images side by side (zlib runs without the interpreter
+# lock): the last snapshot is on disk sooner after training ends. The events are still
+# written one by one, in order.
 _ENCODERS = concurrent.futures.ThreadPoolExecutor(
     max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="keras_convviz-encode"
 )
