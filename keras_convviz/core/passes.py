@@ -46,9 +46,9 @@ def compile_once(fn, **options):
 
 def class_scores(values: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     """`(batch,)` each row's value at its target column: `tf.gather(values, targets, axis=1,
-    batch_dims=1)`, the same numbers and the same gradient, as a masked sum. The batched
-    gather's gradient traces about 40 ops (a tenth of Grad-CAM's pass on the demo model);
-    the mask's is one `where`."""
+    batch_dims=1)` as a masked sum, the same numbers (a -0.0 becomes 0.0) and gradient. The
+    batched gather's gradient took most of the tracing of Grad-CAM's part of the pass (0.39
+    s, now 0.14 s on the demo model); the mask's is one `where`."""
     columns = tf.range(tf.shape(values)[1], dtype=targets.dtype)
     picked = tf.where(columns[None, :] == targets[:, None], values, tf.zeros_like(values))
     return tf.reduce_sum(picked, axis=1)
