@@ -1771,6 +1771,9 @@ def section_memory(cfg, ctx):
 
 
 class _EpochClock(keras.callbacks.Callback):
+    """When each epoch began and ended and training ended. As the last callback of a fit it
+    marks the end of ConvViz's hooks (the snapshot held, its flush)."""
+
     def __init__(self):
         super().__init__()
         self.begin, self.end = [], []
@@ -1778,21 +1781,6 @@ class _EpochClock(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.begin.append(time.perf_counter())
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.end.append(time.perf_counter())
-
-    def on_train_end(self, logs=None):
-        self.train_end = time.perf_counter()
-
-
-class _Mark(keras.callbacks.Callback):
-    """The last callback: its hooks run after ConvViz's (the snapshot held, its flush)."""
-
-    def __init__(self):
-        super().__init__()
-        self.end = []
-        self.train_end = None
 
     def on_epoch_end(self, epoch, logs=None):
         self.end.append(time.perf_counter())
@@ -1842,7 +1830,7 @@ def _training_row(spec, configs, ctx) -> dict:
     records = {name: [] for name in ("none", *configs)}
 
     def fit(name: str):
-        clock, mark = _EpochClock(), _Mark()
+        clock, mark = _EpochClock(), _EpochClock()
         callbacks = [clock]
         convviz = None
         if name != "none":
@@ -1994,24 +1982,15 @@ def section_training(cfg, ctx):
         goal = 1.10 if row["n_train"] >= 4000 else 1.12
         label = f"fit with ConvViz({row['config']}) / without, {row['n_train']} images"
         targets.append(target(label, row["fit_ratio"], f"<= {goal}x", row["fit_ratio"] <= goal))
-        if "held_vs_pass" not in row:  # the fresh-process row: the fit and the first snapshot
+        if "held_vs_pass" in row:  # not on the fresh-process row: the fit and first snapshot
             targets.append(
                 target(
-                    f"first snapshot held s ({row['config']}, {row['n_train']})",
-                    row["first_snapshot_s"],
-                    "<= 1.5 s",
-                    row["first_snapshot_s"] <= 1.5,
+                    f"later snapshot held / its pass ({row['config']}, {row['n_train']})",
+                    row["held_vs_pass"],
+                    "<= 1.5x",
+                    row["held_vs_pass"] <= 1.5,
                 )
             )
-            continue
-        targets.append(
-            target(
-                f"later snapshot held / its pass ({row['config']}, {row['n_train']})",
-                row["held_vs_pass"],
-                "<= 1.5x",
-                row["held_vs_pass"] <= 1.5,
-            )
-        )
         targets.append(
             target(
                 f"first snapshot held s ({row['config']}, {row['n_train']})",
