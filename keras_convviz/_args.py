@@ -193,14 +193,14 @@ def resolve_targets(probe: Probe | None, class_index, num_classes: int | None, a
 
 
 def make_baseline(baseline, probe: Probe) -> np.ndarray:
-    """A baseline image as a `(height, width, channels)` float32 array.
+    """A baseline sample as a `(*spatial, channels)` float32 array.
 
-    `None` gives the per-channel mean of the probe images, a value in the model's own input
+    `None` gives the per-channel mean of the probe samples, a value in the model's own input
     space whatever its scaling ([0, 1], [0, 255] or standardised).
     """
     shape = probe.image_shape
     if baseline is None:
-        value = probe.images.astype(np.float64).mean(axis=(0, 1, 2))
+        value = probe.images.astype(np.float64).mean(axis=tuple(range(probe.images.ndim - 1)))
     else:
         value = np.asarray(baseline, dtype=np.float64)
     try:

@@ -44,6 +44,8 @@ _KERNEL_SEPARATOR = 0.0
 # still read there.
 FONT_HEIGHT, FONT_WIDTH = 11, 6
 TEXT_SCALE = 2
+# Pixel rows per channel in a sequence's feature strip (`render_feature_strips`).
+STRIP_ROW_PX = 6
 
 _LUT_SIZE = 256
 _LUT_CACHE: dict[str, tf.Tensor] = {}
@@ -527,6 +529,52 @@ def render_feature_grid(
     rgb = apply_colormap(x, lut)
     rgb = tf.reshape(rgb, [k, n, h * factor, w * factor, 3])
     return _tile_batch(rgb, ncols, pad=1, pad_value=1.0)
+
+
+def render_feature_strips(
+    activations: tf.Tensor,
+    max_channels: int,
+    min_width: int = 256,
+    lut: tf.Tensor | None = None,
+    channel_range: tuple[tf.Tensor, tf.Tensor] | None = None,
+) -> tf.Tensor:
+    """Renders each probe sample's 1-D feature maps as a channels x steps heat strip.
+
+    One row per channel (the first `n = min(channels, max_channels)`), the steps across,
+    each row min-max normalised over its own steps (or by `channel_range`, as in
+    `render_feature_grid`). Rows are `STRIP_ROW_PX` pixels high with a 1-px white line
+    between them; steps are repeated by `f = ceil(min_width / steps)`.
+
+    Args:
+        activations: Float tensor `(batch, steps, channels)`, static steps and channels.
+        max_channels: Maximum number of channels shown (Python int >= 1).
+        min_width: Minimum strip width in pixels.
+        lut: Colour map `(num_colors, 3)`; `None` means `colormap("viridis")`.
+        channel_range: `(low, high)`, each `(channels,)`, or `None`.
+
+    Returns:
+        Float32 tensor `(batch, n * (STRIP_ROW_PX + 1) + 1, steps * f + 2, 3)` in [0, 1].
+    """
+    activations = tf.convert_to_tensor(activations)
+    _check_rank(activations, (3,), "activations")
+    steps = _static_dim(activations, 1, "activations")
+    channels = _static_dim(activations, 2, "activations")
+    if lut is None:
+        lut = colormap(DEFAULT_SEQUENTIAL_CMAP)
+    n = min(channels, max_channels)
+    x = tf.transpose(tf.cast(activations[..., :n], tf.float32), [0, 2, 1])  # (k, n, steps)
+    if channel_range is None:
+        x = normalize_per_map(x, axes=[2])
+    else:
+        low, high = (tf.cast(v[:n], tf.float32)[None, :, None] for v in channel_range)
+        span = high - low
+        scaled = tf.clip_by_value(tf.math.divide_no_nan(x - low, span), 0.0, 1.0)
+        x = tf.where(tf.math.is_finite(x), tf.where(span > 0, scaled, 0.0), x)
+    factor = _ceil_div(min_width, steps)
+    x = tf.repeat(x, factor, axis=2)
+    # One tile per channel, (k, n, STRIP_ROW_PX, width, 3), stacked in one column.
+    rows = apply_colormap(tf.repeat(x[:, :, None, :], STRIP_ROW_PX, axis=2), lut)
+    return _tile_batch(rows, 1, pad=1, pad_value=1.0)
 
 
 def render_heatmap_panel(

@@ -45,6 +45,9 @@ def _setup(model, images, image_input, score_output, scores=True):
     probe = make_probe(images, image_input)
     core = core_for(model)
     bound = bind(core.graph, probe, image_input, score_output, scores, argument="images")
+    head = bound.binding.head
+    if head is not None:
+        probe = probe.for_output(head.name, head.index)
     return probe, core, bound
 
 
@@ -74,11 +77,12 @@ def feature_maps(
         A dict layer path -> `(batch, h, w, channels)` float32 array.
     """
     _, core, bound = _setup(model, images, image_input, None, scores=False)
-    graph = core.graph
+    graph, geometry = core.graph, bound.binding.geometry
     if layer_names is None:
-        refs = graph.conv_layers()
+        refs = graph.conv_layers(geometry)
     else:
-        refs = [graph.find_spatial(name, "layer_names") for name in check_layer_names(layer_names)]
+        names = check_layer_names(layer_names)
+        refs = [graph.find_spatial(name, "layer_names", geometry) for name in names]
     needs = [Activations(ref) for ref in refs]
     return {ref.path: value for ref, value in zip(refs, _run(core, bound, needs))}
 
@@ -97,9 +101,11 @@ def grad_cam(
 
     Args:
         model: a built Sequential or Functional Keras model.
-        images: `(batch, height, width, channels)` array, or `(images, labels)`.
-        layer_name: the layer to explain. Defaults to `None`: the last layer with a 4-D
-            output before the head.
+        images: `(batch, *spatial, channels)` array (images, sequences, volumes), or
+            `(images, labels)`.
+        layer_name: the layer to explain. Defaults to `None`: the last layer before the
+            head whose output lays out over the input (a vision transformer's tokens on
+            their patch grid included).
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
         method: one of `"gradcam"`, `"gradcam++"`, `"layercam"`, `"hirescam"`,
@@ -113,20 +119,21 @@ def grad_cam(
             (name or position). Defaults to `None`: the only (batch, units) output.
 
     Returns:
-        `(batch, height, width)` float32 array, non-negative; for a list of methods, a dict
-        method -> such an array.
+        `(batch, *spatial)` float32 array at the input's size, non-negative; for a list of
+        methods, a dict method -> such an array.
     """
     methods = check_methods(method, CAM_METHODS)
     batch_size = check_positive_int(batch_size, "batch_size")
     probe, core, bound = _setup(model, images, image_input, score_output)
-    graph = core.graph
+    graph, geometry = core.graph, bound.binding.geometry
     ref = (
-        graph.default_cam_layer()
+        graph.default_cam_layer(geometry)
         if check_layer_name(layer_name) is None
-        else graph.find_spatial(layer_name, "layer_name")
+        else graph.find_spatial(layer_name, "layer_name", geometry)
     )
     targets = _targets(probe, bound, class_index)
-    maps = _run(core, bound, [Cam(ref, m, targets, batch_size) for m in methods])
+    layout = graph.layout(ref, geometry)
+    maps = _run(core, bound, [Cam(ref, m, targets, batch_size, layout) for m in methods])
     return maps[0] if isinstance(method, str) else dict(zip(methods, maps))
 
 

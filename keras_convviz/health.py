@@ -96,8 +96,8 @@ def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
     correlation: the change is 0 when both maps are equal, else 1.
 
     Args:
-        maps: `(batch, height, width)` now.
-        previous: `(batch, height, width)` at the previous snapshot.
+        maps: `(batch, *spatial)` now.
+        previous: `(batch, *spatial)` at the previous snapshot.
 
     Returns:
         `(batch,)` float32.
@@ -108,7 +108,7 @@ def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
     b -= tf.reduce_mean(b, axis=1, keepdims=True)
     scale = tf.sqrt(tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1))
     correlation = tf.math.divide_no_nan(tf.reduce_sum(a * b, axis=1), scale)
-    equal = tf.reduce_all(tf.equal(maps, previous), axis=(1, 2))
+    equal = tf.reduce_all(tf.equal(a, b), axis=1)
     undefined = tf.where(equal, 0.0, 1.0)
     return tf.where(scale > 0, 1.0 - correlation, undefined)
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, default_conv_layers
-from keras_convviz.core.graph import activation_name
+from keras_convviz.core.graph import NotServed, activation_name
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import activation_health
@@ -83,17 +83,19 @@ class FeatureMaps(ProbeCallback):
         self._needs: tuple = ()
 
     def _prepare(self, model):
-        graph = self._join(model).core.graph
+        shared = self._join(model)
+        graph, geometry = shared.core.graph, shared.bound.binding.geometry
         if self.layer_names is None:
-            refs = default_conv_layers(graph, "FeatureMaps")
+            refs = default_conv_layers(graph, "FeatureMaps", geometry)
             if not refs:
-                raise ValueError(
-                    f"FeatureMaps found no 2-D conv layer in model {model.name!r}; pass "
-                    "`layer_names` to choose layers with 4-D outputs."
+                raise NotServed(
+                    f"model {model.name!r} has no convolution whose output lays out over its "
+                    f"{geometry.describe(None)} input; pass `layer_names` to choose layers"
                 )
         else:
-            refs = [graph.find_spatial(name, "layer_names") for name in self.layer_names]
+            refs = [graph.find_spatial(n, "layer_names", geometry) for n in self.layer_names]
         self._needs = tuple(Activations(ref) for ref in refs)
+        self._layouts = {ref.path: graph.layout(ref, geometry) for ref in refs}
 
     def needs(self):
         return self._needs
@@ -107,7 +109,11 @@ class FeatureMaps(ProbeCallback):
         ranges = self._running_scales(self._needs, empty_range) or [None] * len(self._needs)
         rendered = {
             need.ref.path: render_layer(
-                result[need], self.max_channels, activation_name(need.ref.layer), channel_range
+                result[need],
+                self.max_channels,
+                activation_name(need.ref.layer),
+                channel_range,
+                self._layouts[need.ref.path],
             )
             for need, channel_range in zip(self._needs, ranges)
         }
@@ -123,12 +129,19 @@ class FeatureMaps(ProbeCallback):
         return items
 
 
-def _render_layer(maps, max_channels, activation, running_range):
-    """One layer's grids (uint8), health numbers, NaN/Inf count and, with a running range
-    (`scale="run"`), that range widened by these maps."""
+def _render_layer(maps, max_channels, activation, running_range, layout):
+    """One layer's pictures (uint8), health numbers, NaN/Inf count and, with a running
+    range (`scale="run"`), that range widened by these maps.
+
+    `layout` (a `Geometry`) says how the output lays out: a grid of channel tiles for 2-D
+    maps and tokens on their patch grid, each tile a montage of depth slices for a volume,
+    one channels x steps strip for a sequence."""
+    maps = layout.on_grid(maps)
+    # The numbers are over every position, whatever the rank: (batch, 1, positions, channels).
+    flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1, maps.shape[-1]))
     channel_range = None
     if running_range is not None:  # scale="run": the running range of each channel
-        values = tf.cast(maps, tf.float32)
+        values = tf.cast(flat, tf.float32)
         finite = tf.math.is_finite(values)
         low = tf.reduce_min(tf.where(finite, values, np.inf), axis=(0, 1, 2))
         high = tf.reduce_max(tf.where(finite, values, -np.inf), axis=(0, 1, 2))
@@ -136,10 +149,15 @@ def _render_layer(maps, max_channels, activation, running_range):
             tf.minimum(running_range[0], low),
             tf.maximum(running_range[1], high),
         )
-    grids = _rendering.render_feature_grid(maps, max_channels, channel_range=channel_range)
+    if layout.rank == 1:
+        pictures = _rendering.render_feature_strips(maps, max_channels, channel_range=channel_range)
+    else:
+        pictures = _rendering.render_feature_grid(
+            layout.picture(maps), max_channels, channel_range=channel_range
+        )
     return (
-        tf.image.convert_image_dtype(grids, tf.uint8),
-        activation_health(maps, activation),
+        tf.image.convert_image_dtype(pictures, tf.uint8),
+        activation_health(flat, activation),
         count_non_finite(maps),
         channel_range,
     )

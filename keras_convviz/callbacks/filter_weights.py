@@ -8,30 +8,40 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, default_conv_layers
-from keras_convviz.core.graph import CONV2D_TYPES
+from keras_convviz.core.geometry import Geometry
+from keras_convviz.core.graph import CONV_TYPES, NotServed, kernel_variable
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.core.shared import core_for
 from keras_convviz.health import weight_health
 
 
 def kernel_view(layer) -> tf.Variable | tf.Tensor:
-    """The kernel of a 2-D conv layer as `(kernel_h, kernel_w, in_channels, filters)`.
+    """The kernel of a conv layer as a 2-D kernel `(rows, columns, in_channels, filters)`.
 
     Depthwise kernels (also the depthwise half of a separable conv) become one single-input
     filter per (channel, multiplier); transposed-conv kernels are reordered to put the
-    input channels third.
+    input channels third. A 1-D window is one row, a 3-D window its depth slices side by
+    side (`Geometry.kernel_picture`).
     """
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        kernel = layer.depthwise_kernel
-    else:
-        kernel = layer.kernel
-    kernel = tf.convert_to_tensor(kernel)
-    if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
-        kh, kw, cin, mult = kernel.shape
-        return tf.reshape(kernel, (kh, kw, 1, cin * mult))
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        return tf.transpose(kernel, (0, 1, 3, 2))
-    return kernel
+    kernel = tf.convert_to_tensor(kernel_variable(layer))
+    window = kernel.shape[:-2]
+    depthwise = (
+        keras.layers.DepthwiseConv1D,
+        keras.layers.DepthwiseConv2D,
+        keras.layers.SeparableConv1D,
+        keras.layers.SeparableConv2D,
+    )
+    transposed = (
+        keras.layers.Conv1DTranspose,
+        keras.layers.Conv2DTranspose,
+        keras.layers.Conv3DTranspose,
+    )
+    if isinstance(layer, depthwise):
+        cin, mult = kernel.shape[-2:]
+        kernel = tf.reshape(kernel, (*window, 1, cin * mult))
+    elif isinstance(layer, transposed):
+        kernel = tf.experimental.numpy.swapaxes(kernel, -1, -2)
+    return Geometry(len(window)).kernel_picture(kernel)
 
 
 class FilterWeights(SnapshotCallback):
@@ -86,15 +96,15 @@ class FilterWeights(SnapshotCallback):
     def _prepare(self, model):
         graph = core_for(model).graph
         if self.layer_names is None:
-            refs = default_conv_layers(graph, "FilterWeights")
+            refs = default_conv_layers(graph, "FilterWeights", graph.geometry)
             if not refs:
-                raise ValueError(f"FilterWeights found no 2-D conv layer in model {model.name!r}.")
+                raise NotServed(f"model {model.name!r} has no convolution to draw")
         else:
             refs = [graph.find(name, "layer_names") for name in self.layer_names]
             for ref in refs:
-                if not isinstance(ref.layer, CONV2D_TYPES):
+                if not isinstance(ref.layer, CONV_TYPES):
                     raise ValueError(
-                        "`layer_names` must name 2-D conv layers for FilterWeights. Layer "
+                        "`layer_names` must name conv layers for FilterWeights. Layer "
                         f"{ref.path!r} is a {type(ref.layer).__name__}. Conv layers: "
                         f"{[r.path for r in graph.conv_layers()]}. Received: "
                         f"layer_names={self.layer_names}"

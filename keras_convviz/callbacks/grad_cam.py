@@ -126,13 +126,14 @@ class GradCAM(MapCallback):
 
     def _prepare(self, model):
         shared, targets = self._join_targets(model)
-        graph = shared.core.graph
+        graph, geometry = shared.core.graph, shared.bound.binding.geometry
         ref = (
-            graph.default_cam_layer()
+            graph.default_cam_layer(geometry)
             if self.layer_name is None
-            else graph.find_spatial(self.layer_name, self._layer_argument)
+            else graph.find_spatial(self.layer_name, self._layer_argument, geometry)
         )
-        self._map_needs = tuple(Cam(ref, m, targets, self.batch_size) for m in self.methods)
+        layout = graph.layout(ref, geometry)
+        self._map_needs = tuple(Cam(ref, m, targets, self.batch_size, layout) for m in self.methods)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
@@ -149,7 +150,7 @@ class GradCAM(MapCallback):
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=False))
-            peaks = tf.reduce_max(maps, axis=(1, 2))
+            peaks = tf.reduce_max(maps, axis=tuple(range(1, maps.shape.rank)))
             out.append((peaks, count_non_finite(maps), map_change(maps, before), scale))
         return self._caption(logits), out
 
@@ -164,7 +165,7 @@ class GradCAM(MapCallback):
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
         for need, cam, (peaks, non_finite, change, scale) in zip(self._map_needs, maps, rendered):
-            panels = _rendering.draw_heatmap_panels(images, cam, False, caption, scale)
+            panels = self._draw_panels(cam, False, caption, scale)
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)

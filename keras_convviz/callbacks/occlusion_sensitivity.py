@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.core.graph import NotServed
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.perturb import (
@@ -128,6 +129,9 @@ class OcclusionSensitivity(MapCallback):
             faithfulness,
             scale,
         )
+        # Windows are 2-D so far: a probe of another rank is served only with the defaults
+        # (switched off at train begin), never with windows the user chose.
+        self._windows_given = patch_size is not None or stride is not None
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
         self.baseline = baseline if isinstance(baseline, str) else self._baseline.value
@@ -135,7 +139,19 @@ class OcclusionSensitivity(MapCallback):
         self.method = check_occlusion_method(method)
 
     def _prepare(self, model):
-        _, targets = self._join_targets(model)
+        shared, targets = self._join_targets(model)
+        geometry = shared.bound.binding.geometry
+        if geometry.rank != 2:
+            message = (
+                f"occlusion windows are 2-D so far, and the probe of model {model.name!r} is "
+                f"{geometry.describe(None)}"
+            )
+            if self._windows_given:
+                raise ValueError(
+                    f"`patch_size` and `stride` must be given for a 2-D (height, width) probe: "
+                    f"{message}. Received: patch_size={self.patch_size}, stride={self.stride}"
+                )
+            raise NotServed(message)
         self._map_needs = (
             Occlusion(
                 self.patch_size, self.stride, self.batch_size, targets, self._baseline, self.method
@@ -163,7 +179,7 @@ class OcclusionSensitivity(MapCallback):
         images = self._shared.bound.images
         caption, peaks, non_finite, scale = self._render(images, maps, scales, result[Logits()])
         self._keep_scales(self._map_needs, [scale])
-        panels = _rendering.draw_heatmap_panels(images, maps, True, caption, scale)
+        panels = self._draw_panels(maps, True, caption, scale)
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         items += self._faithfulness_items(result, self._map_needs[0], run)

@@ -139,7 +139,7 @@ class Saliency(MapCallback):
             scale = None
             if scales is not None:  # scale="run": the running maximum
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=signed))
-            peaks = tf.reduce_max(tf.abs(maps), axis=(1, 2))
+            peaks = tf.reduce_max(tf.abs(maps), axis=tuple(range(1, maps.shape.rank)))
             out.append((maps, peaks, count_non_finite(values), scale))
         return self._caption(logits), out
 
@@ -152,7 +152,7 @@ class Saliency(MapCallback):
         items = []
         for need, (maps, peaks, non_finite, scale) in zip(self._map_needs, rendered):
             signed = SALIENCY_METHODS[need.method].signed
-            panels = _rendering.draw_heatmap_panels(images, maps, signed, caption, scale)
+            panels = self._draw_panels(maps, signed, caption, scale)
             run = _tags.saliency_run(need.method)
             items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz.core import geometry
+from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import Head, ModelGraph
 from keras_convviz.core.probe import Probe, check_input_fits, check_probe_fits
 
@@ -17,7 +19,7 @@ class Binding:
 
     Attributes:
         image_index: the position of the image input in `model.inputs`.
-        image_shape: `(height, width, channels)` of the probe images.
+        image_shape: `(*spatial, channels)` of the probe samples.
         extra_specs: `(shape without batch, dtype name)` of each other input, in
             `model.inputs` order; empty for a single-input model.
         head: the output read as class scores, or `None` when no scores are needed.
@@ -27,6 +29,11 @@ class Binding:
     image_shape: tuple[int, ...]
     extra_specs: tuple[tuple[tuple[int, ...], str], ...]
     head: Head | None
+
+    @property
+    def geometry(self) -> Geometry:
+        """The spatial layout of the probe input."""
+        return geometry.of_sample(self.image_shape)
 
 
 @dataclass(frozen=True, eq=False)

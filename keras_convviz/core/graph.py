@@ -15,24 +15,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-CONV2D_TYPES = (
-    keras.layers.Conv2D,
-    keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.Conv2DTranspose,
-)
-# Convolutions without a 2-D spatial output: not drawn yet, and never skipped silently.
-OTHER_CONV_TYPES = (
+from keras_convviz.core import geometry
+
+# Every Keras convolution; which of them a callback draws depends on whether its output lays
+# out over the probe input (`core.geometry`), not on its rank.
+CONV_TYPES = (
     keras.layers.Conv1D,
+    keras.layers.Conv2D,
     keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv3DTranspose,
     keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
     keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
 )
 _POOLING_TYPES = (
+    keras.layers.MaxPooling1D,
     keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
     keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
 )
 _SQUASHING = ("softmax", "sigmoid")
 
@@ -55,11 +60,6 @@ class LayerRef:
             return tuple(self.layer.output.shape)
         except (AttributeError, ValueError, RuntimeError):
             return None
-
-    @property
-    def is_spatial(self) -> bool:
-        shape = self.output_shape
-        return shape is not None and len(shape) == 4
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,13 @@ class Head:
         return tf.nn.softmax(scores)
 
 
+class NotServed(ValueError):
+    """A model that a callback cannot serve with its default arguments (no class scores,
+    no layer of the input's layout): the callback switches itself off with one warning and
+    training goes on. An argument the user gave that cannot work raises a plain
+    `ValueError` instead."""
+
+
 def check_backend() -> None:
     """Raise unless Keras runs on TensorFlow: the compiled core is a `tf.function`."""
     if keras.backend.backend() != "tensorflow":
@@ -134,11 +141,8 @@ def _is_graph_model(model) -> bool:
 def kernel_variable(layer) -> tf.Variable:
     """The TensorFlow variable of a conv layer's kernel (a separable conv's depthwise
     kernel), for a gradient tape."""
-    kernel = (
-        layer.depthwise_kernel
-        if isinstance(layer, keras.layers.SeparableConv2D)
-        else (layer.kernel)
-    )
+    separable = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+    kernel = layer.depthwise_kernel if isinstance(layer, separable) else layer.kernel
     return getattr(kernel, "value", kernel)  # a Keras variable wraps a tf.Variable
 
 
@@ -177,6 +181,11 @@ class ModelGraph:
         self.output_names = _io_names(model, "_outputs_struct", model.outputs)
         self.input_shapes = [tuple(t.shape) for t in model.inputs]
         self.input_dtypes = [t.dtype for t in model.inputs]
+        try:
+            self.geometry = geometry.of_sample(self.input_shapes[self.image_input()][1:])
+        except ValueError:  # several inputs: known once `image_input` is
+            self.geometry = None
+        self._layouts: dict[str, geometry.Geometry | None] = {}
 
     # ---- inputs and outputs ---------------------------------------------------------------
 
@@ -192,18 +201,19 @@ class ModelGraph:
         if image_input is None:
             if len(names) == 1:
                 return 0
-            images = [i for i, s in enumerate(shapes) if len(s) == 4]
-            if len(images) == 1:
-                return images[0]
+            spatial = [i for i, s in enumerate(shapes) if geometry.of_sample(s[1:])]
+            if len(spatial) == 1:
+                return spatial[0]
             raise ValueError(
                 f"`image_input` must name the image input of model {self.model.name!r}, which "
                 f"has {len(names)} inputs: {listed}. Received: image_input=None"
             )
         index = _position(image_input, names, "image_input", f"inputs: {listed}")
-        if len(shapes[index]) != 4:
+        if geometry.of_sample(shapes[index][1:]) is None:
             raise ValueError(
-                "`image_input` must name a 4-D (batch, height, width, channels) input. Input "
-                f"{names[index]!r} has shape {shapes[index]}. Received: image_input={image_input!r}"
+                "`image_input` must name an input with 1 to 3 spatial axes and channels, "
+                f"{', '.join(geometry.LAYOUTS.values())}. Input {names[index]!r} has shape "
+                f"{shapes[index]}. Received: image_input={image_input!r}"
             )
         return index
 
@@ -220,16 +230,21 @@ class ModelGraph:
         shapes = [tuple(t.shape) for t in self.model.outputs]
         listed = ", ".join(f"{n!r} {s}" for n, s in zip(names, shapes))
         if score_output is None:
-            two_d = [i for i, s in enumerate(shapes) if len(s) == 2]
-            if len(names) == 1 or len(two_d) == 1:
-                index = 0 if len(names) == 1 else two_d[0]
+            heads = [i for i, s in enumerate(shapes) if self._scores_classes(i, s)]
+            if len(heads) == 1:
+                index = heads[0]
             elif not required:
                 return None
+            elif len(names) == 1:
+                raise NotServed(
+                    f"model {self.model.name!r} has no (batch, classes) output to explain: its "
+                    f"output {names[0]!r} has shape {shapes[0]}"
+                )
             else:
-                raise ValueError(
-                    f"`score_output` must name the output that holds the class scores of model "
-                    f"{self.model.name!r}, which has {len(names)} outputs: {listed}. "
-                    "Received: score_output=None"
+                raise NotServed(
+                    f"model {self.model.name!r} has {len(names)} outputs ({listed}) and "
+                    f"{'none' if not heads else 'several'} of them reads as class scores "
+                    "(batch, classes); pass `score_output` to choose one"
                 )
         else:
             index = _position(score_output, names, "score_output", f"outputs: {listed}")
@@ -249,6 +264,13 @@ class ModelGraph:
         binary = units == 1 and activation_name(layer) == "sigmoid"
         return Head(index, names[index], layer, binary, 2 if binary else units)
 
+    def _scores_classes(self, index: int, shape: tuple) -> bool:
+        """Whether an output reads as class scores: `(batch, units)` with more than one
+        unit, or one sigmoid unit; one linear unit is a regression value."""
+        if len(shape) != 2:
+            return False
+        return shape[-1] != 1 or activation_name(_final_layer(self.model, index)) == "sigmoid"
+
     # ---- layer index ------------------------------------------------------------------
 
     def _collect(self, model, prefix: str) -> None:
@@ -259,13 +281,39 @@ class ModelGraph:
             else:
                 self.refs.append(LayerRef(path, layer))
 
-    def conv_layers(self) -> list[LayerRef]:
-        """The 2-D convolution layers with a spatial (4-D) output, in graph order."""
-        return [r for r in self.refs if isinstance(r.layer, CONV2D_TYPES) and r.is_spatial]
+    def layout(self, ref: LayerRef, input_geometry=None) -> geometry.Geometry | None:
+        """How a layer's output lays out over the image input (`input_geometry`, by
+        default the model's): its rank's geometry, tokens on the patch grid of an earlier
+        2-D layer, or `None` (a vector, another rank)."""
+        input_geometry = input_geometry or self.geometry
+        key = (ref.path, input_geometry)
+        if key not in self._layouts:
+            grids = []
+            for other in self.refs:
+                if other is ref:
+                    break
+                shape = other.output_shape
+                if shape is not None and len(shape) == 4 and None not in shape[1:3]:
+                    grids.insert(0, (int(shape[1]), int(shape[2])))
+            self._layouts[key] = geometry.of_output(ref.output_shape, input_geometry, grids)
+        return self._layouts[key]
 
-    def skipped_convs(self) -> list[str]:
-        """Paths of 1-D and 3-D convolutions, which the 2-D views leave out."""
-        return [r.path for r in self.refs if isinstance(r.layer, OTHER_CONV_TYPES)]
+    def conv_layers(self, input_geometry=None) -> list[LayerRef]:
+        """The convolutions whose output lays out over the image input, in graph order."""
+        return [
+            r
+            for r in self.refs
+            if isinstance(r.layer, CONV_TYPES)
+            and (layout := self.layout(r, input_geometry)) is not None
+            and not layout.is_tokens
+        ]
+
+    def skipped_convs(self, input_geometry=None) -> list[str]:
+        """Paths of the convolutions whose output does not lay out over the image input
+        (a 1-D conv inside a model of images), which the views leave out."""
+        shown = {r.path for r in self.conv_layers(input_geometry)}
+        convs = [r for r in self.refs if isinstance(r.layer, CONV_TYPES)]
+        return [r.path for r in convs if r.path not in shown]
 
     def find(self, name: str, argument: str) -> LayerRef:
         """Resolve a layer by path (`"base/conv"`) or by a plain name that is unique."""
@@ -293,28 +341,37 @@ class ModelGraph:
             )
         return matches[0]
 
-    def find_spatial(self, name: str, argument: str) -> LayerRef:
+    def find_spatial(self, name: str, argument: str, input_geometry=None) -> LayerRef:
+        """Resolve a layer whose output lays out over the image input."""
         ref = self.find(name, argument)
-        if not ref.is_spatial:
+        if self.layout(ref, input_geometry) is None:
+            known = input_geometry or self.geometry
+            where = known.describe(None) if known is not None else "spatial"
             raise ValueError(
-                f"`{argument}` must name layers with 4-D (batch, height, width, channels) "
-                f"outputs. Layer {ref.path!r} has output shape {ref.output_shape}. Conv layers: "
-                f"{self._conv_names()}. Received: {argument}={name!r}"
+                f"`{argument}` must name layers whose output lays out over the {where} input "
+                f"(the input's spatial axes, or tokens on a patch grid). Layer {ref.path!r} "
+                f"has output shape {ref.output_shape}. Conv layers: {self._conv_names()}. "
+                f"Received: {argument}={name!r}"
             )
         return ref
 
     def _conv_names(self) -> list[str]:
         return [r.path for r in self.conv_layers()]
 
-    def default_cam_layer(self) -> LayerRef:
-        """The last layer with a 4-D output before the head, pooling layers skipped."""
+    def default_cam_layer(self, input_geometry=None) -> LayerRef:
+        """The last layer before the head whose output lays out over the image input
+        (pooling layers skipped): a CNN's last conv block, a vision transformer's last
+        block on its patch grid."""
         candidates = [
-            r for r in self.refs if r.is_spatial and not isinstance(r.layer, _POOLING_TYPES)
+            r
+            for r in self.refs
+            if self.layout(r, input_geometry) is not None
+            and not isinstance(r.layer, _POOLING_TYPES)
         ]
         if not candidates:
-            raise ValueError(
-                f"Model {self.model.name!r} has no layer with a 4-D (batch, height, width, "
-                "channels) output, so there is nothing for Grad-CAM to look at."
+            raise NotServed(
+                f"model {self.model.name!r} has no layer whose output lays out over its "
+                "input's spatial axes, so there is nothing for a CAM map to look at"
             )
         return candidates[-1]
 

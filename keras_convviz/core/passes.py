@@ -94,6 +94,16 @@ class Context:
     def image_size(self) -> tuple[int, int]:
         return self._binding.image_shape[0], self._binding.image_shape[1]
 
+    @property
+    def geometry(self):
+        """The probe input's `Geometry`."""
+        return self._binding.geometry
+
+    @property
+    def spatial_size(self) -> tuple[int, ...]:
+        """The probe input's spatial size (steps; height, width; depth, height, width)."""
+        return tuple(self._binding.image_shape[:-1])
+
     def const(self, slot: Slot) -> tf.Tensor:
         return self._consts[slot.index]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -16,11 +17,15 @@ LARGE_PROBE = 16
 
 @dataclass(frozen=True)
 class Probe:
-    """A fixed batch of probe images, with optional integer labels.
+    """A fixed batch of probe samples, with optional labels.
 
     Attributes:
-        images: `(batch, height, width, channels)` array as the user gave it (dtype kept).
-        labels: `(batch,)` int32 class labels, or `None` when the probe has no labels.
+        images: `(batch, *spatial, channels)` array as the user gave it (dtype kept): images,
+            sequences `(batch, steps, channels)` or volumes `(batch, depth, height, width,
+            channels)`.
+        labels: `(batch,)` int32 class labels, or `None` when the probe has no class labels
+            (none given, per-pixel masks, or labels per output not yet matched to the
+            model's class-score output: `for_output`).
         inputs: for a model with several inputs, every input array by its key (the input's
             name when the probe was a dict, its position when it was a list), the images
             included; `None` for a plain image array.
@@ -28,6 +33,8 @@ class Probe:
         from_dataset: whether it is the first batch of a `tf.data.Dataset`.
         targets: the labels as given (integer ids or one-hot rows), what the model's loss
             expects, or `None`.
+        per_output: labels given per model output, as `fit` takes them (a dict by output
+            name, or a list in output order), before `for_output` picks one; else `None`.
     """
 
     images: np.ndarray
@@ -37,6 +44,19 @@ class Probe:
     image_key: str | int | None = field(default=None, compare=False)
     from_dataset: bool = field(default=False, compare=False)
     targets: np.ndarray | None = field(default=None, compare=False)
+    per_output: dict | None = field(default=None, compare=False)
+
+    def for_output(self, name: str, index: int) -> Probe:
+        """This probe with the labels of one model output (by name, else by position) as
+        its labels; the probe itself when it has no labels per output."""
+        if self.per_output is None:
+            return self
+        key = name if name in self.per_output else index
+        if key not in self.per_output:
+            return dataclasses.replace(self, per_output=None)
+        targets = self.per_output[key]
+        labels = _labels_to_int(targets, self.size) if _is_class_labels(targets) else None
+        return dataclasses.replace(self, labels=labels, targets=targets, per_output=None)
 
     @property
     def size(self) -> int:
@@ -85,6 +105,29 @@ def _labels_to_int(labels: np.ndarray, n: int) -> np.ndarray:
     if not np.all(np.isfinite(labels.astype(np.float64))):
         raise ValueError("`probe` labels must be finite. Received: labels containing NaN/Inf")
     return labels.astype(np.int32)
+
+
+def _is_class_labels(labels: np.ndarray) -> bool:
+    """Whether labels are one class per sample: ids `(batch,)`, `(batch, 1)` or one-hot
+    rows `(batch, classes)`, not per-position masks."""
+    return np.ndim(labels) in (1, 2)
+
+
+def _per_output(labels, n: int) -> dict | None:
+    """Labels given per model output, as `fit` takes them: a dict by output name, or a
+    list/tuple of arrays in output order; `None` for one label array."""
+    if isinstance(labels, dict):
+        items = labels.items()
+    elif (
+        isinstance(labels, (list, tuple))
+        and labels
+        and all(np.ndim(v) >= 1 and len(v) == n for v in labels)
+        and len({np.shape(v) for v in labels}) > 1
+    ):
+        items = enumerate(labels)
+    else:
+        return None
+    return {key: _to_numpy(value, f"labels {key!r}") for key, value in items}
 
 
 def make_probe(probe, image_input=None) -> Probe:
@@ -137,31 +180,30 @@ def make_probe(probe, image_input=None) -> Probe:
     else:
         images = _to_numpy(x, "images")
     _check_images(images, from_dataset)
-    targets = None
+    targets, per_output = None, None
     if labels is not None:
-        targets = _to_numpy(labels, "labels")
-        labels = _labels_to_int(targets, images.shape[0])
+        per_output = _per_output(labels, images.shape[0])
+        if per_output is not None:
+            labels = None
+        else:
+            targets = _to_numpy(labels, "labels")
+            labels = _labels_to_int(targets, images.shape[0]) if _is_class_labels(targets) else None
     digest = hashlib.sha1()
     for name, array in sorted((inputs or {"": images}).items(), key=lambda kv: str(kv[0])):
         digest.update(str((name, array.shape, array.dtype.str)).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    if labels is not None:
-        digest.update(labels.tobytes())
-    return Probe(images, labels, digest.hexdigest(), inputs, image_key, from_dataset, targets)
+    for name, array in sorted((per_output or {"": targets}).items(), key=lambda kv: str(kv[0])):
+        if array is not None:
+            digest.update(str((name, array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return Probe(
+        images, labels, digest.hexdigest(), inputs, image_key, from_dataset, targets, per_output
+    )
 
 
 def _check_images(images: np.ndarray, from_dataset: bool = False) -> None:
-    if images.ndim == 3 and from_dataset:
-        raise ValueError(
-            "`probe` must be a batched tf.data.Dataset: its first element is the probe "
-            f"batch. Received: an unbatched dataset of images of shape {images.shape}; use "
-            "dataset.batch(n), n the number of probe images"
-        )
-    if images.ndim == 3:
-        raise ValueError(
-            "`probe` images must be a batch of shape (batch, height, width, channels). "
-            f"Received: an array of shape {images.shape}; for one image use images[None]"
-        )
+    # Whether an array is one sample or a batch depends on the model's input rank: that
+    # is checked against the model (`check_probe_fits`).
     if images.ndim < 2:
         raise ValueError(
             f"`probe` images must be a batch of images. Received: an array of shape {images.shape}"
@@ -202,9 +244,10 @@ def _input_arrays(x) -> dict:
 def _image_key(inputs: dict, image_input):
     if image_input is not None and image_input in inputs and not isinstance(image_input, bool):
         return image_input
-    candidates = [key for key, array in inputs.items() if array.ndim == 4]
-    if len(candidates) == 1:
-        return candidates[0]
+    for spatial in ((4,), (3, 4, 5)):  # images first, then sequences and volumes
+        candidates = [key for key, array in inputs.items() if array.ndim in spatial]
+        if len(candidates) == 1:
+            return candidates[0]
     shapes = {key: array.shape for key, array in inputs.items()}
     raise ValueError(
         "`image_input` must give the key (dict probe) or position (list probe) of the images "
@@ -238,11 +281,19 @@ def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") 
         argument: the name used in the message.
     """
     shown = _mismatch(input_shape, probe.image_shape)
-    if shown:
-        raise ValueError(
-            f"`{argument}` images must match the model input shape {shown}. "
-            f"Received: images of shape {probe.images.shape}"
+    if not shown:
+        return
+    hint = ""
+    if _mismatch(input_shape, tuple(probe.images.shape)) is None:  # one sample, no batch axis
+        hint = (
+            "; the probe dataset must be batched: dataset.batch(n), n the number of probe samples"
+            if probe.from_dataset
+            else "; that is one sample: for one sample use x[None]"
         )
+    raise ValueError(
+        f"`{argument}` images must match the model input shape {shown}. "
+        f"Received: images of shape {probe.images.shape}{hint}"
+    )
 
 
 def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument: str) -> None:

@@ -1,10 +1,12 @@
 """The CAM family: where the evidence for a class lies in a conv layer.
 
-Each method is a pure TensorFlow function of the layer's output A `(batch, h, w, channels)`
-and what it needs besides (the gradient g = dS/dA of the target score S, or the scores of
-the image masked by each channel), returning the map before the final ReLU and upsampling,
-`(batch, h, w)` float32. `CAM_METHODS` lists them; the `Cam` need runs one on the pass,
-where dS/dA is taken once per (layer, targets) and shared by every method on that layer.
+Each method is a pure TensorFlow function of the layer's output A `(batch, *spatial,
+channels)` (any number of spatial axes: steps, height x width, depth x height x width, or
+tokens laid out on their patch grid) and what it needs besides (the gradient g = dS/dA of
+the target score S, or the scores of the input masked by each channel), returning the map
+before the final ReLU and upsampling, `(batch, *spatial)` float32. `CAM_METHODS` lists them;
+the `Cam` need runs one on the pass, where dS/dA is taken once per (layer, targets) and
+shared by every method on that layer.
 A new CAM variant is one function here and one line in `CAM_METHODS`.
 """
 
@@ -15,14 +17,19 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import LayerRef
 from keras_convviz.core.needs import Const, Need
 
 
+def _spatial_axes(x: tf.Tensor) -> tuple[int, ...]:
+    return tuple(range(1, x.shape.rank - 1))
+
+
 def grad_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
     """Grad-CAM (Selvaraju et al. 2017, eq. 1-2): sum_c mean_hw(g_c) * A_c."""
-    weights = tf.reduce_mean(gradient, axis=(1, 2))
-    return tf.einsum("bhwc,bc->bhw", activation, weights)
+    weights = tf.reduce_mean(gradient, axis=_spatial_axes(gradient))
+    return tf.einsum("b...c,bc->b...", activation, weights)
 
 
 def grad_cam_plus_plus(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
@@ -33,11 +40,12 @@ def grad_cam_plus_plus(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
     """
     g2 = tf.square(gradient)
     g3 = g2 * gradient
-    total = tf.reduce_sum(activation, axis=(1, 2), keepdims=True)
+    axes = _spatial_axes(activation)
+    total = tf.reduce_sum(activation, axis=axes, keepdims=True)
     # 0 where the denominator is (always where g_c = 0).
     alpha = tf.math.divide_no_nan(g2, 2.0 * g2 + total * g3)
-    weights = tf.reduce_sum(alpha * tf.nn.relu(gradient), axis=(1, 2))
-    return tf.einsum("bhwc,bc->bhw", activation, weights)
+    weights = tf.reduce_sum(alpha * tf.nn.relu(gradient), axis=axes)
+    return tf.einsum("b...c,bc->b...", activation, weights)
 
 
 def layer_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
@@ -53,32 +61,32 @@ def hires_cam(activation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
 def eigen_cam(activation: tf.Tensor) -> tf.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): A projected on its first principal component.
 
-    The positions are the samples: A `(h*w, channels)` is centred over positions and
+    The positions are the samples: A `(positions, channels)` is centred over positions and
     projected on its first right singular vector, the top eigenvector of the channels'
     Gram matrix (about 3x faster than an SVD of A). The sign of an eigenvector is
     arbitrary; it is chosen so the map correlates positively with sum_c A_c.
     """
     shape = tf.shape(activation)
-    flat = tf.reshape(activation, (shape[0], shape[1] * shape[2], shape[3]))
+    flat = tf.reshape(activation, (shape[0], -1, shape[-1]))
     centred = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
     _, vectors = tf.linalg.eigh(tf.einsum("bpc,bpd->bcd", centred, centred))
     projection = tf.einsum("bpc,bc->bp", centred, vectors[:, :, -1])
     total = tf.reduce_sum(flat, axis=-1)
     total -= tf.reduce_mean(total, axis=1, keepdims=True)
     sign = tf.where(tf.reduce_sum(projection * total, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
-    return tf.reshape(projection * sign, shape[:3])
+    return tf.reshape(projection * sign, shape[:-1])
 
 
 def score_cam(activation: tf.Tensor, masked_scores: tf.Tensor) -> tf.Tensor:
     """Score-CAM (Wang et al. 2020, eq. 6-8): sum_c softmax_c(S(x * m_c)) * A_c.
 
     Args:
-        activation: `(batch, h, w, channels)` A.
+        activation: `(batch, *spatial, channels)` A.
         masked_scores: `(batch, channels)` the target score of the image masked by each
             channel's map (`score_cam_inputs`).
     """
     weights = tf.nn.softmax(masked_scores, axis=-1)
-    return tf.einsum("bhwc,bc->bhw", activation, weights)
+    return tf.einsum("b...c,bc->b...", activation, weights)
 
 
 def bilinear_matrix(out_size, in_size) -> tf.Tensor:
@@ -135,6 +143,21 @@ def score_cam_inputs(images, activation, image_index, channel) -> tf.Tensor:
     return tf.reshape(flat, tf.shape(chunk))
 
 
+def score_cam_inputs_any_rank(images, activation, image_index, channel, layout) -> tf.Tensor:
+    """`score_cam_inputs` for inputs of any rank (`layout` the input's `Geometry`): each
+    channel's map resized linearly to the input's spatial size, min-max scaled to [0, 1],
+    times the input."""
+    maps = tf.gather_nd(
+        tf.experimental.numpy.moveaxis(activation, -1, 1), tf.stack([image_index, channel], 1)
+    )
+    maps = layout.resize(maps, images.shape[1:-1])
+    axes = tuple(range(1, maps.shape.rank))
+    low = tf.reduce_min(maps, axis=axes, keepdims=True)
+    high = tf.reduce_max(maps, axis=axes, keepdims=True)
+    masks = tf.math.divide_no_nan(maps - low, high - low)
+    return tf.gather(images, image_index) * masks[..., None]
+
+
 @dataclass(frozen=True)
 class CamMethod:
     """A CAM method: its map function, what it needs, and the run it writes to.
@@ -163,19 +186,22 @@ CAM_METHODS: dict[str, CamMethod] = {
 
 @dataclass(frozen=True)
 class Cam(Need):
-    """A CAM map of one layer at the input size, `(batch, height, width)` raw, >= 0.
+    """A CAM map of one layer at the input size, `(batch, *spatial)` raw, >= 0.
 
     Attributes:
         ref: the layer.
         method: a key of `CAM_METHODS`.
         targets: the target classes (`targets_const`).
         batch_size: masked images scored per model call (Score-CAM only).
+        layout: how the layer's output lays out over the input (`ModelGraph.layout`), e.g.
+            tokens on a patch grid; `None`: already on the input's spatial axes.
     """
 
     ref: LayerRef
     method: str
     targets: Const
     batch_size: int = 0
+    layout: Geometry | None = None
 
     def __post_init__(self):
         # Only Score-CAM chunks; any other method's need is the same whatever the size.
@@ -192,13 +218,18 @@ class Cam(Need):
 
     def compute(self, ctx):
         method = CAM_METHODS[self.method]
-        activation = ctx.activation(self.ref)
+        on_grid = self.layout.on_grid if self.layout is not None else (lambda x: x)
+        activation = on_grid(ctx.activation(self.ref))
         if method.needs == "gradient":
-            raw = method.fn(activation, ctx.gradient(self.ref, self.targets))
+            raw = method.fn(activation, on_grid(ctx.gradient(self.ref, self.targets)))
         elif method.needs == "masked_scores":
 
             def build(image_index, channel):
-                return score_cam_inputs(ctx.images, activation, image_index, channel)
+                if ctx.geometry.rank == 2:
+                    return score_cam_inputs(ctx.images, activation, image_index, channel)
+                return score_cam_inputs_any_rank(
+                    ctx.images, activation, image_index, channel, ctx.geometry
+                )
 
             scores, _ = ctx.score_in_chunks(
                 int(activation.shape[-1]), self.batch_size, build, self.targets
@@ -206,5 +237,4 @@ class Cam(Need):
             raw = method.fn(activation, scores)
         else:
             raw = method.fn(activation)
-        cam = tf.nn.relu(raw)
-        return tf.image.resize(cam[..., None], ctx.image_size, method="bilinear")[..., 0]
+        return ctx.geometry.resize(tf.nn.relu(raw), ctx.spatial_size)

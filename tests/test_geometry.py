@@ -1,0 +1,165 @@
+"""Every rank the core serves: sequences, volumes and token grids, against known answers.
+
+Hand-weighted 1-D and 3-D models whose Grad-CAM is computed by hand; a token-grid model whose
+CAM must equal the 2-D CAM of the same weights laid out as a conv; and the geometry's own
+resizing and pictures against TensorFlow's 2-D operations.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_convviz as kcv
+from keras_convviz.core import geometry
+from keras_convviz.core.shared import core_for
+
+CONV = np.array([[1.0, 0.5], [-1.0, 2.0]], np.float32)  # (in, out) of a 1-wide kernel
+DENSE = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.25]], np.float32)
+
+
+def hand_weighted(rank: int, spatial: tuple[int, ...], pool: bool = False) -> keras.Model:
+    """conv of window 1 (2 filters, weights by hand) -> [pool] -> global average -> dense."""
+    conv = {1: keras.layers.Conv1D, 3: keras.layers.Conv3D}[rank]
+    pooling = {1: keras.layers.MaxPooling1D, 3: keras.layers.MaxPooling3D}[rank]
+    average = {1: keras.layers.GlobalAveragePooling1D, 3: keras.layers.GlobalAveragePooling3D}
+    inputs = keras.Input((*spatial, 2))
+    x = conv(2, 1, use_bias=False, name="conv")(inputs)
+    if pool:
+        x = pooling(2, name="pool")(x)
+    x = average[rank]()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("conv").set_weights([CONV.reshape((1,) * rank + CONV.shape)])
+    model.get_layer("head").set_weights([DENSE, np.array([0.1, -0.2, 0.3], np.float32)])
+    return model
+
+
+def hand_grad_cam(activation: np.ndarray, targets) -> np.ndarray:
+    """Grad-CAM of `(n, *spatial, 2)` activations feeding global average -> DENSE: the
+    gradient of the score is `DENSE[k, c] / positions` everywhere."""
+    positions = np.prod(activation.shape[1:-1])
+    alpha = DENSE[:, targets].T / positions  # (n, 2)
+    return np.maximum(np.einsum("n...k,nk->n...", activation, alpha), 0.0)
+
+
+@pytest.mark.parametrize("rank, spatial", [(1, (16,)), (3, (4, 6, 8))])
+def test_grad_cam_of_a_sequence_and_a_volume_matches_a_hand_computation(rank, spatial):
+    model = hand_weighted(rank, spatial)
+    samples = np.random.default_rng(rank).normal(size=(3, *spatial, 2)).astype(np.float32)
+    activation = np.einsum("n...i,io->n...o", samples, CONV)
+    for class_index in (0, 1, 2):
+        got = kcv.grad_cam(model, samples, class_index=class_index)
+        expected = hand_grad_cam(activation, np.full(3, class_index))
+        assert got.shape == (3, *spatial)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert got.max() > 0
+    labels = np.array([2, 0, 1])
+    np.testing.assert_allclose(
+        kcv.grad_cam(model, (samples, labels)),
+        hand_grad_cam(activation, labels),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("rank, spatial", [(1, (16,)), (3, (4, 6, 8))])
+def test_a_coarse_layer_is_upsampled_linearly_along_every_axis(rank, spatial):
+    model = hand_weighted(rank, spatial, pool=True)
+    samples = np.random.default_rng(7).normal(size=(2, *spatial, 2)).astype(np.float32)
+    pooled = keras.Model(model.inputs, model.get_layer("pool").output)([samples]).numpy()
+    coarse = hand_grad_cam(pooled, [1, 1])
+    # Linear resizing with half-pixel centres is separable: resize each axis in turn, as
+    # tf.image.resize does for two of them.
+    expected = coarse
+    for axis, length in enumerate(spatial, start=1):
+        expected = np.moveaxis(expected, axis, -1)
+        matrix = np.asarray(geometry.linear_matrix(length, expected.shape[-1]))
+        expected = np.moveaxis(expected @ matrix.T, -1, axis)
+    got = kcv.grad_cam(model, samples, layer_name="pool", class_index=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_resizing_equals_tensorflows_bilinear_along_two_axes():
+    maps = tf.random.stateless_normal((2, 5, 7), seed=(1, 2))
+    expected = tf.image.resize(maps[..., None], (20, 11), method="bilinear")[..., 0]
+    # The volume path (separable matrices) on a volume of depth 1.
+    got = geometry.Geometry(3).resize(maps[:, None], (1, 20, 11))[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def token_model(extra_tokens: int = 0):
+    """Patch embedding (4x4 patches of a 16x16 image, 6 dims) -> tokens -> token-wise
+    Dense -> average over the grid's tokens -> 3 classes; with `extra_tokens`, a class
+    token of zeros goes first (and is left out of the average)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 4, strides=4, name="patches")(inputs)
+    x = keras.layers.Reshape((16, 6), name="tokens")(x)
+    if extra_tokens:
+        x = keras.layers.Lambda(
+            lambda t: tf.concat([tf.zeros_like(t[:, :extra_tokens]), t], axis=1), name="cls"
+        )(x)
+    x = keras.layers.Dense(5, activation="relu", name="mix")(x)
+    x = keras.layers.Lambda(lambda t: tf.reduce_mean(t[:, extra_tokens:], axis=1))(x)
+    outputs = keras.layers.Dense(3, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def conv_twin(tokens: keras.Model) -> keras.Model:
+    """The same weights laid out as a CNN: the token-wise Dense is a 1x1 conv."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 4, strides=4, name="patches")(inputs)
+    x = keras.layers.Conv2D(5, 1, activation="relu", name="mix")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    for name in ("patches", "head"):
+        model.get_layer(name).set_weights(tokens.get_layer(name).get_weights())
+    kernel, bias = tokens.get_layer("mix").get_weights()
+    model.get_layer("mix").set_weights([kernel[None, None], bias])
+    return model
+
+
+@pytest.mark.parametrize("extra_tokens", [0, 1])
+def test_token_grid_cam_equals_the_2d_cam_of_the_same_weights_as_a_conv(extra_tokens):
+    tokens = token_model(extra_tokens)
+    twin = conv_twin(tokens)
+    images = np.random.default_rng(5).random((3, 16, 16, 3), dtype=np.float32)
+    np.testing.assert_allclose(tokens.predict(images, verbose=0), twin.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    graph = core_for(tokens).graph
+    layout = graph.layout(graph.find("mix", "layer_name"))
+    assert layout.grid == (4, 4) and layout.extra_tokens == extra_tokens
+    # The default CAM layer of a token model is its last token layer, not the patch
+    # embedding.
+    assert graph.default_cam_layer().path == "mix"
+    for method in ("gradcam", "gradcam++", "layercam", "eigencam"):
+        got = kcv.grad_cam(tokens, images, class_index=2, method=method)
+        expected = kcv.grad_cam(twin, images, layer_name="mix", class_index=2, method=method)
+        assert got.shape == (3, 16, 16)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        assert expected.max() > 0
+
+
+def test_pictures_lay_every_rank_out_in_2d():
+    sequence = tf.reshape(tf.range(2 * 12 * 3, dtype=tf.float32), (2, 12, 3))
+    strip = geometry.Geometry(1).picture(sequence)
+    rows = geometry.strip_rows(12, 3)
+    assert strip.shape == (2, 3 * rows, 12, 1)
+    # Each channel is a band of rows, the steps across.
+    np.testing.assert_array_equal(strip[:, rows * 2, :, 0], sequence[:, :, 2])
+    maps = geometry.Geometry(1).map_picture(sequence[..., 0], channels=3)
+    assert maps.shape == (2, 3 * rows, 12)
+    np.testing.assert_array_equal(maps[:, -1], sequence[..., 0])
+
+    volume = tf.random.stateless_uniform((1, 20, 5, 6, 1), seed=(0, 1))
+    layout = geometry.Geometry(3)
+    picked = layout.slice_indices(20)
+    assert len(picked) == geometry.MAX_SLICES and picked[0] == 0 and picked[-1] == 19
+    montage = layout.picture(volume)
+    assert montage.shape == (1, 5, 8 * 6 + 7, 1)
+    np.testing.assert_array_equal(montage[:, :, 7:13], volume[:, picked[1]])
+    assert geometry.Geometry(3, slices=3).slice_indices(20) == [0, 10, 19]
