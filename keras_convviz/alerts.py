@@ -15,17 +15,16 @@ A healthy run writes nothing under `alerts/`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from keras_convviz import _tags
 from keras_convviz.methods.cam import CAM_METHODS
+from keras_convviz.summary_io import write_text
 
 ALERTS_RUN = _tags.ALERTS
 HEALTH_RUN = _tags.HEALTH
@@ -469,16 +468,7 @@ class Monitor:
         self._step = None
 
     def _write_text(self, run: str, tag: str, markdown: str, step: int) -> None:
-        from keras_convviz.callbacks.base import RunWriter
-
-        shared = self._writers.get(run)
-        if shared is None:
-            shared = RunWriter.acquire(os.path.join(self.log_dir, run), self)
-            self._writers[run] = shared
-        with shared.writer.as_default(step=step):
-            tf.summary.text(tag, markdown)
-        shared.writer.flush()
-        shared.next_step = max(shared.next_step, step + 1)
+        write_text(self._writers, self.log_dir, self, run, tag, markdown, step)
 
 
 def _trainable(model, layer: str) -> bool:

@@ -8,8 +8,8 @@ import tensorflow as tf
 from conftest import CONVVIZ_RUNS, event_files, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
+from keras_convviz import summary_io
 from keras_convviz._rendering import CAPTION_HEIGHT, COLOUR_BAR_WIDTH
-from keras_convviz.callbacks import base
 
 N_PROBE = 3
 LAYERS = ("conv_a", "conv_b")
@@ -220,7 +220,8 @@ def test_sequential_model_with_input(tmp_path, data):
 
 
 def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data, monkeypatch):
-    from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback
+    from keras_convviz.callbacks.base import SnapshotCallback
+    from keras_convviz.summary_io import Image, Scalar
 
     written = {}
     write = SnapshotCallback._write
@@ -257,7 +258,7 @@ def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data
 def test_images_encoded_side_by_side_keep_their_order():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (1, 5 + i, 9 + 2 * i, 3), dtype=np.uint8) for i in range(12)]
-    encoded = base.encode_images([tf.constant(image) for image in images])
+    encoded = summary_io.encode_images([tf.constant(image) for image in images])
     for image, summary in zip(images, encoded):
         width, height, png = summary.numpy()
         assert (int(width), int(height)) == (image.shape[2], image.shape[1])

@@ -15,11 +15,12 @@ from keras_convviz._args import (
     check_seed,
     check_size,
 )
-from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, default_conv_layers
+from keras_convviz.callbacks.base import SnapshotCallback, default_conv_layers
 from keras_convviz.core.passes import compile_once
 from keras_convviz.core.probe import make_probe
 from keras_convviz.core.shared import core_for
 from keras_convviz.methods import actmax
+from keras_convviz.summary_io import Image, Scalar
 
 # Tiles smaller than this (pixels, shorter side) are upsampled (nearest) to reach it.
 MIN_TILE = 48

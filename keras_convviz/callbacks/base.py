@@ -1,81 +1,39 @@
-"""The callback base: lifecycle, `freq`, steps, the shared writers, chief-only writing, errors.
+"""The callback base: lifecycle, `freq`, steps, chief-only writing, errors.
 
 Subclasses say what to compute and how to name it (`_prepare`, `needs`, `_snapshot`);
-everything with a side effect (files, warnings) lives here.
+everything with a side effect (files, warnings) lives here, the writing itself in
+`keras_convviz.summary_io`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import os
-import re
 import warnings
 import weakref
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.image import metadata as image_metadata
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_convviz import _tags
-from keras_convviz._args import (
-    check_class_index,
-    check_class_names,
-    check_class_names_fit,
-    check_freq,
-    check_log_dir,
-    check_on_error,
-    check_scale,
-    faithfulness_options,
-    resolve_targets,
-)
-from keras_convviz._rendering import caption_codes, text_codes
+from keras_convviz._args import check_freq, check_log_dir, check_on_error, check_scale
 from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
 from keras_convviz.core.graph import check_backend
-from keras_convviz.core.needs import Const, Logits, Need, targets_const
 from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
-from keras_convviz.methods import faithfulness as faithfulness_module
-from keras_convviz.methods.perturb import occlusion_baseline
+from keras_convviz.summary_io import (
+    Image,
+    RunWriter,
+    Scalar,
+    one_image_per_picture,
+    write_summaries,
+)
 
-# Class names longer than this are cut in the captions.
-MAX_NAME = 16
 # Conv layers a callback shows by default on a deep model (`default_conv_layers`).
 MAX_DEFAULT_LAYERS = 16
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
 MAX_FAILURES = 3
-# zlib level of the PNGs. Level 1 encodes a snapshot in about 0.4-0.6x the time of the
-# default level (6), for files 7% larger on the demo model's ConvViz snapshot (0.2% on the
-# noise images of the benchmark that measured it); TensorBoard shows the same pixels.
-PNG_COMPRESSION = 1
-# What tf.summary.image and tf.summary.scalar attach to each value, made once.
-_IMAGE_METADATA = image_metadata.create_summary_metadata(display_name=None, description=None)
-_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
-
-
-@dataclass(frozen=True)
-class Image:
-    """One image summary: `data` is `(1, height, width, 3)` uint8 or float in [0, 1]."""
-
-    tag: str
-    data: tf.Tensor
-
-
-@dataclass(frozen=True)
-class Scalar:
-    """One scalar summary. A `sparse` one (e.g. `non_finite`) is written from the first
-    snapshot where it is non-zero on, so a healthy run shows no flat chart of zeros. It goes
-    to the run its tag starts with, unless `run` names another (a floor written under the
-    tag of the map it is the floor of, so TensorBoard draws them in one chart)."""
-
-    tag: str
-    value: float | tf.Tensor
-    sparse: bool = False
-    run: str | None = None
 
 
 def default_conv_layers(graph, callback: str) -> list:
@@ -103,67 +61,6 @@ def default_conv_layers(graph, callback: str) -> list:
         stacklevel=3,
     )
     return refs_shown
-
-
-class RunWriter:
-    """The one event file of a run directory in this process.
-
-    TensorBoard's fast loader serves more than 10 images per tag only from a run with one
-    event file, so every callback writing into a run directory (two `GradCAM`s on two
-    layers, a second `fit`, a new callback made for the next `fit` in a notebook) shares
-    this writer. It stays open while a callback that wrote through it lives; it knows the
-    next step, so a new callback continues the run instead of writing its steps again; and
-    it refuses a tag that another callback writes in the same training.
-    """
-
-    _open: dict[str, RunWriter] = {}
-
-    def __init__(self, run_dir: str):
-        self.run_dir = run_dir
-        self.writer = tf.summary.create_file_writer(run_dir)
-        self.users = 0
-        self._seen: weakref.WeakSet = weakref.WeakSet()
-        self.owners: dict[str, weakref.ref] = {}
-        self.next_step = 0
-
-    @classmethod
-    def next_step_of(cls, run_dir: str) -> int:
-        """The step after the last one written into a run directory in this process."""
-        shared = cls._open.get(os.path.realpath(run_dir))
-        return 0 if shared is None else shared.next_step
-
-    @classmethod
-    def acquire(cls, run_dir: str, user) -> RunWriter:
-        key = os.path.realpath(run_dir)
-        shared = cls._open.get(key)
-        if shared is None:
-            shared = cls._open[key] = RunWriter(run_dir)
-        if user not in shared._seen:
-            shared._seen.add(user)
-            shared.users += 1
-            weakref.finalize(user, shared._release)
-        return shared
-
-    def _release(self) -> None:
-        # Called when a user is collected, possibly in the middle of tracing a graph: no
-        # TensorFlow op may run here. Dropping the last reference lets TensorFlow's own
-        # resource deleter close the file (flushed at every snapshot already).
-        self.users -= 1
-        key = os.path.realpath(self.run_dir)
-        if not self.users and RunWriter._open.get(key) is self:
-            del RunWriter._open[key]
-
-    def claim(self, tag: str, user) -> None:
-        owner = self.owners.get(tag)
-        current = owner() if owner is not None else None
-        if current is None or not current._active:  # gone, or its training is over
-            self.owners[tag] = weakref.ref(user)
-        elif current is not user:
-            raise ValueError(
-                f"Two callbacks write the tag {tag!r} into the run {self.run_dir!r} "
-                f"({type(current).__name__} and {type(user).__name__}); give one of them "
-                "another `log_dir`."
-            )
 
 
 class SnapshotCallback(keras.callbacks.Callback):
@@ -373,89 +270,8 @@ class SnapshotCallback(keras.callbacks.Callback):
         summaries = [item for item in summaries if self._due(item)]
         if getattr(self, "grid", False):
             summaries = one_image_per_picture(summaries)
-        images = [item for item in summaries if isinstance(item, Image)]
-        encoded = dict(zip(map(id, images), encode_images([item.data for item in images])))
-        by_run: dict[str, list] = {}
-        for item in summaries:
-            run = getattr(item, "run", None) or item.tag.split("/", 1)[0]
-            by_run.setdefault(run, []).append(item)
-        for run, items in by_run.items():
-            shared = self._writers.get(run)
-            if shared is None:
-                shared = RunWriter.acquire(os.path.join(self.log_dir, run), self)
-                self._writers[run] = shared
-            with shared.writer.as_default(step=step):
-                # What tf.summary.image / tf.summary.scalar write, without their per-call work.
-                for item in items:
-                    shared.claim(item.tag, self)
-                    if isinstance(item, Image):
-                        tf.summary.write(item.tag, encoded[id(item)], metadata=_IMAGE_METADATA)
-                    else:
-                        value = tf.cast(item.value, tf.float32)
-                        if value.shape.rank != 0:
-                            raise ValueError(
-                                f"Scalar {item.tag!r} must be a scalar; got {value.shape}"
-                            )
-                        tf.summary.write(item.tag, value, metadata=_SCALAR_METADATA)
-            # Flushed at every snapshot so a run killed later keeps what was written.
-            shared.writer.flush()
-            shared.next_step = max(shared.next_step, step + 1)
+        write_summaries(self._writers, self.log_dir, self, step, summaries)
         return [item for item in summaries if isinstance(item, Scalar)]
-
-
-_PER_IMAGE = re.compile(r"^(.*)/image_\d+$")
-
-
-def one_image_per_picture(summaries: list) -> list:
-    """Each series of per-probe-image pictures (`.../image_<i>`) as one image, the probe
-    images one below the other (tag `.../all_images`); other summaries unchanged."""
-    groups: dict[str, list] = {}
-    out = []
-    for item in summaries:
-        match = _PER_IMAGE.match(item.tag) if isinstance(item, Image) else None
-        if match is None:
-            out.append(item)
-        else:
-            groups.setdefault(match.group(1), []).append(item.data)
-    for prefix, images in groups.items():
-        gap = tf.fill([1, 4, images[0].shape[2], 3], tf.constant(255, images[0].dtype))
-        rows = [part for data in images for part in (data, gap)][:-1]
-        out.append(Image(_tags.tag(prefix, _tags.ALL_IMAGES), tf.concat(rows, axis=1)))
-    return out
-
-
-def encode_image(data: tf.Tensor) -> tf.Tensor:
-    """The image summary tensor `tf.summary.image(..., max_outputs=1)` makes.
-
-    The PNG is encoded eagerly, on the calling thread: in a compiled function TensorFlow
-    runs the encoder on its inter-op threads, which training's steps wait for, and a later
-    snapshot's writing cost a 1-epoch fit beside it about 70-90 ms more (BENCHMARKS.md, 8).
-
-    Args:
-        data: `(1, height, width, channels)`, uint8 or float in [0, 1].
-
-    Returns:
-        `(3,)` string tensor: width, height and the PNG of the image.
-    """
-    image = tf.image.convert_image_dtype(data[0], tf.uint8, saturate=True)
-    height, width = image.shape[:2]
-    png = tf.io.encode_png(image, compression=PNG_COMPRESSION)
-    return tf.stack([tf.constant(str(width)), tf.constant(str(height)), png])
-
-
-# Threads that encode a snapshot's images side by side (zlib runs without the interpreter
-# lock): the last snapshot is on disk sooner after training ends. The events are still
-# written one by one, in order.
-_ENCODERS = concurrent.futures.ThreadPoolExecutor(
-    max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="keras_convviz-encode"
-)
-
-
-def encode_images(images: list) -> list:
-    """`encode_image` of each image, in order, several at once."""
-    if len(images) < 2:
-        return [encode_image(data) for data in images]
-    return list(_ENCODERS.map(encode_image, images))
 
 
 class ProbeCallback(SnapshotCallback):
@@ -572,101 +388,3 @@ def _check_writable(run_dir: str) -> None:
         ) from error
     if not os.access(run_dir, os.W_OK):
         raise ValueError(f"`log_dir` must be a writable directory. Received: {run_dir!r}")
-
-
-class MapCallback(ProbeCallback):
-    """A probe callback that draws one heat map per probe image for a target class.
-
-    It resolves the targets, reads the logits from the shared pass, and captions every
-    panel with the target class, the predicted class and its probability.
-
-    Args (besides `ProbeCallback`'s):
-        class_index: the class explained for every image, or `None`.
-        class_names: the classes' names for the captions, or `None` (their indices).
-        faithfulness: `True` or a dict of `kcv.faithfulness` options (`steps`, `baseline`,
-            `sigma`, `batch_size`): also score each map by deletion and insertion, beside
-            a random and an edge map on the same images.
-    """
-
-    def __init__(
-        self,
-        log_dir,
-        probe,
-        class_index=None,
-        class_names=None,
-        freq: int = 1,
-        on_error: str = "warn",
-        image_input=None,
-        score_output=None,
-        grid: bool = False,
-        faithfulness=False,
-        scale: str = "image",
-    ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
-        check_class_index(class_index)
-        self.class_index = class_index
-        self.class_names = check_class_names(class_names)
-        options = faithfulness_options(faithfulness)
-        self.faithfulness = options
-        if options is not None:
-            self._faithfulness_args = {
-                "steps": options.get("steps", faithfulness_module.STEPS),
-                "baseline": occlusion_baseline(options.get("baseline"), self.probe),
-                "sigma": options.get("sigma", faithfulness_module.SIGMA),
-                "batch_size": options.get("batch_size", 256),
-            }
-        self._map_needs: tuple = ()
-
-    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
-        """Join the shared pass; the targets as a `Const` for the needs."""
-        shared = self._join(model)
-        head = shared.bound.binding.head
-        targets = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
-        check_class_names_fit(self.class_names, head.num_classes)
-        names = self.class_names or [str(c) for c in range(head.num_classes)]
-        width = min(max(len(n) for n in names), MAX_NAME)
-        self._names = tf.constant(np.stack([text_codes(n, width) for n in names]))
-        self._head = head
-        self._given_targets = tf.constant(targets)
-        self._targets = targets_const(targets)
-        return shared, self._targets
-
-    def needs(self):
-        return (*self._map_needs, *self._faithfulness_needs(), Logits())
-
-    def _floor_runs(self) -> tuple[str, ...]:
-        """The runs the faithfulness floors are written to (none without faithfulness)."""
-        if self.faithfulness is None:
-            return ()
-        return tuple(_tags.floor_run(name) for name in faithfulness_module.FLOORS)
-
-    def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
-        return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)
-
-    def _faithfulness_needs(self) -> tuple:
-        if self.faithfulness is None:
-            return ()
-        maps = (*self._map_needs, *faithfulness_module.FLOORS.values())
-        return tuple(self._faithfulness_of(need) for need in maps)
-
-    def _faithfulness_items(self, result, need: Need, *tag_parts) -> list[Scalar]:
-        """The probe's mean deletion and insertion scores of a map, and of the floors
-        under the same tags in their own runs: `<map tag>/deletion`, `.../insertion`."""
-        if self.faithfulness is None:
-            return []
-        floors = faithfulness_module.FLOORS
-        sources = [(None, need), *((_tags.floor_run(n), f) for n, f in floors.items())]
-        items = []
-        for run, of in sources:
-            scores = tf.reduce_mean(result[self._faithfulness_of(of)], axis=0)
-            for column, curve in enumerate((_tags.DELETION, _tags.INSERTION)):
-                items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
-        return items
-
-    def _caption(self, logits: tf.Tensor) -> tf.Tensor:
-        """`(batch, length)` caption codes: target, predicted class, its probability."""
-        probabilities = self._head.probabilities(logits)
-        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
-        confidence = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
-        return caption_codes(targets, predicted, confidence, self._names)

@@ -7,11 +7,12 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
-from keras_convviz.callbacks.base import Image, ProbeCallback, Scalar, default_conv_layers
+from keras_convviz.callbacks.base import ProbeCallback, default_conv_layers
 from keras_convviz.core.graph import NotServed, activation_name
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import activation_health
+from keras_convviz.summary_io import Image, Scalar
 
 
 class FeatureMaps(ProbeCallback):

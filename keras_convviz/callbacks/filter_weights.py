@@ -7,12 +7,13 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_names, check_positive_int
-from keras_convviz.callbacks.base import Image, Scalar, SnapshotCallback, default_conv_layers
+from keras_convviz.callbacks.base import SnapshotCallback, default_conv_layers
 from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import CONV_TYPES, NotServed, kernel_variable
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.core.shared import core_for
 from keras_convviz.health import weight_health
+from keras_convviz.summary_io import Image, Scalar
 
 
 def kernel_view(layer) -> tf.Variable | tf.Tensor:

@@ -6,11 +6,12 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_name, check_methods, check_positive_int
-from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import map_change
 from keras_convviz.methods.cam import CAM_METHODS, Cam
+from keras_convviz.summary_io import Image, Scalar
 
 
 class GradCAM(MapCallback):

@@ -6,10 +6,11 @@ import keras
 import tensorflow as tf
 
 from keras_convviz import _tags
-from keras_convviz.callbacks.base import MapCallback, Scalar
+from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import LossGradients, gradient_ratios
+from keras_convviz.summary_io import Scalar
 
 
 class ModelHealth(MapCallback):

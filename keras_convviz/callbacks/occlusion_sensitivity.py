@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
-from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.graph import NotServed
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -14,6 +14,7 @@ from keras_convviz.methods.perturb import (
     Occlusion,
     occlusion_baseline,
 )
+from keras_convviz.summary_io import Image, Scalar
 
 
 class OcclusionSensitivity(MapCallback):

@@ -6,10 +6,11 @@ import tensorflow as tf
 
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_methods, make_baseline, saliency_options
-from keras_convviz.callbacks.base import Image, MapCallback, Scalar
+from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need, saliency_view
+from keras_convviz.summary_io import Image, Scalar
 
 
 class Saliency(MapCallback):

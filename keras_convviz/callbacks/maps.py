@@ -1,0 +1,125 @@
+"""`MapCallback`: what the heat-map callbacks share: their targets, the captions under
+their panels, and the faithfulness scores of their maps."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_convviz import _tags
+from keras_convviz._args import (
+    check_class_index,
+    check_class_names,
+    check_class_names_fit,
+    faithfulness_options,
+    resolve_targets,
+)
+from keras_convviz._rendering import caption_codes, text_codes
+from keras_convviz.callbacks.base import ProbeCallback
+from keras_convviz.core.needs import Const, Logits, Need, targets_const
+from keras_convviz.core.shared import SharedPass
+from keras_convviz.methods import faithfulness as faithfulness_module
+from keras_convviz.methods.perturb import occlusion_baseline
+from keras_convviz.summary_io import Scalar
+
+# Class names longer than this are cut in the captions.
+MAX_NAME = 16
+
+
+class MapCallback(ProbeCallback):
+    """A probe callback that draws one heat map per probe image for a target class.
+
+    It resolves the targets, reads the logits from the shared pass, and captions every
+    panel with the target class, the predicted class and its probability.
+
+    Args (besides `ProbeCallback`'s):
+        class_index: the class explained for every image, or `None`.
+        class_names: the classes' names for the captions, or `None` (their indices).
+        faithfulness: `True` or a dict of `kcv.faithfulness` options (`steps`, `baseline`,
+            `sigma`, `batch_size`): also score each map by deletion and insertion, beside
+            a random and an edge map on the same images.
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe,
+        class_index=None,
+        class_names=None,
+        freq: int = 1,
+        on_error: str = "warn",
+        image_input=None,
+        score_output=None,
+        grid: bool = False,
+        faithfulness=False,
+        scale: str = "image",
+    ):
+        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
+        check_class_index(class_index)
+        self.class_index = class_index
+        self.class_names = check_class_names(class_names)
+        options = faithfulness_options(faithfulness)
+        self.faithfulness = options
+        if options is not None:
+            self._faithfulness_args = {
+                "steps": options.get("steps", faithfulness_module.STEPS),
+                "baseline": occlusion_baseline(options.get("baseline"), self.probe),
+                "sigma": options.get("sigma", faithfulness_module.SIGMA),
+                "batch_size": options.get("batch_size", 256),
+            }
+        self._map_needs: tuple = ()
+
+    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
+        """Join the shared pass; the targets as a `Const` for the needs."""
+        shared = self._join(model)
+        head = shared.bound.binding.head
+        targets = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
+        check_class_names_fit(self.class_names, head.num_classes)
+        names = self.class_names or [str(c) for c in range(head.num_classes)]
+        width = min(max(len(n) for n in names), MAX_NAME)
+        self._names = tf.constant(np.stack([text_codes(n, width) for n in names]))
+        self._head = head
+        self._given_targets = tf.constant(targets)
+        self._targets = targets_const(targets)
+        return shared, self._targets
+
+    def needs(self):
+        return (*self._map_needs, *self._faithfulness_needs(), Logits())
+
+    def _floor_runs(self) -> tuple[str, ...]:
+        """The runs the faithfulness floors are written to (none without faithfulness)."""
+        if self.faithfulness is None:
+            return ()
+        return tuple(_tags.floor_run(name) for name in faithfulness_module.FLOORS)
+
+    def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
+        return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)
+
+    def _faithfulness_needs(self) -> tuple:
+        if self.faithfulness is None:
+            return ()
+        maps = (*self._map_needs, *faithfulness_module.FLOORS.values())
+        return tuple(self._faithfulness_of(need) for need in maps)
+
+    def _faithfulness_items(self, result, need: Need, *tag_parts) -> list[Scalar]:
+        """The probe's mean deletion and insertion scores of a map, and of the floors
+        under the same tags in their own runs: `<map tag>/deletion`, `.../insertion`."""
+        if self.faithfulness is None:
+            return []
+        floors = faithfulness_module.FLOORS
+        sources = [(None, need), *((_tags.floor_run(n), f) for n, f in floors.items())]
+        items = []
+        for run, of in sources:
+            scores = tf.reduce_mean(result[self._faithfulness_of(of)], axis=0)
+            for column, curve in enumerate((_tags.DELETION, _tags.INSERTION)):
+                items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
+        return items
+
+    def _caption(self, logits: tf.Tensor) -> tf.Tensor:
+        """`(batch, length)` caption codes: target, predicted class, its probability."""
+        probabilities = self._head.probabilities(logits)
+        predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
+        confidence = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
+        return caption_codes(targets, predicted, confidence, self._names)
