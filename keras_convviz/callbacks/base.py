@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras_convviz._args import check_freq, check_log_dir, check_on_error, check_scale
 from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
-from keras_convviz.core.graph import check_backend
+from keras_convviz.core.graph import NotServed, check_backend
 from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
 from keras_convviz.summary_io import (
@@ -36,19 +36,22 @@ MAX_DEFAULT_LAYERS = 16
 MAX_FAILURES = 3
 
 
-def default_conv_layers(graph, callback: str) -> list:
-    """The conv layers a callback shows when no `layer_names` are given: every 2-D conv
-    layer, or on a deep model `MAX_DEFAULT_LAYERS` of them spread evenly over its depth
-    (the first and the last included). Says so once, at train begin, and which conv layers
-    it leaves out."""
-    skipped = graph.skipped_convs()
+def default_conv_layers(graph, callback: str, geometry=None) -> list:
+    """The conv layers a callback shows when no `layer_names` are given: every conv layer
+    whose output lays out over the input (`geometry`, by default the model's), or on a deep
+    model `MAX_DEFAULT_LAYERS` of them spread evenly over its depth (the first and the last
+    included). Says so once, at train begin, and which conv layers it leaves out."""
+    skipped = graph.skipped_convs(geometry)
     if skipped:
+        known = geometry or graph.geometry
+        shown = known.describe(None) + " " if known is not None else ""
         warnings.warn(
-            f"{callback} shows 2-D convolutions only; it skips the 1-D/3-D conv layers {skipped}.",
+            f"{callback} shows the convolutions whose output lays out over the {shown}input; "
+            f"it skips the conv layers {skipped}.",
             UserWarning,
             stacklevel=3,
         )
-    refs = graph.conv_layers()
+    refs = graph.conv_layers(geometry)
     if len(refs) <= MAX_DEFAULT_LAYERS:
         return refs
     picked = np.unique(np.round(np.linspace(0, len(refs) - 1, MAX_DEFAULT_LAYERS)).astype(int))
@@ -102,6 +105,10 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._offset: int | None = None  # step - epoch in the current fit
         self._last_model = None
         self._pending = None  # the snapshot in flight on the writer thread (`background`)
+        # Why the callback is off for this training (a model its defaults cannot serve).
+        self.not_served: str | None = None
+        # Set by `ConvViz`, which says in one warning which of its children are off and why.
+        self._quiet_not_served = False
 
     @property
     def run_dir(self) -> str:
@@ -151,6 +158,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._active = False
         self._prepared = False
         self._offset = None
+        self.not_served = None
         if not self.freq:
             return
         previous = self._last_model() if self._last_model is not None else None
@@ -168,7 +176,11 @@ class SnapshotCallback(keras.callbacks.Callback):
         runs = (os.path.join(self.log_dir, run) for run in self.run_names())
         self._floor = max(self._next_step, *(RunWriter.next_step_of(run) for run in runs))
         if self._can_prepare(self.model):
-            self._prepare(self.model)
+            try:
+                self._prepare(self.model)
+            except NotServed as reason:
+                self._switch_off(reason)
+                return
             self._prepared = True
         if _is_chief(self.model):
             for run in self.run_names():
@@ -188,7 +200,11 @@ class SnapshotCallback(keras.callbacks.Callback):
             return
         try:
             if not self._prepared:  # a model first built by the training step itself
-                self._prepare(self.model)
+                try:
+                    self._prepare(self.model)
+                except NotServed as reason:
+                    self._switch_off(reason)
+                    return
                 self._prepared = True
             # What reads the model runs now, before the next step changes it.
             captured = self._capture(epoch)
@@ -204,6 +220,19 @@ class SnapshotCallback(keras.callbacks.Callback):
                 self.settle()
         else:
             job()
+
+    def _switch_off(self, reason: NotServed) -> None:
+        """Turn the callback off for this training: its default arguments cannot serve
+        the model. Training goes on; one warning says why (`ConvViz` gathers its children's
+        into one)."""
+        self._active = False
+        self.not_served = str(reason)
+        if not self._quiet_not_served:
+            warnings.warn(
+                f"{type(self).__name__} is off for this training: {reason}.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _finish(self, step: int, epoch: int, captured) -> None:
         """Draw, encode and write a snapshot, and check it for alerts (on the writer
@@ -325,6 +354,9 @@ class ProbeCallback(SnapshotCallback):
             model.build((None, *self.probe.image_shape))
         core = core_for(model)
         bound = bind(core.graph, self.probe, self.image_input, self.score_output, self.needs_scores)
+        head = bound.binding.head
+        if head is not None:  # labels given per output: this output's
+            self.probe = self.probe.for_output(head.name, head.index)
         if self._shared is not None:
             self._shared.leave(self)
         self._shared = shared_pass(model, self.probe, bound)

@@ -214,6 +214,7 @@ class ConvViz(keras.callbacks.Callback):
             if choice is not False
         ]
         for child in self.callbacks:
+            child._quiet_not_served = True  # one warning for all of them (`_forward`)
             if isinstance(child, GradCAM) and not (
                 isinstance(grad_cam, dict) and "layer_name" in grad_cam
             ):
@@ -247,6 +248,8 @@ class ConvViz(keras.callbacks.Callback):
             self._settle_table()  # at most one snapshot in flight, its table included
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
+        if hook == "on_train_begin":
+            self._warn_not_served()
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):
@@ -255,6 +258,23 @@ class ConvViz(keras.callbacks.Callback):
                 self.monitor.end_snapshot()
             if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
                 self.settle()
+
+    def _warn_not_served(self) -> None:
+        """One warning for the children that switched themselves off, grouped by why."""
+        reasons: dict[str, list[str]] = {}
+        for child in self.callbacks:
+            if child.not_served is not None:
+                reasons.setdefault(child.not_served, []).append(type(child).__name__)
+        if not reasons:
+            return
+        on = [type(c).__name__ for c in self.callbacks if c.not_served is None and c.freq]
+        parts = [f"{', '.join(names)}: {reason}" for reason, names in reasons.items()]
+        warnings.warn(
+            f"ConvViz serves this model in part; off for this training: {'; '.join(parts)}. "
+            f"On: {', '.join(on) or 'none'}.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _end_snapshot(self) -> None:
         try:

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz import _tags
+from keras_convviz import _rendering, _tags
 from keras_convviz._args import (
     check_class_index,
     check_class_names,
@@ -86,6 +86,17 @@ class MapCallback(ProbeCallback):
 
     def needs(self):
         return (*self._map_needs, *self._faithfulness_needs(), Logits())
+
+    def _draw_panels(self, maps, symmetric: bool, caption, scale) -> tf.Tensor:
+        """The uint8 panels of maps `(batch, *spatial)` at the input's size over the probe,
+        both laid out as a 2-D picture by the input's geometry (a sequence's channels x
+        steps strip, a volume's depth slices side by side)."""
+        bound = self._shared.bound
+        geometry = bound.binding.geometry
+        if getattr(self, "_pictured", (None,))[0] is not bound:
+            self._pictured = (bound, geometry.picture(bound.images))
+        maps = geometry.map_picture(maps, bound.binding.image_shape[-1])
+        return _rendering.draw_heatmap_panels(self._pictured[1], maps, symmetric, caption, scale)
 
     def _floor_runs(self) -> tuple[str, ...]:
         """The runs the faithfulness floors are written to (none without faithfulness)."""
