@@ -1,4 +1,4 @@
-"""The demo's `fit` with and without `ConvViz` in a fresh process (run by `run.py`).
+"""The demo's `fit` with and without `ConvViz` in a fresh process (run by section 8).
 
 The training rows of section 8 run every fit in one process after a warm-up fit, so what
 keras_convviz traces once per process (the feature-map and filter drawing per layer shape,

@@ -1,4 +1,4 @@
-"""Peak memory of one occlusion call, in a fresh process (run by `run.py`, one per size).
+"""Peak memory of one occlusion call, in a fresh process (one per size, run by section 7).
 
 Prints one JSON line: the peak resident set size (`ru_maxrss`) after TensorFlow, the model
 and a Grad-CAM call are set up (`baseline_mb`), and after one occlusion call (`peak_mb`);
@@ -7,9 +7,9 @@ reset just before the call through /proc/self/clear_refs, where the kernel allow
 
 Linux carries `ru_maxrss` over from the parent into a child forked from it (at exec, the
 high-water mark of the forked copy of the parent's memory is kept), so a worker started
-straight from the benchmark (over 1 GB by then) would report the benchmark's size. `run.py`
-therefore starts this script with `--relay`: a small Python process without TensorFlow
-that starts the real worker, whose `ru_maxrss` is then its own.
+straight from the benchmark (over 1 GB by then) would report the benchmark's size.
+`sections/memory.py` therefore starts this script with `--relay`: a small Python process
+without TensorFlow that starts the real worker, whose `ru_maxrss` is then its own.
 """
 
 from __future__ import annotations

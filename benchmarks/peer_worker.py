@@ -1,6 +1,7 @@
 """A peer library's side of the benchmark, run inside that peer's own virtual environment.
 
-Started by `run.py` as `<peer venv>/bin/python benchmarks/peer_worker.py PEER WORKLOAD.npz`.
+Started by `peers.PeerProcess` as
+`<peer venv>/bin/python benchmarks/peer_worker.py PEER WORKLOAD.npz`.
 It loads the shared workload (weights and images written by the main process), then
 answers one JSON request per line on stdin with one JSON line on its protocol channel
 (the original stdout; everything else the libraries print goes to stderr):
