@@ -160,6 +160,8 @@ def test_pictures_lay_every_rank_out_in_2d():
     picked = layout.slice_indices(20)
     assert len(picked) == geometry.MAX_SLICES and picked[0] == 0 and picked[-1] == 19
     montage = layout.picture(volume)
-    assert montage.shape == (1, 5, 8 * 6 + 7, 1)
-    np.testing.assert_array_equal(montage[:, :, 7:13], volume[:, picked[1]])
+    # 8 slices of 5 x 6 in 2 rows of 4, a blank line between them.
+    assert montage.shape == (1, 2 * 5 + 1, 4 * 6 + 3, 1)
+    np.testing.assert_array_equal(montage[:, :5, 7:13], volume[:, picked[1]])
+    np.testing.assert_array_equal(montage[:, 6:, 21:], volume[:, picked[7]])
     assert geometry.Geometry(3, slices=3).slice_indices(20) == [0, 10, 19]

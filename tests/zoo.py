@@ -80,9 +80,7 @@ def two_heads(size: int = 32, classes: int = 4, seed: int = 0):
     label = keras.layers.Dense(classes, activation="softmax", name="label")(x)
     value = keras.layers.Dense(1, name="value")(x)
     model = keras.Model(inputs, {"label": label, "value": value}, name="two_heads")
-    model.compile(
-        "adam", loss={"label": "sparse_categorical_crossentropy", "value": "mse"}
-    )
+    model.compile("adam", loss={"label": "sparse_categorical_crossentropy", "value": "mse"})
     rng = np.random.default_rng(seed)
     x = rng.random((N, size, size, 3), dtype=np.float32)
     y = {

@@ -88,6 +88,7 @@ class FeatureMaps(ProbeCallback):
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
         if self.layer_names is None:
             refs = default_conv_layers(graph, "FeatureMaps", geometry)
+            refs += graph.token_layers(geometry)
             if not refs:
                 raise NotServed(
                     f"model {model.name!r} has no convolution whose output lays out over its "

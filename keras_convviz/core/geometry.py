@@ -98,7 +98,8 @@ class Geometry:
         2-D is unchanged. A sequence becomes a strip: one band of `strip_rows` pixel rows
         per channel, the steps across (`(batch, channels * rows, steps, 1)`), so each
         input channel reads as a row of the picture. A volume becomes a montage of its
-        evenly spaced depth slices side by side, one blank column between them.
+        evenly spaced depth slices in reading order, about twice as many across as down,
+        one blank line between them.
         """
         if self.rank == 2:
             return x
@@ -108,12 +109,15 @@ class Geometry:
             strip = tf.repeat(strip, strip_rows(steps, channels), axis=1)
             return strip[..., None]
         picked = tf.gather(x, self.slice_indices(int(x.shape[1])), axis=1)
-        gap = tf.fill(tf.concat([tf.shape(picked)[:1], [1, x.shape[2], 1, x.shape[4]]], 0), 0.0)
-        gap = tf.cast(gap, picked.dtype)
-        parts = []
-        for i in range(picked.shape[1]):
-            parts += [picked[:, i], gap[:, 0]] if i < picked.shape[1] - 1 else [picked[:, i]]
-        return tf.concat(parts, axis=2)
+        count, height, width = (int(d) for d in picked.shape[1:4])
+        rows = max(1, round(math.sqrt(count / 2)))
+        columns = math.ceil(count / rows)
+        # Blank cells after the last slice, a blank line between cells (zeros: the gaps).
+        cells = tf.pad(picked, [[0, 0], [0, rows * columns - count], [0, 1], [0, 1], [0, 0]])
+        cells = tf.reshape(cells, (-1, rows, columns, height + 1, width + 1, x.shape[-1]))
+        grid = tf.transpose(cells, (0, 1, 3, 2, 4, 5))
+        grid = tf.reshape(grid, (-1, rows * (height + 1), columns * (width + 1), x.shape[-1]))
+        return grid[:, :-1, :-1]
 
     def map_picture(self, maps: tf.Tensor, channels: int) -> tf.Tensor:
         """Maps `(batch, *spatial)` at the input's size as `(batch, height, width)`, laid out

@@ -39,6 +39,14 @@ _POOLING_TYPES = (
     keras.layers.AveragePooling2D,
     keras.layers.AveragePooling3D,
 )
+# Layers that mix tokens: past the last of them, a head that reads the class token gets no
+# gradient from the other tokens, so token CAMs are taken at the last one's input.
+_ATTENTION_TYPES = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.GroupQueryAttention,
+    keras.layers.Attention,
+    keras.layers.AdditiveAttention,
+)
 _SQUASHING = ("softmax", "sigmoid")
 
 
@@ -298,6 +306,42 @@ class ModelGraph:
             self._layouts[key] = geometry.of_output(ref.output_shape, input_geometry, grids)
         return self._layouts[key]
 
+    def producers(self, ref: LayerRef) -> list[LayerRef]:
+        """The layers whose outputs a layer takes as inputs (within its own model)."""
+        by_layer = {id(r.layer): r for r in self.refs}
+        found = []
+        for node in getattr(ref.layer, "_inbound_nodes", ()):
+            for tensor in keras.tree.flatten(getattr(node, "input_tensors", ())):
+                history = getattr(tensor, "_keras_history", None)
+                producer = by_layer.get(id(getattr(history, "operation", None)))
+                if producer is not None and producer not in found:
+                    found.append(producer)
+        return found
+
+    def token_layers(self, input_geometry=None) -> list[LayerRef]:
+        """A vision transformer's block outputs on the patch grid: the last residual sum
+        (`Add`) of tokens before each attention layer, and the last one overall; every such
+        sum when the model has no attention layer."""
+        sums = [
+            r
+            for r in self.refs
+            if isinstance(r.layer, keras.layers.Add)
+            and (layout := self.layout(r, input_geometry)) is not None
+            and layout.is_tokens
+        ]
+        attention = [i for i, r in enumerate(self.refs) if isinstance(r.layer, _ATTENTION_TYPES)]
+        if not sums or not attention:
+            return sums
+        order = {r.path: i for i, r in enumerate(self.refs)}
+        picked = []
+        for index in attention:
+            before = [r for r in sums if order[r.path] < index]
+            if before and before[-1] not in picked:
+                picked.append(before[-1])
+        if sums[-1] not in picked:
+            picked.append(sums[-1])
+        return picked
+
     def conv_layers(self, input_geometry=None) -> list[LayerRef]:
         """The convolutions whose output lays out over the image input, in graph order."""
         return [
@@ -360,8 +404,10 @@ class ModelGraph:
 
     def default_cam_layer(self, input_geometry=None) -> LayerRef:
         """The last layer before the head whose output lays out over the image input
-        (pooling layers skipped): a CNN's last conv block, a vision transformer's last
-        block on its patch grid."""
+        (pooling layers skipped): a CNN's last conv block. For tokens, the input of the
+        last attention layer (a vision transformer's last block's first norm, as
+        pytorch-grad-cam advises): after it a head that reads the class token sees no other
+        token, and the map there would be empty."""
         candidates = [
             r
             for r in self.refs
@@ -373,6 +419,12 @@ class ModelGraph:
                 f"model {self.model.name!r} has no layer whose output lays out over its "
                 "input's spatial axes, so there is nothing for a CAM map to look at"
             )
+        if self.layout(candidates[-1], input_geometry).is_tokens:
+            attention = [r for r in self.refs if isinstance(r.layer, _ATTENTION_TYPES)]
+            if attention:
+                fed = [r for r in self.producers(attention[-1]) if r in candidates]
+                if fed:
+                    return fed[-1]
         return candidates[-1]
 
     # ---- running ------------------------------------------------------------------------
