@@ -1,0 +1,109 @@
+"""The models people train beyond image classifiers, each with `ConvViz`'s defaults.
+
+Every model of `zoo` trains with `ConvViz(log_dir, probe=(x[:2], y[:2]))` (labels exactly as
+`fit` takes them) and nothing else: `fit` runs, what the defaults can serve writes its
+pictures, and what they cannot is switched off with one warning that says what and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import zoo
+from conftest import read_runs
+
+import keras_convviz as kcv
+
+ALL = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
+# What each model writes with the defaults, the layer Grad-CAM explains, and the children
+# switched off (named in the one warning).
+EXPECTED = {
+    "sequence": (ALL[:4], "conv2", ["OcclusionSensitivity"]),
+    "volume": (ALL[:4], "conv2", ["OcclusionSensitivity"]),
+    "unet": (ALL[:2], None, ["GradCAM", "OcclusionSensitivity", "ModelHealth"]),
+    "two_heads": (ALL, "conv2", []),
+    "vit": (ALL, "block1_norm1", []),
+}
+
+
+def _first(labels, n):
+    if isinstance(labels, dict):
+        return {key: value[:n] for key, value in labels.items()}
+    return labels[:n]
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_every_model_trains_with_the_defaults_and_shows_what_it_can(name, tmp_path):
+    model, x, y = zoo.MODELS[name]()
+    runs, cam_layer, off = EXPECTED[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x,
+            y,
+            epochs=2,
+            batch_size=8,
+            verbose=0,
+            callbacks=[kcv.ConvViz(tmp_path, (x[:2], _first(y, 2)), on_error="raise")],
+        )
+    partial = [w for w in caught if "serves this model in part" in str(w.message)]
+    if off:
+        assert len(partial) == 1, [str(w.message) for w in caught]
+        message = str(partial[0].message)
+        for child in off:
+            assert child in message
+    else:
+        assert not partial, str(partial[0].message)
+
+    written = read_runs(tmp_path)
+    assert sorted(written) == runs
+    for run in runs:
+        pictures = {t: v for t, v in written[run].items() if v["kind"] == "images"}
+        assert pictures, run
+        for tag, series in pictures.items():
+            assert series["steps"] == [0, 1], tag
+            picture = series["values"][-1]
+            assert picture.ndim == 3 and picture.shape[-1] == 3, tag
+            assert picture.std() > 0, f"{tag} is one flat colour"
+    if cam_layer is not None:
+        maps = {t for t in written["grad_cam"] if t.endswith("/max")}
+        assert maps == {f"grad_cam/{cam_layer}/image_{i}/max" for i in range(2)}
+        peaks = [written["grad_cam"][t]["values"][-1] for t in maps]
+        assert max(peaks) > 0, "the CAM map is empty"
+
+
+def test_a_vision_transformer_shows_its_blocks_on_the_patch_grid(tmp_path):
+    model, x, y = zoo.vit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]))])
+    layers = {t.split("/")[1] for t in read_runs(tmp_path)["feature_maps"]}
+    # The patch embedding and each block's output (the residual stream before the next
+    # block's attention, and the last one).
+    assert layers == {"patch_embed", "block0_out", "block1_out"}
+
+
+def test_one_sample_without_a_batch_axis_gets_the_hint_for_its_rank(tmp_path):
+    model, x, y = zoo.sequence()
+    callback = kcv.ConvViz(tmp_path, x[0])  # one (steps, channels) sequence
+    with pytest.raises(ValueError, match=r"one sample: for one sample use x\[None\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    # A batch of the wrong length is told what the model takes, without that hint.
+    callback = kcv.ConvViz(tmp_path, x[:2, :32])
+    with pytest.raises(ValueError, match=r"\(batch, 64, 3\)") as error:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert "x[None]" not in str(error.value)
+
+
+def test_labels_per_output_pick_the_class_head_of_a_two_head_model():
+    model, x, y = zoo.two_heads()
+    maps = kcv.grad_cam(model, (x[:3], _first(y, 3)))
+    by_label = kcv.grad_cam(model, x[:3], class_index=None)
+    assert maps.shape == (3, 32, 32)
+    # The labels of the class head are the targets (not the predicted classes).
+    for i, label in enumerate(y["label"][:3]):
+        expected = kcv.grad_cam(model, x[i : i + 1], class_index=int(label))
+        np.testing.assert_allclose(maps[i : i + 1], expected, rtol=1e-5, atol=1e-6)
+    assert by_label.shape == maps.shape
