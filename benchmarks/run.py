@@ -316,7 +316,8 @@ def occlusion_fill(images, patch: int) -> np.ndarray | None:
 
 def occlusion_core_call(model, images, patch, stride, batch_size, class_index=None):
     from keras_convviz._args import occlusion_sizes
-    from keras_convviz.methods.perturb import Occlusion, occlusion_baseline
+    from keras_convviz.methods.occlusion import Occlusion
+    from keras_convviz.methods.perturb import occlusion_baseline
 
     def needs(probe, core, bound):
         patch_, stride_ = occlusion_sizes(probe.image_shape, patch, stride)
@@ -451,8 +452,12 @@ def incremental_vs_floor(*args, **kwargs) -> dict:
 
 def _incremental_vs_floor(model, images, patch, stride, batch_size, reps) -> dict:
     """`method="incremental"` (and `"auto"` where it picks the naive path) vs the floor."""
-    from keras_convviz.core.incremental import plan_for, takes_incremental
-    from keras_convviz.methods.perturb import scatter_average, window_masks, window_starts
+    from keras_convviz.methods.occlusion.incremental import plan_for, takes_incremental
+    from keras_convviz.methods.occlusion.windows import (
+        scatter_average,
+        window_masks,
+        window_starts,
+    )
 
     n, size = len(images), images.shape[1]
     plan = plan_for(model, images.shape[1:], (patch, patch), (stride, stride))

@@ -9,10 +9,8 @@ from keras_convviz._args import check_occlusion_method, check_positive_int, occl
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
-from keras_convviz.methods.perturb import (
-    Occlusion,
-    occlusion_baseline,
-)
+from keras_convviz.methods.occlusion import Occlusion
+from keras_convviz.methods.perturb import occlusion_baseline
 
 
 class OcclusionSensitivity(MapCallback):
