@@ -34,10 +34,8 @@ from keras_convviz.core.shared import core_for
 from keras_convviz.methods import actmax
 from keras_convviz.methods.cam import CAM_METHODS, Cam
 from keras_convviz.methods.faithfulness import SIGMA, STEPS, Faithfulness, GivenMap
-from keras_convviz.methods.perturb import (
-    Occlusion,
-    occlusion_baseline,
-)
+from keras_convviz.methods.occlusion import Occlusion
+from keras_convviz.methods.perturb import occlusion_baseline
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need
 
 

@@ -120,7 +120,7 @@ def test_the_writer_thread_runs_jobs_in_order_and_ends_when_idle(monkeypatch):
 
 def test_a_callback_with_freq_0_traces_nothing(tmp_path):
     from keras_convviz.core.shared import core_for
-    from keras_convviz.methods.perturb import Occlusion
+    from keras_convviz.methods.occlusion import Occlusion
 
     rng = np.random.default_rng(3)
     x = rng.random((8, 32, 32, 3), dtype=np.float32)

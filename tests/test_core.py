@@ -19,6 +19,8 @@ import keras_convviz as kcv
 from keras_convviz.core import passes
 from keras_convviz.core.shared import core_for, forget
 from keras_convviz.methods import perturb
+from keras_convviz.methods.occlusion import need as occlusion_need
+from keras_convviz.methods.occlusion import windows
 
 
 def test_traced_once_over_many_epochs(tmp_path, data):
@@ -194,8 +196,8 @@ def numpy_occlusion(model, images, patch, baseline, targets):
     `baseline` is `(height, width, channels)`, or `(n, height, width, channels)` per image.
     """
     n, height, width, _ = images.shape
-    tops = perturb.window_starts(height, patch, patch)
-    lefts = perturb.window_starts(width, patch, patch)
+    tops = windows.window_starts(height, patch, patch)
+    lefts = windows.window_starts(width, patch, patch)
     occluded = []
     for i, image in enumerate(images):
         fill = baseline[i] if baseline.ndim == 4 else baseline
@@ -251,7 +253,7 @@ def test_occlusion_matches_a_numpy_reference_and_the_plain_ops(data, monkeypatch
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert passes.xla_available()  # so the call above built its chunks with XLA
     # The fallback without XLA gives the same maps bit for bit.
-    monkeypatch.setattr(perturb, "xla_available", lambda: False)
+    monkeypatch.setattr(occlusion_need, "xla_available", lambda: False)
     forget(model)
     plain = kcv.occlusion_sensitivity(
         model, (images, targets), patch_size=8, baseline=baseline, batch_size=20
@@ -266,14 +268,14 @@ XLA_COMPILES = textwrap.dedent(
     import numpy as np
     from conftest import core_logits, small_cnn
     import keras_convviz as kcv
-    from keras_convviz.methods import perturb
+    from keras_convviz.methods.occlusion import windows
 
     x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
     model = small_cnn()
     traces = []
     for _ in range(5):  # 48 occluded images per call: chunks of 20, 20 and 8
         kcv.occlusion_sensitivity(model, x, patch_size=8, batch_size=20, method="naive")
-        traces.append(perturb.occluded_chunk_xla.experimental_get_tracing_count())
+        traces.append(windows.occluded_chunk_xla.experimental_get_tracing_count())
     print(traces)
     """
 )

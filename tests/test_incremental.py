@@ -14,7 +14,7 @@ import pytest
 from conftest import core_logits, read_runs
 
 import keras_convviz as kcv
-from keras_convviz.core.incremental import AUTO_MAX_RATIO, plan_for, takes_incremental
+from keras_convviz.methods.occlusion.incremental import AUTO_MAX_RATIO, plan_for, takes_incremental
 
 L = keras.layers
 SIZE = 24

@@ -37,8 +37,12 @@ def incremental_vs_floor(*args, **kwargs) -> dict:
 
 def _incremental_vs_floor(model, images, patch, stride, batch_size, reps) -> dict:
     """`method="incremental"` (and `"auto"` where it picks the naive path) vs the floor."""
-    from keras_convviz.core.incremental import plan_for, takes_incremental
-    from keras_convviz.methods.perturb import scatter_average, window_masks, window_starts
+    from keras_convviz.methods.occlusion.incremental import plan_for, takes_incremental
+    from keras_convviz.methods.occlusion.windows import (
+        scatter_average,
+        window_masks,
+        window_starts,
+    )
 
     n, size = len(images), images.shape[1]
     plan = plan_for(model, images.shape[1:], (patch, patch), (stride, stride))

@@ -42,7 +42,8 @@ def occlusion_fill(images, patch: int) -> np.ndarray | None:
 
 def occlusion_core_call(model, images, patch, stride, batch_size, class_index=None):
     from keras_convviz._args import occlusion_sizes
-    from keras_convviz.methods.perturb import Occlusion, occlusion_baseline
+    from keras_convviz.methods.occlusion import Occlusion
+    from keras_convviz.methods.perturb import occlusion_baseline
 
     def needs(probe, core, bound):
         patch_, stride_ = occlusion_sizes(probe.image_shape, patch, stride)

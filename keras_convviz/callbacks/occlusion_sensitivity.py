@@ -10,10 +10,8 @@ from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.graph import NotServed
 from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
-from keras_convviz.methods.perturb import (
-    Occlusion,
-    occlusion_baseline,
-)
+from keras_convviz.methods.occlusion import Occlusion
+from keras_convviz.methods.perturb import occlusion_baseline
 from keras_convviz.summary_io import Image, Scalar
 
 

@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from keras_convviz.core import incremental
 from keras_convviz.core.binding import Binding, Bound
-from keras_convviz.core.graph import LayerRef, ModelGraph, kernel_variable
+from keras_convviz.core.graph import Head, LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
+from keras_convviz.core.recorder import Record, Recorder
 from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 
 # Chunks in flight in the chunked loop. One holds the least memory but cannot build the
@@ -137,28 +137,18 @@ class Context:
         """d(target score)/d(layer output), or d/d(images) for `ref=None`, float32."""
         return self._gradients[(None if ref is None else ref.path, targets)]
 
-    def incremental_plan(self, tops, lefts, patch) -> incremental.Plan | None:
-        """The incremental-occlusion plan for these windows, from the calls the pass
-        recorded while running the model on the probe (`None`: it cannot be replayed)."""
-        if self._calls is None or self.logits is None:
+    @property
+    def head(self) -> Head | None:
+        """The output read as class scores (`None` when the binding reads no scores)."""
+        return self._binding.head
+
+    def recorded_calls(self) -> tuple[list[Record], tf.Tensor] | None:
+        """Every leaf call of the model on the probe, in call order, and the image tensor
+        they start from (the image input as the model received it), for a need that
+        replays the model on parts of its inputs; `None` where the pass recorded none."""
+        if self._calls is None:
             return None
-        image = self._calls.inputs[self._binding.image_index]
-        return incremental.make_plan(
-            self._calls.records, image, self._binding.head.layer, tops, lefts, patch
-        )
-
-    def incremental_scores(self, scorer, probabilities: bool = False):
-        """A `score_in_chunks` scorer: the target scores of a chunk by incremental
-        inference (`scorer` an `incremental.IncrementalScorer`)."""
-        head = self._binding.head
-
-        def score(image_index, window, targets):
-            logits = head.scores(scorer.output(image_index, window))
-            if probabilities:
-                logits = head.probabilities(logits)
-            return tf.gather(logits, targets, axis=1, batch_dims=1)
-
-        return score
+        return self._calls.records, self._calls.inputs[self._binding.image_index]
 
     def score_in_chunks(
         self,
@@ -320,9 +310,9 @@ class Core:
                 for refs in by_labels.values():  # frozen kernels too
                     tape.watch([kernel_variable(ref.layer) for ref in refs.values()])
             inputs = self._inputs(binding, images, extras)
-            # Every call is recorded (cheap: references only) for incremental occlusion to
-            # replay on rectangles; unused, it adds no op to the graph.
-            calls = incremental.Recorder(inputs)
+            # Every call is recorded (cheap: references only) for needs that replay the
+            # model on parts of its inputs; unused, it adds no op to the graph.
+            calls = Recorder(inputs)
             logits, recorded = self.graph.run(inputs, taps, binding.head, wrap=calls)
             ctx = Context(self, binding, images, extras, consts, logits, recorded, calls)
             totals = {slot: tf.reduce_sum(ctx.target_scores(slot)) for slot in by_targets}

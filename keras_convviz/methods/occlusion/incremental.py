@@ -15,13 +15,14 @@ the model runs on full maps. The scores are those of the plain path up to float 
 the plain path (`Context.score_in_chunks` over the occluded images) is the oracle.
 
 How it is built: the pass runs the model on the probe through `ModelGraph.run` with a
-`Recorder`, which keeps every leaf call (nested models walked into); `make_plan` walks the
-calls once, in Python, while the pass is traced, and decides per layer output whether it is
-unchanged (static), a rectangle or a full map, with every gather index a constant built once
-per (image size, patch, stride); `IncrementalScorer` runs the plan for one chunk of windows
-inside the general chunked loop (`Context.score_in_chunks`), so the window builder's geometry
-and the scatter-average reducer are shared with the naive path. One trace, reused every
-snapshot; no Python loop over windows.
+`core.recorder.Recorder`, which keeps every leaf call (nested models walked into);
+`plan_in_pass` hands those calls to `make_plan`, which walks them once, in Python, while the
+pass is traced, and decides per layer output whether it is unchanged (static), a rectangle
+or a full map, with every gather index a constant built once per (image size, patch,
+stride); `IncrementalScorer` runs the plan for one chunk of windows inside the general
+chunked loop (`Context.score_in_chunks`), so the window builder's geometry and the
+scatter-average reducer are shared with the naive path. One trace, reused every snapshot; no
+Python loop over windows.
 
 Memory: a chunk holds `batch_size` rectangles per layer (at most `batch_size` full maps, as
 the naive path); besides, the probe's own activations of the layers before the switch to
@@ -45,7 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz.core.recorder import Record, Recorder
+from keras_convviz.core.shared import core_for
 from keras_convviz.core.xla import xla_available
+from keras_convviz.methods.occlusion.windows import window_starts
 
 # The cost model, per window, in multiply-adds of a dense convolution: writing one element
 # (batch norm, activations, pools, depthwise convolutions are bound by memory, not by
@@ -259,44 +263,6 @@ def join(layer, xs, y) -> bool:
     return all(tuple(x.shape[1:]) == tuple(y.shape[1:]) for x in xs)
 
 
-# ---- recording the model -------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Record:
-    """One leaf call of the model on the probe.
-
-    Attributes:
-        op: the layer (or Keras operation).
-        leaf: what was called (the layer, or the score layer without its squashing).
-        args: the positional arguments; kwargs: the keyword arguments (`training=False`).
-        inputs: the tensors among them, flattened; outputs: the tensors it returned.
-    """
-
-    op: object
-    leaf: object
-    args: tuple
-    kwargs: dict
-    inputs: list
-    outputs: list
-
-
-class Recorder:
-    """A `ModelGraph.run` wrap that records every leaf call (the pass runs the model once on
-    the probe; the incremental scorer replays those calls on rectangles)."""
-
-    def __init__(self, inputs: list):
-        self.inputs = inputs
-        self.records: list[Record] = []
-
-    def __call__(self, op, args, kwargs, leaf):
-        result = leaf(*args, **kwargs)
-        flat_in = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
-        flat_out = [t for t in keras.tree.flatten(result) if tf.is_tensor(t)]
-        self.records.append(Record(op, leaf, args, kwargs, flat_in, flat_out))
-        return result
-
-
 # ---- the plan ------------------------------------------------------------------------------
 
 
@@ -375,11 +341,22 @@ def _name(op) -> str:
     return getattr(op, "name", type(op).__name__)
 
 
+def plan_in_pass(ctx, tops, lefts, patch) -> Plan | None:
+    """The plan for these windows from the calls the pass recorded while it ran the model
+    on the probe (`ctx` the pass's `Context`; `None`: no calls recorded, no scores read,
+    or the calls cannot be replayed)."""
+    recorded = ctx.recorded_calls()
+    if recorded is None or ctx.logits is None:
+        return None
+    records, image = recorded
+    return make_plan(records, image, ctx.head.layer, tops, lefts, patch)
+
+
 def make_plan(records, image, head_layer, tops, lefts, patch) -> Plan | None:
     """Walk the records once and decide, per layer output, how each window's copy is made.
 
     Args:
-        records: the recorded calls (`Recorder.records`).
+        records: the recorded calls (`Record`s, as `Recorder.records`).
         image: the image tensor the model was run on.
         head_layer: the layer that makes the scores (`Head.layer`).
         tops: window top offsets; lefts: window left offsets; patch: `(rows, cols)`.
@@ -740,6 +717,20 @@ class IncrementalScorer:
         out = plan.output
         return values[id(out)] if id(out) in values else static(out)
 
+    def target_scores(self, head):
+        """A `Context.score_in_chunks` scorer: `score(image_index, window, targets)`, the
+        chunk's target scores (before a final softmax/sigmoid) by incremental inference.
+
+        Args:
+            head: the pass's score head (`Context.head`).
+        """
+
+        def score(image_index, window, targets):
+            logits = head.scores(self.output(image_index, window))
+            return tf.gather(logits, targets, axis=1, batch_dims=1)
+
+        return score
+
     @property
     def _per_image(self) -> bool:
         return self.fill.shape[0] is None or self.fill.shape[0] != 1
@@ -806,9 +797,6 @@ def plan_for(model, image_shape, patch, stride) -> Plan | None:
         image_shape: `(height, width, channels)`.
         patch: `(rows, cols)` of the window; stride: `(rows, cols)`.
     """
-    from keras_convviz.core.shared import core_for
-    from keras_convviz.methods.perturb import window_starts
-
     graph = core_for(model).graph
     head = graph.head(None)
     tops = window_starts(image_shape[0], patch[0], stride[0])
