@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.base import Image, MapCallback, Scalar
 from keras_convviz.core.needs import Logits
@@ -94,7 +94,7 @@ class OcclusionSensitivity(MapCallback):
     ```
     """
 
-    run_name = _tags.OCCLUSION
+    run_name = kinds.OCCLUSION.run
 
     def __init__(
         self,
