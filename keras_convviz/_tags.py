@@ -4,9 +4,10 @@ A callback writes into the run directory `log_dir/<run>`; its tags start with th
 name, then what the picture shows, so each thing a user wants to scrub through with the
 step slider is one time series:
 
-    <run>/<layer>/image_<i>           one probe image (feature maps, CAM maps)
-    <run>/image_<i>                   one probe image (occlusion, saliency)
-    <run>/<layer>                     one picture per layer (filter weights)
+    <run>/<layer>/image_<i>           one probe image (`kinds.LAYER_AND_PROBE`: feature
+                                      maps, CAM maps)
+    <run>/image_<i>                   one probe image (`kinds.PROBE`: occlusion, saliency)
+    <run>/<layer>                     one picture per layer (`kinds.LAYER`: filter weights)
     <run>/[<layer>/]all_images        every probe image in one picture (`grid=True`)
     <picture tag>/<quantity>          a scalar beside a picture (e.g. .../image_3/max)
     <run>/[<layer>/]non_finite        NaN/Inf values in what the picture was drawn from
@@ -15,6 +16,9 @@ step slider is one time series:
                                       their own runs, `floor_random` and `floor_edge`, so
                                       TensorBoard draws map and floors in one chart
 
+Which layout a run has is read from its kind in `keras_convviz.kinds`, so a kind added there
+is built and parsed here with no other change.
+
 Step = the epoch index (0-based; Keras prints "Epoch 1/N" for step 0).
 """
 
@@ -22,33 +26,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keras_convviz.methods.cam import CAM_METHODS
-from keras_convviz.methods.saliency import SALIENCY_METHODS
+from keras_convviz import kinds
 
-FEATURE_MAPS = "feature_maps"
-FILTER_WEIGHTS = "filter_weights"
-OCCLUSION = "occlusion_sensitivity"
-ACTIVATION_MAXIMIZATION = "activation_maximization"  # one picture per layer, as filter_weights
-NON_FINITE = "non_finite"
+# The runs of the kinds every callback writes to (`kinds` has them all, with their layouts).
+FEATURE_MAPS = kinds.FEATURE_MAPS.run
+FILTER_WEIGHTS = kinds.FILTER_WEIGHTS.run
+OCCLUSION = kinds.OCCLUSION.run
+ACTIVATION_MAXIMIZATION = kinds.ACTIVATION_MAXIMIZATION.run  # one picture per layer
+HEALTH = kinds.HEALTH.run  # the model's numbers on the probe, and the table of every layer's
+ALERTS = kinds.ALERTS.run  # what the alerts write (`keras_convviz.alerts`)
+NON_FINITE = kinds.NON_FINITE
 ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
-HEALTH = "health"  # the model's numbers on the probe, and the table of every layer's
-ALERTS = "alerts"  # what the alerts write (`keras_convviz.alerts`)
-DELETION = "deletion"
-INSERTION = "insertion"
+DELETION = kinds.DELETION
+INSERTION = kinds.INSERTION
+# The TensorBoard plugin name of the alerts as structured data (JSON string tensors), which
+# the ConvViz tab reads; not the tab's own name, so alerts alone do not turn the tab on.
+ALERTS_PLUGIN = "convviz_alerts"
 
 
 def floor_run(name: str) -> str:
     """The run a faithfulness floor (`"random"`, `"edge"`) writes its scores to."""
-    return f"floor_{name}"
+    return kinds.for_method("floor", name).run
 
 
 def cam_run(method: str) -> str:
     """The run of a CAM method (`"gradcam"` writes `grad_cam`)."""
-    return CAM_METHODS[method].run
+    return kinds.for_method("cam", method).run
 
 
 def saliency_run(method: str) -> str:
-    return SALIENCY_METHODS[method].run
+    return kinds.for_method("saliency", method).run
 
 
 def tag(run: str, *parts: str | int) -> str:
@@ -75,24 +82,34 @@ class PictureTag:
     probe: int | None
 
 
+def _runs(layout: str) -> tuple[str, ...]:
+    return tuple(k.run for k in kinds.with_layout(layout))
+
+
 def layer_runs() -> tuple[str, ...]:
     """Runs whose pictures are per (layer, probe image): feature maps and every CAM method."""
-    return (FEATURE_MAPS, *(m.run for m in CAM_METHODS.values()))
+    return _runs(kinds.LAYER_AND_PROBE)
 
 
 def probe_runs() -> tuple[str, ...]:
     """Runs whose pictures are per probe image, with no layer: occlusion and saliency."""
-    return (OCCLUSION, *(m.run for m in SALIENCY_METHODS.values()))
+    return _runs(kinds.PROBE)
 
 
-# Runs with one picture per layer, of no probe image: the kernels, and what the filters
-# respond to most.
-LAYER_PICTURE_RUNS = (FILTER_WEIGHTS, ACTIVATION_MAXIMIZATION)
+def layer_picture_runs() -> tuple[str, ...]:
+    """Runs with one picture per layer, of no probe image: the kernels, and what the filters
+    respond to most."""
+    return _runs(kinds.LAYER)
 
 
 def all_runs() -> tuple[str, ...]:
-    """Every run keras_convviz writes pictures into."""
-    return (*layer_runs(), *LAYER_PICTURE_RUNS, *probe_runs())
+    """Every run keras_convviz writes pictures into, in the registry's order."""
+    return tuple(k.run for k in kinds.picture_kinds())
+
+
+def _layout(run: str) -> str | None:
+    kind = kinds.get(run)
+    return None if kind is None else kind.layout
 
 
 def _probe(part: str) -> int | None | bool:
@@ -113,14 +130,15 @@ def parse_picture_tag(name: str) -> PictureTag | None:
     run, *rest = name.split("/")
     if not rest or not all(rest):
         return None
-    if run in LAYER_PICTURE_RUNS:
+    layout = _layout(run)
+    if layout == kinds.LAYER:
         return PictureTag(run, "/".join(rest), None)
     probe = _probe(rest[-1])
     if probe is False:
         return None
-    if run in layer_runs() and len(rest) >= 2:
+    if layout == kinds.LAYER_AND_PROBE and len(rest) >= 2:
         return PictureTag(run, "/".join(rest[:-1]), probe)
-    if run in probe_runs() and len(rest) == 1:
+    if layout == kinds.PROBE and len(rest) == 1:
         return PictureTag(run, None, probe)
     return None
 
@@ -135,11 +153,12 @@ def parse_scalar_tag(name: str) -> tuple[PictureTag, str] | None:
     if not owner or not quantity:
         return None
     picture = parse_picture_tag(owner)
-    if picture is not None and picture.run not in LAYER_PICTURE_RUNS:
+    if picture is not None and _layout(picture.run) != kinds.LAYER:
         return picture, quantity
     run, _, layer = owner.partition("/")
-    if run in (*layer_runs(), *LAYER_PICTURE_RUNS) and layer:
+    layout = _layout(run)
+    if layout in (kinds.LAYER_AND_PROBE, kinds.LAYER) and layer:
         return PictureTag(run, layer, None), quantity
-    if run in probe_runs() and not layer:
+    if layout == kinds.PROBE and not layer:
         return PictureTag(run, None, None), quantity
     return None

@@ -5,16 +5,20 @@ A rule reads one quantity (the last part of a scalar's tag, e.g. `dead_fraction`
 subject that writes it (the tag without the quantity and the probe image: e.g.
 `feature_maps/conv3`) and fires when its test holds. A `Monitor` watches the scalars the
 callbacks of a `ConvViz` write at each snapshot. On a rule's first firing for a subject it
-writes a Markdown text summary under `alerts/<rule>` in the run `alerts/`, warns once in
-the training log, calls the user's `on_alert(alert)` and, when the rule is in `stop_on`,
-stops training the way `EarlyStopping` does. At every snapshot it also writes one Markdown
-table of every watched layer's numbers, with a mark where a rule fired (`health/layers`).
-A healthy run writes nothing under `alerts/`.
+writes, in the run `alerts/`, the alert as JSON under `alerts/<rule>/<subject>` (a string
+tensor of the plugin `convviz_alerts`, which the ConvViz tab reads) and a Markdown text
+summary under `alerts/<rule>` (TensorBoard's Text tab); it warns once in the training log,
+calls the user's `on_alert(alert)` and, when the rule is in `stop_on`, stops training the
+way `EarlyStopping` does. At every snapshot it also writes one Markdown table of every
+watched layer's numbers, with a mark where a rule fired (`health/layers`). A healthy run
+writes nothing under `alerts/`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -22,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_convviz import _tags
-from keras_convviz.methods.cam import CAM_METHODS
+from keras_convviz import _tags, kinds
 from keras_convviz.summary_io import write_text
 
 ALERTS_RUN = _tags.ALERTS
@@ -105,7 +108,7 @@ RULES: dict[str, Rule] = {
             "longer learn",
             "lower the learning rate; use LeakyReLU/GELU or batch normalisation before the "
             "activation; check the initialisation",
-            runs=("feature_maps",),
+            runs=(kinds.FEATURE_MAPS.run,),
         ),
         Rule(
             "non_finite",
@@ -129,7 +132,7 @@ RULES: dict[str, Rule] = {
             "the layer's outputs are blowing up between snapshots: training is becoming "
             "unstable and will soon overflow",
             "lower the learning rate; add normalisation; clip gradients",
-            runs=("feature_maps",),
+            runs=(kinds.FEATURE_MAPS.run,),
         ),
         Rule(
             "saturated_activations",
@@ -142,7 +145,7 @@ RULES: dict[str, Rule] = {
             "0: the layer learns slowly or not at all",
             "normalise the inputs of the layer (batch normalisation); use ReLU-like "
             "activations; lower the initial weights",
-            runs=("feature_maps",),
+            runs=(kinds.FEATURE_MAPS.run,),
         ),
         Rule(
             "large_updates",
@@ -154,7 +157,7 @@ RULES: dict[str, Rule] = {
             "the kernel changed by more than its own size since the previous snapshot: the "
             "learning rate is far too high for this layer",
             "lower the learning rate (or use warm-up); clip gradients",
-            runs=("filter_weights",),
+            runs=(kinds.FILTER_WEIGHTS.run,),
         ),
         Rule(
             "stalled_updates",
@@ -168,7 +171,7 @@ RULES: dict[str, Rule] = {
             "learning rate is 0",
             "check the learning rate and that the layer is used; look at its feature maps "
             "for dead channels",
-            runs=("filter_weights",),
+            runs=(kinds.FILTER_WEIGHTS.run,),
             trainable_only=True,
         ),
         Rule(
@@ -182,7 +185,7 @@ RULES: dict[str, Rule] = {
             "probe image: the layer carries no class information the head uses, or the "
             "model ignores the image",
             "explain another layer; check the head and the labels; look at the feature maps",
-            runs=tuple(method.run for method in CAM_METHODS.values()),
+            runs=tuple(kind.run for kind in kinds.of_family("cam")),
         ),
         Rule(
             "vanishing_gradients",
@@ -196,7 +199,7 @@ RULES: dict[str, Rule] = {
             "the layers after it (saturated or dead units between, a too deep plain stack)",
             "use ReLU-like activations and batch normalisation; add skip connections; check "
             "the later layers for dead or saturated units",
-            runs=(_tags.HEALTH,),
+            runs=(kinds.HEALTH.run,),
         ),
         Rule(
             "collapsed_model",
@@ -209,7 +212,7 @@ RULES: dict[str, Rule] = {
             "features, a broken label pipeline or extreme class imbalance",
             "lower the learning rate; check the labels and the class balance; look at the "
             "feature maps and the alerts of the layers",
-            runs=(_tags.HEALTH,),
+            runs=(kinds.HEALTH.run,),
             # An untrained model often starts on one class, and a batch-normalised one may
             # predict one class in inference mode for its first epochs, while its moving
             # statistics catch up: the README quickstart's model did for up to 3 epochs
@@ -220,11 +223,6 @@ RULES: dict[str, Rule] = {
 }
 
 _IMAGE = re.compile(r"^image_\d+$")
-# The first line of `Alert.markdown()`, read back by the ConvViz tab (`parse_markdown`).
-_HEADLINE = re.compile(
-    r"^\*\*(?P<title>.+?)\*\* in (?:layer `(?P<layer>.*)`|the probe's `(?P<subject>.*)`) "
-    r"since epoch (?P<since>\d+) \(seen at epoch (?P<epoch>\d+), step (?P<step>\d+)\)\.$"
-)
 _SEPARATOR = "\n\n---\n\n"
 
 
@@ -274,6 +272,17 @@ class Alert:
             f"- try: {self.advice}\n"
             f"- evidence: `{self.evidence}`"
         )
+
+    def record(self) -> dict:
+        """The alert as JSON-ready data: every attribute, and `text`, its Markdown. A
+        non-finite `value` is written as the string `"nan"`, `"inf"` or `"-inf"` (JSON has
+        no NaN)."""
+        out = dataclasses.asdict(self)
+        for name in ("value", "threshold"):
+            if not math.isfinite(out[name]):
+                out[name] = str(out[name])
+        out["text"] = self.markdown()
+        return out
 
 
 def rules_from(alerts) -> dict[str, Rule]:
@@ -419,7 +428,9 @@ class Monitor:
     def _raise(self, alert: Alert, model) -> None:
         self.alerts.append(alert)
         same_step = [a for a in self.alerts if a.rule == alert.rule and a.step == alert.step]
-        self._write_text(
+        record = json.dumps(alert.record(), allow_nan=False)
+        self._write(ALERTS_RUN, record_tag(alert), record, alert.step, _record_metadata())
+        self._write(
             ALERTS_RUN,
             f"alerts/{alert.rule}",
             _SEPARATOR.join(a.markdown() for a in same_step),
@@ -463,12 +474,14 @@ class Monitor:
             lines.append(f"| {quantity.replace(':', ' ')} | " + " | ".join(cells) + " |")
         marks = [", ".join(f"**{r}**" for r in firing.get(layer, [])) or "ok" for layer in layers]
         lines.append("| alerts | " + " | ".join(marks) + " |")
-        self._write_text(HEALTH_RUN, HEALTH_TABLE, "\n".join(lines), self._step)
+        self._write(HEALTH_RUN, HEALTH_TABLE, "\n".join(lines), self._step)
         self._snapshot = {}
         self._step = None
 
-    def _write_text(self, run: str, tag: str, markdown: str, step: int) -> None:
-        write_text(self._writers, self.log_dir, self, run, tag, markdown, step)
+    def _write(self, run: str, tag: str, text: str, step: int, metadata=None) -> None:
+        """Writes `text`: as Markdown for the Text tab, or with `metadata` as a string tensor
+        of that plugin."""
+        write_text(self._writers, self.log_dir, self, run, tag, text, step, metadata)
 
 
 def _trainable(model, layer: str) -> bool:
@@ -480,22 +493,19 @@ def _trainable(model, layer: str) -> bool:
         return False
 
 
-def parse_markdown(text: str) -> list[dict]:
-    """The alerts of one `alerts/<rule>` text summary, as the tab lists them: `title`,
-    `layer` (`""` for the probe's own numbers), `since_epoch`, `epoch`, `step`, `text`."""
-    found = []
-    for block in text.split(_SEPARATOR):
-        match = _HEADLINE.match(block.split("\n", 1)[0])
-        if match is None:
-            continue
-        found.append(
-            {
-                "title": match["title"],
-                "layer": match["layer"] or "",
-                "since_epoch": int(match["since"]),
-                "epoch": int(match["epoch"]),
-                "step": int(match["step"]),
-                "text": block,
-            }
-        )
-    return found
+def record_tag(alert: Alert) -> str:
+    """`alerts/<rule>/<subject>`: one JSON record per tag, as a rule fires once per subject."""
+    return _tags.tag(ALERTS_RUN, alert.rule, alert.subject)
+
+
+def _record_metadata() -> bytes:
+    """The summary metadata of an alert's JSON record: a string tensor of the plugin
+    `_tags.ALERTS_PLUGIN`, of data class tensor (both TensorBoard loaders keep it)."""
+    from tensorboard.compat.proto import summary_pb2
+
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=_tags.ALERTS_PLUGIN, content=b"1"
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    ).SerializeToString()

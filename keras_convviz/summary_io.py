@@ -150,12 +150,23 @@ def write_summaries(writers: dict[str, RunWriter], log_dir: str, user, step: int
 
 
 def write_text(
-    writers: dict[str, RunWriter], log_dir: str, user, run: str, tag: str, markdown: str, step: int
+    writers: dict[str, RunWriter],
+    log_dir: str,
+    user,
+    run: str,
+    tag: str,
+    text: str,
+    step: int,
+    metadata=None,
 ) -> None:
-    """Write a Markdown text summary at `step` into `log_dir/run`."""
+    """Write `text` at `step` into `log_dir/run`: a Markdown summary for the Text tab, or
+    with `metadata` a string tensor of that plugin (the alerts' JSON records)."""
     shared = run_writer(writers, log_dir, run, user)
     with shared.writer.as_default(step=step):
-        tf.summary.text(tag, markdown)
+        if metadata is None:
+            tf.summary.text(tag, text)
+        else:
+            tf.summary.write(tag, tf.constant(text), metadata=metadata)
     shared.wrote(step)
 
 

@@ -3,11 +3,15 @@ wording asserted; a healthy run writes nothing under `alerts/`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import keras
 import numpy as np
 import pytest
 
 import keras_convviz as kcv
+from keras_convviz import _tags
 from keras_convviz.alerts import RULES, ConvVizAlert
 
 
@@ -29,8 +33,8 @@ def data():
     return rng.random((48, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 48)
 
 
-def texts(log_dir) -> dict:
-    """{tag: {step: markdown}} of the text summaries in the `alerts` run."""
+def _strings(log_dir, plugin: str) -> dict:
+    """{tag: {step: string}} of the string summaries of `plugin` in the `alerts` run."""
     from tensorboard.backend.event_processing import event_accumulator
 
     acc = event_accumulator.EventAccumulator(
@@ -39,8 +43,22 @@ def texts(log_dir) -> dict:
     acc.Reload()
     out = {}
     for tag in acc.Tags()["tensors"]:
-        out[tag] = {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == plugin:
+            out[tag] = {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
     return out
+
+
+def texts(log_dir) -> dict:
+    """{tag: {step: markdown}} of the text summaries (the Text tab) in the `alerts` run."""
+    return _strings(log_dir, "text")
+
+
+def records(log_dir) -> dict:
+    """{tag: {step: alert}} of the alerts' JSON records (the ConvViz tab) in the `alerts` run."""
+    return {
+        tag: {step: json.loads(text) for step, text in steps.items()}
+        for tag, steps in _strings(log_dir, _tags.ALERTS_PLUGIN).items()
+    }
 
 
 def fit_with_alerts(model, data, log_dir, epochs=2, extra=(), **options):
@@ -85,6 +103,12 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     assert "evidence: `feature_maps/conv_b/dead_fraction`" in text
     # Once per rule and layer: the second epoch does not repeat it.
     assert list(written["alerts/dead_channels"]) == [0]
+    # Beside the Markdown, each alert as one JSON record, under its rule and subject.
+    stored = records(tmp_path)
+    assert set(stored) == {f"alerts/{a.rule}/{a.subject}" for a in seen}
+    record = stored["alerts/dead_channels/feature_maps/conv_b"]
+    assert list(record) == [0]
+    assert record[0] == {**dataclasses.asdict(dead), "text": dead.markdown()}
     assert sum("most channels are dead in layer 'conv_b'" in w for w in warned) == 1
     # The health table marks the layer at every snapshot.
     table = read_text(tmp_path / "health", "health/layers")
@@ -268,3 +292,13 @@ def test_a_layer_the_loss_barely_reaches_fires_vanishing_gradients(tmp_path, dat
     assert alert.layer == "conv_a" and alert.subject == "health/conv_a"
     assert alert.value < 1e-3
     assert alert.evidence == "health/conv_a/gradient_ratio"
+
+
+def test_a_record_is_json_even_with_a_non_finite_value():
+    from keras_convviz.alerts import Alert
+
+    fields = {f.name: "x" for f in dataclasses.fields(Alert)}
+    fields.update(value=float("inf"), threshold=100.0, step=3, epoch=4, since_epoch=2)
+    record = json.loads(json.dumps(Alert(**fields).record(), allow_nan=False))
+    assert (record["value"], record["threshold"], record["epoch"]) == ("inf", 100.0, 4)
+    assert record["text"].startswith("**x** in layer `x` since epoch 2")

@@ -14,6 +14,7 @@ from conftest import EPOCHS_12, read_runs
 from PIL import Image
 
 import keras_convviz as kcv
+from keras_convviz import kinds
 from keras_convviz.__main__ import main
 from keras_convviz.exports import MAX_SHEET_COLUMNS, events, sheet
 from keras_convviz.exports.sections import build_sections
@@ -224,7 +225,8 @@ def test_hostile_names_stay_text_and_inside_out(tmp_path):
     assert text.count("<script") == 1  # ours; every name escaped
     page = Page(text)
     assert [t for t, _ in page.tags].count("script") == 1
-    assert "feature_maps / <script>" in page.headings  # the layer's name, shown as text
+    # The kind's label, the layer's name shown as text, and the run.
+    assert f"{kinds.FEATURE_MAPS.label} / <script> feature_maps" in page.headings
     assert "dead_fraction" in "".join(page.text)  # its scalar is plotted
 
 
@@ -305,3 +307,27 @@ def test_report_slider_changes_the_shown_image_in_chromium(exported):
             assert slider.input_value() == "7" and output.inner_text() == "epoch 7"
         finally:
             browser.close()
+
+
+def test_sections_follow_the_kinds_layouts_and_labels(tmp_path, monkeypatch):
+    # A layer named like a probe image: in a kind drawn once per layer it is the layer; in
+    # a run of no kind it reads as a probe image. A kind added to the registry is read so.
+    new = kinds.Kind("toy_maps", "Toy maps", "actmax", kinds.LAYER)
+    monkeypatch.setitem(kinds.KINDS, new.run, new)
+    rng = np.random.default_rng(0)
+    for run in ("filter_weights", "toy_maps", "custom"):
+        writer = tf.summary.create_file_writer(str(tmp_path / "logs" / run))
+        with writer.as_default():
+            for step in range(2):
+                tf.summary.image(f"{run}/image_1", rng.random((1, 6, 6, 3)), step)
+                tf.summary.scalar(f"{run}/image_1/norm", 0.5 * step, step)
+        writer.close()
+    written = kcv.export(tmp_path / "logs", tmp_path / "out", formats=["sheet", "html"])
+    sheets = sorted(p.relative_to(tmp_path / "out" / "sheet").as_posix() for p in written["sheet"])
+    assert sheets == ["custom.png", "filter_weights/image_1.png", "toy_maps/image_1.png"]
+    page = Page((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))
+    assert sorted(page.headings) == [
+        "Filter weights / image_1 filter_weights",
+        "Toy maps / image_1 toy_maps",
+        "custom",
+    ]

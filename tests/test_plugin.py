@@ -33,6 +33,7 @@ from werkzeug import test as werkzeug_test
 
 import keras_convviz as kcv
 from keras_convviz import _tags
+from keras_convviz import kinds as registry
 from keras_convviz.tensorboard_plugin import loader as plugin_loader
 
 EPOCHS = 12
@@ -321,6 +322,57 @@ def test_scalars_of_a_layer(client):
     assert [p["quantity"] for p in occlusion["plots"]] == ["max"]
 
 
+def test_every_scalar_written_is_a_quantity_its_kind_declares(logdir):
+    found = set()
+    for run, tags in read_runs(logdir / "exp_a").items():
+        kind = registry.get(run)
+        for tag, series in tags.items():
+            if kind is None or series["kind"] != "scalars":
+                continue
+            quantity = tag.rpartition("/")[2]
+            assert kind.writes(quantity), (run, tag)
+            found.add(run)
+    assert {"feature_maps", "filter_weights", "grad_cam", "health"} <= found
+
+
+def test_kinds_route_serves_the_registry(client):
+    data = get_json(client, "kinds")
+    assert data["kinds"] == [kind.as_json() for kind in registry.picture_kinds()]
+    assert data["layouts"]["LAYER"] == registry.LAYER
+    assert set(data["layouts"].values()) == set(registry.LAYOUTS)
+
+
+def _write_pictures(run_dir, tags, steps=2):
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for step in range(steps):
+            for tag in tags:
+                tf.summary.image(tag, np.full((1, 4, 6, 3), step / steps, np.float32), step)
+    writer.close()
+
+
+def test_a_new_kind_appears_in_the_tab(tmp_path, monkeypatch):
+    # One registry entry: the tab lists it with its label and layout, reads its tags.
+    new = registry.Kind("toy_maps", "Toy maps", "actmax", registry.LAYER)
+    _write_pictures(tmp_path / "exp" / new.run, ["toy_maps/conv_a", "toy_maps/block/conv_b"])
+    _, client = make_app(tmp_path)
+    assert get_json(client, "index") == {"runs": []}
+    assert new.as_json() not in get_json(client, "kinds")["kinds"]
+    monkeypatch.setitem(registry.KINDS, new.run, new)
+    assert get_json(client, "kinds")["kinds"][-1] == new.as_json()
+    (run,) = get_json(client, "index")["runs"]
+    assert (run["run"], run["group"], run["kind"]) == ("exp/toy_maps", "exp", "toy_maps")
+    # One picture per layer: one sheet (layer None), a row per layer.
+    assert [g["layer"] for g in run["layers"]] == [None]
+    sheet = get_json(client, "sheet", run="exp/toy_maps")
+    assert [r["label"] for r in sheet["rows"]] == ["block/conv_b", "conv_a"]
+    assert sheet["steps"] == [0, 1] and {(r["width"], r["height"]) for r in sheet["rows"]} == {
+        (6, 4)
+    }
+
+
 def test_per_filter_scores_in_filter_order(tmp_path):
     # Twelve filters' scores: filter_10 and filter_11 come after filter_9, not after filter_1.
     callback = kcv.ActivationMaximization(str(tmp_path), ["conv_b"], filters=12, steps=2)
@@ -485,6 +537,12 @@ def test_tab_in_a_real_browser(server):
             # Opens on the first kind and layer: probes down, epochs across, all decoded.
             frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
             assert frame.locator("#kind").input_value() == "feature_maps"
+            # The kinds' labels come from the served registry.
+            labels = {k.run: k.label for k in registry.picture_kinds()}
+            options = frame.eval_on_selector_all(
+                "#kind option", "n => n.map(o => [o.value, o.textContent])"
+            )
+            assert len(options) > 5 and all(labels[value] == text for value, text in options)
             # Experiments sort by name: "<" before "e".
             assert frame.locator("#run").input_value() == f"{EVIL}/feature_maps"
             assert frame.locator("#layer").input_value() == LAYER
@@ -586,7 +644,15 @@ def test_alerts_of_a_layer(sick_client):
     dead = by_rule["dead_channels"]
     assert (dead["layer"], dead["epoch"], dead["since_epoch"], dead["step"]) == ("conv_b", 1, 1, 0)
     assert dead["title"] == "Most channels are dead"
+    # Read from the JSON record, every field as the alert had it.
+    assert (dead["subject"], dead["quantity"], dead["value"]) == (
+        "feature_maps/conv_b",
+        "dead_fraction",
+        1.0,
+    )
+    assert dead["evidence"] == "feature_maps/conv_b/dead_fraction"
     assert "evidence: `feature_maps/conv_b/dead_fraction`" in dead["text"]
+    assert len(data["alerts"]) == len({(a["rule"], a["subject"]) for a in data["alerts"]})
     # Another layer's alerts are not listed; the model's own (layer "") would be.
     assert all(a["layer"] in ("conv_b", "") for a in data["alerts"])
     other = get_json(sick_client, "alerts", run="sick/feature_maps", layer="conv_a")
@@ -602,3 +668,14 @@ def test_a_maps_scores_beside_its_floors_and_the_layers_gradient(sick_client):
         assert all([p[0] for p in s["points"]] == [0, 1] for s in plots[curve])
     (gradient,) = plots["gradient_norm"]  # from the health run, for this layer
     assert [p[0] for p in gradient["points"]] == [0, 1]
+
+
+def test_an_alert_record_that_is_not_one_is_skipped(caplog):
+    from keras_convviz.tensorboard_plugin.plugin import _alert_record
+
+    good = {"rule": "r", "title": "t", "subject": "s", "layer": "", "step": 0, "epoch": 1}
+    good.update(since_epoch=1, text="**t**", value=float("nan"))
+    assert _alert_record(np.array(json.dumps(good).encode()))["value"] == "NaN"
+    for bad in (b"\xff", b"[1, 2]", b"{", json.dumps({**good, "step": "0"}).encode()):
+        assert _alert_record(np.array(bad)) is None
+    assert "skipped an alert record" in caplog.text

@@ -6,7 +6,7 @@ import math
 
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import (
     check_filters,
     check_input_range,
@@ -80,7 +80,7 @@ class ActivationMaximization(SnapshotCallback):
     ```
     """
 
-    run_name = _tags.ACTIVATION_MAXIMIZATION
+    run_name = kinds.ACTIVATION_MAXIMIZATION.run
 
     def __init__(
         self,

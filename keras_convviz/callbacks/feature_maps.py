@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import ProbeCallback, default_conv_layers
 from keras_convviz.core.graph import NotServed, activation_name
@@ -62,7 +62,7 @@ class FeatureMaps(ProbeCallback):
     ```
     """
 
-    run_name = _tags.FEATURE_MAPS
+    run_name = kinds.FEATURE_MAPS.run
     needs_scores = False
 
     def __init__(

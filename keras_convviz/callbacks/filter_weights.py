@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import SnapshotCallback, default_conv_layers
 from keras_convviz.core.geometry import Geometry
@@ -78,7 +78,7 @@ class FilterWeights(SnapshotCallback):
     ```
     """
 
-    run_name = _tags.FILTER_WEIGHTS
+    run_name = kinds.FILTER_WEIGHTS.run
 
     def __init__(
         self,

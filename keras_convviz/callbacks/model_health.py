@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_convviz import _tags
+from keras_convviz import _tags, kinds
 from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -48,7 +48,7 @@ class ModelHealth(MapCallback):
             labels and a compiled loss). Defaults to `False`.
     """
 
-    run_name = _tags.HEALTH
+    run_name = kinds.HEALTH.run
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.graph import NotServed
@@ -94,7 +94,7 @@ class OcclusionSensitivity(MapCallback):
     ```
     """
 
-    run_name = _tags.OCCLUSION
+    run_name = kinds.OCCLUSION.run
 
     def __init__(
         self,

@@ -24,8 +24,9 @@ def text_size(text: str, scale: int = 1) -> tuple[int, int]:
 
 
 def draw_text(canvas: Image.Image, xy: tuple[int, int], text: str, fill=INK, scale: int = 1):
-    """Draws one line of ASCII text (others become `?`) with its top-left corner at `xy`."""
-    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+    """Draws one line of ASCII text (others become `?`, "×" `x`) with its top-left corner
+    at `xy`."""
+    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text.replace("×", "x"))
     width, height = text_size(clean)
     if not clean:
         return

@@ -38,7 +38,7 @@ body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 
 header, section, nav { background: #fff; margin: 12px; padding: 12px 16px;
   border-radius: 6px; box-shadow: 0 1px 2px rgba(0,0,0,.12); }
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 0 0 8px; }
-h2 .run { color: #555; font-weight: normal; }
+h2 .run, nav .run { color: #555; font-weight: normal; }
 code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
 nav ul { margin: 4px 0; padding-left: 20px; columns: 3 220px; }
 .controls { display: flex; align-items: center; gap: 8px; margin: 4px 0 10px; }
@@ -221,9 +221,9 @@ def section_html(index: int, section: Section, steps: list[int]) -> str:
     head = (
         f'<section class="kind" id="section-{index}" data-steps="{escape(json.dumps(steps))}">'
     ) + (
-        f'<h2><span class="run">{escape(section.run)} /</span> {escape(section.layer)}</h2>'
-        if section.layer is not None
-        else f"<h2>{escape(section.run)}</h2>"
+        f"<h2>{escape(section.heading)}"
+        + (f' <span class="run">{escape(section.run)}</span>' if section.kind else "")
+        + "</h2>"
     )
     controls = (
         '<div class="controls"><button class="prev" type="button" '
@@ -293,7 +293,10 @@ def report_html(
     """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     toc = "".join(
-        f'<li><a href="#section-{i}">{escape(s.title)}</a></li>' for i, s in enumerate(sections)
+        f'<li><a href="#section-{i}">{escape(s.heading)}'
+        + (f' <span class="run">{escape(s.run)}</span>' if s.kind else "")
+        + "</a></li>"
+        for i, s in enumerate(sections)
     )
     body = []
     for i, (section, chosen) in enumerate(zip(sections, steps)):

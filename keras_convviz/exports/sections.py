@@ -2,7 +2,9 @@
 
 The names follow `keras_convviz/_tags.py`: a picture tag is `<run>/<layer>/image_<i>`,
 `<run>/image_<i>`, `<run>/<layer>` (one picture per layer) or `.../all_images`; a scalar
-beside it is `<picture tag>/<quantity>` or `<run>/[<layer>/]<quantity>`. Tags of other
+beside it is `<picture tag>/<quantity>` or `<run>/[<layer>/]<quantity>`. A run named after a
+kind of `keras_convviz.kinds` is read with that kind's layout and headed by its label (a
+kind drawn once per layer takes the whole rest of the tag as the layer). Tags of other
 writers (a custom loop's `tf.summary.image`) are grouped the same way, read from the tag
 alone; a summary holding several images per step gives one picture per image.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from keras_convviz import _tags
+from keras_convviz import _tags, kinds
 from keras_convviz.exports.events import Series, decode_png, unique_steps
 
 _PROBE = re.compile(rf"^(?:image_\d+|{_tags.ALL_IMAGES})$")
@@ -69,6 +71,21 @@ class Section:
         return self.run if self.layer is None else f"{self.run} / {self.layer}"
 
     @property
+    def kind(self) -> kinds.Kind | None:
+        """The kind the run is named after, or `None` (another writer's run)."""
+        return kinds.get(run_base(self.run))
+
+    @property
+    def label(self) -> str:
+        """What the section shows: its kind's label, or the run's name."""
+        return self.run if self.kind is None else self.kind.label
+
+    @property
+    def heading(self) -> str:
+        """The label and the layer (`Grad-CAM / conv4`)."""
+        return self.label if self.layer is None else f"{self.label} / {self.layer}"
+
+    @property
     def steps(self) -> list[int]:
         return sorted({s for p in self.pictures for s in p.steps})
 
@@ -83,10 +100,15 @@ def _rest(run: str, tag: str) -> str:
     return tag[len(base) + 1 :] if tag.startswith(base + "/") else tag
 
 
+def _one_per_layer(run: str) -> bool:
+    kind = kinds.get(run_base(run))
+    return kind is not None and kind.layout == kinds.LAYER
+
+
 def split_image_tag(run: str, tag: str) -> tuple[str | None, str]:
     """`(layer, row)` of a picture tag: `row` is `image_<i>`, `all_images` or `""`."""
     parts = _rest(run, tag).split("/")
-    if _PROBE.match(parts[-1]):
+    if _PROBE.match(parts[-1]) and not _one_per_layer(run):
         return "/".join(parts[:-1]) or None, parts[-1]
     return "/".join(parts), ""
 
@@ -95,7 +117,7 @@ def split_scalar_tag(run: str, tag: str) -> tuple[str | None, str, str]:
     """`(layer, row, quantity)` of a scalar tag."""
     parts = _rest(run, tag).split("/")
     picture, quantity = parts[:-1], parts[-1]
-    if picture and _PROBE.match(picture[-1]):
+    if picture and _PROBE.match(picture[-1]) and not _one_per_layer(run):
         return "/".join(picture[:-1]) or None, picture[-1], quantity
     return "/".join(picture) or None, "", quantity
 

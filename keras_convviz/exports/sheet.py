@@ -82,7 +82,8 @@ def contact_sheet(section: Section, steps: list[int]) -> Image.Image:
     layout = sheet_layout(section, steps)
     sheet = Image.new("RGB", layout.size, BACKGROUND)
     scale = layout.scale
-    draw_text(sheet, (MARGIN, MARGIN), section.title, scale=scale)
+    title = section.heading if section.kind is None else f"{section.heading} ({section.run})"
+    draw_text(sheet, (MARGIN, MARGIN), title, scale=scale)
     label_y = MARGIN + GLYPH_HEIGHT * scale + GAP
     for column, step in enumerate(steps):
         draw_text(sheet, (layout.cell(0, column)[0], label_y), epoch_label(step), scale=scale)

@@ -7,7 +7,7 @@ the target score S, or the scores of the input masked by each channel), returnin
 before the final ReLU and upsampling, `(batch, *spatial)` float32. `CAM_METHODS` lists them;
 the `Cam` need runs one on the pass, where dS/dA is taken once per (layer, targets) and
 shared by every method on that layer.
-A new CAM variant is one function here and one line in `CAM_METHODS`.
+A new CAM variant is one function here, one line in `CAM_METHODS` and its kind in `kinds`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from keras_convviz import kinds
 from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import LayerRef
 from keras_convviz.core.needs import Const, Need
@@ -164,7 +165,7 @@ class CamMethod:
 
     Attributes:
         fn: `fn(activation, **needed) -> (batch, h, w)` map before ReLU and upsampling.
-        run: the TensorBoard run its callback writes (see `_tags`).
+        run: the TensorBoard run its callback writes (its kind's, in `kinds`).
         needs: `"gradient"` (dS/dA), `"masked_scores"` (scores of channel-masked
             inputs, scored in chunks) or `"activation"` (A alone).
     """
@@ -174,13 +175,14 @@ class CamMethod:
     needs: str = "gradient"
 
 
+# Keyed by each kind's `method`; a new method is also a kind in `kinds`.
 CAM_METHODS: dict[str, CamMethod] = {
-    "gradcam": CamMethod(grad_cam, "grad_cam"),
-    "gradcam++": CamMethod(grad_cam_plus_plus, "grad_cam_plus_plus"),
-    "layercam": CamMethod(layer_cam, "layer_cam"),
-    "hirescam": CamMethod(hires_cam, "hires_cam"),
-    "eigencam": CamMethod(eigen_cam, "eigen_cam", needs="activation"),
-    "scorecam": CamMethod(score_cam, "score_cam", needs="masked_scores"),
+    kinds.GRAD_CAM.method: CamMethod(grad_cam, kinds.GRAD_CAM.run),
+    kinds.GRAD_CAM_PLUS_PLUS.method: CamMethod(grad_cam_plus_plus, kinds.GRAD_CAM_PLUS_PLUS.run),
+    kinds.LAYER_CAM.method: CamMethod(layer_cam, kinds.LAYER_CAM.run),
+    kinds.HIRES_CAM.method: CamMethod(hires_cam, kinds.HIRES_CAM.run),
+    kinds.EIGEN_CAM.method: CamMethod(eigen_cam, kinds.EIGEN_CAM.run, needs="activation"),
+    kinds.SCORE_CAM.method: CamMethod(score_cam, kinds.SCORE_CAM.run, needs="masked_scores"),
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from keras_convviz import kinds
 from keras_convviz.core.needs import Const, Need
 
 
@@ -66,7 +67,7 @@ class SaliencyMethod:
     """How a saliency method is drawn and where it is written.
 
     Attributes:
-        run: the TensorBoard run its callback writes (see `_tags`).
+        run: the TensorBoard run its callback writes (its kind's, in `kinds`).
         signed: drawn signed and summed over channels on a diverging map (the
             input-weighted methods), else as the largest magnitude over channels.
     """
@@ -75,11 +76,15 @@ class SaliencyMethod:
     signed: bool
 
 
+# Keyed by each kind's `method`; a new method is also a kind in `kinds`.
 SALIENCY_METHODS: dict[str, SaliencyMethod] = {
-    "gradient": SaliencyMethod("gradient", signed=False),
-    "gradient_x_input": SaliencyMethod("gradient_x_input", signed=True),
-    "smoothgrad": SaliencyMethod("smoothgrad", signed=False),
-    "integrated_gradients": SaliencyMethod("integrated_gradients", signed=True),
+    kind.method: SaliencyMethod(kind.run, signed=signed)
+    for kind, signed in (
+        (kinds.GRADIENT, False),
+        (kinds.GRADIENT_X_INPUT, True),
+        (kinds.SMOOTHGRAD, False),
+        (kinds.INTEGRATED_GRADIENTS, True),
+    )
 }
 
 

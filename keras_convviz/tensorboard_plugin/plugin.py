@@ -1,4 +1,8 @@
-"""The ConvViz tab's backend: an index of our runs, their images by step, a layer's scalars.
+"""The ConvViz tab's backend: the kinds, an index of our runs, their images by step, a
+layer's scalars and alerts.
+
+The kinds (`keras_convviz.kinds`: run, label, layout) are served to the tab's JavaScript,
+which keeps no copy of them; alerts are read as the JSON records `alerts.Monitor` writes.
 
 Everything is read through TensorBoard's data provider (the same one the Images tab reads),
 so the plugin works with either loader (`--load_fast`) and never opens a path taken from a
@@ -22,14 +26,13 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from keras_convviz import _tags
+from keras_convviz import _tags, kinds
 from keras_convviz.tensorboard_plugin.loader import DEFAULT_IMAGE_SAMPLES, PLUGIN_NAME
 
 _IMAGES = "images"
 _SCALARS = "scalars"
-_TEXT = "text"
-# Where the floors of a map's faithfulness scores are, and how their lines are labelled.
-_FLOORS = {_tags.floor_run("random"): "random map", _tags.floor_run("edge"): "edge map"}
+# The layouts the tab's JavaScript tells apart, by their names in `kinds`.
+_LAYOUT_NAMES = ("LAYER_AND_PROBE", "PROBE", "LAYER", "NO_PICTURES")
 # Points per scalar series: the plots are small.
 _SCALAR_SAMPLES = 1000
 # A step's image never changes once written, so the browser may keep it while scrubbing.
@@ -107,8 +110,14 @@ def _parse_picture(run: str, tag: str) -> _tags.PictureTag | None:
     return picture
 
 
+def _one_per_layer(run: str) -> bool:
+    """Whether the kind `run` draws one picture per layer (its rows are layers)."""
+    kind = kinds.get(run)
+    return kind is not None and kind.layout == kinds.LAYER
+
+
 def _row_label(picture: _tags.PictureTag) -> str:
-    if picture.run in _tags.LAYER_PICTURE_RUNS:
+    if _one_per_layer(picture.run):
         return picture.layer
     return "all images" if picture.probe is None else f"image {picture.probe}"
 
@@ -140,6 +149,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         return {
             "/index.js": self._serve_static,
             "/style.css": self._serve_static,
+            "/kinds": self._serve_kinds,
             "/index": self._serve_index,
             "/sheet": self._serve_sheet,
             "/image": self._serve_image,
@@ -157,6 +167,15 @@ class ConvVizPlugin(base_plugin.TBPlugin):
 
     def frontend_metadata(self):
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="ConvViz")
+
+    # The kinds: what the tab calls each run and how its pictures are laid out.
+
+    @_route
+    def _serve_kinds(self, request):
+        return {
+            "kinds": [kind.as_json() for kind in kinds.picture_kinds()],
+            "layouts": {name: getattr(kinds, name) for name in _LAYOUT_NAMES},
+        }, "application/json"
 
     # The index: which runs, kinds, layers and rows there are.
 
@@ -183,7 +202,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             layers: dict[str | None, list] = {}
             for tag, picture in pictures.items():
                 # A picture per layer (filter weights): one sheet whose rows are the layers.
-                layer = None if kind in _tags.LAYER_PICTURE_RUNS else picture.layer
+                layer = None if _one_per_layer(kind) else picture.layer
                 layers.setdefault(layer, []).append(
                     {"tag": tag, "label": _row_label(picture), "probe": picture.probe}
                 )
@@ -336,7 +355,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             if parsed is None or _split_run(run, parsed[0].run) is None:
                 continue
             picture, quantity = parsed
-            per_layer = picture.run in _tags.LAYER_PICTURE_RUNS
+            per_layer = _one_per_layer(picture.run)
             if not per_layer and picture.layer != layer:
                 continue
             if per_layer and layer is not None:
@@ -348,8 +367,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             if quantity in (_tags.DELETION, _tags.INSERTION):
                 # A map's faithfulness score beside its floors, written under the same tag.
                 label = "this map"
-                for floor, floor_label in _FLOORS.items():
-                    wanted[(_sibling(run, floor), tag)] = (quantity, floor_label)
+                for floor in kinds.of_family("floor"):
+                    wanted[(_sibling(run, floor.run), tag)] = (quantity, floor.label)
             wanted[(run, tag)] = (quantity, label)
         if layer is not None:  # the layer's loss gradient (ModelHealth)
             health = _sibling(run, _tags.HEALTH)
@@ -374,29 +393,24 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         """The alerts of the run's group that concern the layer (or the whole model)."""
         run = _arg(request, "run")
         layer = _arg(request, "layer", required=False) or ""
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
         alerts_run = _sibling(run, _tags.ALERTS)
         data = self._provider.read_tensors(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=_TEXT,
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_tags.ALERTS_PLUGIN,
             downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[alerts_run]),
         ).get(alerts_run, {})
-        from keras_convviz.alerts import parse_markdown
-
-        found = []
-        for tag, datums in data.items():
-            rule = tag.rpartition("/")[2]
+        found = {}
+        for datums in data.values():
             for datum in datums:
-                text = datum.numpy.item() if hasattr(datum.numpy, "item") else datum.numpy
-                text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-                for alert in parse_markdown(text):
-                    if alert["layer"] in (layer, ""):
-                        found.append({"rule": rule, **alert})
-        found.sort(key=lambda a: (a["step"], a["rule"]))
-        return {"run": run, "layer": layer or None, "alerts": found}, "application/json"
+                alert = _alert_record(datum.numpy)
+                if alert is not None and alert["layer"] in (layer, ""):
+                    # A rule fires once per subject; a log directory reused by a second
+                    # training may hold it twice.
+                    found[(alert["rule"], alert["subject"], alert["step"])] = alert
+        alerts = sorted(found.values(), key=lambda a: (a["step"], a["rule"], a["subject"]))
+        return {"run": run, "layer": layer or None, "alerts": alerts}, "application/json"
 
     @_route
     def _serve_static(self, request):
@@ -410,3 +424,32 @@ class ConvVizPlugin(base_plugin.TBPlugin):
 def _finite(value: float) -> float | None:
     """JSON has no NaN or Inf: they become `null` (a gap in the plot)."""
     return value if value == value and abs(value) != float("inf") else None
+
+
+# What an alert record must hold for the tab (`alerts.Alert.record`); others are passed on.
+_ALERT_FIELDS = {
+    "rule": str,
+    "title": str,
+    "subject": str,
+    "layer": str,
+    "step": int,
+    "epoch": int,
+    "since_epoch": int,
+    "text": str,
+}
+
+
+def _alert_record(value) -> dict | None:
+    """An alert's JSON record as a dict, or `None` (logged) when it is not one."""
+    text = value.item() if hasattr(value, "item") else value
+    try:
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        record = json.loads(text, parse_constant=str)  # no NaN to the browser
+    except (UnicodeDecodeError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(name), kind) for name, kind in _ALERT_FIELDS.items()
+    ):
+        logger.warning("keras_convviz: skipped an alert record that is not one: %.200r", text)
+        return None
+    return record

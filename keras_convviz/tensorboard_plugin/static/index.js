@@ -5,24 +5,8 @@
 // content security policy allows only same-origin scripts and fetches. Names coming from the
 // logs (runs, layers, tags) are only ever set as textContent or attribute values.
 
-// Kinds with one picture per layer (rows are layers, not probe images): _tags.LAYER_PICTURE_RUNS.
-const PER_LAYER = new Set(["filter_weights", "activation_maximization"]);
-const KIND_LABELS = {
-  feature_maps: "Feature maps",
-  filter_weights: "Filter weights",
-  activation_maximization: "Activation maximisation",
-  grad_cam: "Grad-CAM",
-  grad_cam_plus_plus: "Grad-CAM++",
-  layer_cam: "LayerCAM",
-  hires_cam: "HiResCAM",
-  eigen_cam: "Eigen-CAM",
-  score_cam: "Score-CAM",
-  occlusion_sensitivity: "Occlusion",
-  gradient: "Gradient",
-  gradient_x_input: "Gradient × input",
-  smoothgrad: "SmoothGrad",
-  integrated_gradients: "Integrated Gradients",
-};
+// What each kind is called and how its pictures are laid out comes from the server's
+// registry (route "kinds", keras_convviz/kinds.py); this file keeps no list of kinds.
 const PLAY_MS = 700;
 const SERIES_COLORS = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -30,6 +14,8 @@ const SERIES_COLORS = [
 ];
 
 const state = {
+  kinds: new Map(), // run name of a kind -> {run, label, layout, ...}
+  layouts: {}, // the layouts' names: {LAYER_AND_PROBE, PROBE, LAYER, NO_PICTURES}
   runs: [], // the index: [{run, group, kind, layers: [{layer, rows}]}]
   kind: null,
   run: null,
@@ -79,12 +65,19 @@ function imageUrl(tag, step) {
 }
 
 function kindLabel(kind) {
-  return KIND_LABELS[kind] || kind;
+  const known = state.kinds.get(kind);
+  return known ? known.label : kind;
+}
+
+function onePerLayer(kind) {
+  const known = state.kinds.get(kind);
+  // Rows are layers, not probe images.
+  return known !== undefined && known.layout === state.layouts.LAYER;
 }
 
 function layerLabel(layer) {
   if (layer !== null) return layer;
-  return PER_LAYER.has(state.kind) ? "every layer" : "(no layer)";
+  return onePerLayer(state.kind) ? "every layer" : "(no layer)";
 }
 
 function setStatus(text) {
@@ -126,6 +119,12 @@ function choose({ kind = state.kind, run = state.run, layer = state.layer } = {}
 
 // Loading.
 
+async function loadKinds() {
+  const data = await getJson("kinds");
+  state.kinds = new Map(data.kinds.map((kind) => [kind.run, kind]));
+  state.layouts = data.layouts;
+}
+
 async function loadIndex() {
   const data = await getJson("index");
   state.runs = data.runs;
@@ -161,6 +160,8 @@ async function loadSheet() {
 
 async function refresh() {
   try {
+    // The registry is the server's: read once per page.
+    if (!state.kinds.size) await loadKinds();
     await loadIndex();
     await loadSheet();
   } catch (error) {
@@ -204,7 +205,7 @@ function drawSheet() {
   const columns = visibleColumns(sheet.steps);
   const table = el("table", { class: "sheet" });
   const head = el("tr");
-  head.append(el("th", { class: "rowlabel" }, PER_LAYER.has(state.kind) ? "layer" : "probe"));
+  head.append(el("th", { class: "rowlabel" }, onePerLayer(state.kind) ? "layer" : "probe"));
   for (const i of columns) {
     const th = el("th", { class: "epoch", "data-index": String(i) }, `epoch ${sheet.steps[i] + 1}`);
     th.title = `step ${sheet.steps[i]}`;
@@ -392,7 +393,7 @@ function drawAlerts() {
     const since = alert.since_epoch === alert.epoch ? "" : ` (since epoch ${alert.since_epoch})`;
     item.append(el("strong", {}, `epoch ${alert.epoch}${since}: `));
     item.append(document.createTextNode(alert.title + (alert.layer ? "" : " (model)")));
-    item.title = alert.text; // the whole Markdown: value, meaning, what to try, evidence
+    item.title = alert.text; // the Markdown: value, meaning, what to try, evidence
     list.append(item);
   }
   ui.alerts.append(list);
