@@ -56,8 +56,8 @@ def test_unknown_layer_name_lists_the_conv_layers(tmp_path, model, data):
 def test_layer_without_spatial_output(tmp_path, model, data):
     x, _ = data
     message = re.escape(
-        "must name layers with 4-D (batch, height, width, channels) outputs. "
-        "Layer 'gap' has output shape (None, 16)"
+        "must name layers whose output lays out over the 2-D (height x width) input (the "
+        "input's spatial axes, or tokens on a patch grid). Layer 'gap' has output shape (None, 16)"
     )
     fit_raises(model, data, kcv.GradCAM(tmp_path, x[:2], layer_name="gap"), ValueError, message)
     fit_raises(
@@ -65,7 +65,7 @@ def test_layer_without_spatial_output(tmp_path, model, data):
         data,
         kcv.FilterWeights(tmp_path, layer_names=["pool"]),
         ValueError,
-        "must name 2-D conv layers for FilterWeights. Layer 'pool' is a MaxPooling2D",
+        "must name conv layers for FilterWeights. Layer 'pool' is a MaxPooling2D",
     )
 
 
@@ -119,11 +119,20 @@ def test_probe_that_does_not_fit_the_model(tmp_path, model, data):
         ValueError,
         re.escape("Received: images of shape (2, 32, 32, 1)"),
     )
-    with pytest.raises(
+    # Whether an array is one sample or a batch is known from the model's input: one image
+    # of this model is told so before the first epoch, a batch that does not fit is not.
+    fit_raises(
+        model,
+        data,
+        kcv.GradCAM(tmp_path, np.zeros((32, 32, 3), np.float32)),
         ValueError,
-        match=re.escape("Received: an array of shape (32, 32, 3); for one image use images[None]"),
-    ):
-        kcv.GradCAM(tmp_path, np.zeros((32, 32, 3), np.float32))
+        re.escape(
+            "Received: images of shape (32, 32, 3); that is one sample: for one sample use x[None]"
+        ),
+    )
+    with pytest.raises(ValueError) as error:
+        model.fit(*data, epochs=1, verbose=0, callbacks=[kcv.GradCAM(tmp_path, wrong_size)])
+    assert "x[None]" not in str(error.value)
 
 
 def test_bad_probe_content(tmp_path, data):
@@ -295,13 +304,13 @@ def test_a_negative_class_index_is_called_one_at_construction(tmp_path, data):
         kcv.GradCAM(tmp_path, x[:2], class_index=-1)
 
 
-def test_an_unbatched_dataset_probe_is_told_to_batch(tmp_path, data):
+def test_an_unbatched_dataset_probe_is_told_to_batch(tmp_path, model, data):
     import tensorflow as tf
 
     x, y = data
     dataset = tf.data.Dataset.from_tensor_slices((x[:4], y[:4]))
-    with pytest.raises(ValueError, match=re.escape("use dataset.batch(n)")):
-        kcv.GradCAM(tmp_path, dataset)
+    callback = kcv.GradCAM(tmp_path, dataset)
+    fit_raises(model, data, callback, ValueError, re.escape("use dataset.batch(n)"))
 
 
 def test_swapped_log_dir_and_probe_are_named(tmp_path, data):
@@ -338,12 +347,14 @@ def test_an_unknown_layer_lists_the_nested_models(tmp_path):
         kcv.grad_cam(outer, np.zeros((1, 32, 32, 3), np.float32), layer_name="base/conv_b")
 
 
-def test_a_large_probe_warns_and_says_how_to_take_fewer(tmp_path, data):
+def test_a_large_probe_warns_and_says_how_to_take_fewer(tmp_path, model, data):
     import tensorflow as tf
 
+    # Told when training starts, once the probe is known to be a batch of the model's
+    # samples (an array alone could be one sample of a model of another rank).
     x, y = data
-    with pytest.warns(UserWarning, match=re.escape("The probe holds 32 images")):
-        kcv.GradCAM(tmp_path, (x, y))
+    with pytest.warns(UserWarning, match=re.escape("The probe holds 32 samples")):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.GradCAM(tmp_path, (x, y))])
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     with pytest.warns(UserWarning, match=re.escape("dataset.unbatch().take(n).batch(n)")):
-        kcv.FeatureMaps(tmp_path, dataset)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.FeatureMaps(tmp_path, dataset)])

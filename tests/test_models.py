@@ -278,8 +278,8 @@ def test_one_and_three_dimensional_convs_are_skipped_with_a_warning(tmp_path):
     x = images((16, 16, 3))
     with pytest.warns(
         UserWarning,
-        match=r"FeatureMaps shows 2-D convolutions only; it skips "
-        r"the 1-D/3-D conv layers \['conv1d'\]",
+        match=r"FeatureMaps shows the convolutions whose output lays out over the 2-D "
+        r"\(height x width\) input; it skips the conv layers \['conv1d'\]",
     ):
         model.fit(
             x,

@@ -142,8 +142,9 @@ def test_image_input_chooses_between_several_image_inputs():
     with pytest.raises(ValueError) as error:
         kcv.grad_cam(model, probe, image_input="meta")
     assert str(error.value) == (
-        "`image_input` must name a 4-D (batch, height, width, channels) input. Input 'meta' has "
-        "shape (None, 4). Received: image_input='meta'"
+        "`image_input` must name an input of samples with spatial axes and channels: "
+        "(batch, steps, channels), (batch, height, width, channels) or (batch, depth, height, "
+        "width, channels). Input 'meta' has shape (None, 4). Received: image_input='meta'"
     )
 
 
@@ -185,15 +186,20 @@ def test_callback_errors_for_multi_io_come_before_the_first_epoch(tmp_path):
     callback.set_model(model)
     with pytest.raises(ValueError, match="must give every input of model 'image_and_meta'"):
         callback.on_train_begin()
+    # Two outputs that both read as class scores and no `score_output`: the defaults
+    # cannot choose, so the callback is off for this training with one warning (never an
+    # error that stops `fit`).
     heads = two_head_model()
     callback = kcv.OcclusionSensitivity(tmp_path, probe=x, patch_size=4)
     callback.set_model(heads)
-    with pytest.raises(ValueError) as error:
+    with pytest.warns(UserWarning) as caught:
         callback.on_train_begin()
-    assert str(error.value) == (
-        "`score_output` must name the output that holds the class scores of model 'two_heads', "
-        "which has 2 outputs: 'box' (None, 4), 'cls' (None, 3). Received: score_output=None"
-    )
+    assert [str(w.message) for w in caught] == [
+        "OcclusionSensitivity is off for this training: model 'two_heads' has 2 outputs "
+        "('box' (None, 4), 'cls' (None, 3)), 2 of which read as class scores (batch, classes): "
+        "pass `score_output` to choose one."
+    ]
+    assert not callback._active
 
 
 def single_output_twin(model, name):
@@ -269,6 +275,6 @@ def test_feature_maps_need_no_scores_output(tmp_path):
     with pytest.raises(ValueError) as error:
         kcv.grad_cam(model, x)
     assert str(error.value) == (
-        "keras_convviz needs the scores as one (batch, classes) output. Output 'mask' of model "
-        "'segmenter' has shape (None, 12, 12, 1). Received: score_output=None"
+        "model 'segmenter' has no (batch, classes) output to explain: its output 'mask' has "
+        "shape (None, 12, 12, 1)"
     )

@@ -339,7 +339,7 @@ class ProbeCallback(SnapshotCallback):
             raise TypeError(f"`grid` must be True or False. Received: grid={grid!r}")
         self.grid = grid
         self.probe: Probe = make_probe(probe, image_input)
-        warn_large_probe(self.probe)
+        self._told_large = False  # the large-probe warning, once (after the probe fits)
         self.image_input = image_input
         self.score_output = score_output
         self._shared: SharedPass | None = None
@@ -357,6 +357,10 @@ class ProbeCallback(SnapshotCallback):
         head = bound.binding.head
         if head is not None:  # labels given per output: this output's
             self.probe = self.probe.for_output(head.name, head.index)
+        # How many samples the probe holds is known once it fits the model's input rank.
+        if not (self._told_large or self._quiet_not_served):
+            warn_large_probe(self.probe, stacklevel=5)
+        self._told_large = True
         if self._shared is not None:
             self._shared.leave(self)
         self._shared = shared_pass(model, self.probe, bound)

@@ -18,7 +18,7 @@ from keras_convviz.callbacks.grad_cam import GradCAM
 from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
-from keras_convviz.core.probe import make_probe
+from keras_convviz.core.probe import make_probe, warn_large_probe
 
 # The hooks a callback may have; ConvViz forwards each one some child implements. Hooks no
 # child implements stay Keras's defaults: a batch-level hook would turn off Keras 3's async
@@ -230,6 +230,7 @@ class ConvViz(keras.callbacks.Callback):
                 if not isinstance(child, ActivationMaximization):
                     child._monitor = self.monitor
         self._table = None  # the health table's job in flight (`background`)
+        self._told_large = False
         _install_hooks(self)
 
     def settle(self) -> None:
@@ -250,6 +251,7 @@ class ConvViz(keras.callbacks.Callback):
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_train_begin":
             self._warn_not_served()
+            self._warn_large_probe()
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):
@@ -258,6 +260,13 @@ class ConvViz(keras.callbacks.Callback):
                 self.monitor.end_snapshot()
             if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
                 self.settle()
+
+    def _warn_large_probe(self) -> None:
+        """The large-probe warning once for all children, once the probe fits the model."""
+        bound = [c for c in self.callbacks if getattr(c, "_shared", None) is not None]
+        if bound and not self._told_large:
+            warn_large_probe(bound[0].probe, stacklevel=4)
+        self._told_large = self._told_large or bool(bound)
 
     def _warn_not_served(self) -> None:
         """One warning for the children that switched themselves off, grouped by why."""

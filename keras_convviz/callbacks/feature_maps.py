@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import ProbeCallback, default_conv_layers
+from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import NotServed, activation_name
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -115,7 +116,7 @@ class FeatureMaps(ProbeCallback):
                 self.max_channels,
                 activation_name(need.ref.layer),
                 channel_range,
-                self._layouts[need.ref.path],
+                self._layouts[need.ref.path].key,
             )
             for need, channel_range in zip(self._needs, ranges)
         }
@@ -131,13 +132,14 @@ class FeatureMaps(ProbeCallback):
         return items
 
 
-def _render_layer(maps, max_channels, activation, running_range, layout):
+def _render_layer(maps, max_channels, activation, running_range, layout_key):
     """One layer's pictures (uint8), health numbers, NaN/Inf count and, with a running
     range (`scale="run"`), that range widened by these maps.
 
-    `layout` (a `Geometry`) says how the output lays out: a grid of channel tiles for 2-D
-    maps and tokens on their patch grid, each tile a montage of depth slices for a volume,
-    one channels x steps strip for a sequence."""
+    `layout_key` (a `Geometry.key`) says how the output lays out: a grid of channel tiles
+    for 2-D maps and tokens on their patch grid, each tile a montage of depth slices for a
+    volume, one channels x steps strip for a sequence."""
+    layout = Geometry(*layout_key)
     maps = layout.on_grid(maps)
     # The numbers are over every position, whatever the rank: (batch, 1, positions, channels).
     flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1, maps.shape[-1]))

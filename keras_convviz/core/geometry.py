@@ -47,6 +47,12 @@ class Geometry:
     slices: int = MAX_SLICES
 
     @property
+    def key(self) -> tuple:
+        """The geometry as plain values, `Geometry(*key)` rebuilds it: what a `tf.function`
+        takes to trace once per geometry (it keys other objects by identity)."""
+        return (self.rank, self.grid, self.extra_tokens, self.slices)
+
+    @property
     def is_tokens(self) -> bool:
         return self.grid is not None
 

@@ -219,9 +219,10 @@ class ModelGraph:
         index = _position(image_input, names, "image_input", f"inputs: {listed}")
         if geometry.of_sample(shapes[index][1:]) is None:
             raise ValueError(
-                "`image_input` must name an input with 1 to 3 spatial axes and channels, "
-                f"{', '.join(geometry.LAYOUTS.values())}. Input {names[index]!r} has shape "
-                f"{shapes[index]}. Received: image_input={image_input!r}"
+                "`image_input` must name an input of samples with spatial axes and channels: "
+                f"{', '.join(list(geometry.LAYOUTS.values())[:2])} or {geometry.LAYOUTS[3]}. "
+                f"Input {names[index]!r} has shape {shapes[index]}. "
+                f"Received: image_input={image_input!r}"
             )
         return index
 
@@ -250,9 +251,9 @@ class ModelGraph:
                 )
             else:
                 raise NotServed(
-                    f"model {self.model.name!r} has {len(names)} outputs ({listed}) and "
-                    f"{'none' if not heads else 'several'} of them reads as class scores "
-                    "(batch, classes); pass `score_output` to choose one"
+                    f"model {self.model.name!r} has {len(names)} outputs ({listed}), "
+                    f"{len(heads)} of which read as class scores (batch, classes): pass "
+                    "`score_output` to choose one"
                 )
         else:
             index = _position(score_output, names, "score_output", f"outputs: {listed}")

@@ -286,7 +286,8 @@ def check_probe_fits(probe: Probe, input_shape: tuple, argument: str = "probe") 
     hint = ""
     if _mismatch(input_shape, tuple(probe.images.shape)) is None:  # one sample, no batch axis
         hint = (
-            "; the probe dataset must be batched: dataset.batch(n), n the number of probe samples"
+            "; the probe dataset must be batched: use dataset.batch(n), n the number of "
+            "probe samples"
             if probe.from_dataset
             else "; that is one sample: for one sample use x[None]"
         )
@@ -306,7 +307,7 @@ def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument:
         )
 
 
-def warn_large_probe(probe: Probe) -> None:
+def warn_large_probe(probe: Probe, stacklevel: int = 4) -> None:
     """Warn when a probe is so large that its pictures would flood TensorBoard."""
     if probe.size <= LARGE_PROBE:
         return
@@ -317,9 +318,9 @@ def warn_large_probe(probe: Probe) -> None:
         else "e.g. probe=(x_val[:8], y_val[:8])"
     )
     warnings.warn(
-        f"The probe holds {probe.size} images: the callbacks write one picture per probe "
-        "image, layer and kind at every snapshot, which floods TensorBoard with cards. "
+        f"The probe holds {probe.size} samples: the callbacks write one picture per probe "
+        "sample, layer and kind at every snapshot, which floods TensorBoard with cards. "
         f"{LARGE_PROBE} or fewer images usually tell the story ({hint}).",
         UserWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
