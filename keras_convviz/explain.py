@@ -45,7 +45,7 @@ def _setup(model, images, image_input, score_output, scores=True):
     bound = bind(core.graph, probe, image_input, score_output, scores, argument="images")
     head = bound.binding.head
     if head is not None:
-        probe = probe.for_output(head.name, head.index)
+        probe = probe.for_head(head.name, head.index, head.dense)
     return probe, core, bound
 
 
@@ -125,7 +125,7 @@ def grad_cam(
     probe, core, bound = _setup(model, images, image_input, score_output)
     graph, geometry = core.graph, bound.binding.geometry
     ref = (
-        graph.default_cam_layer(geometry)
+        graph.default_cam_layer(geometry, bound.binding.head)
         if check_layer_name(layer_name) is None
         else graph.find_spatial(layer_name, "layer_name", geometry)
     )

@@ -136,6 +136,41 @@ class LossGradients(Need):
         return tf.stack([loss, *norms])
 
 
+@dataclass(frozen=True)
+class Segmentation(Need):
+    """A segmentation head's pixel accuracy and mean intersection over union on the probe:
+    `(2,)` float32, the predicted class of each position (its largest score; one sigmoid
+    unit: above 0.5) against the probe's masks. The mean is over the classes present in
+    the masks or the prediction.
+
+    Attributes:
+        masks: `(batch, *spatial)` int32 class ids (a batched `Const`).
+    """
+
+    masks: Const
+
+    def compute(self, ctx):
+        output = ctx.model_output
+        classes = max(int(output.shape[-1]), 2)
+        if output.shape[-1] == 1:
+            predicted = tf.cast(output[..., 0] > 0.5, tf.int32)
+        else:
+            predicted = tf.argmax(output, axis=-1, output_type=tf.int32)
+        labels = tf.cast(ctx.const(self.masks), tf.int32)
+        accuracy = tf.reduce_mean(tf.cast(predicted == labels, tf.float32))
+        axes = tuple(range(predicted.shape.rank))
+        p = tf.one_hot(predicted, classes)
+        t = tf.one_hot(labels, classes)
+        intersection = tf.reduce_sum(p * t, axis=axes)
+        union = tf.reduce_sum(tf.maximum(p, t), axis=axes)
+        present = union > 0
+        iou = tf.math.divide_no_nan(intersection, union)
+        mean_iou = tf.math.divide_no_nan(
+            tf.reduce_sum(tf.where(present, iou, 0.0)), tf.reduce_sum(tf.cast(present, tf.float32))
+        )
+        return tf.stack([accuracy, mean_iou])
+
+
 def gradient_ratios(norms: tf.Tensor) -> tf.Tensor:
     """Each layer's gradient norm over the largest of the layers after it, `(layers - 1,)`
     (graph order): orders of magnitude below 1 on early layers is a vanishing gradient.

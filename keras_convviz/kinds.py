@@ -171,6 +171,8 @@ HEALTH = Kind(
         "probability",
         "accuracy",
         "label_majority_fraction",
+        "pixel_accuracy",
+        "mean_iou",
         "loss",
         "gradient_norm",
         "gradient_ratio",

@@ -165,3 +165,69 @@ def test_pictures_lay_every_rank_out_in_2d():
     np.testing.assert_array_equal(montage[:, :5, 7:13], volume[:, picked[1]])
     np.testing.assert_array_equal(montage[:, 6:, 21:], volume[:, picked[7]])
     assert geometry.Geometry(3, slices=3).slice_indices(20) == [0, 10, 19]
+
+
+def segmenter():
+    """conv 1x1 (2 filters, CONV) -> conv 1x1 (3 classes, DENSE) with a per-pixel softmax."""
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(2, 1, use_bias=False, name="conv")(inputs)
+    outputs = keras.layers.Conv2D(3, 1, activation="softmax", name="mask")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("conv").set_weights([CONV[None, None]])
+    model.get_layer("mask").set_weights([DENSE[None, None], np.array([0.1, -0.2, 0.3], "f")])
+    return model
+
+
+def test_a_segmentation_target_is_a_class_score_summed_over_the_region():
+    # Each sample's map explains the class of its largest labelled region (class 0 is the
+    # background): S = sum over the region of that class's score before the softmax.
+    model = segmenter()
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    masks = np.zeros((2, 8, 8), np.int32)
+    masks[0, 1:4, 2:7] = 2  # 15 pixels of class 2
+    masks[0, 5:7, 0:2] = 1  # 4 of class 1
+    masks[1, 4:8, 4:8] = 1  # 16 of class 1
+    classes = np.array([2, 1])
+    regions = (masks == classes[:, None, None]).astype(np.float32)
+    activation = np.einsum("nhwi,io->nhwo", images, CONV)
+    # dS/dA_k(p) = DENSE[k, c] inside the region, 0 outside; Grad-CAM's weight is its mean.
+    alpha = DENSE[:, classes].T * regions.mean(axis=(1, 2))[:, None]
+    expected = np.maximum(np.einsum("nhwk,nk->nhw", activation, alpha), 0.0)
+    got = kcv.grad_cam(model, (images, masks), layer_name="conv")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # Occlusion with a constant baseline: a window's drop is the region's score inside it.
+    logits = np.einsum("nhwk,kc->nhwc", activation, DENSE) + [0.1, -0.2, 0.3]
+    filled = np.einsum("k,kc->c", np.full(2, 0.5) @ CONV, DENSE) + [0.1, -0.2, 0.3]
+    score = (
+        logits[np.arange(2), :, :, classes]
+        if False
+        else np.stack([logits[i, ..., c] for i, c in enumerate(classes)])
+    )
+    drop = (score - filled[classes][:, None, None]) * regions
+    windows = drop.reshape(2, 4, 2, 4, 2).sum(axis=(2, 4))  # 2x2 windows, stride 2
+    expected = np.repeat(np.repeat(windows, 2, axis=1), 2, axis=2)
+    got = kcv.occlusion_sensitivity(
+        model, (images, masks), patch_size=2, baseline=0.5, method="naive"
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_segmentation_probe_is_checked_and_its_health_is_per_pixel(tmp_path):
+    model = segmenter()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 8, 8, 2)).astype(np.float32)
+    masks = rng.integers(0, 3, (8, 8, 8)).astype(np.int32)
+    with pytest.raises(ValueError, match=r"integer masks of shape \(2, 8, 8\)"):
+        model.fit(x, masks, epochs=1, verbose=0,
+                  callbacks=[kcv.ConvViz(tmp_path, (x[:2], masks[:2, :4]))])  # fmt: skip
+    model.fit(x, masks, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], masks[:2]))])
+    from conftest import read_runs
+
+    health = read_runs(tmp_path)["health"]
+    predicted = model.predict(x[:2], verbose=0).argmax(-1)
+    expected = np.mean(predicted == masks[:2])
+    assert health["health/pixel_accuracy"]["values"] == pytest.approx([expected], abs=1e-6)
+    assert 0 <= health["health/mean_iou"]["values"][0] <= 1
+    assert "health/accuracy" not in health

@@ -355,8 +355,8 @@ class ProbeCallback(SnapshotCallback):
         core = core_for(model)
         bound = bind(core.graph, self.probe, self.image_input, self.score_output, self.needs_scores)
         head = bound.binding.head
-        if head is not None:  # labels given per output: this output's
-            self.probe = self.probe.for_output(head.name, head.index)
+        if head is not None:  # the labels of the output the maps explain
+            self.probe = self.probe.for_head(head.name, head.index, head.dense)
         # How many samples the probe holds is known once it fits the model's input rank.
         if not (self._told_large or self._quiet_not_served):
             warn_large_probe(self.probe, stacklevel=5)

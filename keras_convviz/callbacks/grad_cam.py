@@ -129,7 +129,7 @@ class GradCAM(MapCallback):
         shared, targets = self._join_targets(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
         ref = (
-            graph.default_cam_layer(geometry)
+            graph.default_cam_layer(geometry, shared.bound.binding.head)
             if self.layer_name is None
             else graph.find_spatial(self.layer_name, self._layer_argument, geometry)
         )

@@ -9,7 +9,7 @@ from keras_convviz import _tags, kinds
 from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
-from keras_convviz.health import LossGradients, gradient_ratios
+from keras_convviz.health import LossGradients, Segmentation, gradient_ratios
 from keras_convviz.summary_io import Scalar
 
 
@@ -76,9 +76,15 @@ class ModelHealth(MapCallback):
         if _has_plain_loss(model) and self.probe.targets is not None:
             refs = tuple(shared.core.graph.conv_layers()) if self.gradients else ()
             self._gradients = LossGradients(refs, Const(self.probe.targets, batched=True))
+        # A segmentation head is judged per position: pixel accuracy and mean IoU.
+        self._segmentation = None
+        if self._head.dense and self.probe.masks is not None:
+            self._segmentation = Segmentation(Const(self.probe.masks, batched=True))
+            self._labels = None  # each sample's explained class is no label to score
 
     def needs(self):
-        return (*super().needs(), *(() if self._gradients is None else (self._gradients,)))
+        extra = tuple(n for n in (self._gradients, self._segmentation) if n is not None)
+        return (*super().needs(), *extra)
 
     def _compute(self, logits):
         probabilities = self._head.probabilities(logits)
@@ -104,6 +110,10 @@ class ModelHealth(MapCallback):
         ]
         for i in range(self.probe.size):
             items.append(Scalar(_tags.tag(run, i, "probability"), numbers["probability"][i]))
+        if self._segmentation is not None:
+            scores = result[self._segmentation]
+            items.append(Scalar(_tags.tag(run, "pixel_accuracy"), scores[0]))
+            items.append(Scalar(_tags.tag(run, "mean_iou"), scores[1]))
         if self._gradients is not None:
             values = result[self._gradients]
             norms = values[1:]

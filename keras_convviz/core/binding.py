@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import tensorflow as tf
 from keras_convviz.core import geometry
 from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import Head, ModelGraph
+from keras_convviz.core.needs import Const
 from keras_convviz.core.probe import Probe, check_input_fits, check_probe_fits
 
 
@@ -81,11 +83,16 @@ def bind(
     index = graph.image_input(image_input)
     extras = _extra_inputs(graph, probe, index, argument)
     check_probe_fits(probe, graph.input_shapes[index], argument)
+    head = graph.head(score_output, required=scores)
+    if head is not None and head.dense:  # the region each sample's map explains
+        regions = probe.for_head(head.name, head.index, dense=True).regions
+        if regions is not None:
+            head = dataclasses.replace(head, region=Const(regions, batched=True))
     binding = Binding(
         image_index=index,
         image_shape=probe.image_shape,
         extra_specs=tuple((tuple(a.shape[1:]), a.dtype.name) for a in extras),
-        head=graph.head(score_output, required=scores),
+        head=head,
     )
     images = tf.convert_to_tensor(np.asarray(probe.images, dtype=np.float32))
     return Bound(binding, images, tuple(tf.constant(a) for a in extras))

@@ -72,7 +72,13 @@ class LayerRef:
 
 @dataclass(frozen=True)
 class Head:
-    """The model output read as class scores.
+    """The model output read as class scores: what a map explains.
+
+    A classifier's output `(batch, classes)` is its scores. A per-position output
+    `(batch, *spatial, classes)` (segmentation) is read as each class's score summed over a
+    region of each probe sample (`region`; pytorch-grad-cam's `SemanticSegmentationTarget`),
+    so "why is this region this class" is a class score like any other and every method
+    explains it unchanged.
 
     Attributes:
         index: the output's position in `model.outputs`.
@@ -80,6 +86,9 @@ class Head:
         layer: the layer that produces it (inside nested models too).
         binary: one sigmoid unit, scored as the two classes `[-z, z]`.
         num_classes: the number of scores.
+        dense: the output has spatial axes (one set of class scores per position).
+        region: for a dense output, a batched `Const` `(batch, *spatial)` float32 0/1 mask
+            per probe sample (`binding.bind` sets it from the probe's labels).
     """
 
     index: int
@@ -87,6 +96,8 @@ class Head:
     layer: keras.layers.Layer
     binary: bool
     num_classes: int
+    dense: bool = False
+    region: Const | None = None  # noqa: F821 - `needs.Const`, set by `binding.bind`
 
     @property
     def squashed(self) -> bool:
@@ -95,18 +106,34 @@ class Head:
             activation_name(self.layer) in _SQUASHING
         )
 
-    def scores(self, output: tf.Tensor) -> tf.Tensor:
-        """Class scores `(batch, num_classes)` in float32 from the output."""
+    def scores(self, output: tf.Tensor, sample_index: tf.Tensor | None = None) -> tf.Tensor:
+        """Class scores `(batch, num_classes)` in float32 from the output.
+
+        Args:
+            output: the output (before a final softmax/sigmoid).
+            sample_index: for a dense output computed on other inputs than the probe
+                (perturbed copies), which probe sample each row comes from: its region is
+                the one summed over. `None`: the rows are the probe's samples.
+        """
         scores = tf.cast(output, tf.float32)
         if self.binary:
             scores = tf.concat([-scores, scores], axis=-1)
+        if self.dense:
+            if self.region is None:  # the whole sample
+                return tf.reduce_sum(scores, axis=tuple(range(1, scores.shape.rank - 1)))
+            region = tf.constant(self.region.value, tf.float32)
+            if sample_index is not None:
+                region = tf.gather(region, sample_index)
+            axes = tuple(range(1, scores.shape.rank - 1))
+            return tf.reduce_sum(scores * region[..., None], axis=axes)
         return scores
 
-    def output(self, scores: tf.Tensor) -> tf.Tensor:
+    def output(self, scores: tf.Tensor, dense: bool = False) -> tf.Tensor:
         """The output as the model computes it (its final softmax or sigmoid applied to
-        the scores), float32: what its loss is computed on."""
+        the scores), float32: what its loss is computed on. `dense`: `scores` is a dense
+        head's per-position output before its final activation, not the class scores."""
         if self.binary:
-            return tf.sigmoid(scores[:, 1:])
+            return tf.sigmoid(scores if dense else scores[:, 1:])
         if isinstance(self.layer, keras.layers.Softmax) or activation_name(self.layer) == "softmax":
             return tf.nn.softmax(scores)
         if activation_name(self.layer) == "sigmoid":
@@ -240,6 +267,8 @@ class ModelGraph:
         listed = ", ".join(f"{n!r} {s}" for n, s in zip(names, shapes))
         if score_output is None:
             heads = [i for i, s in enumerate(shapes) if self._scores_classes(i, s)]
+            if not heads:  # a segmentation model: its per-position class scores
+                heads = [i for i, s in enumerate(shapes) if self._scores_positions(i, s)]
             if len(heads) == 1:
                 index = heads[0]
             elif not required:
@@ -257,7 +286,8 @@ class ModelGraph:
                 )
         else:
             index = _position(score_output, names, "score_output", f"outputs: {listed}")
-        if len(shapes[index]) != 2:
+        dense = len(shapes[index]) > 2 and self._scores_positions(index, shapes[index])
+        if len(shapes[index]) != 2 and not dense:
             if not required and score_output is None:
                 return None
             raise ValueError(
@@ -271,12 +301,22 @@ class ModelGraph:
         # One sigmoid unit is a binary classifier: its logit z is the evidence for class 1
         # and -z the evidence for class 0, so it is scored as two classes [-z, z].
         binary = units == 1 and activation_name(layer) == "sigmoid"
-        return Head(index, names[index], layer, binary, 2 if binary else units)
+        return Head(index, names[index], layer, binary, 2 if binary else units, dense)
 
     def _scores_classes(self, index: int, shape: tuple) -> bool:
         """Whether an output reads as class scores: `(batch, units)` with more than one
         unit, or one sigmoid unit; one linear unit is a regression value."""
         if len(shape) != 2:
+            return False
+        return shape[-1] != 1 or activation_name(_final_layer(self.model, index)) == "sigmoid"
+
+    def _scores_positions(self, index: int, shape: tuple) -> bool:
+        """Whether an output reads as class scores per position over the image input
+        (segmentation): `(batch, *spatial, units)` with the input's spatial size."""
+        if self.geometry is None or len(shape) != self.geometry.rank + 2:
+            return False
+        spatial = self.input_shapes[self.image_input()][1:-1]
+        if tuple(shape[1:-1]) != tuple(spatial):
             return False
         return shape[-1] != 1 or activation_name(_final_layer(self.model, index)) == "sigmoid"
 
@@ -403,17 +443,19 @@ class ModelGraph:
     def _conv_names(self) -> list[str]:
         return [r.path for r in self.conv_layers()]
 
-    def default_cam_layer(self, input_geometry=None) -> LayerRef:
+    def default_cam_layer(self, input_geometry=None, head: Head | None = None) -> LayerRef:
         """The last layer before the head whose output lays out over the image input
         (pooling layers skipped): a CNN's last conv block. For tokens, the input of the
         last attention layer (a vision transformer's last block's first norm, as
         pytorch-grad-cam advises): after it a head that reads the class token sees no other
-        token, and the map there would be empty."""
+        token, and the map there would be empty. A segmentation head's own output layer
+        (`head`) is not a candidate: the map explains the layers before it."""
         candidates = [
             r
             for r in self.refs
             if self.layout(r, input_geometry) is not None
             and not isinstance(r.layer, _POOLING_TYPES)
+            and (head is None or r.layer is not head.layer)
         ]
         if not candidates:
             raise NotServed(
@@ -437,6 +479,7 @@ class ModelGraph:
         head: Head | None = None,
         stop_at: LayerRef | None = None,
         wrap=None,
+        sample_index=None,
     ):
         """Run the model in inference mode and record the outputs of some layers.
 
@@ -452,6 +495,7 @@ class ModelGraph:
             wrap: `None`, or `wrap(op, args, kwargs, leaf) -> outputs`, called for every
                 leaf operation (nested models are walked into) instead of `leaf(*args,
                 **kwargs)`: how incremental occlusion records the graph it replays.
+            sample_index: which probe sample each input row comes from (`Head.scores`).
 
         Returns:
             `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
@@ -512,7 +556,10 @@ class ModelGraph:
             )
         if head is None:
             return None, recorded
-        return head.scores(keras.tree.flatten(outputs)[head.index]), recorded
+        output = keras.tree.flatten(outputs)[head.index]
+        if head.dense:  # the per-position scores, for the health numbers
+            recorded[DENSE_OUTPUT] = output
+        return head.scores(output, sample_index), recorded
 
 
 def _io_names(model, struct_name: str, tensors) -> list[str]:
@@ -562,6 +609,9 @@ def _bind(call, op):
 # The key suffix under which `ModelGraph.run(..., stop_at=ref)` records the layer's output
 # before its own activation.
 PRE_ACTIVATION = ":pre_activation"
+# The key under which `ModelGraph.run` records a dense head's per-position output (before a
+# final softmax/sigmoid).
+DENSE_OUTPUT = ":dense_output"
 
 
 class _Reached(Exception):

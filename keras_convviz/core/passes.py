@@ -19,7 +19,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_convviz.core.binding import Binding, Bound
-from keras_convviz.core.graph import Head, LayerRef, ModelGraph, kernel_variable
+from keras_convviz.core.graph import DENSE_OUTPUT, Head, LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
 from keras_convviz.core.recorder import Record, Recorder
 from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
@@ -116,6 +116,15 @@ class Context:
         return self._targets[slot]
 
     @property
+    def model_output(self) -> tf.Tensor:
+        """The head's output as the model computes it (float32, its final softmax or
+        sigmoid applied): what its loss is computed on; per position for a dense head."""
+        head = self._binding.head
+        if head.dense:
+            return head.output(tf.cast(self._recorded[DENSE_OUTPUT], tf.float32), dense=True)
+        return head.output(self.logits)
+
+    @property
     def probabilities(self) -> tf.Tensor:
         """`(batch, classes)` what the model outputs as probabilities (softmax, sigmoid)."""
         return self._binding.head.probabilities(self.logits)
@@ -210,11 +219,13 @@ class Context:
             if gradients:
                 with tf.GradientTape() as tape:
                     tape.watch(inputs)
-                    score = run(self._binding, inputs, extras, chunk_targets)
+                    score = run(
+                        self._binding, inputs, extras, chunk_targets, sample_index=image_index
+                    )
                 grads = tape.gradient(score, inputs)
                 sums = sums + tf.math.unsorted_segment_sum(grads, image_index, n)
             else:
-                score = run(self._binding, inputs, extras, chunk_targets)
+                score = run(self._binding, inputs, extras, chunk_targets, sample_index=image_index)
             return chunk + 1, scores.write(chunk, score), sums
 
         scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
@@ -274,11 +285,19 @@ class Core:
         return [tf.cast(x, dtype) if dtype else x for x, dtype in zip(inputs, dtypes)]
 
     def scores_of(
-        self, binding: Binding, images, extras, targets, probabilities: bool = False
+        self,
+        binding: Binding,
+        images,
+        extras,
+        targets,
+        probabilities: bool = False,
+        sample_index=None,
     ) -> tf.Tensor:
         """`(chunk,)` the `targets` scores of the model on some inputs (inference mode),
-        or with `probabilities` the targets' probabilities."""
-        logits = self.graph.run(self._inputs(binding, images, extras), {}, binding.head)[0]
+        or with `probabilities` the targets' probabilities; `sample_index`: which probe
+        sample each input comes from (a dense head's region)."""
+        inputs = self._inputs(binding, images, extras)
+        logits = self.graph.run(inputs, {}, binding.head, sample_index=sample_index)[0]
         if probabilities:
             logits = binding.head.probabilities(logits)
         return class_scores(logits, targets)
@@ -319,7 +338,7 @@ class Core:
             losses = {
                 slot: tf.cast(
                     self.graph.model.compute_loss(
-                        y=ctx.const(slot), y_pred=binding.head.output(logits), training=False
+                        y=ctx.const(slot), y_pred=ctx.model_output, training=False
                     ),
                     tf.float32,
                 )

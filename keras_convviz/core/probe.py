@@ -45,6 +45,26 @@ class Probe:
     from_dataset: bool = field(default=False, compare=False)
     targets: np.ndarray | None = field(default=None, compare=False)
     per_output: dict | None = field(default=None, compare=False)
+    masks: np.ndarray | None = field(default=None, compare=False)
+    regions: np.ndarray | None = field(default=None, compare=False)
+
+    def for_head(self, name: str, index: int, dense: bool) -> Probe:
+        """This probe's labels for the model output a map explains (`Head`): that
+        output's labels when they were given per output; for a segmentation output also
+        its integer `masks` `(batch, *spatial)`, each sample's explained class as `labels`
+        (the class with the largest labelled region other than class 0, else 0) and that
+        class's region as `regions` (float32 0/1, `(batch, *spatial)`)."""
+        probe = self.for_output(name, index)
+        if not dense or probe.targets is None:
+            return probe
+        masks = _masks(probe.targets, probe.images.shape[:-1])
+        classes = np.zeros(probe.size, np.int32)
+        for i, mask in enumerate(masks):
+            counts = np.bincount(mask.ravel())
+            counts[0] = 0
+            classes[i] = int(np.argmax(counts)) if counts.any() else 0
+        regions = (masks == classes.reshape((-1,) + (1,) * (masks.ndim - 1))).astype(np.float32)
+        return dataclasses.replace(probe, labels=classes, masks=masks, regions=regions)
 
     def for_output(self, name: str, index: int) -> Probe:
         """This probe with the labels of one model output (by name, else by position) as
@@ -104,6 +124,27 @@ def _labels_to_int(labels: np.ndarray, n: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(labels.astype(np.float64))):
         raise ValueError("`probe` labels must be finite. Received: labels containing NaN/Inf")
+    return labels.astype(np.int32)
+
+
+def _masks(labels: np.ndarray, shape: tuple) -> np.ndarray:
+    """Segmentation labels as int32 masks of `shape` `(batch, *spatial)`: integer masks
+    as they are, `(..., 1)` masks squeezed, one-hot rows `(..., classes)` by their argmax."""
+    labels = np.asarray(labels)
+    if labels.shape == tuple(shape) + (1,):
+        labels = labels[..., 0]
+    elif labels.ndim == len(shape) + 1 and labels.shape[:-1] == tuple(shape):
+        labels = np.argmax(labels, axis=-1)
+    if labels.shape != tuple(shape):
+        raise ValueError(
+            "`probe` labels of a segmentation output must be integer masks of shape "
+            f"{tuple(shape)} (batch, *spatial) or one-hot of shape (batch, *spatial, classes). "
+            f"Received: labels of shape {labels.shape}"
+        )
+    if not np.all(np.isfinite(labels.astype(np.float64))) or labels.min() < 0:
+        raise ValueError(
+            "`probe` masks must hold class ids >= 0. Received: masks with negative or NaN values"
+        )
     return labels.astype(np.int32)
 
 

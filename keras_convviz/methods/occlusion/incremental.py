@@ -726,7 +726,7 @@ class IncrementalScorer:
         """
 
         def score(image_index, window, targets):
-            logits = head.scores(self.output(image_index, window))
+            logits = head.scores(self.output(image_index, window), image_index)
             return tf.gather(logits, targets, axis=1, batch_dims=1)
 
         return score
