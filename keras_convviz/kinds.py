@@ -19,8 +19,13 @@ LAYER = "layer"  # <run>/<layer>: one picture per layer, of no probe image
 NO_PICTURES = "none"  # scalars or text only (floors, health, alerts)
 LAYOUTS = (LAYER_AND_PROBE, PROBE, LAYER, NO_PICTURES)
 
-# The input layouts a kind can draw: today every kind draws 2-D images only.
+# The input layouts a kind can draw (`core.geometry.Geometry.name`): sequences, images,
+# volumes, and layers of tokens on a patch grid (a vision transformer's blocks).
+RANK_1D = "1d"
 RANK_2D = "2d"
+RANK_3D = "3d"
+RANK_TOKENS = "tokens"
+EVERY_RANK = (RANK_1D, RANK_2D, RANK_3D)
 
 # Families: the method registry or callback a kind belongs to.
 FAMILIES = (
@@ -54,7 +59,8 @@ class Kind:
         layout: one of `LAYOUTS`.
         quantities: the scalars written beside its pictures, the last part of their tags
             (`fnmatch` patterns, e.g. `filter_*`).
-        ranks: the input layouts it can draw (`"2d"`: `(height, width, channels)` images).
+        ranks: the input layouts it can draw (`RANK_1D`, `RANK_2D`, `RANK_3D`: sequences,
+            images, volumes) and, with `RANK_TOKENS`, whether it draws layers of tokens.
         method: its key in its family's method registry (`"gradcam"`), or `None`.
     """
 
@@ -112,11 +118,20 @@ FEATURE_MAPS = Kind(
         "saturated_fraction",
         NON_FINITE,
     ),
+    ranks=(*EVERY_RANK, RANK_TOKENS),
 )
 
 
 def _cam(run: str, label: str, method: str) -> Kind:
-    return Kind(run, label, "cam", LAYER_AND_PROBE, ("change", *_MAP), method=method)
+    return Kind(
+        run,
+        label,
+        "cam",
+        LAYER_AND_PROBE,
+        ("change", *_MAP),
+        ranks=(*EVERY_RANK, RANK_TOKENS),
+        method=method,
+    )
 
 
 GRAD_CAM = _cam("grad_cam", "Grad-CAM", "gradcam")
@@ -131,6 +146,7 @@ FILTER_WEIGHTS = Kind(
     "filters",
     LAYER,
     ("max_abs", "norm", "relative_update", NON_FINITE),
+    ranks=EVERY_RANK,
 )
 # What each filter (or class, on the head) responds to most: its score per filter.
 ACTIVATION_MAXIMIZATION = Kind(
@@ -144,7 +160,7 @@ OCCLUSION = Kind("occlusion_sensitivity", "Occlusion", "occlusion", PROBE, _MAP)
 
 
 def _saliency(run: str, label: str) -> Kind:
-    return Kind(run, label, "saliency", PROBE, _MAP, method=run)
+    return Kind(run, label, "saliency", PROBE, _MAP, ranks=EVERY_RANK, method=run)
 
 
 GRADIENT = _saliency("gradient", "Gradient")
@@ -179,7 +195,7 @@ HEALTH = Kind(
         NON_FINITE,
     ),
 )
-ALERTS = Kind("alerts", "Alerts", "alerts", NO_PICTURES)
+ALERTS = Kind("alerts", "Alerts", "alerts", NO_PICTURES, ranks=EVERY_RANK)
 
 # In the order the tab lists them.
 KINDS: dict[str, Kind] = {
@@ -205,6 +221,13 @@ KINDS: dict[str, Kind] = {
         ALERTS,
     )
 }
+
+
+def serves(run: str, rank: str) -> bool:
+    """Whether the kind of a run draws inputs of a rank (`Geometry.name`); runs without
+    pictures serve every rank."""
+    kind = get(run)
+    return kind is None or kind.layout == NO_PICTURES or rank in kind.ranks
 
 
 def get(run: str) -> Kind | None:

@@ -199,11 +199,7 @@ def test_a_segmentation_target_is_a_class_score_summed_over_the_region():
     # Occlusion with a constant baseline: a window's drop is the region's score inside it.
     logits = np.einsum("nhwk,kc->nhwc", activation, DENSE) + [0.1, -0.2, 0.3]
     filled = np.einsum("k,kc->c", np.full(2, 0.5) @ CONV, DENSE) + [0.1, -0.2, 0.3]
-    score = (
-        logits[np.arange(2), :, :, classes]
-        if False
-        else np.stack([logits[i, ..., c] for i, c in enumerate(classes)])
-    )
+    score = np.stack([logits[i, ..., c] for i, c in enumerate(classes)])
     drop = (score - filled[classes][:, None, None]) * regions
     windows = drop.reshape(2, 4, 2, 4, 2).sum(axis=(2, 4))  # 2x2 windows, stride 2
     expected = np.repeat(np.repeat(windows, 2, axis=1), 2, axis=2)

@@ -22,7 +22,7 @@ ALL = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensit
 EXPECTED = {
     "sequence": (ALL[:4], "conv2", ["OcclusionSensitivity"]),
     "volume": (ALL[:4], "conv2", ["OcclusionSensitivity"]),
-    "unet": (ALL[:2], None, ["GradCAM", "OcclusionSensitivity", "ModelHealth"]),
+    "unet": (ALL, "up_conv", []),
     "two_heads": (ALL, "conv2", []),
     "vit": (ALL, "block1_norm1", []),
 }

@@ -123,6 +123,12 @@ class ActivationMaximization(SnapshotCallback):
     def _prepare(self, model):
         core = core_for(model)
         graph = core.graph
+        rank = graph.geometry.name if graph.geometry is not None else None
+        if rank is not None and rank not in kinds.ACTIVATION_MAXIMIZATION.ranks:
+            raise ValueError(
+                "ActivationMaximization draws the inputs of 2-D (height, width) image models "
+                f"so far; model {model.name!r} takes {graph.geometry.describe(None)} input."
+            )
         if self.layer_names is None:
             names = [ref.path for ref in default_conv_layers(graph, "ActivationMaximization")]
             if not names:

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz import kinds
 from keras_convviz._args import check_freq, check_log_dir, check_on_error, check_scale
 from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
@@ -354,6 +355,13 @@ class ProbeCallback(SnapshotCallback):
             model.build((None, *self.probe.image_shape))
         core = core_for(model)
         bound = bind(core.graph, self.probe, self.image_input, self.score_output, self.needs_scores)
+        geometry = bound.binding.geometry
+        unserved = [run for run in self.run_names() if not kinds.serves(run, geometry.name)]
+        if unserved:
+            raise NotServed(
+                f"{', '.join(kinds.get(run).label for run in unserved)} cannot draw the "
+                f"{geometry.describe(None)} probe of model {model.name!r} yet"
+            )
         head = bound.binding.head
         if head is not None:  # the labels of the output the maps explain
             self.probe = self.probe.for_head(head.name, head.index, head.dense)

@@ -73,6 +73,13 @@ class MapCallback(ProbeCallback):
     def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
         """Join the shared pass; the targets as a `Const` for the needs."""
         shared = self._join(model)
+        geometry = shared.bound.binding.geometry
+        if self.faithfulness is not None and geometry.rank != 2:
+            raise ValueError(
+                "`faithfulness` scores maps of 2-D (height, width) images so far; the probe of "
+                f"model {model.name!r} is {geometry.describe(None)}. Received: "
+                f"faithfulness={self.faithfulness!r}"
+            )
         head = shared.bound.binding.head
         targets = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
         check_class_names_fit(self.class_names, head.num_classes)

@@ -45,21 +45,24 @@ def noisy_inputs(images, noise, scale, image_index, sample) -> tf.Tensor:
     """SmoothGrad's inputs: x_i + scale_i * noise_k.
 
     Args:
-        images: `(batch, height, width, channels)`.
-        noise: `(samples, height, width, channels)` standard normal draws (one per sample,
+        images: `(batch, *spatial, channels)`.
+        noise: `(samples, *spatial, channels)` standard normal draws (one per sample,
             shared by the images, so the result does not depend on `batch_size`).
         scale: `(batch,)` the noise's standard deviation per image.
         image_index: `(chunk,)` int32.
         sample: `(chunk,)` int32.
     """
-    sigma = tf.gather(scale, image_index)[:, None, None, None]
-    return tf.gather(images, image_index) + sigma * tf.gather(noise, sample)
+    chunk = tf.gather(images, image_index)
+    sigma = tf.reshape(tf.gather(scale, image_index), (-1,) + (1,) * (chunk.shape.rank - 1))
+    return chunk + sigma * tf.gather(noise, sample)
 
 
 def path_inputs(images, baseline, steps: int, image_index, step) -> tf.Tensor:
     """Integrated Gradients' inputs: x' + (k + 1/2)/steps * (x - x')."""
-    alpha = ((tf.cast(step, tf.float32) + 0.5) / float(steps))[:, None, None, None]
-    return baseline + alpha * (tf.gather(images, image_index) - baseline)
+    chunk = tf.gather(images, image_index)
+    alpha = (tf.cast(step, tf.float32) + 0.5) / float(steps)
+    alpha = tf.reshape(alpha, (-1,) + (1,) * (chunk.shape.rank - 1))
+    return baseline + alpha * (chunk - baseline)
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,8 @@ class Saliency(Need):
         if self.method == "smoothgrad":
             shape = (self.samples, *images.shape[1:])
             noise = tf.random.stateless_normal(shape, seed=(self.seed, 0))
-            span = tf.reduce_max(images, axis=(1, 2, 3)) - tf.reduce_min(images, axis=(1, 2, 3))
+            axes = tuple(range(1, images.shape.rank))
+            span = tf.reduce_max(images, axis=axes) - tf.reduce_min(images, axis=axes)
             scale = self.noise * span
 
             def build(image_index, sample):
