@@ -122,6 +122,5 @@ def test_a_kind_is_checked():
         kinds.Kind("x", "X", "pictures", kinds.PROBE)
     with pytest.raises(ValueError, match=r"`run` must be a non-empty name without '/'"):
         kinds.Kind("a/b", "X", "cam", kinds.PROBE)
-    assert kinds.FEATURE_MAPS.ranks == (kinds.RANK_2D,)
     assert kinds.ACTIVATION_MAXIMIZATION.writes("filter_12")
     assert not kinds.ACTIVATION_MAXIMIZATION.writes("max")

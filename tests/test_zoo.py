@@ -120,3 +120,16 @@ def test_a_large_probe_is_told_once_and_only_once_it_fits(tmp_path):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     told = [str(w.message) for w in caught if "The probe holds" in str(w.message)]
     assert len(told) == 1 and told[0].startswith("The probe holds 32 samples")
+
+
+def test_the_kinds_registry_decides_which_ranks_a_child_draws(tmp_path, monkeypatch):
+    import dataclasses
+
+    from keras_convviz import kinds
+
+    model, x, y = zoo.sequence()
+    two_d = dataclasses.replace(kinds.GRAD_CAM, ranks=(kinds.RANK_2D,))
+    monkeypatch.setitem(kinds.KINDS, kinds.GRAD_CAM.run, two_d)
+    with pytest.warns(UserWarning, match=r"GradCAM: Grad-CAM cannot draw the 1-D \(steps\)"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]))])
+    assert "grad_cam" not in read_runs(tmp_path)
