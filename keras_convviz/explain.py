@@ -69,7 +69,7 @@ def feature_maps(
         images: `(batch, height, width, channels)` array.
         layer_names: layers by name or nested path. Defaults to `None`: every 2-D conv layer.
         image_input: for a model with several inputs, the one that takes the images (name or
-            position); `images` then gives every input. Defaults to `None`: the only 4-D input.
+            position); `images` then gives every input. Defaults to `None`: the only input with spatial axes.
 
     Returns:
         A dict layer path -> `(batch, h, w, channels)` float32 array.
@@ -112,7 +112,7 @@ def grad_cam(
         batch_size: masked images per model call for `"scorecam"`. Defaults to `256`.
         image_input: for a model with several inputs, the one that takes the images (name or
             position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
-            `(x, labels)`). Defaults to `None`: the only 4-D input.
+            `(x, labels)`). Defaults to `None`: the only input with spatial axes.
         score_output: for a model with several outputs, the one that holds the class scores
             (name or position). Defaults to `None`: the only (batch, units) output.
 
@@ -162,7 +162,7 @@ def occlusion_sensitivity(
         batch_size: occluded images per model call. Defaults to `256`.
         image_input: for a model with several inputs, the one that takes the images (name or
             position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
-            `(x, labels)`). Defaults to `None`: the only 4-D input.
+            `(x, labels)`). Defaults to `None`: the only input with spatial axes.
         score_output: for a model with several outputs, the one that holds the class scores
             (name or position). Defaults to `None`: the only (batch, units) output.
         method: `"auto"`, `"incremental"` or `"naive"`: how the occluded copies are scored.
@@ -281,7 +281,7 @@ def faithfulness(
         sigma: float. The blur's standard deviation in pixels. Defaults to `5.0`.
         batch_size: curve images per model call. Defaults to `256`.
         image_input: for a model with several inputs, the one that takes the images (name or
-            position). Defaults to `None`: the only 4-D input.
+            position). Defaults to `None`: the only input with spatial axes.
         score_output: for a model with several outputs, the one that holds the class scores
             (name or position). Defaults to `None`: the only (batch, units) output.
 

@@ -50,13 +50,16 @@ class ConvViz(keras.callbacks.Callback):
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
-        probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch is used).
+        probe: samples (images, sequences, volumes), `(samples, labels)` with the labels as
+            `fit` takes them (class ids, one-hot, segmentation masks, a dict per output), or
+            a `tf.data.Dataset` (its first batch is used).
         freq: int. Epochs between snapshots for all of them; `0` disables. Defaults to `1`.
         layer_names: list of str or None. Layers for feature maps and filters. Defaults to
-            `None`: every 2-D conv layer
-            (on a model with more than 16, 16 of them spread evenly over its depth).
-        cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer with
-            a 4-D output before the head.
+            `None`: every conv layer whose output lays out over the input, and a vision
+            transformer's block outputs (on a model with more than 16 convs, 16 of them
+            spread evenly over its depth).
+        cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer
+            before the head whose output lays out over the input (see `GradCAM`).
         class_index: int or None. Target class for Grad-CAM, occlusion and saliency.
             Defaults to `None`: the true label when the probe has labels, else the
             predicted class.
@@ -68,8 +71,8 @@ class ConvViz(keras.callbacks.Callback):
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
             the images (name or position); the probe then gives every input, `x` as a dict
-            keyed by input name or a list in input order. Defaults to `None`: the only 4-D
-            input.
+            keyed by input name or a list in input order. Defaults to `None`: the only input
+            with spatial axes.
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores (name or position). Defaults to `None`: the only
             (batch, units) output.

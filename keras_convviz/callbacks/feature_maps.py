@@ -33,17 +33,20 @@ class FeatureMaps(ProbeCallback):
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
-        probe: the images to look at: an array `(batch, height, width, channels)`, a tuple
+        probe: the samples to look at: an array `(batch, *spatial, channels)`, a tuple
             `(images, labels)`, or a `tf.data.Dataset` (its first batch is used).
         layer_names: list of str or None. Layers to show, by name or nested path
-            (`"base_model/conv"`). Defaults to `None`: every 2-D conv layer
-            (on a model with more than 16, 16 of them spread evenly over its depth).
+            (`"base_model/conv"`). Defaults to `None`: every conv layer whose output lays
+            out over the input, and a vision transformer's block outputs (on a model with
+            more than 16 convs, 16 of them spread evenly over its depth). A sequence's layer
+            is drawn as one channels x steps strip, a volume's channels as montages of depth
+            slices, tokens on their patch grid (each token's norm first).
         max_channels: int. Channels shown per layer (the first ones). Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
             the images (name or position); the probe then gives every input, `x` as a dict
-            or list. Defaults to `None`: the only 4-D input.
+            or list. Defaults to `None`: the only input with spatial axes.
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores; only used to share a pass with `GradCAM` and
             `OcclusionSensitivity`. Defaults to `None`.

@@ -41,7 +41,9 @@ class GradCAM(MapCallback):
         log_dir: str or path. The TensorBoard log directory.
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
         layer_name: str or None. The layer to explain, by name or nested path. Defaults to
-            `None`: the last layer with a 4-D output before the head (pooling layers skipped).
+            `None`: the last layer before the head whose output lays out over the input
+            (pooling layers skipped; for a vision transformer, the input of its last
+            attention layer; for a segmentation output, the layer before it).
         class_index: int or None. The class whose score is explained for every image.
             Defaults to `None`: each image's true label when the probe has labels, else its
             predicted class.
@@ -57,7 +59,7 @@ class GradCAM(MapCallback):
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
             the images (name or position); the probe then gives every input, `x` as a dict
-            or list. Defaults to `None`: the only 4-D input.
+            or list. Defaults to `None`: the only input with spatial axes.
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores (name or position). Defaults to `None`: the only
             (batch, units) output.

@@ -53,7 +53,7 @@ class Saliency(MapCallback):
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input: str, int or None. For a model with several inputs, the one that takes
-            the images (name or position). Defaults to `None`: the only 4-D input.
+            the images (name or position). Defaults to `None`: the only input with spatial axes.
         score_output: str, int or None. For a model with several outputs, the one that
             holds the class scores (name or position). Defaults to `None`: the only
             (batch, units) output.
