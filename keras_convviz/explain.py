@@ -67,9 +67,11 @@ def feature_maps(
     Args:
         model: a built Sequential or Functional Keras model.
         images: `(batch, height, width, channels)` array.
-        layer_names: layers by name or nested path. Defaults to `None`: every 2-D conv layer.
+        layer_names: layers by name or nested path. Defaults to `None`: every conv layer
+            whose output lays out over the input.
         image_input: for a model with several inputs, the one that takes the images (name or
-            position); `images` then gives every input. Defaults to `None`: the only input with spatial axes.
+            position); `images` then gives every input. Defaults to `None`: the only input
+            with spatial axes.
 
     Returns:
         A dict layer path -> `(batch, h, w, channels)` float32 array.
