@@ -47,8 +47,8 @@ def compile_once(fn, **options):
 def class_scores(values: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     """`(batch,)` each row's value at its target column: `tf.gather(values, targets, axis=1,
     batch_dims=1)` as a masked sum, the same numbers (a -0.0 becomes 0.0) and gradient. The
-    batched gather's gradient took most of the tracing of Grad-CAM's part of the pass (0.39
-    s, now 0.14 s on the demo model); the mask's is one `where`."""
+    batched gather's gradient is most of the tracing of Grad-CAM's part of the pass; the
+    mask's is one `where` (BENCHMARKS.md, 6)."""
     columns = tf.range(tf.shape(values)[1], dtype=targets.dtype)
     picked = tf.where(columns[None, :] == targets[:, None], values, tf.zeros_like(values))
     return tf.reduce_sum(picked, axis=1)
