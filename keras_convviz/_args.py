@@ -97,32 +97,56 @@ def check_methods(method, registry, argument: str = "method") -> tuple[str, ...]
 
 def pair(value, argument: str) -> tuple[int, int]:
     """An int or a pair of ints, each >= 1, as `(rows, cols)`."""
-    pair = (value, value) if _is_int(value) else tuple(np.atleast_1d(np.asarray(value, object)))
-    if len(pair) != 2 or not all(_is_int(v) for v in pair) or min(pair) < 1:
+    return sizes(value, argument, 2)
+
+
+# What `sizes` asks for, per rank.
+_SIZES = {
+    1: "a tuple of 1 positive int (steps)",
+    2: "a pair of positive ints",
+    3: "3 positive ints (depth, rows, columns)",
+}
+
+
+def sizes(value, argument: str, rank: int) -> tuple[int, ...]:
+    """An int or `rank` ints (one per spatial axis), each >= 1, as a `rank`-tuple."""
+    given = (value,) * rank if _is_int(value) else tuple(np.atleast_1d(np.asarray(value, object)))
+    if len(given) != rank or not all(_is_int(v) for v in given) or min(given) < 1:
+        what = _SIZES.get(rank, f"{rank} positive ints")
         raise ValueError(
-            f"`{argument}` must be a positive int or a pair of positive ints. "
-            f"Received: {argument}={value!r}"
+            f"`{argument}` must be a positive int or {what}. Received: {argument}={value!r}"
         )
-    return int(pair[0]), int(pair[1])
+    return tuple(int(v) for v in given)
 
 
 def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
-    """The occlusion window and stride as `(rows, cols)` pairs, checked against the image.
+    """The occlusion window and stride, one length per spatial axis of the probe samples
+    `(*spatial, channels)` (`(rows, cols)` for images), checked against the samples.
 
-    `patch_size=None` is an eighth of the shorter image side (at least 1 pixel);
+    `patch_size=None` is an eighth of the shortest spatial side (at least 1);
     `stride=None` equals the patch.
     """
-    height, width = image_shape[0], image_shape[1]
-    if patch_size is None:
-        patch_size = max(1, min(height, width) // 8)
-    patch = pair(patch_size, "patch_size")
-    stride = patch if stride is None else pair(stride, "stride")
-    if patch[0] > height or patch[1] > width:
+    spatial = tuple(int(s) for s in image_shape[:-1])
+    rank = len(spatial)
+    if rank not in _SIZES:
+        if patch_size is None and stride is None:
+            return (), ()  # the callback switches itself off when the model is known
         raise ValueError(
-            f"`patch_size` must fit in the {height}x{width} probe images. "
+            "`patch_size` and `stride` need probe samples of 1 to 3 spatial axes "
+            "(steps; height, width; depth, height, width) before the channels. Received: "
+            f"samples of shape {tuple(image_shape)}, patch_size={patch_size}, stride={stride}"
+        )
+    if patch_size is None:
+        patch_size = max(1, min(spatial) // 8)
+    patch = sizes(patch_size, "patch_size", rank)
+    stride = patch if stride is None else sizes(stride, "stride", rank)
+    if any(p > s for p, s in zip(patch, spatial)):
+        what = ("sequences", "images", "volumes")[rank - 1]
+        raise ValueError(
+            f"`patch_size` must fit in the {'x'.join(map(str, spatial))} probe {what}. "
             f"Received: patch_size={patch_size}"
         )
-    if stride[0] > patch[0] or stride[1] > patch[1]:
+    if any(s > p for s, p in zip(stride, patch)):
         raise ValueError(
             "`stride` must be at most `patch_size` so every pixel is occluded. "
             f"Received: stride={stride}, patch_size={patch_size}"
@@ -133,14 +157,21 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
 OCCLUSION_METHODS = ("auto", "incremental", "naive")
 
 
-def check_occlusion_method(method, argument: str = "method") -> str:
+def check_occlusion_method(method, argument: str = "method", rank: int = 2) -> str:
     """How occluded copies are scored: `"incremental"` (recompute only what each window
-    changes), `"naive"` (a forward pass per copy) or `"auto"` (the cheaper, by a cost
-    model)."""
+    changes; 2-D windows only), `"naive"` (a forward pass per copy) or `"auto"` (the
+    cheaper, by a cost model), for probe samples of `rank` spatial axes."""
     if not isinstance(method, str) or method not in OCCLUSION_METHODS:
         raise ValueError(
             f"`{argument}` must be one of {OCCLUSION_METHODS}: how the occluded copies are "
             f"scored. Received: {argument}={method!r}"
+        )
+    if method == "incremental" and rank in (1, 3):
+        layout = ("(steps, channels)", None, "(depth, height, width, channels)")[rank - 1]
+        raise ValueError(
+            f"`{argument}` must be 'auto' or 'naive' for probe samples {layout}: the "
+            "incremental engine recomputes 2-D (height, width) windows only. "
+            f"Received: {argument}={method!r}"
         )
     return method
 

@@ -149,15 +149,23 @@ def occlusion_sensitivity(
     score_output=None,
     method: str = "auto",
 ) -> np.ndarray:
-    """Occlusion sensitivity: score(original) - score(occluded), per pixel.
+    """Occlusion sensitivity: score(original) - score(occluded), per position.
+
+    Windows of any rank, as captum's `Occlusion(sliding_window_shapes, strides)`: along a
+    sequence's steps, an image's rows and columns, a volume's depth, rows and columns.
 
     Args:
         model: a built Sequential or Functional Keras model.
-        images: `(batch, height, width, channels)` array, or `(images, labels)`.
-        patch_size: int or (int, int). Defaults to `None`: an eighth of the shorter side.
-        stride: int or (int, int) <= patch_size. Defaults to `None`: `patch_size`.
-        baseline: what fills the window: `"blur"` (each image blurred by a Gaussian whose
-            standard deviation is the patch size), `"mean"` (the per-channel mean of
+        images: `(batch, *spatial, channels)` array (`(batch, steps, channels)`,
+            `(batch, height, width, channels)` or `(batch, depth, height, width,
+            channels)`), or `(images, labels)`.
+        patch_size: int or tuple of ints, one per spatial axis. Defaults to `None`: an
+            eighth of the shortest spatial side.
+        stride: int or tuple of ints, one per spatial axis, each <= patch_size. Defaults to
+            `None`: `patch_size`.
+        baseline: what fills the window: `"blur"` (each sample blurred along its spatial
+            axes by a Gaussian whose standard deviation is the patch's longest side),
+            `"mean"` (the per-channel mean of
             `images`), or a value in the model's input space. Defaults to `"blur"`.
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
@@ -173,14 +181,16 @@ def occlusion_sensitivity(
             the rest on full maps; `"naive"` runs the model on every occluded copy; both
             give the same map up to float rounding. `"auto"` takes the path that a cost
             model (multiply-adds and memory traffic per layer, splicing included) finds
-            cheaper. Defaults to `"auto"`.
+            cheaper. The incremental path serves images only: `"auto"` is naive for
+            sequences and volumes, and `"incremental"` is refused for them. Defaults to
+            `"auto"`.
 
     Returns:
-        `(batch, height, width)` float32 array; overlapping windows averaged.
+        `(batch, *spatial)` float32 array; overlapping windows averaged.
     """
-    method = check_occlusion_method(method)
     probe, core, bound = _setup(model, images, image_input, score_output)
     patch, stride = occlusion_sizes(probe.image_shape, patch_size, stride)
+    method = check_occlusion_method(method, rank=len(patch))
     batch_size = check_positive_int(batch_size, "batch_size")
     need = Occlusion(
         patch,

@@ -156,7 +156,9 @@ ACTIVATION_MAXIMIZATION = Kind(
     LAYER,
     ("filter_*", "class_*"),
 )
-OCCLUSION = Kind("occlusion_sensitivity", "Occlusion", "occlusion", PROBE, _MAP)
+# Windows of any rank: along a sequence's steps, an image's rows and columns, a volume's
+# depth, rows and columns (`core.geometry.Geometry.name` of the probe).
+OCCLUSION = Kind("occlusion_sensitivity", "Occlusion", "occlusion", PROBE, _MAP, ranks=EVERY_RANK)
 
 
 def _saliency(run: str, label: str) -> Kind:

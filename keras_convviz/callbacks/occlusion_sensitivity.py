@@ -28,19 +28,27 @@ class OcclusionSensitivity(MapCallback):
     panel per probe image (the image and the map overlaid, a symmetric colour scale per map)
     and the largest drop as a scalar.
 
+    Any rank, as captum's `Occlusion(sliding_window_shapes, strides)`: a sequence
+    `(steps, channels)` is occluded by windows along its steps (drawn as a strip under its
+    channels), a volume `(depth, height, width, channels)` by boxes (drawn on a montage of
+    its depth slices); the incremental path serves images only.
+
     Tags: `occlusion_sensitivity/image_<i>` (images) and `occlusion_sensitivity/image_<i>/max`
     (scalars). Step = epoch.
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
-        patch_size: int or (int, int). Side of the occluding window in pixels. Defaults to
-            `None`: an eighth of the shorter image side.
-        stride: int or (int, int), at most `patch_size`. Step between windows; windows that
-            overlap are averaged per pixel. Defaults to `None`: equal to `patch_size`.
-        baseline: `"blur"`, `"mean"`, a float or an array broadcastable to `(height, width,
-            channels)`. What fills the window: `"blur"`, each image blurred by a Gaussian
-            whose standard deviation is the patch size, which adds no edge or colour that
+        patch_size: int or tuple of ints, one per spatial axis (`(rows, cols)` for images,
+            `(steps,)` for sequences, `(depth, rows, cols)` for volumes). The occluding
+            window. Defaults to `None`: an eighth of the shortest spatial side.
+        stride: int or tuple of ints like `patch_size`, at most `patch_size`. Step between
+            windows; windows that overlap are averaged per pixel. Defaults to `None`: equal
+            to `patch_size`.
+        baseline: `"blur"`, `"mean"`, a float or an array broadcastable to a probe sample
+            (`(height, width, channels)` for images). What fills the window: `"blur"`, each
+            sample blurred along its spatial axes by a Gaussian whose standard deviation is
+            the patch's longest side, which adds no edge or colour that
             is not there (black stays black, white stays white); `"mean"`, the probe's
             per-channel mean (grey
             ink on a black or white background); a value in the model's input space (e.g.
@@ -83,7 +91,8 @@ class OcclusionSensitivity(MapCallback):
             The maps are the same up to float rounding. `"auto"` takes the path a cost
             model (multiply-adds and memory traffic per layer, splicing included) finds
             cheaper: incremental on VGG16, ResNet50 or MobileNetV2 at 224x224 (2-11x
-            faster), naive where a window covers most of a small image. Defaults to
+            faster), naive where a window covers most of a small image; naive for
+            sequences and volumes (`"incremental"` is refused for them). Defaults to
             `"auto"`.
 
     Example:
@@ -128,29 +137,19 @@ class OcclusionSensitivity(MapCallback):
             faithfulness,
             scale,
         )
-        # Windows are 2-D so far: a probe of another rank is served only with the defaults
-        # (switched off at train begin), never with windows the user chose.
-        self._windows_given = patch_size is not None or stride is not None
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
         self.baseline = baseline if isinstance(baseline, str) else self._baseline.value
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.method = check_occlusion_method(method)
+        self.method = check_occlusion_method(method, rank=len(self.patch_size))
 
     def _prepare(self, model):
-        shared, targets = self._join_targets(model)
-        geometry = shared.bound.binding.geometry
-        if geometry.rank != 2:
-            message = (
-                f"occlusion windows are 2-D so far, and the probe of model {model.name!r} is "
-                f"{geometry.describe(None)}"
+        _, targets = self._join_targets(model)
+        if not self.patch_size:  # samples without 1 to 3 spatial axes (`occlusion_sizes`)
+            raise NotServed(
+                f"the probe samples of shape {self.probe.image_shape} have no steps, "
+                "height x width or depth x height x width to slide a window over"
             )
-            if self._windows_given:
-                raise ValueError(
-                    f"`patch_size` and `stride` must be given for a 2-D (height, width) probe: "
-                    f"{message}. Received: patch_size={self.patch_size}, stride={self.stride}"
-                )
-            raise NotServed(message)
         self._map_needs = (
             Occlusion(
                 self.patch_size, self.stride, self.batch_size, targets, self._baseline, self.method
@@ -165,8 +164,10 @@ class OcclusionSensitivity(MapCallback):
         by the shared `_rendering.draw_heatmap_panels`)."""
         scale = None
         if scales is not None:  # scale="run": the running maximum
-            scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
-        peaks = tf.reduce_max(maps, axis=(1, 2))
+            # Over every spatial axis, whatever the rank: `map_scale` takes `(batch, h, w)`.
+            flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1))
+            scale = tf.maximum(scales[0], _rendering.map_scale(flat, symmetric=True))
+        peaks = tf.reduce_max(maps, axis=tuple(range(1, maps.shape.rank)))
         return self._caption(logits), peaks, count_non_finite(maps), scale
 
     def run_names(self):

@@ -10,6 +10,7 @@ window changes (`incremental`); the window scores are folded into a map by
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -25,59 +26,63 @@ from keras_convviz.methods.occlusion.windows import (
     occluded_chunk,
     occluded_chunk_xla,
     scatter_average,
-    window_masks,
-    window_starts,
+    window_grid,
+    window_index,
 )
 from keras_convviz.methods.perturb import BLUR, gaussian_blur
 
 
 @dataclass(frozen=True)
 class Occlusion(Need):
-    """Occlusion-sensitivity maps `(batch, height, width)`: score(original) - score(occluded).
+    """Occlusion-sensitivity maps `(batch, *spatial)`: score(original) - score(occluded).
+
+    Windows of any rank, as captum's `Occlusion(sliding_window_shapes, strides)`: along a
+    sequence's steps, an image's rows and columns, a volume's depth, rows and columns.
 
     Attributes:
-        patch: `(rows, cols)` of the window.
-        stride: `(rows, cols)` between windows.
-        batch_size: occluded images scored per model call.
+        patch: the window's length per spatial axis (`(rows, cols)` for images).
+        stride: the step between windows per spatial axis.
+        batch_size: occluded samples scored per model call.
         targets: the target classes (`targets_const`).
-        baseline: the occluding values (`occlusion_baseline`): a `(height, width,
-            channels)` `Const`, or `BLUR`: each image blurred by a Gaussian whose standard
-            deviation is the patch size, computed in the pass.
+        baseline: the occluding values (`occlusion_baseline`): a `(*spatial, channels)`
+            `Const`, or `BLUR`: each sample blurred by a Gaussian whose standard deviation
+            is the patch's longest side, computed in the pass.
         method: how the occluded copies are scored: `"naive"`, the model on each built
             copy; `"incremental"`, only what each window changes, layer by layer (the
             `incremental` module; the same scores up to float rounding); `"auto"`,
             incremental where its estimated cost is at most `AUTO_MAX_RATIO` of the naive
-            path's (`takes_incremental`).
+            path's (`takes_incremental`). The incremental engine recomputes 2-D windows
+            only: sequences and volumes are scored the naive way (`check_occlusion_method`
+            refuses `"incremental"` for them).
     """
 
-    patch: tuple[int, int]
-    stride: tuple[int, int]
+    patch: tuple[int, ...]
+    stride: tuple[int, ...]
     batch_size: int
     targets: Const
     baseline: Const | str
     method: str = "auto"
 
     def compute(self, ctx):
-        height, width = ctx.image_size
-        tops = window_starts(height, self.patch[0], self.stride[0])
-        lefts = window_starts(width, self.patch[1], self.stride[1])
-        rows_in = window_masks(tops, self.patch[0], height)
-        cols_in = window_masks(lefts, self.patch[1], width)
+        spatial = ctx.spatial_size
+        starts, masks = window_grid(spatial, self.patch, self.stride)
+        counts = [len(a) for a in starts]
         if self.baseline == BLUR:
             baseline = gaussian_blur(ctx.images, float(max(self.patch)))
         else:
             baseline = ctx.const(self.baseline)
         build_chunk = occluded_chunk_xla if xla_available() else occluded_chunk
 
-        per_image = baseline.shape.rank == 4
+        per_image = baseline.shape.rank == ctx.images.shape.rank
 
         def build(image_index, window):
-            row, col = window // len(lefts), window % len(lefts)
             fill = tf.gather(baseline, image_index) if per_image else baseline
-            return build_chunk(ctx.images, image_index, row, col, rows_in, cols_in, fill)
+            axis_index = window_index(window, counts)
+            return build_chunk(ctx.images, image_index, axis_index, masks, fill)
 
         scorer = None
-        if self.method != "naive":
+        if self.method != "naive" and len(spatial) == 2:  # the engine's windows are 2-D
+            tops, lefts = starts
             plan = plan_in_pass(ctx, tops, lefts, self.patch)
             if takes_incremental(plan, self.method):
                 fill = baseline if per_image else baseline[None]
@@ -85,7 +90,7 @@ class Occlusion(Need):
                 incremental.prepare()
                 scorer = incremental.target_scores(ctx.head)
         scores, _ = ctx.score_in_chunks(
-            len(tops) * len(lefts), self.batch_size, build, self.targets, scorer=scorer
+            math.prod(counts), self.batch_size, build, self.targets, scorer=scorer
         )
         drops = ctx.target_scores(self.targets)[:, None] - scores
-        return scatter_average(tf.reshape(drops, (-1, len(tops), len(lefts))), rows_in, cols_in)
+        return scatter_average(tf.reshape(drops, (-1, *counts)), *masks)

@@ -1,5 +1,5 @@
-"""Occlusion's windows: where they start, which pixels they cover, the occluded copies of a
-chunk and the reducer that folds window scores back into a map.
+"""Occlusion's windows, of any rank: where they start, which positions they cover, the
+occluded copies of a chunk and the reducer that folds window scores back into a map.
 
 Built on the general chunked loop (`Context.score_in_chunks`): `occluded_chunk` builds the
 occluded copies of a chunk, `scatter_average` folds the window scores into a map.
@@ -31,23 +31,50 @@ def window_masks(starts: list[int], patch: int, size: int) -> tf.Tensor:
     return tf.constant((positions >= starts_np) & (positions < starts_np + patch))
 
 
-def occluded_chunk(images, image_index, row_index, col_index, rows_in, cols_in, baseline):
-    """One chunk of occluded images: image `image_index[i]` with window `i` set to `baseline`.
+def window_grid(spatial_size, patch, stride) -> tuple[list[list[int]], tuple[tf.Tensor, ...]]:
+    """The windows of any rank: per spatial axis, the window starts (`window_starts`) and
+    `(windows along the axis, size)` bool masks (`window_masks`). A window is one start
+    per axis; windows are numbered in row-major order over the axes (the last axis
+    fastest), as `window_index` unravels them."""
+    starts = [window_starts(s, p, st) for s, p, st in zip(spatial_size, patch, stride)]
+    masks = tuple(window_masks(a, p, s) for a, p, s in zip(starts, patch, spatial_size))
+    return starts, masks
+
+
+def window_index(window: tf.Tensor, counts) -> tuple[tf.Tensor, ...]:
+    """Per spatial axis, the index among that axis's starts of the windows numbered
+    `window` (row-major over `counts` windows per axis)."""
+    indices = []
+    for count in reversed(counts[1:]):
+        indices.append(window % count)
+        window = window // count
+    return (window, *reversed(indices))
+
+
+def occluded_chunk(images, image_index, axis_index, masks, baseline):
+    """One chunk of occluded samples: sample `image_index[i]` with window `i` set to
+    `baseline`.
 
     Args:
-        images: `(batch, height, width, channels)` the unoccluded images.
-        image_index: `(chunk,)` int32, which image each occluded copy is made from.
-        row_index: `(chunk,)` int32, the window's row among the row starts.
-        col_index: `(chunk,)` int32, the window's column among the column starts.
-        rows_in: `(n_rows, height)` bool, the pixel rows each window row covers.
-        cols_in: `(n_cols, width)` bool, the pixel columns each window column covers.
-        baseline: `(height, width, channels)` the occluding values, or `(chunk, height,
-            width, channels)` one per occluded copy.
+        images: `(batch, *spatial, channels)` the unoccluded samples.
+        image_index: `(chunk,)` int32, which sample each occluded copy is made from.
+        axis_index: per spatial axis, `(chunk,)` int32: the window's index among that
+            axis's starts (`window_index`).
+        masks: per spatial axis, `(windows along the axis, size)` bool: the positions each
+            window covers along that axis.
+        baseline: `(*spatial, channels)` the occluding values, or `(chunk, *spatial,
+            channels)` one per occluded copy.
 
     Returns:
-        `(chunk, height, width, channels)` occluded images, dtype of `images`.
+        `(chunk, *spatial, channels)` occluded samples, dtype of `images`.
     """
-    mask = tf.gather(rows_in, row_index)[:, :, None] & tf.gather(cols_in, col_index)[:, None, :]
+    rank = len(masks)
+    mask = None
+    for axis, (index, axis_masks) in enumerate(zip(axis_index, masks)):
+        # `(chunk, size)` spread over the spatial axes: `(chunk, 1, .., size, .., 1)`.
+        spread = (slice(None), *(slice(None) if a == axis else None for a in range(rank)))
+        covered = tf.gather(axis_masks, index)[spread]
+        mask = covered if mask is None else mask & covered
     return tf.where(mask[..., None], baseline, tf.gather(images, image_index))
 
 
@@ -56,20 +83,29 @@ def occluded_chunk(images, image_index, row_index, col_index, rows_in, cols_in, 
 # compiles once per chunk shape: full chunks and the last.
 occluded_chunk_xla = tf.function(occluded_chunk, jit_compile=True, autograph=False)
 
+_LETTERS = "abcdefgh", "yxzuvw"
 
-def scatter_average(drops: tf.Tensor, rows_in: tf.Tensor, cols_in: tf.Tensor) -> tf.Tensor:
-    """Spread each window's score drop over its pixels, averaged where windows overlap.
+
+def scatter_average(drops: tf.Tensor, *masks: tf.Tensor) -> tf.Tensor:
+    """Spread each window's score drop over its positions, averaged where windows overlap.
 
     Args:
-        drops: `(batch, n_rows, n_cols)` score(original) - score(occluded) per window.
-        rows_in: `(n_rows, height)` bool.
-        cols_in: `(n_cols, width)` bool.
+        drops: `(batch, *windows per axis)` score(original) - score(occluded) per window.
+        *masks: per spatial axis, `(windows along the axis, size)` bool.
 
     Returns:
-        `(batch, height, width)` float32 map.
+        `(batch, *spatial)` float32 map.
     """
-    rows = tf.cast(rows_in, tf.float32)
-    cols = tf.cast(cols_in, tf.float32)
-    summed = tf.einsum("ay,nab,bx->nyx", rows, drops, cols)
-    count = tf.einsum("ay,bx->yx", rows, cols)
+    rank = len(masks)
+    windows, positions = _LETTERS[0][:rank], _LETTERS[1][:rank]
+    terms = [w + p for w, p in zip(windows, positions)]
+    floats = [tf.cast(m, tf.float32) for m in masks]
+    # The first axis's masks, the drops, then the other axes' (for images "ay,nab,bx->nyx").
+    summed = tf.einsum(
+        f"{terms[0]},n{windows},{','.join(terms[1:])}->n{positions}".replace(",->", "->"),
+        floats[0],
+        drops,
+        *floats[1:],
+    )
+    count = tf.einsum(f"{','.join(terms)}->{positions}", *floats)
     return summed / count
