@@ -239,14 +239,15 @@ def normalize_symmetric(values: tf.Tensor, scale: tf.Tensor | float) -> tf.Tenso
 
 
 def map_scale(maps: tf.Tensor, symmetric: bool | tf.Tensor) -> tf.Tensor:
-    """Each `(batch, h, w)` map's own scale, `(batch,)`: its finite `max |v|` when
+    """Each `(batch, *spatial)` map's own scale, `(batch,)`: its finite `max |v|` when
     symmetric, else its finite maximum (at least 0): what the colour map's top stands for."""
     maps = tf.cast(maps, tf.float32)
     if not isinstance(symmetric, bool):  # a bool tensor: both, one selected (`draw_heatmap_panels`)
         return tf.where(symmetric, map_scale(maps, True), map_scale(maps, False))
+    axes = list(range(1, maps.shape.rank))
     if symmetric:
-        return max_abs_finite(maps, axes=[1, 2])
-    top = tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=[1, 2])
+        return max_abs_finite(maps, axes=axes)
+    top = tf.reduce_max(tf.where(tf.math.is_finite(maps), maps, -math.inf), axis=axes)
     return tf.maximum(top, 0.0)
 
 

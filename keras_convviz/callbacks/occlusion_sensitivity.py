@@ -164,9 +164,7 @@ class OcclusionSensitivity(MapCallback):
         by the shared `_rendering.draw_heatmap_panels`)."""
         scale = None
         if scales is not None:  # scale="run": the running maximum
-            # Over every spatial axis, whatever the rank: `map_scale` takes `(batch, h, w)`.
-            flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1))
-            scale = tf.maximum(scales[0], _rendering.map_scale(flat, symmetric=True))
+            scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
         peaks = tf.reduce_max(maps, axis=tuple(range(1, maps.shape.rank)))
         return self._caption(logits), peaks, count_non_finite(maps), scale
 
