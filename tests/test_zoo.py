@@ -133,3 +133,21 @@ def test_the_kinds_registry_decides_which_ranks_a_child_draws(tmp_path, monkeypa
     with pytest.warns(UserWarning, match=r"GradCAM: Grad-CAM cannot draw the 1-D \(steps\)"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]))])
     assert "grad_cam" not in read_runs(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["sequence", "volume"])
+def test_every_child_and_option_draws_a_sequence_and_a_volume(name, tmp_path):
+    model, x, y = zoo.MODELS[name]()
+    callback = kcv.ConvViz(
+        tmp_path,
+        (x[:2], y[:2]),
+        scale="run",
+        saliency={"method": ["gradient", "smoothgrad"], "samples": 4},
+        grad_cam={"method": ["gradcam", "scorecam", "eigencam"]},
+        on_error="raise",
+    )
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)
+    for run in ("grad_cam", "score_cam", "eigen_cam", "gradient", "smoothgrad"):
+        pictures = [v for v in runs[run].values() if v["kind"] == "images"]
+        assert len(pictures) == 2 and all(p["steps"] == [0, 1] for p in pictures), run
