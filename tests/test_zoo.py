@@ -17,12 +17,14 @@ from conftest import read_runs
 import keras_convviz as kcv
 
 ALL = ["feature_maps", "filter_weights", "grad_cam", "health", "occlusion_sensitivity"]
-# What each model writes with the defaults, the layer Grad-CAM explains, and the children
+# A segmentation output's maps are LayerCAM's (`GradCAM`'s `method`).
+SEGMENTATION = sorted({*ALL, "layer_cam"} - {"grad_cam"})
+# What each model writes with the defaults, the layer its CAM explains, and the children
 # switched off (named in the one warning).
 EXPECTED = {
     "sequence": (ALL, "conv2", []),
     "volume": (ALL, "conv2", []),
-    "unet": (ALL, "up_conv", []),
+    "unet": (SEGMENTATION, "up_conv", []),
     "two_heads": (ALL, "conv2", []),
     "vit": (ALL, "block1_norm1", []),
 }
@@ -67,11 +69,11 @@ def test_every_model_trains_with_the_defaults_and_shows_what_it_can(name, tmp_pa
             picture = series["values"][-1]
             assert picture.ndim == 3 and picture.shape[-1] == 3, tag
             assert picture.std() > 0, f"{tag} is one flat colour"
-    if cam_layer is not None:
-        maps = {t for t in written["grad_cam"] if t.endswith("/max")}
-        assert maps == {f"grad_cam/{cam_layer}/image_{i}/max" for i in range(2)}
-        peaks = [written["grad_cam"][t]["values"][-1] for t in maps]
-        assert max(peaks) > 0, "the CAM map is empty"
+    cam = "layer_cam" if "layer_cam" in runs else "grad_cam"
+    maps = {t for t in written[cam] if t.endswith("/max")}
+    assert maps == {f"{cam}/{cam_layer}/image_{i}/max" for i in range(2)}
+    peaks = [written[cam][t]["values"][-1] for t in maps]
+    assert max(peaks) > 0, "the CAM map is empty"
 
 
 def test_a_vision_transformer_shows_its_blocks_on_the_patch_grid(tmp_path):
