@@ -387,6 +387,8 @@ def resolve_target(graph: ModelGraph, name: str, argument: str) -> tuple[LayerRe
             f"image input. Model {graph.model.name!r} has inputs: {listed}."
         )
     head = graph.head(None, required=False)
+    if head is not None and head.dense:  # a per-position output is climbed as a layer
+        head = None
     if head is not None and name == head.name:
         return _ref_of(graph, head.layer), head
     ref = graph.find(name, argument)
