@@ -52,10 +52,11 @@ class GradCAM(MapCallback):
             class indices.
         method: str or list of str. One of `"gradcam"`, `"gradcam++"`, `"layercam"`,
             `"hirescam"`, `"eigencam"`, `"scorecam"`, or a list of them. Defaults to
-            `None`: `"gradcam"`, or `"layercam"` for a segmentation output: Grad-CAM's one
-            weight per channel, averaged over the whole output, leaves a region's map empty
-            (on a U-Net trained on shapes, 0 of 32 maps peaked inside the region, against 32
-            of 32 with LayerCAM's weight per position; BENCHMARKS.md).
+            `None`: `"gradcam"`, or `"layercam"` for a segmentation output, whose weight per
+            position keeps a region's map on the region: Grad-CAM's one weight per channel
+            is averaged over the whole output (on a U-Net trained on shapes, 32 of 32 maps
+            peaked inside the region with LayerCAM at every seed, 20-27 with Grad-CAM;
+            BENCHMARKS.md, "Segmentation truth").
         batch_size: int. Masked images scored per model call by `"scorecam"`; bounds its
             memory. Defaults to `256`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
