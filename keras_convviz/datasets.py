@@ -1,4 +1,10 @@
-"""A seeded synthetic image data set of coloured shapes on clutter, made without downloads."""
+"""Seeded synthetic data sets that know where their evidence is, made without downloads.
+
+`make_shapes`: coloured shapes on cluttered images (2-D). `make_sequences`: a class-specific
+waveform at a random time in noisy multichannel sequences (1-D). `make_volumes`: a ball
+layered along a class-specific axis at a random place in noisy volumes (3-D). Each returns
+where the evidence lies (a box, an interval), so tests can check that a map points at it.
+"""
 
 from __future__ import annotations
 
@@ -193,3 +199,235 @@ def _mask_boxes(masks: np.ndarray) -> np.ndarray:
     left = np.argmax(cols, axis=1)
     right = size - np.argmax(cols[:, ::-1], axis=1)
     return np.stack([top, left, bottom, right], axis=1).astype(np.int32)
+
+
+SEQUENCE_CLASS_NAMES = ("bump", "slow_wave", "fast_wave", "square_wave")
+
+# Pattern length as a fraction of the steps.
+_MIN_LENGTH = 1 / 8
+_MAX_LENGTH = 1 / 4
+# Cycles per pattern: the frequency scales with the pattern's length, so the slow and the
+# fast wave stay apart in cycles per step (1/16-1/8 against 5/32-5/16) whatever the length.
+_SLOW_CYCLES = 2.0
+_FAST_CYCLES = 5.0
+# Between the two: the square wave is told by its sharp edges, not by its frequency.
+_SQUARE_CYCLES = 3.0
+# Points of the coarse random drift that is linearly upsampled under each channel.
+_DRIFT_POINTS = 5
+_DRIFT = 0.3
+_SEQUENCE_NOISE = 0.1
+
+
+class SequencesData(NamedTuple):
+    """Multichannel sequences with their class and the interval that holds the pattern.
+
+    Attributes:
+        sequences: `(n, steps, channels)` float32 array (unbounded, about `[-2, 2]`).
+        labels: `(n,)` int32 array of indices into `SEQUENCE_CLASS_NAMES`.
+        intervals: `(n, 2)` int32 array of `(start, end)` steps of the pattern, `end`
+            exclusive, so `sequences[i, start:end]` holds every step the pattern changed.
+    """
+
+    sequences: np.ndarray
+    labels: np.ndarray
+    intervals: np.ndarray
+
+
+def make_sequences(n: int, steps: int = 128, channels: int = 3, seed: int = 0) -> SequencesData:
+    """Makes a seeded data set of waveforms hidden at a random time in noisy sequences.
+
+    Each sequence holds one pattern (the class, see `SEQUENCE_CLASS_NAMES`): a bump (a
+    positive half sine), a slow or a fast wave (2 or 5 cycles of a sine of random phase)
+    or a square wave (3 cycles, random phase), each under a half-sine envelope,
+    1/8 to 1/4 of the steps long, at a random time. It is added to every channel with a
+    random gain (0.5-1), over a slow random drift and white noise, so neither the level
+    nor the channel tells the class. Classes are drawn uniformly at random.
+
+    Args:
+        n: Number of sequences.
+        steps: Length of each sequence (at least 32).
+        channels: Channels of each sequence (at least 1).
+        seed: Seed of the random generator; the same seed gives identical arrays.
+
+    Returns:
+        A `SequencesData` tuple `(sequences, labels, intervals)`.
+    """
+    return SequencesData(*_render_sequences(n, steps, channels, seed, draw_patterns=True))
+
+
+def _render_sequences(
+    n: int, steps: int, channels: int, seed: int, draw_patterns: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draws the sequences; with `draw_patterns=False`, the same sequences without patterns.
+
+    All random numbers are drawn whatever `draw_patterns` is, so the two variants differ
+    exactly where a pattern is (which the tests use to locate it).
+    """
+    _check_count(n)
+    if steps < 32:
+        raise ValueError(f"`steps` must be at least 32. Received: steps={steps}")
+    if channels < 1:
+        raise ValueError(f"`channels` must be at least 1. Received: channels={channels}")
+    rng = np.random.default_rng(seed)
+    drift = rng.uniform(-_DRIFT, _DRIFT, size=(n, _DRIFT_POINTS, channels)).astype(np.float32)
+    sequences = np.einsum("sp,npc->nsc", _linear_weights(steps, _DRIFT_POINTS), drift)
+    sequences += rng.normal(0, _SEQUENCE_NOISE, size=sequences.shape).astype(np.float32)
+
+    labels = rng.integers(0, len(SEQUENCE_CLASS_NAMES), size=n).astype(np.int32)
+    low, high = max(4, round(_MIN_LENGTH * steps)), round(_MAX_LENGTH * steps)
+    lengths = rng.integers(low, high + 1, size=n)
+    starts = rng.integers(0, steps - lengths + 1)
+    phases = rng.uniform(0, 2 * np.pi, size=n)
+    gains = rng.uniform(0.5, 1.0, size=(n, channels)).astype(np.float32)
+    if draw_patterns:
+        for i in range(n):
+            pattern = _pattern(int(labels[i]), int(lengths[i]), phases[i])
+            sequences[i, starts[i] : starts[i] + lengths[i]] += pattern[:, None] * gains[i]
+    intervals = np.stack([starts, starts + lengths], axis=1).astype(np.int32)
+    return sequences.astype(np.float32), labels, intervals
+
+
+def _pattern(label: int, length: int, phase: float) -> np.ndarray:
+    """One class's waveform over `length` steps, sampled at the steps' centres."""
+    t = (np.arange(length) + 0.5) / length
+    envelope = np.sin(np.pi * t)
+    if label == 0:  # bump
+        return envelope
+    if label == 3:
+        return envelope * np.sign(np.sin(2 * np.pi * _SQUARE_CYCLES * t + phase))
+    cycles = (_SLOW_CYCLES if label == 1 else _FAST_CYCLES) * t
+    return envelope * np.sin(2 * np.pi * cycles + phase)
+
+
+VOLUME_CLASS_NAMES = ("layers_depth", "layers_height", "layers_width")
+
+# A ball's diameter as a fraction of the volume's side.
+_MIN_EXTENT = 0.35
+_MAX_EXTENT = 0.55
+# Cells per side of the noise grid that is upsampled into the background, and its range.
+_VOLUME_GRID = 3
+_VOLUME_BACKGROUND = (0.0, 0.2)
+_VOLUME_NOISE = 0.05
+# Brightness of the dim layers of a ball, relative to its bright ones.
+_DIM_LAYER = 0.4
+
+
+class VolumesData(NamedTuple):
+    """Volumes of layered balls with their class and the box around the ball.
+
+    Attributes:
+        volumes: `(n, size, size, size, 1)` float32 array in `[0, 1]`, axes
+            `(depth, height, width, channels)`.
+        labels: `(n,)` int32 array of indices into `VOLUME_CLASS_NAMES`.
+        boxes: `(n, 6)` int32 array of `(z0, y0, x0, z1, y1, x1)` voxel bounds of the
+            ball, the first three inclusive and the last three exclusive, so
+            `volumes[i, z0:z1, y0:y1, x0:x1]` holds every voxel of the ball.
+    """
+
+    volumes: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray
+
+
+def make_volumes(n: int, size: int = 16, seed: int = 0) -> VolumesData:
+    """Makes a seeded data set of layered balls at a random place in noisy volumes.
+
+    Each volume holds one ball of random size (35-55 % of the side), position and
+    brightness (0.6-1), made of layers one voxel thick that alternate between bright and
+    dim (40 %) along depth, height or width: the class (see `VOLUME_CLASS_NAMES`), like
+    the orientation of a tissue's fibres in a scan. It lies over a smooth dark background
+    (0-0.2) with noise. Every class has the same shape and mass and a local pattern of its
+    own, so no class is told by what is missing; the background stays dark near the faces
+    so zero padding adds no edge brighter than the ball's. Classes are drawn uniformly at
+    random.
+
+    Args:
+        n: Number of volumes.
+        size: Depth, height and width of the cubic volumes, in voxels (at least 8).
+        seed: Seed of the random generator; the same seed gives identical arrays.
+
+    Returns:
+        A `VolumesData` tuple `(volumes, labels, boxes)`.
+    """
+    return VolumesData(*_render_volumes(n, size, seed, draw_objects=True))
+
+
+def _render_volumes(
+    n: int, size: int, seed: int, draw_objects: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draws the volumes; with `draw_objects=False`, the same volumes without balls.
+
+    All random numbers are drawn whatever `draw_objects` is, so the background of the
+    two variants is identical (which the tests use to locate the ball's voxels).
+    """
+    _check_count(n)
+    if size < 8:
+        raise ValueError(f"`size` must be at least 8. Received: size={size}")
+    rng = np.random.default_rng(seed)
+    grid = rng.uniform(*_VOLUME_BACKGROUND, size=(n,) + (_VOLUME_GRID,) * 3).astype(np.float32)
+    # One (voxels x cells) matrix maps each grid to its volume: one matmul upsamples all.
+    w = _linear_weights(size, _VOLUME_GRID)
+    kernel = np.einsum("za,yb,xc->zyxabc", w, w, w).reshape(size**3, _VOLUME_GRID**3)
+    volumes = (grid.reshape(n, _VOLUME_GRID**3) @ kernel.T).reshape(n, size, size, size)
+
+    labels = rng.integers(0, len(VOLUME_CLASS_NAMES), size=n).astype(np.int32)
+    half = rng.uniform(_MIN_EXTENT, _MAX_EXTENT, size=n).astype(np.float32) * size / 2
+    # Keep the whole ball inside: the centre is at least `half` from each face.
+    centre = rng.uniform(0, 1, size=(n, 3)).astype(np.float32) * (size - 2 * half[:, None])
+    centre += half[:, None]
+    brightness = rng.uniform(0.6, 1.0, size=n).astype(np.float32)
+    noise = rng.uniform(-_VOLUME_NOISE, _VOLUME_NOISE, size=volumes.shape).astype(np.float32)
+
+    masks = _ball_masks(centre, half, size)
+    if draw_objects:
+        ball = brightness[:, None, None, None] * _layers(labels, size)
+        np.copyto(volumes, ball, where=masks)
+    volumes += noise
+    np.clip(volumes, 0.0, 1.0, out=volumes)
+    return volumes[..., None].astype(np.float32), labels, _mask_boxes_3d(masks)
+
+
+def _ball_masks(centre: np.ndarray, half: np.ndarray, size: int) -> np.ndarray:
+    """Boolean `(n, size, size, size)` masks of each volume's ball."""
+    coords = np.arange(size, dtype=np.float32) + 0.5
+    # (n, 3 axes, size) distances of the voxel centres to the ball's centre, per axis.
+    d = (coords[None, None, :] - centre[:, :, None]) ** 2
+    r = half[:, None, None, None]
+    return d[:, 0, :, None, None] + d[:, 1, None, :, None] + d[:, 2, None, None, :] <= r * r
+
+
+def _layers(labels: np.ndarray, size: int) -> np.ndarray:
+    """`(n, size, size, size)` brightness factors: 1 and `_DIM_LAYER` alternating every
+    voxel along the axis the label names, so each class has a local pattern of its own."""
+    parity = np.arange(size) % 2 == 0
+    layers = np.where(parity, np.float32(1.0), np.float32(_DIM_LAYER))
+    along = [layers[:, None, None], layers[None, :, None], layers[None, None, :]]
+    return np.stack([np.broadcast_to(a, (size,) * 3) for a in along])[labels]
+
+
+def _mask_boxes_3d(masks: np.ndarray) -> np.ndarray:
+    """Tight `(z0, y0, x0, z1, y1, x1)` boxes of boolean volume masks (ends exclusive)."""
+    size = masks.shape[1]
+    starts, ends = [], []
+    for other in ((2, 3), (1, 3), (1, 2)):
+        present = masks.any(axis=other)
+        starts.append(np.argmax(present, axis=1))
+        ends.append(size - np.argmax(present[:, ::-1], axis=1))
+    return np.stack(starts + ends, axis=1).astype(np.int32)
+
+
+def _linear_weights(length: int, points: int) -> np.ndarray:
+    """`(length, points)` weights that interpolate `points` values linearly over `length`
+    samples (half-sample centres), as `_background` does for the images."""
+    positions = (np.arange(length, dtype=np.float32) + 0.5) / length * (points - 1)
+    lower = np.minimum(positions.astype(np.int64), points - 2)
+    frac = positions - lower
+    weights = np.zeros((length, points), dtype=np.float32)
+    weights[np.arange(length), lower] = 1 - frac
+    weights[np.arange(length), lower + 1] = frac
+    return weights
+
+
+def _check_count(n: int) -> None:
+    if n < 0:
+        raise ValueError(f"`n` must be non-negative. Received: n={n}")
