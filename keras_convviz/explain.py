@@ -45,7 +45,7 @@ def _setup(model, images, image_input, score_output, scores=True):
     bound = bind(core.graph, probe, image_input, score_output, scores, argument="images")
     head = bound.binding.head
     if head is not None:
-        probe = probe.for_head(head.name, head.index, head.dense)
+        probe = probe.for_head(head)
     return probe, core, bound
 
 

@@ -153,3 +153,29 @@ def test_every_child_and_option_draws_a_sequence_and_a_volume(name, tmp_path):
     for run in ("grad_cam", "score_cam", "eigen_cam", "gradient", "smoothgrad"):
         pictures = [v for v in runs[run].values() if v["kind"] == "images"]
         assert len(pictures) == 2 and all(p["steps"] == [0, 1] for p in pictures), run
+
+
+def test_a_regression_head_is_explained_as_its_value(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    model, x, y = zoo.two_heads()
+    # Grad-CAM of the value: the gradient of the unit itself (one linear unit, no classes).
+    maps = kcv.grad_cam(model, (x[:3], _first(y, 3)), score_output="value", layer_name="conv2")
+    encode = keras.Model(model.inputs, model.get_layer("conv2").output)
+    activation = encode(x[:3])
+    with tf.GradientTape() as tape:
+        tape.watch(activation)
+        pooled = tf.reduce_mean(activation, axis=(1, 2))
+        value = tf.reduce_sum(model.get_layer("value")(pooled))
+    gradient = tape.gradient(value, activation).numpy()
+    weights = gradient.mean(axis=(1, 2))
+    expected = np.maximum(np.einsum("nhwc,nc->nhw", activation.numpy(), weights), 0)
+    expected = tf.image.resize(expected[..., None], (32, 32))[..., 0].numpy()
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+    # In ConvViz the health numbers, which need classes, are off; the maps are written.
+    with pytest.warns(UserWarning, match="ModelHealth: the output 'value' is one linear unit"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[
+            kcv.ConvViz(tmp_path, (x[:2], _first(y, 2)), score_output="value")])  # fmt: skip
+    assert {"grad_cam", "occlusion_sensitivity"} <= set(read_runs(tmp_path))
+    assert "health" not in read_runs(tmp_path)

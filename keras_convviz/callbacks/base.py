@@ -364,7 +364,7 @@ class ProbeCallback(SnapshotCallback):
             )
         head = bound.binding.head
         if head is not None:  # the labels of the output the maps explain
-            self.probe = self.probe.for_head(head.name, head.index, head.dense)
+            self.probe = self.probe.for_head(head)
         # How many samples the probe holds is known once it fits the model's input rank.
         if not (self._told_large or self._quiet_not_served):
             warn_large_probe(self.probe, stacklevel=5)

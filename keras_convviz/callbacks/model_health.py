@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_convviz import _tags, kinds
 from keras_convviz.callbacks.maps import MapCallback
+from keras_convviz.core.graph import NotServed
 from keras_convviz.core.needs import Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import LossGradients, Segmentation, gradient_ratios
@@ -70,6 +71,11 @@ class ModelHealth(MapCallback):
 
     def _prepare(self, model):
         shared, _ = self._join_targets(model)
+        if self._head.regression:
+            raise NotServed(
+                f"the output {self._head.name!r} is one linear unit, a value with no classes "
+                "to score"
+            )
         self._labels = None if self.probe.labels is None else tf.constant(self.probe.labels)
         self._render = compile_once(self._compute, autograph=False)
         self._gradients = None

@@ -85,7 +85,7 @@ def bind(
     check_probe_fits(probe, graph.input_shapes[index], argument)
     head = graph.head(score_output, required=scores)
     if head is not None and head.dense:  # the region each sample's map explains
-        regions = probe.for_head(head.name, head.index, dense=True).regions
+        regions = probe.for_head(head).regions
         if regions is not None:
             head = dataclasses.replace(head, region=Const(regions, batched=True))
     binding = Binding(

@@ -100,6 +100,11 @@ class Head:
     region: Const | None = None  # noqa: F821 - `needs.Const`, set by `binding.bind`
 
     @property
+    def regression(self) -> bool:
+        """One linear unit: a value, explained as itself (its one "class" is unit 0)."""
+        return self.num_classes == 1 and not self.dense
+
+    @property
     def squashed(self) -> bool:
         """True when the output passes through a final softmax or sigmoid."""
         return isinstance(self.layer, keras.layers.Softmax) or (

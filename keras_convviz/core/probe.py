@@ -48,14 +48,17 @@ class Probe:
     masks: np.ndarray | None = field(default=None, compare=False)
     regions: np.ndarray | None = field(default=None, compare=False)
 
-    def for_head(self, name: str, index: int, dense: bool) -> Probe:
-        """This probe's labels for the model output a map explains (`Head`): that
-        output's labels when they were given per output; for a segmentation output also
-        its integer `masks` `(batch, *spatial)`, each sample's explained class as `labels`
-        (the class with the largest labelled region other than class 0, else 0) and that
-        class's region as `regions` (float32 0/1, `(batch, *spatial)`)."""
-        probe = self.for_output(name, index)
-        if not dense or probe.targets is None:
+    def for_head(self, head) -> Probe:
+        """This probe's labels for the model output a map explains (a `graph.Head`): that
+        output's labels when they were given per output; none for a regression value (its
+        labels are no classes); for a segmentation output also its integer `masks`
+        `(batch, *spatial)`, each sample's explained class as `labels` (the class with the
+        largest labelled region other than class 0, else 0) and that class's region as
+        `regions` (float32 0/1, `(batch, *spatial)`)."""
+        probe = self.for_output(head.name, head.index)
+        if head.regression:
+            return dataclasses.replace(probe, labels=None)
+        if not head.dense or probe.targets is None:
             return probe
         masks = _masks(probe.targets, probe.images.shape[:-1])
         classes = np.zeros(probe.size, np.int32)
