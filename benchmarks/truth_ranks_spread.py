@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
-COLUMNS = ("accuracy", "pointing", "share", "correlation")
+COLUMNS = ("accuracy", "pointing", "occlusion_pointing", "share", "correlation")
 
 
 def worker(seeds: int) -> None:
@@ -62,22 +62,30 @@ def main() -> None:
     sys.path.insert(0, str(TESTS))
     from test_truth_ranks import MAX_CORRELATION, MIN_ACCURACY, MIN_LIFT
 
-    print("| rank | TF_ENABLE_ONEDNN_OPTS | seed | accuracy | pointing | share | correlation |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| rank | TF_ENABLE_ONEDNN_OPTS | seed | accuracy | pointing | occlusion pointing | "
+        "share | correlation |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["rank"], r["onednn"], r["seed"])):
         print(
             f"| {r['rank']} | {r['onednn']} | {r['seed']} | {r['accuracy']:.2f} | "
-            f"{r['pointing']:.2f} | {r['share']:.2f} | {r['correlation']:.2f} |"
+            f"{r['pointing']:.2f} | {r['occlusion_pointing']:.2f} | {r['share']:.2f} | "
+            f"{r['correlation']:.2f} |"
         )
     print()
-    print("| rank | worst accuracy | worst pointing - share | worst correlation |")
-    print("|---|---|---|---|")
+    print(
+        "| rank | worst accuracy | worst pointing - share | worst occlusion pointing - share "
+        "| worst correlation |"
+    )
+    print("|---|---|---|---|---|")
     for rank in ("1d", "3d"):
         mine = [r for r in rows if r["rank"] == rank]
         accuracy = min(r["accuracy"] for r in mine)
         lift = min(r["pointing"] - r["share"] for r in mine)
+        occlusion = min(r["occlusion_pointing"] - r["share"] for r in mine)
         correlation = max(r["correlation"] for r in mine)
-        print(f"| {rank} | {accuracy:.2f} | {lift:.2f} | {correlation:.2f} |")
+        print(f"| {rank} | {accuracy:.2f} | {lift:.2f} | {occlusion:.2f} | {correlation:.2f} |")
     print(
         f"thresholds: accuracy >= {MIN_ACCURACY}, pointing - share >= {MIN_LIFT}, "
         f"correlation <= {MAX_CORRELATION}"

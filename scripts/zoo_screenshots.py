@@ -60,10 +60,12 @@ def segmentation():
 
 
 def vit():
-    train = datasets.make_shapes(1500, image_size=32, seed=0)
+    # 4-pixel patches (an 8x8 grid): a ViT needs more data than this to learn from 8-pixel
+    # ones.
+    train = datasets.make_shapes(3000, image_size=32, seed=0)
     probe = datasets.make_shapes(6, image_size=32, seed=99)
-    model = zoo.vit(size=32, classes=len(datasets.CLASS_NAMES))[0]
-    return model, train.images, train.labels, probe.images, probe.labels, "grad_cam", 12
+    model = zoo.vit(size=32, patch=4, dim=32, classes=len(datasets.CLASS_NAMES))[0]
+    return model, train.images, train.labels, probe.images, probe.labels, "grad_cam", 15
 
 
 # `name -> () -> (model, x, y, probe x, probe y, the CAM run to show, epochs)`.

@@ -122,11 +122,13 @@ def measure(rank: str, seed: int, model: keras.Model | None = None) -> dict[str,
     x, labels, evidence = data(rank, N_PROBE, seed=4242 + seed)
     accuracy = float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == labels))
     maps = kcv.grad_cam(model, (x, labels))
+    occlusion = kcv.occlusion_sensitivity(model, (x, labels))
     randomised = kcv.grad_cam(build(rank, 1000 + seed), (x, labels))
     correlation = np.mean([rank_correlation(a, b) for a, b in zip(maps, randomised)])
     return {
         "accuracy": accuracy,
         "pointing": hits(maps, evidence),
+        "occlusion_pointing": hits(occlusion, evidence),
         "share": share(maps.shape[1:], evidence),
         "correlation": float(correlation),
         "map_shape": maps.shape,
