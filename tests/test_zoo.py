@@ -179,3 +179,15 @@ def test_a_regression_head_is_explained_as_its_value(tmp_path):
             kcv.ConvViz(tmp_path, (x[:2], _first(y, 2)), score_output="value")])  # fmt: skip
     assert {"grad_cam", "occlusion_sensitivity"} <= set(read_runs(tmp_path))
     assert "health" not in read_runs(tmp_path)
+
+
+def test_a_transformers_token_layers_raise_no_dead_channel_alarm(tmp_path):
+    model, x, y = zoo.vit()
+    alerts = []
+    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), on_alert=alerts.append)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    written = read_runs(tmp_path)["feature_maps"]
+    assert "feature_maps/block1_out/max_activation" in written
+    assert "feature_maps/block1_out/dead_fraction" not in written
+    assert "feature_maps/patch_embed/dead_fraction" in written
+    assert not [a for a in alerts if a.rule == "dead_channels" and "block" in a.layer]

@@ -162,9 +162,14 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key):
         pictures = _rendering.render_feature_grid(
             layout.picture(maps), max_channels, channel_range=channel_range
         )
+    health = activation_health(flat, activation)
+    if layout.is_tokens:
+        # A transformer's residual stream has no ReLU: a channel there cannot die, and one
+        # that stays below 0 on the probe is no alarm.
+        del health["dead_fraction"]
     return (
         tf.image.convert_image_dtype(pictures, tf.uint8),
-        activation_health(flat, activation),
+        health,
         count_non_finite(maps),
         channel_range,
     )
