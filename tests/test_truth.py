@@ -14,50 +14,23 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import read_runs, small_cnn
+from conftest import SHAPES_EPOCHS, read_runs, small_cnn, train_shapes_model
 
 import keras_convviz as kcv
-from keras_convviz.datasets import make_shapes
-from keras_convviz.demo import build_demo_model, train_demo_model
+from keras_convviz.demo import build_demo_model
 from keras_convviz.methods.saliency import saliency_view
 
-N_TRAIN = 2000
-EPOCHS = 5
-N_PROBE = 32
 
-
-def train(seed: int, callbacks=()) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    data = make_shapes(N_TRAIN, seed=100 + seed)
-    return train_demo_model(data, epochs=EPOCHS, batch_size=16, callbacks=callbacks)[0]
+@pytest.fixture(scope="module")
+def probe(shapes_probe):
+    return shapes_probe
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return make_shapes(N_PROBE, seed=4242)
-
-
-@pytest.fixture(scope="module")
-def faithfulness_logs(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("faithfulness"))
-
-
-ALERTS: list = []
-
-
-@pytest.fixture(scope="module")
-def trained_models(faithfulness_logs):
-    # The first model trains with ConvViz at every epoch, alerts on, and the faithfulness of
-    # Grad-CAM and occlusion: a healthy training that must raise no alert.
-    probe = make_shapes(N_PROBE, seed=4242)
-    convviz = kcv.ConvViz(
-        faithfulness_logs,
-        (probe.images[:16], probe.labels[:16]),
-        faithfulness=True,
-        on_alert=ALERTS.append,
-        on_error="raise",
-    )
-    return train(0, [convviz]), train(1)
+def trained_models(trained_shapes):
+    # The first model trained with ConvViz at every epoch, alerts on, and the faithfulness
+    # of Grad-CAM and occlusion: a healthy training that must raise no alert.
+    return trained_shapes.model, train_shapes_model(1)
 
 
 def hits(maps: np.ndarray, boxes: np.ndarray) -> float:
@@ -94,25 +67,25 @@ def test_grad_cam_and_occlusion_point_at_the_object(trained_models, probe):
     assert hits(occlusion, probe.boxes) >= 0.8
 
 
-def test_a_healthy_training_raises_no_alert(trained_models, faithfulness_logs):
-    assert ALERTS == []
-    assert not os.path.exists(os.path.join(faithfulness_logs, "alerts"))
+def test_a_healthy_training_raises_no_alert(trained_shapes):
+    assert trained_shapes.alerts == []
+    assert not os.path.exists(os.path.join(trained_shapes.log_dir, "alerts"))
     # ... while the health table was written at every snapshot.
-    assert os.path.isdir(os.path.join(faithfulness_logs, "health"))
+    assert os.path.isdir(os.path.join(trained_shapes.log_dir, "health"))
 
 
-def test_grad_cam_and_occlusion_beat_the_faithfulness_floors(trained_models, faithfulness_logs):
+def test_grad_cam_and_occlusion_beat_the_faithfulness_floors(trained_shapes):
     # At the last epoch, on 16 validation-like images: deleting the pixels the map ranks
     # first lowers the probability faster (lower AUC), inserting them raises it faster
     # (higher AUC) than for a random map and for an edge map.
-    runs = read_runs(faithfulness_logs)
+    runs = read_runs(trained_shapes.log_dir)
     table = {}
     (cam_tag,) = [t for t in runs["grad_cam"] if t.endswith("/deletion")]  # default layer
     for prefix in (cam_tag.rsplit("/", 1)[0], "occlusion_sensitivity"):
         run = prefix.split("/")[0]
         for curve in ("deletion", "insertion"):
             tag = f"{prefix}/{curve}"
-            assert runs[run][tag]["steps"] == list(range(EPOCHS))
+            assert runs[run][tag]["steps"] == list(range(SHAPES_EPOCHS))
             scores = {
                 where: runs[where][tag]["values"][-1]
                 for where in (run, "floor_random", "floor_edge")
@@ -207,13 +180,17 @@ def strokes(n: int, seed: int, size: int = 32):
     return images, labels, ink
 
 
+STROKES_TRAIN = 2000
+STROKES_EPOCHS = 6
+
+
 def test_the_default_occlusion_baseline_invents_no_ink_on_a_black_background():
     from scipy import ndimage
 
-    x, y, _ = strokes(2000, seed=0)
+    x, y, _ = strokes(STROKES_TRAIN, seed=0)
     keras.utils.set_random_seed(0)
     model = small_cnn(input_shape=(32, 32, 1))
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=STROKES_EPOCHS, batch_size=32, verbose=0)
     images, labels, ink = strokes(32, seed=1)
     assert np.mean(model.predict(images, verbose=0).argmax(1) == labels) >= 0.9
     near = np.stack([ndimage.binary_dilation(m, iterations=2) for m in ink])  # 11 % of pixels
