@@ -179,6 +179,7 @@ def demo():
 
 
 def test_trained_filters_beat_every_probe_image(demo):
+    """Seed spread (BENCHMARKS.md): conv3 median 10.7 (seed 2) vs 10; filters 1.49x vs 1."""
     model, probe = demo
     for layer in ("conv1", "conv3"):
         filters = list(range(8))
@@ -200,6 +201,7 @@ def test_trained_filters_beat_every_probe_image(demo):
 
 
 def test_score_output_filters_are_classes(demo):
+    """Seed spread (BENCHMARKS.md): 4 of 4 classes, every seed."""
     model, probe = demo
     # "predictions" ends in a softmax: each class is climbed on its score before it.
     images, scores = kcv.activation_maximization(model, "predictions", steps=64, probe=probe)
