@@ -18,7 +18,7 @@ per seed, the worst seed and the test's threshold beside it.
   the model's initial weights and the data drawn from the seed (pass or fail).
 
 Run: nice -n 10 python benchmarks/seed_spread.py [--seeds 0,1,2,3,4] [--parts truth,...]
-(about 25 minutes for both settings and 5 seeds on 2 CPU cores).
+(about 40 minutes per setting for 5 seeds on 2 busy CPU cores; the parts run one after another).
 """
 
 from __future__ import annotations
