@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -81,6 +82,70 @@ def core_logits(model, images) -> np.ndarray:
     core = core_for(model)
     bound = bind(core.graph, make_probe(images))
     return core.run(Plan([Logits()]), bound)[Logits()].numpy()
+
+
+# The demo CNN trained on synthetic shapes: the model whose maps the truth tests check and
+# whose filters the activation-maximization tests climb. Trained long enough that every
+# assertion on it holds with a margin for every seed, with oneDNN on and off
+# (benchmarks/seed_spread.py; BENCHMARKS.md, "Seed spread of the trained-model tests").
+SHAPES_TRAIN = 4000
+SHAPES_EPOCHS = 5
+SHAPES_BATCH = 32
+SHAPES_PROBE = 32
+
+
+def train_shapes_model(seed: int, callbacks=()) -> keras.Model:
+    """The demo CNN trained on `SHAPES_TRAIN` shapes drawn with seed `100 + seed`."""
+    from keras_convviz.datasets import make_shapes
+    from keras_convviz.demo import train_demo_model
+
+    keras.utils.set_random_seed(seed)
+    data = make_shapes(SHAPES_TRAIN, seed=100 + seed)
+    return train_demo_model(
+        data, epochs=SHAPES_EPOCHS, batch_size=SHAPES_BATCH, callbacks=callbacks
+    )[0]
+
+
+def shapes_probe_data():
+    """The probe the trained-model tests look at: shapes none of the trainings saw."""
+    from keras_convviz.datasets import make_shapes
+
+    return make_shapes(SHAPES_PROBE, seed=4242)
+
+
+@pytest.fixture(scope="session")
+def shapes_probe():
+    return shapes_probe_data()
+
+
+class TrainedShapes(NamedTuple):
+    model: keras.Model
+    log_dir: str  # ConvViz's logs of its training, faithfulness included
+    alerts: list  # every alert that training raised
+
+
+def train_with_convviz(seed: int, log_dir) -> TrainedShapes:
+    """`train_shapes_model(seed)` with `ConvViz` at every epoch, alerts on, and the
+    faithfulness of Grad-CAM and occlusion on 16 probe images."""
+    import keras_convviz as kcv
+
+    probe = shapes_probe_data()
+    alerts = []
+    convviz = kcv.ConvViz(
+        str(log_dir),
+        (probe.images[:16], probe.labels[:16]),
+        faithfulness=True,
+        on_alert=alerts.append,
+        on_error="raise",
+    )
+    return TrainedShapes(train_shapes_model(seed, [convviz]), str(log_dir), alerts)
+
+
+@pytest.fixture(scope="session")
+def trained_shapes(tmp_path_factory) -> TrainedShapes:
+    """Seed 0 trained with `ConvViz` (read only: the truth and activation-maximization
+    tests share it)."""
+    return train_with_convviz(0, tmp_path_factory.mktemp("trained_shapes"))
 
 
 EPOCHS_12 = 12
