@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # fewer repetitions and sizes, about 4-5 minutes
     python benchmarks/run.py --only occlusion,methods --no-peers
     python benchmarks/run.py --only incremental   # 224x224 models: 12-25 minutes on 2 cores
+    python benchmarks/run.py --only zoo   # 8 models' fits: 34 minutes with others busy
 
 Prints one table per section and a summary of the targets, and writes every number to
 `benchmarks/results.json`. The peers (tf-explain, xplique, tf-keras-vis) are installed the

@@ -244,6 +244,12 @@ def _measure(name: str, spec: dict, ctx) -> dict:
         "fit_ratio": round(
             timing.paired_ratio([r["fit"] for r in with_], [r["fit"] for r in without]), 3
         ),
+        "extra_vs_epoch": round(
+            (timing.median([r["fit"] for r in with_]) - timing.median([r["fit"] for r in without]))
+            / epochs
+            / epoch_s,
+            2,
+        ),
         "fit_ratios": [round(a["fit"] / b["fit"], 3) for a, b in zip(with_, without)],
     }
     convviz.on_train_end()
@@ -291,6 +297,7 @@ COLUMNS = [
     ("fit_without_s", "fit s, none"),
     ("fit_with_s", "fit s, ConvViz"),
     ("fit_ratio", "fit ratio"),
+    ("extra_vs_epoch", "extra / epoch"),
     ("others_cores", "others' cores"),
 ]
 
@@ -298,7 +305,11 @@ COLUMNS = [
 def run(cfg, ctx):
     spec = cfg["zoo"]
     rows = [_row(name, spec, ctx) for name in spec["models"]]
-    shown = [{**r, "off": ", ".join(r.get("off", [])) or "-"} for r in rows if "error" not in r]
+    shown = [
+        {**{k: "-" if v is None else v for k, v in r.items()}, "off": ", ".join(r["off"]) or "-"}
+        for r in rows
+        if "error" not in r
+    ]
     text = table(shown, COLUMNS)
     for row in rows:
         if "error" in row:
@@ -319,8 +330,11 @@ def run(cfg, ctx):
         "per-repetition ratios.",
         "held = ConvViz.on_epoch_end on the training thread, between two marker callbacks "
         "(first = the first snapshot of a fit, which traces the pass; later = the median of "
-        "the others); epoch = an epoch of the fit without ConvViz. Drawing and writing run "
-        "on the writer thread meanwhile.",
+        "the third snapshot on, as the second may wait for the first one's drawing); epoch = "
+        "an epoch of the fit without ConvViz. Drawing and writing run on the writer thread "
+        "meanwhile. extra / epoch = (fit with - fit without) / epochs / epoch: what a "
+        "snapshot costs the fit in all (tracing, held, and the writer thread's CPU taken "
+        "from training), in epochs.",
         f"fit ratio = fit with ConvViz / without on the same model, {spec['reps']} "
         "repetitions in alternating order after a warm-up fit of each, the median of the "
         "per-repetition ratios; each ConvViz fit starts from a forgotten core, so its first "
