@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
-import sys
+import importlib.util
 import tempfile
 import time
 import warnings
@@ -29,10 +29,17 @@ from keras_convviz.exports.events import find_runs, read_run
 from .common import ROOT, quietly, table, target
 from .training import EpochClock, pass_runs
 
-# The builders the tests train with `ConvViz` (tests/zoo.py), imported from there so the
-# benchmark measures the same models.
-sys.path.insert(0, str(ROOT / "tests"))
-import zoo as test_zoo  # noqa: E402
+
+def _load_test_zoo():
+    """tests/zoo.py, the builders the tests train with `ConvViz`, loaded from its file so the
+    benchmark measures the same models without putting tests/ on the import path."""
+    spec = importlib.util.spec_from_file_location("zoo", ROOT / "tests" / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+test_zoo = _load_test_zoo()
 
 PROBE = 4
 BATCH = 32
@@ -89,7 +96,7 @@ def _backward_floor(model: keras.Model):
         for out in model.outputs
     ]
 
-    @tf.function
+    @tf.function(autograph=False)  # no Python control flow to convert
     def floor(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
