@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick    # fewer repetitions and sizes, about 4-5 minutes
     python benchmarks/run.py --only occlusion,methods --no-peers
     python benchmarks/run.py --only incremental   # 224x224 models: 12-25 minutes on 2 cores
+    python benchmarks/run.py --only zoo   # 8 models' fits: 34 minutes with others busy
 
 Prints one table per section and a summary of the targets, and writes every number to
 `benchmarks/results.json`. The peers (tf-explain, xplique, tf-keras-vis) are installed the
@@ -57,6 +58,7 @@ from sections import (  # noqa: E402
     snapshot,
     tracing,
     training,
+    zoo,
 )
 from sections.common import QUIET, check, machine, merge_results, table, versions, wait_idle  # noqa: E402
 
@@ -75,10 +77,23 @@ SECTIONS = (
     "mobilenet",
     "scaling",
     "actmax",
+    "zoo",
 )
 
 
 # ---- configuration --------------------------------------------------------------------------
+
+# Section 11's models in a full run: tests/zoo.py's five and keras.applications at 64x64.
+ZOO_MODELS = [
+    "sequence",
+    "volume",
+    "unet",
+    "two_heads",
+    "vit",
+    "mobilenetv2",
+    "resnet50",
+    "efficientnetb0",
+]
 
 
 def config(quick: bool) -> dict:
@@ -109,6 +124,14 @@ def config(quick: bool) -> dict:
             "scaling_size": [32, 64, 128],
             "scaling_reps": 5,
             "actmax": {"steps": 64, "reps": 5, "peer_rounds": 3, "n_train": 800, "epochs": 4},
+            # The small models and one keras.applications model, fewer samples and fits.
+            "zoo": {
+                "models": ["sequence", "volume", "unet", "two_heads", "vit", "mobilenetv2"],
+                "n_train": 128,
+                "epochs": 3,
+                "reps": 2,
+                "pass_reps": 3,
+            },
         }
     return {
         "reps": 9,
@@ -147,6 +170,14 @@ def config(quick: bool) -> dict:
         "scaling_size": [32, 64, 128, 224],
         "scaling_reps": 5,
         "actmax": {"steps": 128, "reps": 7, "peer_rounds": 3, "n_train": 1600, "epochs": 5},
+        # (section 11: ConvViz's defaults on each model, a fit of n_train random samples)
+        "zoo": {
+            "models": ZOO_MODELS,
+            "n_train": 320,
+            "epochs": 3,
+            "reps": 3,
+            "pass_reps": 5,
+        },
     }
 
 
@@ -169,6 +200,7 @@ RUNNERS = {
     "mobilenet": mobilenet.run,
     "scaling": scaling.run,
     "actmax": actmax.run,
+    "zoo": zoo.run,
 }
 
 # Each section's number and title in BENCHMARKS.md.
@@ -188,6 +220,8 @@ TITLES = {
     "mobilenet": "9a. MobileNetV2 at 128x128",
     "scaling": "9b. Scaling with work",
     "actmax": "10. Activation maximisation: floor, peers, snapshot cost, warm start",
+    "zoo": "11. ConvViz's defaults across a zoo of models (sequence, volume, U-Net, two "
+    "heads, ViT; keras.applications at 64x64)",
 }
 
 

@@ -23,7 +23,7 @@ from keras_convviz.core.shared import _SHARED_ATTRIBUTE
 from .common import HERE, table, target, time_call
 
 
-class _EpochClock(keras.callbacks.Callback):
+class EpochClock(keras.callbacks.Callback):
     """When each epoch began and ended and training ended. As the last callback of a fit it
     marks the end of ConvViz's hooks (the snapshot held, its flush)."""
 
@@ -52,8 +52,8 @@ TRAINING_CONFIGS = {
 }
 
 
-def _pass_seconds(model, callback, reps: int = 5) -> float:
-    """The compiled passes of a snapshot on the trained model, timed alone: the shared pass
+def pass_runs(model, callback) -> list:
+    """The compiled passes of a snapshot on the trained model, as calls: the shared pass
     for the union of the callbacks' needs (the plan they ran at every epoch), and the
     ascent of activation maximisation (a cold start, as at every snapshot without
     `warm_start`)."""
@@ -66,8 +66,13 @@ def _pass_seconds(model, callback, reps: int = 5) -> float:
         if isinstance(child, kcv.ActivationMaximization):
             child._prepare(model)
             runs.append(functools.partial(child._capture, 0))
+    return runs
+
+
+def _pass_seconds(model, callback, reps: int = 5) -> float:
+    """`pass_runs`, each timed alone (median of `reps` after one call), summed."""
     times = []
-    for run in runs:
+    for run in pass_runs(model, callback):
         run()
         times.append(timing.median([time_call(run) for _ in range(reps)]))
     return sum(times)
@@ -83,7 +88,7 @@ def _training_row(spec, configs, ctx) -> dict:
     records = {name: [] for name in ("none", *configs)}
 
     def fit(name: str):
-        clock, mark = _EpochClock(), _EpochClock()
+        clock, mark = EpochClock(), EpochClock()
         callbacks = [clock]
         convviz = None
         if name != "none":
