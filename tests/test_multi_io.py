@@ -272,9 +272,7 @@ def test_feature_maps_need_no_scores_output(tmp_path):
     model.fit(x, (x[..., :1] > 0.5).astype(np.float32), epochs=2, verbose=0, callbacks=[callback])
     runs = read_runs(tmp_path)["feature_maps"]
     assert runs["feature_maps/mask/image_1"]["steps"] == [0, 1]
-    with pytest.raises(ValueError) as error:
-        kcv.grad_cam(model, x)
-    assert str(error.value) == (
-        "model 'segmenter' has no (batch, classes) output to explain: its output 'mask' has "
-        "shape (None, 12, 12, 1)"
-    )
+    # A per-pixel output is a segmentation head: without masks, each image's maps explain
+    # its whole summed score (one sigmoid unit: the classes [-z, z]).
+    maps = kcv.grad_cam(model, x, layer_name="conv_a")
+    assert maps.shape == (4, 12, 12) and maps.min() >= 0
