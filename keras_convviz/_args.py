@@ -123,7 +123,9 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
     """The occlusion window and stride, one length per spatial axis of the probe samples
     `(*spatial, channels)` (`(rows, cols)` for images), checked against the samples.
 
-    `patch_size=None` is an eighth of the shortest spatial side (at least 1);
+    `patch_size=None`: about 8 windows along a sequence and per side of an image (an
+    eighth of the shorter side, square), and 4 per axis of a volume (a quarter of each
+    side), so a volume is scored about as many times as an image (at least 1 each);
     `stride=None` equals the patch.
     """
     spatial = tuple(int(s) for s in image_shape[:-1])
@@ -137,7 +139,9 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
             f"samples of shape {tuple(image_shape)}, patch_size={patch_size}, stride={stride}"
         )
     if patch_size is None:
-        patch_size = max(1, min(spatial) // 8)
+        patch_size = (
+            tuple(max(1, side // 4) for side in spatial) if rank == 3 else max(1, min(spatial) // 8)
+        )
     patch = sizes(patch_size, "patch_size", rank)
     stride = patch if stride is None else sizes(stride, "stride", rank)
     if any(p > s for p, s in zip(patch, spatial)):

@@ -160,7 +160,8 @@ def occlusion_sensitivity(
             `(batch, height, width, channels)` or `(batch, depth, height, width,
             channels)`), or `(images, labels)`.
         patch_size: int or tuple of ints, one per spatial axis. Defaults to `None`: an
-            eighth of the shortest spatial side.
+            eighth of the shorter image side (of a sequence's steps), a quarter of each side
+            of a volume.
         stride: int or tuple of ints, one per spatial axis, each <= patch_size. Defaults to
             `None`: `patch_size`.
         baseline: what fills the window: `"blur"` (each sample blurred along its spatial

@@ -64,8 +64,9 @@ class ConvViz(keras.callbacks.Callback):
             Defaults to `None`: the true label when the probe has labels, else the
             predicted class.
         max_channels: int. Feature-map channels shown per layer. Defaults to `32`.
-        patch_size: int, (int, int) or None. Occlusion window. Defaults to `None`: an eighth
-            of the shorter image side.
+        patch_size: int, tuple or None. Occlusion window, one length per spatial axis.
+            Defaults to `None`: an eighth of the shorter image side (of a sequence's steps),
+            a quarter of each side of a volume.
         occlusion_freq: int or None. Epochs between occlusion snapshots (occlusion scores
             many images, so it may run less often). Defaults to `None`: same as `freq`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.

@@ -41,7 +41,8 @@ class OcclusionSensitivity(MapCallback):
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
         patch_size: int or tuple of ints, one per spatial axis (`(rows, cols)` for images,
             `(steps,)` for sequences, `(depth, rows, cols)` for volumes). The occluding
-            window. Defaults to `None`: an eighth of the shortest spatial side.
+            window. Defaults to `None`: an eighth of the shorter side of an image (the steps
+            of a sequence), a quarter of each side of a volume.
         stride: int or tuple of ints like `patch_size`, at most `patch_size`. Step between
             windows; windows that overlap are averaged per pixel. Defaults to `None`: equal
             to `patch_size`.
