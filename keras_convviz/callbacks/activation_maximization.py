@@ -127,7 +127,7 @@ class ActivationMaximization(SnapshotCallback):
         if rank is not None and rank not in kinds.ACTIVATION_MAXIMIZATION.ranks:
             raise ValueError(
                 "ActivationMaximization draws the inputs of 2-D (height, width) image models "
-                f"so far; model {model.name!r} takes {graph.geometry.describe(None)} input."
+                f"so far; model {model.name!r} takes {graph.geometry.describe()} input."
             )
         if self.layer_names is None:
             names = [ref.path for ref in default_conv_layers(graph, "ActivationMaximization")]

@@ -45,7 +45,7 @@ def default_conv_layers(graph, callback: str, geometry=None) -> list:
     skipped = graph.skipped_convs(geometry)
     if skipped:
         known = geometry or graph.geometry
-        shown = known.describe(None) + " " if known is not None else ""
+        shown = known.describe() + " " if known is not None else ""
         warnings.warn(
             f"{callback} shows the convolutions whose output lays out over the {shown}input; "
             f"it skips the conv layers {skipped}.",
@@ -108,8 +108,9 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._pending = None  # the snapshot in flight on the writer thread (`background`)
         # Why the callback is off for this training (a model its defaults cannot serve).
         self.not_served: str | None = None
-        # Set by `ConvViz`, which says in one warning which of its children are off and why.
-        self._quiet_not_served = False
+        # Set by `ConvViz`, which gives its children's set-up warnings once for all of them
+        # (which are off and why; a large probe).
+        self._parent_warns = False
 
     @property
     def run_dir(self) -> str:
@@ -176,13 +177,8 @@ class SnapshotCallback(keras.callbacks.Callback):
         # A later fit, or a new callback on a run this process already wrote, continues it.
         runs = (os.path.join(self.log_dir, run) for run in self.run_names())
         self._floor = max(self._next_step, *(RunWriter.next_step_of(run) for run in runs))
-        if self._can_prepare(self.model):
-            try:
-                self._prepare(self.model)
-            except NotServed as reason:
-                self._switch_off(reason)
-                return
-            self._prepared = True
+        if self._can_prepare(self.model) and not self._prepare_or_switch_off():
+            return
         if _is_chief(self.model):
             for run in self.run_names():
                 _check_writable(os.path.join(self.log_dir, run))
@@ -200,13 +196,9 @@ class SnapshotCallback(keras.callbacks.Callback):
         if not self._active:  # the previous snapshot's failure turned it off
             return
         try:
-            if not self._prepared:  # a model first built by the training step itself
-                try:
-                    self._prepare(self.model)
-                except NotServed as reason:
-                    self._switch_off(reason)
-                    return
-                self._prepared = True
+            # A model first built by the training step itself is prepared now.
+            if not (self._prepared or self._prepare_or_switch_off()):
+                return
             # What reads the model runs now, before the next step changes it.
             captured = self._capture(epoch)
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
@@ -222,18 +214,24 @@ class SnapshotCallback(keras.callbacks.Callback):
         else:
             job()
 
-    def _switch_off(self, reason: NotServed) -> None:
-        """Turn the callback off for this training: its default arguments cannot serve
-        the model. Training goes on; one warning says why (`ConvViz` gathers its children's
-        into one)."""
-        self._active = False
-        self.not_served = str(reason)
-        if not self._quiet_not_served:
-            warnings.warn(
-                f"{type(self).__name__} is off for this training: {reason}.",
-                UserWarning,
-                stacklevel=3,
-            )
+    def _prepare_or_switch_off(self) -> bool:
+        """`_prepare` for the model; when its default arguments cannot serve it
+        (`NotServed`), the callback is off for this training instead: training goes on and
+        one warning says why (`ConvViz` gathers its children's into one)."""
+        try:
+            self._prepare(self.model)
+        except NotServed as reason:
+            self._active = False
+            self.not_served = str(reason)
+            if not self._parent_warns:
+                warnings.warn(
+                    f"{type(self).__name__} is off for this training: {reason}.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return False
+        self._prepared = True
+        return True
 
     def _finish(self, step: int, epoch: int, captured) -> None:
         """Draw, encode and write a snapshot, and check it for alerts (on the writer
@@ -360,13 +358,13 @@ class ProbeCallback(SnapshotCallback):
         if unserved:
             raise NotServed(
                 f"{', '.join(kinds.get(run).label for run in unserved)} cannot draw the "
-                f"{geometry.describe(None)} probe of model {model.name!r} yet"
+                f"{geometry.describe()} probe of model {model.name!r} yet"
             )
         head = bound.binding.head
         if head is not None:  # the labels of the output the maps explain
             self.probe = self.probe.for_head(head)
         # How many samples the probe holds is known once it fits the model's input rank.
-        if not (self._told_large or self._quiet_not_served):
+        if not (self._told_large or self._parent_warns):
             warn_large_probe(self.probe, stacklevel=5)
         self._told_large = True
         if self._shared is not None:

@@ -218,7 +218,7 @@ class ConvViz(keras.callbacks.Callback):
             if choice is not False
         ]
         for child in self.callbacks:
-            child._quiet_not_served = True  # one warning for all of them (`_forward`)
+            child._parent_warns = True  # one warning for all of them (`_forward`)
             if isinstance(child, GradCAM) and not (
                 isinstance(grad_cam, dict) and "layer_name" in grad_cam
             ):

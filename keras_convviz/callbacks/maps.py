@@ -77,7 +77,7 @@ class MapCallback(ProbeCallback):
         if self.faithfulness is not None and geometry.rank != 2:
             raise ValueError(
                 "`faithfulness` scores maps of 2-D (height, width) images so far; the probe of "
-                f"model {model.name!r} is {geometry.describe(None)}. Received: "
+                f"model {model.name!r} is {geometry.describe()}. Received: "
                 f"faithfulness={self.faithfulness!r}"
             )
         head = shared.bound.binding.head
@@ -100,10 +100,9 @@ class MapCallback(ProbeCallback):
         steps strip, a volume's depth slices side by side)."""
         bound = self._shared.bound
         geometry = bound.binding.geometry
-        if getattr(self, "_pictured", (None,))[0] is not bound:
-            self._pictured = (bound, geometry.picture(bound.images))
+        images = geometry.picture(bound.images)
         maps = geometry.map_picture(maps, bound.binding.image_shape[-1])
-        return _rendering.draw_heatmap_panels(self._pictured[1], maps, symmetric, caption, scale)
+        return _rendering.draw_heatmap_panels(images, maps, symmetric, caption, scale)
 
     def _floor_runs(self) -> tuple[str, ...]:
         """The runs the faithfulness floors are written to (none without faithfulness)."""

@@ -60,11 +60,6 @@ class Geometry:
     def name(self) -> str:
         return "tokens" if self.is_tokens else f"{self.rank}d"
 
-    @property
-    def axes(self) -> tuple[int, ...]:
-        """The spatial axes of a `(batch, *spatial, channels)` tensor on its grid."""
-        return tuple(range(1, self.rank + 1))
-
     def on_grid(self, x: tf.Tensor) -> tf.Tensor:
         """`(batch, *spatial, channels)`: tokens dropped of their extra tokens and laid out
         on the patch grid; any other tensor unchanged."""
@@ -86,7 +81,7 @@ class Geometry:
         for axis, length in enumerate(size, start=1):
             if maps.shape[axis] == length:
                 continue
-            matrix = linear_matrix(length, int(maps.shape[axis]))
+            matrix = bilinear_matrix(length, int(maps.shape[axis]))
             maps = tf.experimental.numpy.moveaxis(maps, axis, -1)
             maps = tf.tensordot(maps, tf.transpose(matrix), axes=1)
             maps = tf.experimental.numpy.moveaxis(maps, -1, axis)
@@ -147,8 +142,8 @@ class Geometry:
             return tf.reshape(moved, (rows, depth * columns, *kernel.shape[3:]))
         return kernel
 
-    def describe(self, shape) -> str:
-        """The layout of a shape in words, for messages."""
+    def describe(self) -> str:
+        """The layout in words, for messages."""
         if self.is_tokens:
             extra = f" after {self.extra_tokens} extra token(s)" * bool(self.extra_tokens)
             return f"tokens on a {self.grid[0]}x{self.grid[1]} patch grid{extra}"
@@ -180,18 +175,21 @@ def of_output(shape, input_geometry: Geometry | None, grids=()) -> Geometry | No
     return None
 
 
-def linear_matrix(out_size: int, in_size: int) -> tf.Tensor:
-    """The `(out_size, in_size)` matrix of 1-D linear resizing with half-pixel centres
-    (`R @ v` equals `tf.image.resize`'s bilinear along one axis, without antialias)."""
-    scale = in_size / out_size
-    position = np.clip((np.arange(out_size) + 0.5) * scale - 0.5, 0.0, in_size - 1)
-    low = np.floor(position).astype(int)
-    frac = position - low
-    high = np.minimum(low + 1, in_size - 1)
-    matrix = np.zeros((out_size, in_size), np.float32)
-    matrix[np.arange(out_size), low] += 1.0 - frac
-    matrix[np.arange(out_size), high] += frac
-    return tf.constant(matrix)
+def bilinear_matrix(out_size, in_size) -> tf.Tensor:
+    """The `(out_size, in_size)` matrix of 1-D bilinear resizing with half-pixel centres.
+
+    `R @ v` equals `tf.image.resize` (bilinear, no antialias) of a 1-D signal `v`, so a map
+    resizes as `R_h @ map @ R_w^T`: two small matrix products instead of the resize kernel.
+    """
+    out_size, in_size = tf.cast(out_size, tf.int32), tf.cast(in_size, tf.int32)
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    position = (tf.range(out_size, dtype=tf.float32) + 0.5) * scale - 0.5
+    position = tf.clip_by_value(position, 0.0, tf.cast(in_size - 1, tf.float32))
+    low = tf.floor(position)
+    frac = (position - low)[:, None]
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, in_size - 1)
+    return tf.one_hot(low, in_size) * (1.0 - frac) + tf.one_hot(high, in_size) * frac
 
 
 def strip_rows(steps: int, channels: int) -> int:

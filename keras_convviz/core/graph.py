@@ -436,7 +436,7 @@ class ModelGraph:
         ref = self.find(name, argument)
         if self.layout(ref, input_geometry) is None:
             known = input_geometry or self.geometry
-            where = known.describe(None) if known is not None else "spatial"
+            where = known.describe() if known is not None else "spatial"
             raise ValueError(
                 f"`{argument}` must name layers whose output lays out over the {where} input "
                 f"(the input's spatial axes, or tokens on a patch grid). Layer {ref.path!r} "

@@ -91,10 +91,6 @@ class Context:
         return self._values[need]
 
     @property
-    def image_size(self) -> tuple[int, int]:
-        return self._binding.image_shape[0], self._binding.image_shape[1]
-
-    @property
     def geometry(self):
         """The probe input's `Geometry`."""
         return self._binding.geometry

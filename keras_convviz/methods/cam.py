@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_convviz import kinds
-from keras_convviz.core.geometry import Geometry
+from keras_convviz.core.geometry import Geometry, bilinear_matrix
 from keras_convviz.core.graph import LayerRef
 from keras_convviz.core.needs import Const, Need
 
@@ -88,23 +88,6 @@ def score_cam(activation: tf.Tensor, masked_scores: tf.Tensor) -> tf.Tensor:
     """
     weights = tf.nn.softmax(masked_scores, axis=-1)
     return tf.einsum("b...c,bc->b...", activation, weights)
-
-
-def bilinear_matrix(out_size, in_size) -> tf.Tensor:
-    """The `(out_size, in_size)` matrix of 1-D bilinear resizing with half-pixel centres.
-
-    `R @ v` equals `tf.image.resize` (bilinear, no antialias) of a 1-D signal `v`, so a map
-    resizes as `R_h @ map @ R_w^T`: two small matrix products instead of the resize kernel.
-    """
-    out_size, in_size = tf.cast(out_size, tf.int32), tf.cast(in_size, tf.int32)
-    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-    position = (tf.range(out_size, dtype=tf.float32) + 0.5) * scale - 0.5
-    position = tf.clip_by_value(position, 0.0, tf.cast(in_size - 1, tf.float32))
-    low = tf.floor(position)
-    frac = (position - low)[:, None]
-    low = tf.cast(low, tf.int32)
-    high = tf.minimum(low + 1, in_size - 1)
-    return tf.one_hot(low, in_size) * (1.0 - frac) + tf.one_hot(high, in_size) * frac
 
 
 def score_cam_inputs(images, activation, image_index, channel) -> tf.Tensor:
