@@ -76,7 +76,7 @@ def test_a_coarse_layer_is_upsampled_linearly_along_every_axis(rank, spatial):
     expected = coarse
     for axis, length in enumerate(spatial, start=1):
         expected = np.moveaxis(expected, axis, -1)
-        matrix = np.asarray(geometry.linear_matrix(length, expected.shape[-1]))
+        matrix = np.asarray(geometry.bilinear_matrix(length, expected.shape[-1]))
         expected = np.moveaxis(expected @ matrix.T, -1, axis)
     got = kcv.grad_cam(model, samples, layer_name="pool", class_index=1)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -227,3 +227,20 @@ def test_a_segmentation_probe_is_checked_and_its_health_is_per_pixel(tmp_path):
     assert health["health/pixel_accuracy"]["values"] == pytest.approx([expected], abs=1e-6)
     assert 0 <= health["health/mean_iou"]["values"][0] <= 1
     assert "health/accuracy" not in health
+
+
+def test_a_token_layer_is_drawn_on_its_grid_with_each_tokens_norm_first():
+    from keras_convviz.callbacks.feature_maps import render_layer
+
+    # A class token, then 4 tokens on a 2x2 grid whose norms grow in reading order while
+    # their channel 0 falls.
+    tokens = np.zeros((1, 5, 3), np.float32)
+    tokens[0, 0] = 100.0  # the class token: left out of the grid
+    tokens[0, 1:, 0] = [-1.0, -2.0, -3.0, -4.0]
+    layout = geometry.Geometry(2, grid=(2, 2), extra_tokens=1)
+    pictures, health, _, _ = render_layer(tf.constant(tokens), 2, None, None, layout.key)
+    assert "dead_fraction" not in health
+    # Two tiles (the norm, channel 0) of 2x2 tokens, each upsampled to 32x32 px.
+    norm_tile = pictures[0, 1:33, 1:33].numpy().astype(float).sum(axis=-1)
+    brightness = [norm_tile[r * 16 + 8, c * 16 + 8] for r in range(2) for c in range(2)]
+    assert np.argsort(brightness).tolist() == [0, 1, 2, 3]

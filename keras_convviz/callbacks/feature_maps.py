@@ -96,7 +96,7 @@ class FeatureMaps(ProbeCallback):
             if not refs:
                 raise NotServed(
                     f"model {model.name!r} has no convolution whose output lays out over its "
-                    f"{geometry.describe(None)} input; pass `layer_names` to choose layers"
+                    f"{geometry.describe()} input; pass `layer_names` to choose layers"
                 )
         else:
             refs = [graph.find_spatial(n, "layer_names", geometry) for n in self.layer_names]
@@ -158,6 +158,19 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key):
         )
     if layout.rank == 1:
         pictures = _rendering.render_feature_strips(maps, max_channels, channel_range=channel_range)
+    elif layout.is_tokens:
+        # Each token's norm first (where a block puts its weight), then the channels; with a
+        # running range the norm's tile is scaled on this snapshot's own range.
+        norm = tf.norm(tf.cast(maps, tf.float32), axis=-1, keepdims=True)
+        shown = tf.concat([norm, tf.cast(maps[..., : max_channels - 1], tf.float32)], -1)
+        shown_range = None
+        if channel_range is not None:
+            edges = (tf.zeros(1), tf.reduce_max(norm)[None])
+            shown_range = tuple(
+                tf.concat([edge, part[: max_channels - 1]], 0)
+                for edge, part in zip(edges, channel_range)
+            )
+        pictures = _rendering.render_feature_grid(shown, max_channels, channel_range=shown_range)
     else:
         pictures = _rendering.render_feature_grid(
             layout.picture(maps), max_channels, channel_range=channel_range
