@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -278,8 +280,8 @@ def test_one_and_three_dimensional_convs_are_skipped_with_a_warning(tmp_path):
     x = images((16, 16, 3))
     with pytest.warns(
         UserWarning,
-        match=r"FeatureMaps shows the convolutions whose output lays out over the 2-D "
-        r"\(height x width\) input; it skips the conv layers \['conv1d'\]",
+        match=r"FeatureMaps: the convolutions whose output lays out over the 2-D "
+        r"\(height x width\) input are shown; the conv layers \['conv1d'\] are skipped",
     ):
         model.fit(
             x,
@@ -300,7 +302,7 @@ def test_a_deep_model_shows_sixteen_conv_layers_spread_over_its_depth_by_default
     maps, kernels = kcv.FeatureMaps(tmp_path, probe), kcv.FilterWeights(tmp_path)
     for callback in (maps, kernels):
         callback.set_model(model)
-        with pytest.warns(UserWarning, match=r"shows 16 of the 20 conv layers .* `layer_names`"):
+        with pytest.warns(UserWarning, match=r": 16 of the 20 conv layers .* `layer_names`"):
             callback.on_train_begin()
     shown = [need.ref.path for need in maps._needs]
     assert shown == list(kernels._layers)
@@ -312,3 +314,25 @@ def test_a_deep_model_shows_sixteen_conv_layers_spread_over_its_depth_by_default
     every.set_model(model)
     every.on_train_begin()
     assert len(every._needs) == 20
+
+
+def test_convviz_says_each_set_up_message_once_for_all_its_children(tmp_path):
+    """FeatureMaps, FilterWeights and ActivationMaximization pick the same default layers;
+    a `ConvViz` says which in one warning naming all three, not one warning each."""
+    layers = [keras.Input((8, 8, 3))]
+    layers += [keras.layers.Conv2D(2, 3, padding="same", name=f"c{i}") for i in range(20)]
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    model = keras.Sequential(layers)
+    probe = np.zeros((2, 8, 8, 3), np.float32)
+    callback = kcv.ConvViz(
+        tmp_path, probe, grad_cam=False, occlusion=False, activation_maximization=True
+    )
+    callback.set_model(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_train_begin()
+    about_layers = [str(w.message) for w in caught if "conv layers" in str(w.message)]
+    assert len(about_layers) == 1, about_layers
+    assert about_layers[0].startswith(
+        "FeatureMaps, FilterWeights and ActivationMaximization: "
+    ), about_layers[0]

@@ -130,7 +130,7 @@ class ActivationMaximization(SnapshotCallback):
                 f"so far; model {model.name!r} takes {graph.geometry.describe()} input."
             )
         if self.layer_names is None:
-            names = [ref.path for ref in default_conv_layers(graph, "ActivationMaximization")]
+            names = [ref.path for ref in default_conv_layers(self, graph)]
             if not names:
                 raise ValueError(
                     f"ActivationMaximization found no 2-D conv layer in model {model.name!r}; "

@@ -37,7 +37,7 @@ MAX_DEFAULT_LAYERS = 16
 MAX_FAILURES = 3
 
 
-def default_conv_layers(graph, callback: str, geometry=None) -> list:
+def default_conv_layers(callback, graph, geometry=None) -> list:
     """The conv layers a callback shows when no `layer_names` are given: every conv layer
     whose output lays out over the input (`geometry`, by default the model's), or on a deep
     model `MAX_DEFAULT_LAYERS` of them spread evenly over its depth (the first and the last
@@ -46,25 +46,44 @@ def default_conv_layers(graph, callback: str, geometry=None) -> list:
     if skipped:
         known = geometry or graph.geometry
         shown = known.describe() + " " if known is not None else ""
-        warnings.warn(
-            f"{callback} shows the convolutions whose output lays out over the {shown}input; "
-            f"it skips the conv layers {skipped}.",
-            UserWarning,
-            stacklevel=3,
+        callback._notice(
+            f"the convolutions whose output lays out over the {shown}input are shown; "
+            f"the conv layers {skipped} are skipped."
         )
     refs = graph.conv_layers(geometry)
     if len(refs) <= MAX_DEFAULT_LAYERS:
         return refs
     picked = np.unique(np.round(np.linspace(0, len(refs) - 1, MAX_DEFAULT_LAYERS)).astype(int))
     refs_shown = [refs[i] for i in picked]
-    warnings.warn(
-        f"{callback} shows {len(refs_shown)} of the {len(refs)} conv layers of model "
-        f"{graph.model.name!r}, spread evenly over its depth: {[r.path for r in refs_shown]}. "
-        "Pass `layer_names` to choose others.",
-        UserWarning,
-        stacklevel=3,
+    callback._notice(
+        f"{len(refs_shown)} of the {len(refs)} conv layers of model {graph.model.name!r} are "
+        f"shown, spread evenly over its depth: {[r.path for r in refs_shown]}. "
+        "Pass `layer_names` to choose others."
     )
     return refs_shown
+
+
+class Notices:
+    """The set-up messages of several callbacks (a `ConvViz`'s children), given as one
+    warning per message however many callbacks share it ("FeatureMaps and FilterWeights:
+    8 of the 53 conv layers ... are shown"), not one per child."""
+
+    def __init__(self):
+        self._pending: dict[tuple, list[str]] = {}
+
+    def add(self, who: str, text: str, category) -> None:
+        names = self._pending.setdefault((text, category), [])
+        if who not in names:
+            names.append(who)
+
+    def flush(self, stacklevel: int) -> None:
+        pending, self._pending = self._pending, {}
+        for (text, category), names in pending.items():
+            warnings.warn(f"{_and(names)}: {text}", category, stacklevel=stacklevel)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class SnapshotCallback(keras.callbacks.Callback):
@@ -109,8 +128,10 @@ class SnapshotCallback(keras.callbacks.Callback):
         # Why the callback is off for this training (a model its defaults cannot serve).
         self.not_served: str | None = None
         # Set by `ConvViz`, which gives its children's set-up warnings once for all of them
-        # (which are off and why; a large probe).
+        # (which are off and why; a large probe) ...
         self._parent_warns = False
+        # ... and gathers their other set-up messages (`_notice`) to give each once.
+        self._notices: Notices | None = None
 
     @property
     def run_dir(self) -> str:
@@ -138,6 +159,15 @@ class SnapshotCallback(keras.callbacks.Callback):
         """The summaries of a snapshot from what `_capture` took; may run on the writer
         thread, so it reads nothing of the model that training changes."""
         raise NotImplementedError
+
+    def _notice(self, text: str, category=UserWarning) -> None:
+        """Tell the user something about this training's set-up (which layers are shown,
+        what was chosen and why): a warning "<callback name>: <text>", given
+        once per `ConvViz` for all of its children that say the same."""
+        if self._notices is not None:
+            self._notices.add(type(self).__name__, text, category)
+        else:
+            warnings.warn(f"{type(self).__name__}: {text}", category, stacklevel=4)
 
     # ---- shared-pass membership (probe-based callbacks) ------------------------------------
 

@@ -12,6 +12,7 @@ from keras_convviz._args import check_freq, check_log_dir
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
+from keras_convviz.callbacks.base import Notices
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
@@ -217,8 +218,10 @@ class ConvViz(keras.callbacks.Callback):
             for argument, choice, cls, defaults in children
             if choice is not False
         ]
+        self._notices = Notices()
         for child in self.callbacks:
             child._parent_warns = True  # one warning for all of them (`_forward`)
+            child._notices = self._notices
             if isinstance(child, GradCAM) and not (
                 isinstance(grad_cam, dict) and "layer_name" in grad_cam
             ):
@@ -256,6 +259,7 @@ class ConvViz(keras.callbacks.Callback):
         if hook == "on_train_begin":
             self._warn_not_served()
             self._warn_large_probe()
+        self._notices.flush(stacklevel=4)
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):

@@ -91,7 +91,7 @@ class FeatureMaps(ProbeCallback):
         shared = self._join(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
         if self.layer_names is None:
-            refs = default_conv_layers(graph, "FeatureMaps", geometry)
+            refs = default_conv_layers(self, graph, geometry)
             refs += graph.token_layers(geometry)
             if not refs:
                 raise NotServed(

@@ -97,7 +97,7 @@ class FilterWeights(SnapshotCallback):
     def _prepare(self, model):
         graph = core_for(model).graph
         if self.layer_names is None:
-            refs = default_conv_layers(graph, "FilterWeights", graph.geometry)
+            refs = default_conv_layers(self, graph, graph.geometry)
             if not refs:
                 raise NotServed(f"model {model.name!r} has no convolution to draw")
         else:
