@@ -96,6 +96,8 @@ class Rule:
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
+        # `dead_fraction` is written only for ReLU outputs (`health.activation_health`):
+        # a linear conv's channel below 0 still passes a gradient and is no dead unit.
         Rule(
             "dead_channels",
             "Most channels are dead",

@@ -104,8 +104,9 @@ def grad_cam(
         images: `(batch, *spatial, channels)` array (images, sequences, volumes), or
             `(images, labels)`.
         layer_name: the layer to explain. Defaults to `None`: the last layer before the
-            head whose output lays out over the input (a vision transformer's tokens on
-            their patch grid included).
+            head whose output keeps at least 2 positions along each spatial axis, after its
+            activation (never a 1x1 map; a vision transformer's tokens on their patch grid
+            included), as `GradCAM` picks it.
         class_index: int or None. Defaults to `None`: the label when given, else the
             predicted class.
         method: one of `"gradcam"`, `"gradcam++"`, `"layercam"`, `"hirescam"`,

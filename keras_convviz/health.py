@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from keras_convviz.core.graph import LayerRef
+from keras_convviz.core.graph import RECTIFIERS, LayerRef
 from keras_convviz.core.needs import Const, Need
 
 # Output ranges of bounded activations, `(low, high)`; `low=None` where the low end is not
@@ -31,33 +31,46 @@ SATURATION = 0.01
 NEAR_ZERO = 1e-3
 
 
-def activation_health(maps: tf.Tensor, activation: str | None = None) -> dict[str, tf.Tensor]:
+def activation_health(
+    maps: tf.Tensor, activation: str | None = None, rectified: tf.Tensor | None = None
+) -> dict[str, tf.Tensor]:
     """Health numbers of a layer's output on the probe.
 
     Args:
         maps: `(batch, h, w, channels)` the layer's output.
-        activation: the name of the activation fused into the layer (`"relu"`,
-            `"sigmoid"`, ...), or `None`.
+        activation: the name of the activation whose output `maps` is (`"relu"`,
+            `"sigmoid"`, ...; `keras_convviz.core.graph.output_activation`), or `None`.
+        rectified: `(batch, h, w, channels)` the output of the ReLU that the layer's
+            output flows into (conv -> BatchNormalization -> ReLU;
+            `ModelGraph.rectified`), or `None`.
 
     Returns:
-        `dead_fraction`: channels never above 0 on any probe image; `near_zero_fraction`:
-        values whose magnitude is below `NEAR_ZERO` x the layer's largest; `mean`, `std`;
-        `max_activation`: the largest magnitude; and for a bounded activation (sigmoid,
-        hard sigmoid, tanh, relu6) `saturated_fraction`: values within `SATURATION` of the
-        range from a bound (from the output: the same as a threshold on the input before
-        the activation, which the fused layer does not expose).
+        `dead_fraction`, only where a channel can die (`activation` is `"relu"` or
+        `"relu6"`, or `rectified` is given, counted there): channels never above 0 on any
+        probe image (a negative value of a linear or leaky output still passes a
+        gradient, and is no dead unit); `near_zero_fraction`: values whose magnitude is
+        below `NEAR_ZERO` x the layer's largest; `mean`, `std`; `max_activation`: the
+        largest magnitude; and for a bounded activation (sigmoid, hard sigmoid, tanh,
+        relu6) `saturated_fraction`: values within `SATURATION` of the range from a bound
+        (from the output: the same as a threshold on the input before the activation,
+        which the fused layer does not expose).
     """
     values = tf.cast(maps, tf.float32)
     magnitude = tf.abs(values)
     peak = tf.reduce_max(magnitude)
-    channel_peak = tf.reduce_max(values, axis=(0, 1, 2))
-    out = {
-        "dead_fraction": tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32)),
-        "near_zero_fraction": tf.reduce_mean(tf.cast(magnitude <= NEAR_ZERO * peak, tf.float32)),
-        "mean": tf.reduce_mean(values),
-        "std": tf.math.reduce_std(values),
-        "max_activation": peak,
-    }
+    out = {}
+    if rectified is None and activation in RECTIFIERS:
+        rectified = values
+    if rectified is not None:
+        channels = tf.reshape(tf.cast(rectified, tf.float32), (-1, rectified.shape[-1]))
+        channel_peak = tf.reduce_max(channels, axis=0)
+        out["dead_fraction"] = tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32))
+    out.update(
+        near_zero_fraction=tf.reduce_mean(tf.cast(magnitude <= NEAR_ZERO * peak, tf.float32)),
+        mean=tf.reduce_mean(values),
+        std=tf.math.reduce_std(values),
+        max_activation=peak,
+    )
     if activation in BOUNDED:
         low, high = BOUNDED[activation]
         margin = SATURATION * (high - (0.0 if low is None else low))

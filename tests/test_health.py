@@ -12,16 +12,18 @@ import keras_convviz as kcv
 from keras_convviz.health import activation_health, map_change, weight_health
 
 
-def numpy_activation_health(a: np.ndarray, bounds=None) -> dict:
+def numpy_activation_health(a: np.ndarray, bounds=None, rectified=None) -> dict:
+    """`rectified`: the ReLU output whose channels may die (None: no `dead_fraction`)."""
     a = a.astype(np.float64)
     peak = np.abs(a).max()
     out = {
-        "dead_fraction": np.mean(a.max(axis=(0, 1, 2)) <= 0),
         "near_zero_fraction": np.mean(np.abs(a) <= 1e-3 * peak),
         "mean": a.mean(),
         "std": a.std(),
         "max_activation": peak,
     }
+    if rectified is not None:
+        out["dead_fraction"] = np.mean(rectified.max(axis=(0, 1, 2)) <= 0)
     if bounds is not None:
         low, high, both = bounds
         margin = 0.01 * (high - low)
@@ -45,7 +47,7 @@ def test_activation_numbers_of_a_relu_layer():
     a[..., 4] = -2.0  # negative everywhere (a linear layer's dead channel)
     a[0, 0, 0, 0] = 1e-6  # near zero, not zero
     got = activation_health(a, "relu")
-    check_close(got, numpy_activation_health(a))
+    check_close(got, numpy_activation_health(a, rectified=a))
     assert float(got["dead_fraction"]) == pytest.approx(2 / 6)
     assert float(got["max_activation"]) == pytest.approx(np.abs(a).max())  # magnitude: 2.0+
 
@@ -66,7 +68,8 @@ def test_bounded_activations_count_their_saturated_values(activation, bounds):
     a[0, :2] = high  # saturated at the top
     a[1, :1] = low  # at the bottom
     got = activation_health(a, activation)
-    check_close(got, numpy_activation_health(a, bounds))
+    rectified = a if activation == "relu6" else None  # only a ReLU's channels can die
+    check_close(got, numpy_activation_health(a, bounds, rectified))
     assert float(got["saturated_fraction"]) >= 2 * 4 * 3 / a.size
 
 
@@ -112,12 +115,14 @@ def test_callbacks_write_the_health_of_each_layer(tmp_path):
     maps = kcv.feature_maps(model, x[:4])
     features = runs["feature_maps"]
     for layer, bounds in (("squash", (0.0, 1.0, True)), ("frozen", None)):
-        expected = numpy_activation_health(maps[layer], bounds)
+        rectified = maps[layer] if layer == "frozen" else None  # relu: its channels can die
+        expected = numpy_activation_health(maps[layer], bounds, rectified)
         for name, value in expected.items():
             series = features[f"feature_maps/{layer}/{name}"]
             assert series["steps"] == [0, 1, 2], (layer, name)
             assert abs(series["values"][-1] - value) < 1e-5 * max(1.0, abs(value)), (layer, name)
     assert "feature_maps/frozen/saturated_fraction" not in features  # relu: unbounded
+    assert "feature_maps/squash/dead_fraction" not in features  # sigmoid: cannot die
 
     weights = runs["filter_weights"]
     updates = weights["filter_weights/squash/relative_update"]

@@ -293,27 +293,47 @@ def test_one_and_three_dimensional_convs_are_skipped_with_a_warning(tmp_path):
     assert "feature_maps/conv2d/image_0" in read_runs(tmp_path)["feature_maps"]
 
 
-def test_a_deep_model_shows_sixteen_conv_layers_spread_over_its_depth_by_default(tmp_path):
-    layers = [keras.Input((8, 8, 3))]
-    layers += [keras.layers.Conv2D(2, 3, padding="same", name=f"c{i}") for i in range(20)]
+def test_a_deep_model_shows_one_conv_layer_per_resolution_stage_by_default(tmp_path):
+    layers = [keras.Input((32, 32, 3))]
+    layers += [
+        keras.layers.Conv2D(
+            2, 3, strides=2 if i in (5, 10, 15) else 1, padding="same", name=f"c{i}"
+        )
+        for i in range(20)
+    ]  # 32x32, 16x16, 8x8, 4x4: five convs each
     layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
     model = keras.Sequential(layers)
-    probe = np.zeros((1, 8, 8, 3), np.float32)
+    probe = np.zeros((1, 32, 32, 3), np.float32)
+
+    def shown(max_layers=8, **options):
+        maps = kcv.FeatureMaps(tmp_path, probe, max_layers=max_layers, **options)
+        maps.set_model(model)
+        maps.on_train_begin()
+        return [need.ref.path for need in maps._needs]
+
     maps, kernels = kcv.FeatureMaps(tmp_path, probe), kcv.FilterWeights(tmp_path)
     for callback in (maps, kernels):
         callback.set_model(model)
-        with pytest.warns(UserWarning, match=r": 16 of the 20 conv layers .* `layer_names`"):
+        with pytest.warns(
+            UserWarning,
+            match=r": 4 of the 20 conv layers .* one per resolution stage .* `layer_names` .*"
+            r"`max_layers=20`",
+        ):
             callback.on_train_begin()
-    shown = [need.ref.path for need in maps._needs]
-    assert shown == list(kernels._layers)
-    assert len(shown) == 16 and shown[0] == "c0" and shown[-1] == "c19"
-    steps = np.diff([int(name[1:]) for name in shown])
-    assert set(steps) <= {1, 2}  # evenly spread
+    # The last conv before each drop of resolution.
+    assert [need.ref.path for need in maps._needs] == ["c4", "c9", "c14", "c19"]
+    assert list(kernels._layers) == ["c4", "c9", "c14", "c19"]
+    # More stages than `max_layers`: spread evenly over them, the first and last kept.
+    with pytest.warns(UserWarning, match="spread evenly over its 4 stages"):
+        assert shown(max_layers=2) == ["c4", "c19"]
+    with pytest.warns(UserWarning, match="spread evenly over its 4 stages"):
+        assert shown(max_layers=3) == ["c4", "c14", "c19"]
+    # Every conv fits within `max_layers`: every one is shown.
+    assert shown(max_layers=20) == [f"c{i}" for i in range(20)]
     # Named layers are shown as asked, however many.
-    every = kcv.FeatureMaps(tmp_path / "all", probe, layer_names=[f"c{i}" for i in range(20)])
-    every.set_model(model)
-    every.on_train_begin()
-    assert len(every._needs) == 20
+    assert len(shown(layer_names=[f"c{i}" for i in range(20)])) == 20
+    with pytest.raises(ValueError, match=r"`max_layers` must be an int >= 1. Received: max_lay"):
+        kcv.FeatureMaps(tmp_path, probe, max_layers=0)
 
 
 def test_convviz_says_each_set_up_message_once_for_all_its_children(tmp_path):
@@ -333,6 +353,6 @@ def test_convviz_says_each_set_up_message_once_for_all_its_children(tmp_path):
         callback.on_train_begin()
     about_layers = [str(w.message) for w in caught if "conv layers" in str(w.message)]
     assert len(about_layers) == 1, about_layers
-    assert about_layers[0].startswith(
-        "FeatureMaps, FilterWeights and ActivationMaximization: "
-    ), about_layers[0]
+    assert about_layers[0].startswith("FeatureMaps, FilterWeights and ActivationMaximization: "), (
+        about_layers[0]
+    )

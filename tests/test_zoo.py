@@ -189,5 +189,7 @@ def test_a_transformers_token_layers_raise_no_dead_channel_alarm(tmp_path):
     written = read_runs(tmp_path)["feature_maps"]
     assert "feature_maps/block1_out/max_activation" in written
     assert "feature_maps/block1_out/dead_fraction" not in written
-    assert "feature_maps/patch_embed/dead_fraction" in written
+    # The patch embedding is a linear conv: its negative values are no dead channels.
+    assert "feature_maps/patch_embed/max_activation" in written
+    assert "feature_maps/patch_embed/dead_fraction" not in written
     assert not [a for a in alerts if a.rule == "dead_channels" and "block" in a.layer]

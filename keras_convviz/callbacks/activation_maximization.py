@@ -49,8 +49,11 @@ class ActivationMaximization(SnapshotCallback):
         log_dir: str or path. The TensorBoard log directory.
         layer_names: list of str or None. Layers to show, by name or nested path; the score
             output's name shows what the model takes each class to look like. Defaults to
-            `None`: every 2-D conv layer (on a model with more than 16, 16 of them spread
-            evenly over its depth).
+            `None`: every 2-D conv layer (at most `max_layers`, see there).
+        max_layers: int. Without `layer_names`, the most conv layers shown: a model with
+            more shows one per resolution stage (the last conv before the resolution drops;
+            convs on 1x1 maps, as squeeze-excite branches, left out), spread evenly over the
+            stages when there are more. Defaults to `8`.
         filters: int or list of int. The first so many filters of each layer, or these
             indices. Defaults to `16`.
         steps: int. Adam steps per snapshot. Defaults to `128`.
@@ -86,6 +89,7 @@ class ActivationMaximization(SnapshotCallback):
         self,
         log_dir,
         layer_names: list[str] | None = None,
+        max_layers: int = 8,
         filters=16,
         steps: int = actmax.STEPS,
         freq: int = 1,
@@ -99,6 +103,7 @@ class ActivationMaximization(SnapshotCallback):
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
         self.layer_names = check_layer_names(layer_names)
+        self.max_layers = check_positive_int(max_layers, "max_layers")
         self.filters = check_filters(filters, count=True)
         if self.filters is None:
             raise ValueError(
@@ -130,7 +135,9 @@ class ActivationMaximization(SnapshotCallback):
                 f"so far; model {model.name!r} takes {graph.geometry.describe()} input."
             )
         if self.layer_names is None:
-            names = [ref.path for ref in default_conv_layers(self, graph)]
+            names = [
+                ref.path for ref in default_conv_layers(self, graph, max_layers=self.max_layers)
+            ]
             if not names:
                 raise ValueError(
                     f"ActivationMaximization found no 2-D conv layer in model {model.name!r}; "

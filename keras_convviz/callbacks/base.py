@@ -31,17 +31,22 @@ from keras_convviz.summary_io import (
     write_summaries,
 )
 
-# Conv layers a callback shows by default on a deep model (`default_conv_layers`).
-MAX_DEFAULT_LAYERS = 16
+# Conv layers a callback shows by default at most (`default_conv_layers`).
+MAX_LAYERS = 8
 # Consecutive failed snapshots after which a callback stops trying for the rest of the run.
 MAX_FAILURES = 3
 
 
-def default_conv_layers(callback, graph, geometry=None) -> list:
-    """The conv layers a callback shows when no `layer_names` are given: every conv layer
-    whose output lays out over the input (`geometry`, by default the model's), or on a deep
-    model `MAX_DEFAULT_LAYERS` of them spread evenly over its depth (the first and the last
-    included). Says so once, at train begin, and which conv layers it leaves out."""
+def default_conv_layers(callback, graph, geometry=None, max_layers: int = MAX_LAYERS) -> list:
+    """The conv layers a callback shows when no `layer_names` are given.
+
+    Every conv layer whose output lays out over the input (`geometry`, by default the
+    model's) when there are at most `max_layers`. Else those whose maps keep at least 2
+    positions along each spatial axis, when they are at most `max_layers` (the others run
+    on 1x1 maps: squeeze-excite branches, a classifier after global pooling). Else one per
+    resolution stage (`ModelGraph.stage_layers`: the last conv before the resolution
+    drops), the first stage always, and with more stages than `max_layers` that many spread
+    evenly over them, the first and the last kept. Says which, once, at train begin."""
     skipped = graph.skipped_convs(geometry)
     if skipped:
         known = geometry or graph.geometry
@@ -51,16 +56,31 @@ def default_conv_layers(callback, graph, geometry=None) -> list:
             f"the conv layers {skipped} are skipped."
         )
     refs = graph.conv_layers(geometry)
-    if len(refs) <= MAX_DEFAULT_LAYERS:
+    if len(refs) <= max_layers:
         return refs
-    picked = np.unique(np.round(np.linspace(0, len(refs) - 1, MAX_DEFAULT_LAYERS)).astype(int))
-    refs_shown = [refs[i] for i in picked]
+    wide = [r for r in refs if graph.has_extent(r, geometry)]
+    of_model = f"of the {len(refs)} conv layers of model {graph.model.name!r}"
+    how = f"Pass `layer_names` to choose others, or `max_layers={len(refs)}` to show every one."
+    if len(wide) <= max_layers:
+        callback._notice(
+            f"{len(wide)} {of_model} are shown, those whose maps keep at least 2 positions "
+            f"along each spatial axis: {[r.path for r in wide]}. {how}"
+        )
+        return wide
+    stages = graph.stage_layers(refs, geometry)
+    if stages is None:  # sizes left free: spread over the depth
+        stages, per = wide, "spread evenly over its depth"
+    else:
+        per = "one per resolution stage (the last conv before the resolution drops)"
+        if len(stages) > max_layers:
+            per = f"{per}, spread evenly over its {len(stages)} stages"
+    if len(stages) > max_layers:
+        picked = np.unique(np.round(np.linspace(0, len(stages) - 1, max_layers)).astype(int))
+        stages = [stages[i] for i in picked]
     callback._notice(
-        f"{len(refs_shown)} of the {len(refs)} conv layers of model {graph.model.name!r} are "
-        f"shown, spread evenly over its depth: {[r.path for r in refs_shown]}. "
-        "Pass `layer_names` to choose others."
+        f"{len(stages)} {of_model} are shown, {per}: {[r.path for r in stages]}. {how}"
     )
-    return refs_shown
+    return stages
 
 
 class Notices:

@@ -56,11 +56,15 @@ class ConvViz(keras.callbacks.Callback):
             a `tf.data.Dataset` (its first batch is used).
         freq: int. Epochs between snapshots for all of them; `0` disables. Defaults to `1`.
         layer_names: list of str or None. Layers for feature maps and filters. Defaults to
-            `None`: every conv layer whose output lays out over the input, and a vision
-            transformer's block outputs (on a model with more than 16 convs, 16 of them
-            spread evenly over its depth).
+            `None`: every conv layer whose output lays out over the input (at most
+            `max_layers`, see there), and a vision transformer's block outputs.
+        max_layers: int. Without `layer_names`, the most conv layers shown: a model with
+            more shows one per resolution stage (the last conv before the resolution drops;
+            convs on 1x1 maps, as squeeze-excite branches, left out), spread evenly over the
+            stages when there are more. Defaults to `8`.
         cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer
-            before the head whose output lays out over the input (see `GradCAM`).
+            before the head whose output keeps at least 2 positions along each spatial
+            axis, after its activation (see `GradCAM`).
         class_index: int or None. Target class for Grad-CAM, occlusion and saliency.
             Defaults to `None`: the true label when the probe has labels, else the
             predicted class.
@@ -132,6 +136,7 @@ class ConvViz(keras.callbacks.Callback):
         probe,
         freq: int = 1,
         layer_names: list[str] | None = None,
+        max_layers: int = 8,
         cam_layer: str | None = None,
         class_index: int | None = None,
         max_channels: int = 32,
@@ -180,13 +185,18 @@ class ConvViz(keras.callbacks.Callback):
                 "feature_maps",
                 feature_maps,
                 FeatureMaps,
-                {**on_probe, "layer_names": layer_names, "max_channels": max_channels},
+                {
+                    **on_probe,
+                    "layer_names": layer_names,
+                    "max_layers": max_layers,
+                    "max_channels": max_channels,
+                },
             ),
             (
                 "filter_weights",
                 filter_weights,
                 FilterWeights,
-                {**shared, "layer_names": layer_names},
+                {**shared, "layer_names": layer_names, "max_layers": max_layers},
             ),
             ("grad_cam", grad_cam, GradCAM, {**on_maps, "layer_name": cam_layer}),
             (
@@ -210,7 +220,12 @@ class ConvViz(keras.callbacks.Callback):
                 "activation_maximization",
                 activation_maximization,
                 ActivationMaximization,
-                {**shared, "layer_names": layer_names, "probe": on_probe["probe"]},
+                {
+                    **shared,
+                    "layer_names": layer_names,
+                    "max_layers": max_layers,
+                    "probe": on_probe["probe"],
+                },
             ),
         )
         self.callbacks = [

@@ -9,7 +9,7 @@ from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import ProbeCallback, default_conv_layers
 from keras_convviz.core.geometry import Geometry
-from keras_convviz.core.graph import NotServed, activation_name
+from keras_convviz.core.graph import NotServed, output_activation
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import activation_health
@@ -24,9 +24,14 @@ class FeatureMaps(ProbeCallback):
     grid of the first `max_channels` channels, each normalised on its own and small maps
     upsampled with nearest neighbour. Beside them, per layer, its health numbers on the
     probe (`keras_convviz.health.activation_health`), so dying, exploding or saturating
-    layers show up across epochs: `dead_fraction` (channels never above 0),
-    `near_zero_fraction`, `mean`, `std`, `max_activation` (the largest magnitude) and, for
-    a bounded activation (sigmoid, hard sigmoid, tanh, relu6), `saturated_fraction`.
+    layers show up across epochs: `near_zero_fraction`, `mean`, `std`, `max_activation`
+    (the largest magnitude); for a bounded activation (sigmoid, hard sigmoid, tanh, relu6)
+    `saturated_fraction`; and where a channel can die, `dead_fraction` (channels never
+    above 0): on a layer whose own activation is a ReLU (relu, relu6), or whose output
+    flows into one through normalisation layers (conv -> BatchNormalization -> ReLU),
+    counted on that ReLU's output. A linear conv (a bottleneck's projection, a `logits`
+    conv), or one with leaky ReLU, ELU, GELU or swish, has no `dead_fraction`: its
+    negative values still pass a gradient.
 
     Tags: `feature_maps/<layer>/image_<i>` (images), `feature_maps/<layer>/<quantity>`
     (scalars). Step = epoch.
@@ -37,10 +42,14 @@ class FeatureMaps(ProbeCallback):
             `(images, labels)`, or a `tf.data.Dataset` (its first batch is used).
         layer_names: list of str or None. Layers to show, by name or nested path
             (`"base_model/conv"`). Defaults to `None`: every conv layer whose output lays
-            out over the input, and a vision transformer's block outputs (on a model with
-            more than 16 convs, 16 of them spread evenly over its depth). A sequence's layer
-            is drawn as one channels x steps strip, a volume's channels as montages of depth
-            slices, tokens on their patch grid (each token's norm first).
+            out over the input (at most `max_layers`, see there), and a vision
+            transformer's block outputs. A sequence's layer is drawn as one channels x
+            steps strip, a volume's channels as montages of depth slices, tokens on their
+            patch grid (each token's norm first).
+        max_layers: int. Without `layer_names`, the most conv layers shown: a model with
+            more shows one per resolution stage (the last conv before the resolution drops;
+            convs on 1x1 maps, as squeeze-excite branches, left out), spread evenly over the
+            stages when there are more. Defaults to `8`.
         max_channels: int. Channels shown per layer (the first ones). Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
@@ -74,6 +83,7 @@ class FeatureMaps(ProbeCallback):
         log_dir,
         probe,
         layer_names: list[str] | None = None,
+        max_layers: int = 8,
         max_channels: int = 32,
         freq: int = 1,
         on_error: str = "warn",
@@ -84,6 +94,7 @@ class FeatureMaps(ProbeCallback):
     ):
         super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
         self.layer_names = check_layer_names(layer_names)
+        self.max_layers = check_positive_int(max_layers, "max_layers")
         self.max_channels = check_positive_int(max_channels, "max_channels")
         self._needs: tuple = ()
 
@@ -91,7 +102,7 @@ class FeatureMaps(ProbeCallback):
         shared = self._join(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
         if self.layer_names is None:
-            refs = default_conv_layers(self, graph, geometry)
+            refs = default_conv_layers(self, graph, geometry, self.max_layers)
             refs += graph.token_layers(geometry)
             if not refs:
                 raise NotServed(
@@ -102,9 +113,16 @@ class FeatureMaps(ProbeCallback):
             refs = [graph.find_spatial(n, "layer_names", geometry) for n in self.layer_names]
         self._needs = tuple(Activations(ref) for ref in refs)
         self._layouts = {ref.path: graph.layout(ref, geometry) for ref in refs}
+        # Where a layer's output flows into a ReLU of another layer (conv -> BN -> ReLU),
+        # its dead channels are counted on that ReLU's output, recorded by the same pass.
+        self._rectified = {}
+        for ref in refs:
+            after = graph.rectified(ref)
+            if after is not None and after is not ref:
+                self._rectified[ref.path] = Activations(after)
 
     def needs(self):
-        return self._needs
+        return self._needs + tuple(dict.fromkeys(self._rectified.values()))
 
     def _snapshot(self, epoch, result):
 
@@ -117,9 +135,14 @@ class FeatureMaps(ProbeCallback):
             need.ref.path: render_layer(
                 result[need],
                 self.max_channels,
-                activation_name(need.ref.layer),
+                output_activation(need.ref.layer),
                 channel_range,
                 self._layouts[need.ref.path].key,
+                rectified=(
+                    result[self._rectified[need.ref.path]]
+                    if need.ref.path in self._rectified
+                    else None
+                ),
             )
             for need, channel_range in zip(self._needs, ranges)
         }
@@ -135,9 +158,10 @@ class FeatureMaps(ProbeCallback):
         return items
 
 
-def _render_layer(maps, max_channels, activation, running_range, layout_key):
+def _render_layer(maps, max_channels, activation, running_range, layout_key, rectified=None):
     """One layer's pictures (uint8), health numbers, NaN/Inf count and, with a running
-    range (`scale="run"`), that range widened by these maps.
+    range (`scale="run"`), that range widened by these maps. `rectified`: the output of
+    the ReLU the layer's output flows into, where its dead channels are counted.
 
     `layout_key` (a `Geometry.key`) says how the output lays out: a grid of channel tiles
     for 2-D maps and tokens on their patch grid, each tile a montage of depth slices for a
@@ -175,11 +199,7 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key):
         pictures = _rendering.render_feature_grid(
             layout.picture(maps), max_channels, channel_range=channel_range
         )
-    health = activation_health(flat, activation)
-    if layout.is_tokens:
-        # A transformer's residual stream has no ReLU: a channel there cannot die, and one
-        # that stays below 0 on the probe is no alarm.
-        del health["dead_fraction"]
+    health = activation_health(flat, activation, rectified)
     return (
         tf.image.convert_image_dtype(pictures, tf.uint8),
         health,

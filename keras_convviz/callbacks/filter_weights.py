@@ -64,8 +64,12 @@ class FilterWeights(SnapshotCallback):
     Args:
         log_dir: str or path. The TensorBoard log directory.
         layer_names: list of str or None. Conv layers to show, by name or nested path.
-            Defaults to `None`: every 2-D conv layer
-            (on a model with more than 16, 16 of them spread evenly over its depth).
+            Defaults to `None`: every conv layer whose output lays out over the input (at
+            most `max_layers`, see there).
+        max_layers: int. Without `layer_names`, the most conv layers shown: a model with
+            more shows one per resolution stage (the last conv before the resolution drops;
+            convs on 1x1 maps, as squeeze-excite branches, left out), spread evenly over the
+            stages when there are more. Defaults to `8`.
         max_filters: int. Filters (output channels) shown per layer. Defaults to `64`.
         max_inputs: int. Input channels shown per filter in deep layers. Defaults to `32`.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
@@ -84,6 +88,7 @@ class FilterWeights(SnapshotCallback):
         self,
         log_dir,
         layer_names: list[str] | None = None,
+        max_layers: int = 8,
         max_filters: int = 64,
         max_inputs: int = 32,
         freq: int = 1,
@@ -91,13 +96,14 @@ class FilterWeights(SnapshotCallback):
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
         self.layer_names = check_layer_names(layer_names)
+        self.max_layers = check_positive_int(max_layers, "max_layers")
         self.max_filters = check_positive_int(max_filters, "max_filters")
         self.max_inputs = check_positive_int(max_inputs, "max_inputs")
 
     def _prepare(self, model):
         graph = core_for(model).graph
         if self.layer_names is None:
-            refs = default_conv_layers(self, graph, graph.geometry)
+            refs = default_conv_layers(self, graph, graph.geometry, self.max_layers)
             if not refs:
                 raise NotServed(f"model {model.name!r} has no convolution to draw")
         else:

@@ -41,9 +41,12 @@ class GradCAM(MapCallback):
         log_dir: str or path. The TensorBoard log directory.
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
         layer_name: str or None. The layer to explain, by name or nested path. Defaults to
-            `None`: the last layer before the head whose output lays out over the input
-            (pooling layers skipped; for a vision transformer, the input of its last
-            attention layer; for a segmentation output, the layer before it).
+            `None`: the last layer before the head whose output keeps at least 2
+            positions along each spatial axis, after its activation (pooling layers
+            skipped, never a 1x1 map such as a classifier conv after global pooling; for a
+            vision transformer, the input of its last attention layer; for a segmentation
+            output, the layer before it). Where later layers are passed over, one warning
+            at train begin says which layer and why.
         class_index: int or None. The class whose score is explained for every image.
             Defaults to `None`: each image's true label when the probe has labels, else its
             predicted class.
@@ -135,11 +138,12 @@ class GradCAM(MapCallback):
     def _prepare(self, model):
         shared, targets = self._join_targets(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
-        ref = (
-            graph.default_cam_layer(geometry, shared.bound.binding.head)
-            if self.layer_name is None
-            else graph.find_spatial(self.layer_name, self._layer_argument, geometry)
-        )
+        if self.layer_name is None:
+            ref, why = graph.cam_layer_choice(geometry, shared.bound.binding.head)
+            if why is not None:
+                self._notice(f"{why}. Pass `{self._layer_argument}` to choose another.")
+        else:
+            ref = graph.find_spatial(self.layer_name, self._layer_argument, geometry)
         head = shared.bound.binding.head
         if not self._method_given:  # see `method`
             self.methods = ("layercam",) if head.dense else ("gradcam",)

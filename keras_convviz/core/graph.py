@@ -48,6 +48,29 @@ _ATTENTION_TYPES = (
     keras.layers.AdditiveAttention,
 )
 _SQUASHING = ("softmax", "sigmoid")
+# Layers that only rescale what a conv computed: a conv's activation may follow them
+# (conv -> BatchNormalization -> ReLU, as ResNet and InceptionV3 build their blocks).
+_NORMALISATION_TYPES = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.RMSNormalization,
+    keras.layers.UnitNormalization,
+)
+_ACTIVATION_TYPES = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+    keras.layers.Softmax,
+)
+# The activations whose output is exactly 0 wherever their input is below a threshold: a
+# channel of theirs that is never above 0 is dead (no gradient reaches its weights).
+RECTIFIERS = ("relu", "relu6")
+# A map must keep this many positions along each spatial axis to show where: a 1x1 map (a
+# classifier conv after global pooling, a squeeze-excite branch) is one number per channel.
+MIN_EXTENT = 2
 
 
 @dataclass(frozen=True)
@@ -192,6 +215,33 @@ def activation_name(layer) -> str | None:
     return getattr(activation, "__name__", None)
 
 
+def output_activation(layer) -> str | None:
+    """The name of the activation whose output a layer's output is: its own activation
+    (`activation_name`), and for a `ReLU` layer `"relu"`, `"relu6"` (`max_value=6`) or
+    `"leaky_relu"` (a negative slope)."""
+    if isinstance(layer, keras.layers.ReLU):
+        if float(layer.negative_slope) != 0.0:
+            return "leaky_relu"
+        return "relu6" if layer.max_value is not None and float(layer.max_value) == 6.0 else "relu"
+    return activation_name(layer)
+
+
+def rectifies(layer) -> bool:
+    """Whether a layer's output is a ReLU's (`relu`, `relu6`, a `ReLU` layer without a
+    negative slope): 0 wherever its input is below the threshold, so a channel that is
+    never above 0 is dead. Leaky ReLU, ELU, GELU, swish and a linear output go below 0 and
+    keep their gradient: a channel of theirs cannot die that way."""
+    return output_activation(layer) in RECTIFIERS
+
+
+def _has_activation(layer) -> bool:
+    """Whether a layer applies a non-linearity of its own (an activation layer, or a
+    conv's `activation=` other than linear)."""
+    if isinstance(layer, _ACTIVATION_TYPES):
+        return True
+    return activation_name(layer) not in (None, "linear")
+
+
 class ModelGraph:
     """The layers of a Keras model and a way to run it with some outputs recorded.
 
@@ -226,6 +276,7 @@ class ModelGraph:
         except ValueError:  # several inputs: known once `image_input` is
             self.geometry = None
         self._layouts: dict[str, geometry.Geometry | None] = {}
+        self._cuts: set[str] | None = None
 
     # ---- inputs and outputs ---------------------------------------------------------------
 
@@ -364,6 +415,114 @@ class ModelGraph:
                     found.append(producer)
         return found
 
+    def consumers(self, ref: LayerRef) -> list[LayerRef]:
+        """The layers that take a layer's output as an input (within its own model): the
+        inverse of `producers`."""
+        by_layer = {id(r.layer): r for r in self.refs}
+        found = []
+        for operation in _consuming_operations(ref.layer):
+            consumer = by_layer.get(id(operation))
+            if consumer is not None and consumer not in found:
+                found.append(consumer)
+        return found
+
+    def activated(self, ref: LayerRef) -> LayerRef:
+        """The layer whose output is this layer's output after its activation.
+
+        A layer with an activation of its own (a conv with `activation="relu"`, an
+        activation layer) is its own. Otherwise the activation layer that its output flows
+        into alone, through normalisation layers each of which is the only consumer of the
+        one before (conv -> BatchNormalization -> ReLU). A layer with none (a linear
+        projection whose output is added to a residual, a model's last layer) is its own.
+        """
+        if _has_activation(ref.layer):
+            return ref
+        step = ref
+        while True:
+            operations = _consuming_operations(step.layer)
+            consumers = self.consumers(step)
+            # Exactly one consumer, and a layer we know: a second consumer (a residual
+            # sum, a functional op such as `x + 3`) also reads the output before it.
+            if len(operations) != 1 or len(consumers) != 1:
+                return ref
+            step = consumers[0]
+            if isinstance(step.layer, _ACTIVATION_TYPES):
+                return step
+            if not isinstance(step.layer, _NORMALISATION_TYPES):
+                return ref
+            if _has_activation(step.layer):  # a normalisation layer's own activation
+                return step
+
+    def rectified(self, ref: LayerRef) -> LayerRef | None:
+        """The layer whose output is this layer's output through a ReLU (`activated`, when
+        that is of the ReLU family, see `rectifies`), or `None`: where a channel can die."""
+        after = self.activated(ref)
+        return after if rectifies(after.layer) else None
+
+    def extent(self, ref: LayerRef, input_geometry=None) -> tuple[int | None, ...] | None:
+        """The sizes of a layer's output along the spatial axes it lays out on (tokens:
+        their patch grid), `None` for a size the model leaves free; `None` when the output
+        does not lay out over the input."""
+        layout = self.layout(ref, input_geometry)
+        if layout is None:
+            return None
+        if layout.is_tokens:
+            return tuple(layout.grid)
+        return tuple(None if d is None else int(d) for d in ref.output_shape[1:-1])
+
+    def has_extent(self, ref: LayerRef, input_geometry=None) -> bool:
+        """Whether a layer's output lays out over the input with at least `MIN_EXTENT`
+        positions along each spatial axis (a size the model leaves free counts as
+        enough): a map that can show where."""
+        sizes = self.extent(ref, input_geometry)
+        return sizes is not None and all(d is None or d >= MIN_EXTENT for d in sizes)
+
+    def stage_layers(self, refs: list[LayerRef], input_geometry=None) -> list[LayerRef] | None:
+        """One layer per resolution stage of `refs` (layers in graph order that lay out
+        over the input, e.g. `conv_layers`): the last before the resolution drops.
+
+        Layers without `MIN_EXTENT` positions along each axis are left out (a
+        squeeze-excite branch's convs run on 1x1 maps). A stage is read from the smallest
+        resolution reached so far, so the full-resolution branch of a reduction block
+        (InceptionV3) stays in the stage its block reduces to; after the smallest
+        resolution (a decoder going back up) from the smallest one still to come. `None`
+        where the model leaves a size free: its stages are known only on data.
+        """
+        refs = [r for r in refs if self.has_extent(r, input_geometry)]
+        sizes = [self.extent(r, input_geometry) for r in refs]
+        if any(None in s for s in sizes):
+            return None
+        if not refs:
+            return []
+        positions = [int(np.prod(s)) for s in sizes]
+        lowest = len(positions) - 1 - positions[::-1].index(min(positions))
+        stage = list(np.minimum.accumulate(positions[: lowest + 1]))
+        stage += list(np.minimum.accumulate(positions[lowest + 1 :][::-1])[::-1])
+        return [r for i, r in enumerate(refs) if i + 1 == len(refs) or stage[i + 1] != stage[i]]
+
+    def cuts(self) -> set[str]:
+        """Paths of the layers that every path from the layers before them (in graph
+        order) to the layers after them passes through: a block's output, not a branch or
+        a residual inside it. The model's inputs are sources, not layers before: a second
+        input joined late does not make the image branch's layers lose this."""
+        if self._cuts is None:
+            order = {id(r.layer): i for i, r in enumerate(self.refs)}
+            earliest = []
+            for ref in self.refs:
+                sources = [
+                    order[id(p.layer)]
+                    for p in self.producers(ref)
+                    if not isinstance(p.layer, keras.layers.InputLayer)
+                ]
+                earliest.append(min(sources, default=len(self.refs)))
+            self._cuts = set()
+            reach = len(self.refs)  # the earliest layer read by any layer after this one
+            for i in range(len(self.refs) - 1, -1, -1):
+                if reach >= i:
+                    self._cuts.add(self.refs[i].path)
+                reach = min(reach, earliest[i])
+        return self._cuts
+
     def token_layers(self, input_geometry=None) -> list[LayerRef]:
         """A vision transformer's block outputs on the patch grid: the last residual sum
         (`Add`) of tokens before each attention layer, and the last one overall; every such
@@ -449,12 +608,29 @@ class ModelGraph:
         return [r.path for r in self.conv_layers()]
 
     def default_cam_layer(self, input_geometry=None, head: Head | None = None) -> LayerRef:
-        """The last layer before the head whose output lays out over the image input
-        (pooling layers skipped): a CNN's last conv block. For tokens, the input of the
-        last attention layer (a vision transformer's last block's first norm, as
-        pytorch-grad-cam advises): after it a head that reads the class token sees no other
-        token, and the map there would be empty. A segmentation head's own output layer
-        (`head`) is not a candidate: the map explains the layers before it."""
+        """The layer a CAM map explains by default (see `cam_layer_choice`)."""
+        return self.cam_layer_choice(input_geometry, head)[0]
+
+    def cam_layer_choice(
+        self, input_geometry=None, head: Head | None = None
+    ) -> tuple[LayerRef, str | None]:
+        """The layer a CAM map explains by default, and why, where that is not plainly the
+        last layer that lays out over the input.
+
+        A CNN's last layer before the head whose output keeps at least `MIN_EXTENT`
+        positions along each spatial axis (pooling layers skipped), after its activation
+        (`activated`): its last conv block. A 1x1 map (a classifier conv after global
+        pooling, as MobileNet's `conv_preds`) is one number per channel, and a map there is
+        constant. For tokens, the input of the last attention layer (a vision transformer's
+        last block's first norm, as pytorch-grad-cam advises): after it a head that reads
+        the class token sees no other token, and the map there would be empty. A
+        segmentation head's own output layer (`head`) is not a candidate: the map explains
+        the layers before it.
+
+        Returns:
+            `(layer, reason)`: `reason` is one sentence saying which layer and why when
+            later layers that lay out over the input were passed over, else `None`.
+        """
         candidates = [
             r
             for r in self.refs
@@ -467,13 +643,52 @@ class ModelGraph:
                 f"model {self.model.name!r} has no layer whose output lays out over its "
                 "input's spatial axes, so there is nothing for a CAM map to look at"
             )
+        wide = [r for r in candidates if self.has_extent(r, input_geometry)]
+        if not wide:
+            raise NotServed(
+                f"model {self.model.name!r} has no layer whose output keeps at least "
+                f"{MIN_EXTENT} positions along each of its input's spatial axes, so a CAM map "
+                "cannot show where"
+            )
+        order = {r.path: i for i, r in enumerate(self.refs)}
+
+        def size(ref: LayerRef) -> str:
+            return "x".join("?" if d is None else str(d) for d in self.extent(ref, input_geometry))
+
         if self.layout(candidates[-1], input_geometry).is_tokens:
             attention = [r for r in self.refs if isinstance(r.layer, _ATTENTION_TYPES)]
             if attention:
-                fed = [r for r in self.producers(attention[-1]) if r in candidates]
+                fed = [r for r in self.producers(attention[-1]) if r in wide]
                 if fed:
-                    return fed[-1]
-        return candidates[-1]
+                    return fed[-1], (
+                        f"explains layer {fed[-1].path!r} (tokens on a {size(fed[-1])} grid), "
+                        f"the input of the last attention layer {attention[-1].path!r}: past "
+                        "it a head that reads the class token sees no other token"
+                    )
+        # A block's output, not a branch inside it (InceptionV3's reduction blocks run
+        # branches at the old resolution after the block output before them).
+        cuts = self.cuts()
+        chosen = ([r for r in wide if r.path in cuts] or wide)[-1]
+        after = self.activated(chosen)
+        if after is not chosen and after in wide:
+            chosen = after
+        passed = [r for r in candidates if order[r.path] > order[chosen.path]]
+        if not passed:
+            return chosen, None
+        narrow = [r for r in passed if r not in wide]
+        later = [r for r in narrow if r.path in cuts] or narrow or passed
+        named = ", ".join(f"{r.path!r} ({size(r)})" for r in later[:3])
+        named += f" and {len(later) - 3} more" * (len(later) > 3)
+        why = (
+            f"later ones ({named}) have fewer, where a map is constant"
+            if narrow
+            else f"the layers after it ({named}) are branches beside it"
+        )
+        which = "output every path to the head passes through" if chosen.path in cuts else "layer"
+        return chosen, (
+            f"explains layer {chosen.path!r} ({size(chosen)}), the last {which} with at least "
+            f"{MIN_EXTENT} positions along each spatial axis; {why}"
+        )
 
     # ---- running ------------------------------------------------------------------------
 
@@ -588,6 +803,17 @@ def _position(value, names: list[str], argument: str, listed: str) -> int:
         f"`{argument}` must be the name or position of one of the model's {listed}. "
         f"Received: {argument}={value!r}"
     )
+
+
+def _consuming_operations(layer) -> list:
+    """The operations (layers, and functional ops such as `x + 3`) that take a layer's
+    output as an input in the graphs it was called in, each once."""
+    found = []
+    for node in getattr(layer, "_outbound_nodes", ()):
+        operation = getattr(node, "operation", None)
+        if operation is not None and all(operation is not f for f in found):
+            found.append(operation)
+    return found
 
 
 def _final_layer(model, index: int):
