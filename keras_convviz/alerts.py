@@ -56,6 +56,42 @@ def collapsed(value: float, previous: float | None, threshold: float, now: dict)
     return labels is not None and value >= threshold and labels < threshold
 
 
+def at_least(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    return value >= threshold
+
+
+def unscaled(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Raw values (0-255 pixels) into a model with no layer that rescales them."""
+    return value > threshold and now.get("input_min", 0.0) >= 0 and not now.get("input_rescaled")
+
+
+def off_default(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Not positive, or `threshold` times above (or `threshold`**2 times below) the
+    optimizer's own default learning rate."""
+    default = now.get("default_learning_rate")
+    if value <= 0:
+        return True
+    return default is not None and not default / threshold**2 < value < default * threshold
+
+
+def beyond(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """A label at or beyond the output's number of classes."""
+    classes = now.get("output_classes")
+    return classes is not None and value >= classes
+
+
+def exploded(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The loss grew `threshold` times above the smallest it had been."""
+    smallest = now.get("smallest_loss")
+    return smallest is not None and smallest > 0 and value >= threshold * smallest
+
+
+def at_chance(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The loss within `threshold` (relative) of a classifier's chance level, log K."""
+    chance = now.get("chance_loss")
+    return chance is not None and abs(value - chance) <= threshold * chance
+
+
 @dataclass(frozen=True)
 class Rule:
     """A test of one quantity.
@@ -201,6 +237,142 @@ RULES: dict[str, Rule] = {
             "the later layers for dead or saturated units",
             runs=(kinds.HEALTH.run,),
         ),
+        # The set-up, read once at train begin (`checks.setup_numbers`).
+        Rule(
+            "softmax_single_unit",
+            "A softmax over one unit",
+            "softmax_units",
+            at_most,
+            "a softmax output with {t} unit",
+            1,
+            "a softmax over a single unit outputs 1 whatever its input: its gradient is 0 and "
+            "the model cannot learn",
+            "use `Dense(1, activation='sigmoid')` with `binary_crossentropy`, or "
+            "`Dense(classes, activation='softmax')` with `sparse_categorical_crossentropy`",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "unbounded_probabilities",
+            "The loss expects probabilities the output does not give",
+            "unbounded_probabilities",
+            above,
+            "a cross-entropy with `from_logits=False` on an output without softmax or sigmoid",
+            0,
+            "the loss reads the output as probabilities but the output layer gives unbounded "
+            "values (linear or ReLU): Keras clips them into (0, 1), so most of the gradient "
+            "is lost and the loss can stall or turn NaN",
+            "put the softmax (or sigmoid) on the output layer, or compile the loss with "
+            "`from_logits=True`",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "softmax_regression_loss",
+            "Class probabilities fitted with a regression loss",
+            "softmax_regression_loss",
+            above,
+            "a softmax output compiled with a mean squared or absolute error",
+            0,
+            "a regression loss on a softmax's probabilities has vanishing gradients once a "
+            "class saturates, so the classifier learns slowly or stalls",
+            "compile with `sparse_categorical_crossentropy` (class ids) or "
+            "`categorical_crossentropy` (one-hot labels)",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "unscaled_inputs",
+            "Raw input values into a model without rescaling",
+            "input_max",
+            unscaled,
+            "the probe's values reach more than {t} (none negative) and no layer before "
+            "the first conv or dense layer rescales them",
+            10.0,
+            "the inputs look like raw 0-255 pixels but the model has no `Rescaling` or "
+            "`Normalization` layer: the first layers saturate and training is slow or unstable",
+            "add `keras.layers.Rescaling(1 / 255)` after the input, or scale the data as the "
+            "model expects (keras.applications models: their `preprocess_input`)",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "learning_rate",
+            "A learning rate far off the usual range",
+            "learning_rate",
+            off_default,
+            "not positive, or {t}x above (or {t}^2x below) the optimizer's default",
+            100.0,
+            "a learning rate that is negative or zero does not descend; one far above the "
+            "optimizer's default diverges or collapses the model; one far below it barely "
+            "moves the weights",
+            "start near the optimizer's default learning rate (Adam 1e-3, SGD 1e-2) and tune "
+            "by factors of 3",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "heavy_dropout",
+            "Heavy dropout on feature maps",
+            "dropout_rate",
+            at_least,
+            "a dropout rate of {t} or more on a layer's feature maps",
+            0.5,
+            "dropping half or more of the feature-map values at every step keeps a conv "
+            "network from fitting its data (it underfits)",
+            "use a rate of 0.1-0.3 after convs (or `SpatialDropout2D`), keep 0.5 for dense layers",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "single_class_labels",
+            "Every probe label is one class",
+            "label_classes",
+            at_most,
+            "{t} class among the probe's labels",
+            1,
+            "the labels hold one class only: a broken label pipeline (labels overwritten, "
+            "read from the wrong column, or sorted data cut before other classes start)",
+            "check the labels `fit` gets (`np.unique(y, return_counts=True)`); shuffle data "
+            "that is sorted by class",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "labels_out_of_range",
+            "Labels outside the output's classes",
+            "label_max",
+            beyond,
+            "a probe label at or beyond the output's number of classes",
+            0,
+            "the output has fewer units than the labels have classes (a softmax over one "
+            "unit with 0/1 labels, a class count off by one, one-hot labels read as ids)",
+            "give the output one unit per class (`Dense(classes)`), or a sigmoid unit for "
+            "two classes with `binary_crossentropy`",
+            runs=(_tags.SETUP,),
+        ),
+        # The fit's own numbers, read at every epoch (`checks.FitNumbers`).
+        Rule(
+            "loss_exploded",
+            "The loss grows by orders of magnitude",
+            "loss",
+            exploded,
+            "the loss is {t}x or more its smallest so far",
+            100.0,
+            "training diverges: a too large or negative learning rate, exploding gradients, "
+            "or a loss on unscaled targets",
+            "lower the learning rate (and check its sign); clip gradients (`clipnorm`); "
+            "scale the inputs and targets",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "loss_at_chance",
+            "The loss sits at chance level",
+            "loss",
+            at_chance,
+            "the training loss within {t} of log K (relative), a K-class guess, for 4 epochs",
+            0.01,
+            "the model learns nothing from its inputs: labels that do not match the inputs "
+            "(shuffled separately), a learning rate far too small, dead or saturated layers, "
+            "or an output/loss mismatch",
+            "check that inputs and labels are paired; look at the set-up alerts and at the "
+            "layers' alerts; try a larger learning rate",
+            runs=(_tags.FIT,),
+            patience=4,
+        ),
         Rule(
             "collapsed_model",
             "The model predicts one class for everything",
@@ -222,6 +394,14 @@ RULES: dict[str, Rule] = {
     )
 }
 
+# What a rule's subject is when it is no layer.
+_PLACES = {_tags.SETUP: "the training's set-up", _tags.FIT: "the training's loss (`fit`'s logs)"}
+# Where the user sees the numbers of the rules that read no snapshot (no tag of ours).
+_EVIDENCE = {
+    _tags.SETUP: "`model.summary()`, the loss and optimizer given to `compile`, the probe",
+    _tags.FIT: "`epoch_loss` in the `train` run of `keras.callbacks.TensorBoard`, or the "
+    "`History` that `fit` returns",
+}
 _IMAGE = re.compile(r"^image_\d+$")
 _SEPARATOR = "\n\n---\n\n"
 
@@ -262,15 +442,22 @@ class Alert:
     meaning: str
     advice: str
 
+    @property
+    def where(self) -> str:
+        """Where it went wrong, in words."""
+        if self.layer:
+            return f"layer `{self.layer}`"
+        return _PLACES.get(self.subject, f"the probe's `{self.subject}`")
+
     def markdown(self) -> str:
-        where = f"layer `{self.layer}`" if self.layer else f"the probe's `{self.subject}`"
+        where = self.where
         return (
             f"**{self.title}** in {where} since epoch {self.since_epoch} (seen at epoch "
             f"{self.epoch}, step {self.step}).\n\n"
             f"- `{self.quantity}` = {self.value:.4g} ({self.condition})\n"
             f"- usually means: {self.meaning}\n"
             f"- try: {self.advice}\n"
-            f"- evidence: `{self.evidence}`"
+            f"- evidence: {self.evidence if ' ' in self.evidence else f'`{self.evidence}`'}"
         )
 
     def record(self) -> dict:
@@ -362,8 +549,9 @@ class Monitor:
         self._step: int | None = None
         self._writers: dict = {}
 
-    def observe(self, step: int, epoch: int, scalars, model) -> list[Alert]:
-        """Check the scalars one callback wrote at a snapshot; returns the new alerts."""
+    def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
+        """Check the scalars one callback wrote at a snapshot (or numbers read elsewhere,
+        `table=False`: not for the health table); returns the new alerts."""
         values: dict[tuple[str, str], dict[str, list[float]]] = {}
         per_image: dict[tuple[str, str], set] = {}
         for item in scalars:
@@ -374,9 +562,10 @@ class Monitor:
             values.setdefault((run, layer), {}).setdefault(quantity, []).append(value)
             if of_image:
                 per_image.setdefault((run, layer), set()).add(quantity)
-            elif layer:
+            elif layer and table:
                 self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
-        self._step = step
+        if table:
+            self._step = step
         new = []
         for (run, layer), quantities in values.items():
             subject = "/".join(p for p in (run, layer) if p)
@@ -400,7 +589,7 @@ class Monitor:
                 since[2] += 1
                 if since[2] < rule.patience:
                     continue
-                evidence = f"{subject}/{rule.quantity}"
+                evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
                 alert = Alert(
@@ -436,11 +625,12 @@ class Monitor:
             _SEPARATOR.join(a.markdown() for a in same_step),
             alert.step,
         )
-        where = f"layer {alert.layer!r}" if alert.layer else f"the probe's {alert.subject}"
+        where = f"layer {alert.layer!r}" if alert.layer else alert.where.replace("`", "")
+        evidence = alert.evidence.replace("`", "")
         warnings.warn(
             f"keras_convviz alert at epoch {alert.epoch}: {alert.title.lower()} in {where}: "
             f"{alert.quantity} = {alert.value:.4g} ({alert.condition}). Try: {alert.advice}. "
-            f"Evidence in TensorBoard: {alert.evidence}.",
+            f"Evidence: {evidence}.",
             ConvVizAlert,
             stacklevel=2,
         )

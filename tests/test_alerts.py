@@ -246,7 +246,11 @@ def test_every_rule_has_a_test_here():
         "collapsed_model",
         "vanishing_gradients",
     }
-    assert covered == set(RULES)
+    # The rules on the set-up and on `fit`'s loss have theirs in test_checks.py.
+    elsewhere = {
+        name for name, rule in RULES.items() if rule.runs in ((_tags.SETUP,), (_tags.FIT,))
+    }
+    assert covered == set(RULES) - elsewhere
 
 
 def test_a_collapsed_classifier_fires_collapsed_model(tmp_path, data):

@@ -1,0 +1,207 @@
+"""The set-up rules (read at train begin) and the rules on `fit`'s own loss: each classic bug
+raises its alert with the right rule, at the right time, and `fit` always runs; the same
+models built right raise none of them."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_convviz as kcv
+from keras_convviz import _tags
+from keras_convviz.alerts import RULES
+from keras_convviz.checks import FitNumbers
+
+SETUP_RULES = [name for name, rule in RULES.items() if rule.runs == (_tags.SETUP,)]
+FIT_RULES = [name for name, rule in RULES.items() if rule.runs == (_tags.FIT,)]
+
+
+def cnn(head=None, before=(), after_conv=(), seed=0):
+    """A small CNN; `head` the output layer (3-class softmax by default), `before` layers
+    between the input and the first conv, `after_conv` layers after it."""
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((16, 16, 3)), *before]
+    layers += [keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")]
+    layers += [*after_conv, keras.layers.GlobalAveragePooling2D()]
+    layers += [head or keras.layers.Dense(3, activation="softmax", name="head")]
+    return keras.Sequential(layers)
+
+
+def data(n=32, classes=3, high=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 16, 16, 3)) * high).astype(np.float32), rng.integers(0, classes, n)
+
+
+def fired(model, x, y, tmp_path, epochs=1, probe=8):
+    """The rules that fired (name -> first alert) in a `fit` with `ConvViz`'s defaults
+    (occlusion off, for speed); `fit` must run every epoch."""
+    seen = []
+    callback = kcv.ConvViz(tmp_path, (x[:probe], y[:probe]), occlusion=False, on_alert=seen.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[callback])
+    assert len(history.history["loss"]) == epochs
+    out = {}
+    for alert in seen:
+        out.setdefault(alert.rule, alert)
+    return out
+
+
+def compiled(model, loss="sparse_categorical_crossentropy", optimizer=None):
+    model.compile(optimizer or keras.optimizers.Adam(1e-3), loss)
+    return model
+
+
+CASES = {
+    "softmax_single_unit": lambda: (
+        compiled(cnn(keras.layers.Dense(1, activation="softmax")), "binary_crossentropy"),
+        data(classes=2),
+    ),
+    "unbounded_probabilities": lambda: (compiled(cnn(keras.layers.Dense(3))), data()),
+    "softmax_regression_loss": lambda: (
+        compiled(cnn(), "mse"),
+        (data()[0], np.eye(3, dtype=np.float32)[data()[1]]),
+    ),
+    "unscaled_inputs": lambda: (compiled(cnn()), data(high=255.0)),
+    "learning_rate": lambda: (compiled(cnn(), optimizer=keras.optimizers.Adam(-1e-3)), data()),
+    "heavy_dropout": lambda: (compiled(cnn(after_conv=[keras.layers.Dropout(0.6)])), data()),
+    "single_class_labels": lambda: (compiled(cnn()), (data()[0], np.zeros(32, np.int64))),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_each_set_up_bug_raises_its_alert_at_the_first_snapshot(rule, tmp_path):
+    model, (x, y) = CASES[rule]()
+    alerts = fired(model, x, y, tmp_path)
+    assert rule in alerts, sorted(alerts)
+    alert = alerts[rule]
+    assert alert.step == 0 and alert.epoch == 1
+    # Only set-up rules: a bug in the set-up is named as such, not as a layer's symptom.
+    assert not set(alerts) & set(SETUP_RULES) - {rule}, sorted(alerts)
+
+
+def test_the_same_models_built_right_raise_no_set_up_alert(tmp_path):
+    """The controls: the same layers with what each bug got wrong put right (a sigmoid unit,
+    logits with `from_logits=True`, a cross-entropy, a `Rescaling` layer before 0-255
+    inputs, Adam's default rate, dropout 0.2 on feature maps and 0.5 on a dense layer)."""
+    x, y = data()
+    models = [
+        (
+            compiled(cnn(keras.layers.Dense(1, activation="sigmoid")), "binary_crossentropy"),
+            (x, (y > 0).astype(np.float32)),
+        ),
+        (
+            compiled(
+                cnn(keras.layers.Dense(3)),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            ),
+            (x, y),
+        ),
+        (compiled(cnn(before=[keras.layers.Rescaling(1 / 255)])), (x * 255, y)),
+        (compiled(cnn(after_conv=[keras.layers.Dropout(0.2)])), (x, y)),
+        (
+            compiled(
+                keras.Sequential(
+                    [
+                        keras.Input((16, 16, 3)),
+                        keras.layers.Conv2D(4, 3, activation="relu"),
+                        keras.layers.Flatten(),
+                        keras.layers.Dense(8, activation="relu"),
+                        keras.layers.Dropout(0.5),
+                        keras.layers.Dense(3, activation="softmax"),
+                    ]
+                )
+            ),
+            (x, y),
+        ),
+    ]
+    for i, (model, (xs, ys)) in enumerate(models):
+        alerts = fired(model, xs, ys, tmp_path / str(i))
+        assert not set(alerts) & set(SETUP_RULES), (i, sorted(alerts))
+
+
+def test_a_softmax_over_one_unit_never_stops_fit_and_names_the_model_not_the_probe(tmp_path):
+    """The bug of the training-bug benchmarks: `Dense(1, activation="softmax")` with 0/1
+    labels. The kinds that need class scores switch off with one warning; the alert says
+    what is wrong with the model."""
+    head = keras.layers.Dense(1, activation="softmax", name="out")
+    model = compiled(cnn(head), "binary_crossentropy")
+    x, y = data(classes=2)
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x,
+            y.astype(np.float32),
+            epochs=2,
+            verbose=0,
+            callbacks=[
+                kcv.ConvViz(tmp_path, (x[:8], y[:8]), occlusion=False, on_alert=seen.append)
+            ],
+        )
+    messages = [str(w.message) for w in caught]
+    assert not any("`probe` labels must be" in m for m in messages)
+    assert [a.rule for a in seen if a.rule in SETUP_RULES] == ["softmax_single_unit"]
+    assert "in layer `out`" in seen[0].markdown()
+
+
+def test_a_negative_learning_rate_is_named_at_the_start_and_the_loss_explosion_after(tmp_path):
+    model = compiled(cnn(), optimizer=keras.optimizers.SGD(-0.5))
+    x, y = data()
+    alerts = fired(model, x, y, tmp_path, epochs=4)
+    assert alerts["learning_rate"].epoch == 1
+    assert "learning_rate" in alerts and alerts["learning_rate"].value == pytest.approx(-0.5)
+    assert "loss_exploded" in alerts, sorted(alerts)
+    assert alerts["loss_exploded"].where == "the training's loss (`fit`'s logs)"
+
+
+def test_a_loss_at_chance_level_for_four_epochs_fires_once(tmp_path):
+    """Labels that do not depend on the inputs and a learning rate too small to memorise
+    them: the loss stays at log 3, the rule fires after 4 epochs, and says since when."""
+    head = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros")
+    model = compiled(cnn(head), optimizer=keras.optimizers.SGD(1e-5))
+    x, y = data(n=48)
+    alerts = fired(model, x, y, tmp_path, epochs=5)
+    assert alerts["loss_at_chance"].epoch == 4 and alerts["loss_at_chance"].since_epoch == 1
+    assert alerts["loss_at_chance"].value == pytest.approx(np.log(3), rel=0.01)
+
+
+def test_fit_numbers_follow_the_loss():
+    numbers = FitNumbers(classes=4)
+    first = {item.tag: item.value for item in numbers.of({"loss": 2.0, "accuracy": 0.5})}
+    assert first == {"fit/non_finite": 0, "fit/loss": 2.0, "fit/chance_loss": np.log(4)}
+    later = {item.tag: item.value for item in numbers.of({"loss": float("nan")})}
+    assert later["fit/non_finite"] == 1 and later["fit/smallest_loss"] == 2.0
+    assert {item.tag: item.value for item in numbers.of({"loss": 1.0})}["fit/smallest_loss"] == 2.0
+
+
+def test_every_rule_on_the_training_s_own_numbers_is_exercised():
+    """Each set-up and fit rule has a case above (a rule added without one fails here)."""
+    exercised = set(CASES) | {"loss_exploded", "loss_at_chance", "labels_out_of_range"}
+    assert set(SETUP_RULES) | set(FIT_RULES) <= exercised
+
+
+def test_labels_beyond_the_output_s_classes_are_named_and_never_stop_fit(tmp_path):
+    """Probe labels of 3 classes for a 2-class output: the alert names it, the kinds that
+    explain a class per label switch off, and `fit` (on labels it can take) runs."""
+    model = compiled(cnn(keras.layers.Dense(2, activation="softmax")))
+    x, y = data(classes=2)
+    seen = []
+    probe_labels = np.arange(8) % 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(
+            x,
+            y,
+            epochs=1,
+            verbose=0,
+            callbacks=[
+                kcv.ConvViz(tmp_path, (x[:8], probe_labels), occlusion=False, on_alert=seen.append)
+            ],
+        )
+    assert [a.rule for a in seen if a.rule in SETUP_RULES] == ["labels_out_of_range"]
+    off = [str(w.message) for w in caught if "serves this model in part" in str(w.message)]
+    assert len(off) == 1 and "classes 0..2 but output" in off[0], off
