@@ -201,10 +201,12 @@ RULES: dict[str, Rule] = {
             "relative_update",
             at_most,
             "<= {t}",
-            0.0,
-            "the kernel did not change at all since the previous snapshot although the "
-            "layer is trainable: its gradient is zero (dead layer, disconnected) or the "
-            "learning rate is 0",
+            # Below what float32 rounding leaves of a real step (a weight of 1 moves by at
+            # least 6e-8), far below a healthy epoch's 1e-3..1e-1 or fine-tuning's 1e-5.
+            1e-7,
+            "the kernel did not change since the previous snapshot (by less than float32 "
+            "rounding) although the layer is trainable: its gradient is zero or vanishing "
+            "(dead layer, disconnected) or the learning rate is (nearly) 0",
             "check the learning rate and that the layer is used; look at its feature maps "
             "for dead channels",
             runs=(kinds.FILTER_WEIGHTS.run,),

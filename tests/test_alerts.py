@@ -12,7 +12,8 @@ import pytest
 
 import keras_convviz as kcv
 from keras_convviz import _tags
-from keras_convviz.alerts import RULES, ConvVizAlert
+from keras_convviz.alerts import RULES, ConvVizAlert, Monitor
+from keras_convviz.summary_io import Scalar
 
 
 def plain_cnn(activation="relu", seed=0):
@@ -203,6 +204,17 @@ def test_stalled_updates_fire_on_trainable_layers_only(tmp_path, data):
     seen, _ = fit_with_alerts(model, data, tmp_path, epochs=2)
     stalled = {a.layer for a in seen if a.rule == "stalled_updates"}
     assert stalled == {"conv_b"}
+
+
+def test_stalled_updates_fire_on_an_update_lost_in_rounding(tmp_path):
+    """A relative update of 2e-12 (not exactly 0: a few tiny weights moved) is no learning;
+    1e-5 (fine-tuning at a small rate) is."""
+    model = plain_cnn()
+    monitor = Monitor(str(tmp_path), RULES)
+    for step, value in enumerate((2e-12, 1e-5)):
+        tag = f"filter_weights/conv_{'ab'[step]}/relative_update"
+        monitor.observe(step, step, [Scalar(tag, value)], model)
+    assert [(a.layer, a.value) for a in monitor.alerts] == [("conv_a", 2e-12)]
 
 
 def test_thresholds_and_switches(tmp_path, data):
