@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from keras_convviz import _tags, kinds
@@ -93,6 +94,72 @@ def at_chance(value: float, previous: float | None, threshold: float, now: dict)
 
 
 @dataclass(frozen=True)
+class Cause:
+    """A reading of a rule's firing that the evidence around it supports.
+
+    Attributes:
+        when: `when(context) -> dict or None`: the values to fill into `meaning` and
+            `advice` when this cause fits the context (`Monitor.context`: the alerts fired
+            so far by rule, the layer, the training's latest loss and chance level, whether
+            the model has batch normalisation), else `None`.
+        meaning: what it means then, with `{name}`s from `when`'s values.
+        advice: what to try then.
+    """
+
+    when: Callable[[dict], dict | None]
+    meaning: str
+    advice: str
+
+
+def _fired(context: dict, *rules: str, other_layer: bool = False) -> list:
+    return [
+        alert
+        for rule in rules
+        for alert in context["fired"].get(rule, [])
+        if not other_layer or alert.layer != context["layer"]
+    ]
+
+
+def _naming(alerts: list, what: str) -> dict | None:
+    """`{what: "`a`, `b`"}` of the alerts' rules (or layers), or None when there are none."""
+    if not alerts:
+        return None
+    names = dict.fromkeys(getattr(a, "layer" if what == "layers" else "rule") for a in alerts)
+    return {what: ", ".join(f"`{name}`" for name in names)}
+
+
+_BROKEN_SET_UP = (
+    "softmax_single_unit",
+    "unbounded_probabilities",
+    "softmax_regression_loss",
+    "labels_out_of_range",
+    "single_class_labels",
+)
+_TOO_FAST = ("learning_rate", "loss_exploded", "large_updates", "non_finite")
+
+
+def _set_up_broken(context: dict) -> dict | None:
+    return _naming(_fired(context, *_BROKEN_SET_UP), "alerts")
+
+
+def _batch_norm_lag(context: dict) -> dict | None:
+    """A batch-normalised model whose training loss is well below chance: it predicts well
+    in training mode; the probe runs in inference mode, on moving statistics."""
+    loss, chance = context.get("loss"), context.get("chance_loss")
+    if not (context.get("batch_norm") and loss is not None and chance):
+        return None
+    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"} if loss < 0.5 * chance else None
+
+
+def _too_fast(context: dict) -> dict | None:
+    return _naming(_fired(context, *_TOO_FAST), "alerts")
+
+
+def _dead_elsewhere(context: dict) -> dict | None:
+    return _naming(_fired(context, "dead_channels", other_layer=True), "layers")
+
+
+@dataclass(frozen=True)
 class Rule:
     """A test of one quantity.
 
@@ -111,6 +178,8 @@ class Rule:
         trainable_only: fires only on layers meant to train.
         patience: the snapshots in a row the test must hold before the rule fires (the
             alert then says since when).
+        causes: readings that the evidence around the firing may support, first fitting
+            first (`Cause`); `meaning` and `advice` are the reading when none fits.
     """
 
     name: str
@@ -124,9 +193,18 @@ class Rule:
     runs: tuple[str, ...] = ()
     trainable_only: bool = False
     patience: int = 1
+    causes: tuple[Cause, ...] = ()
 
     def describe(self) -> str:
         return self.condition.format(t=f"{self.threshold:g}")
+
+    def explain(self, context: dict) -> tuple[str, str]:
+        """`(meaning, advice)`: of the first cause that fits the context, else the rule's."""
+        for cause in self.causes:
+            values = cause.when(context)
+            if values is not None:
+                return cause.meaning.format(**values), cause.advice.format(**values)
+        return self.meaning, self.advice
 
 
 RULES: dict[str, Rule] = {
@@ -207,10 +285,23 @@ RULES: dict[str, Rule] = {
             "the kernel did not change since the previous snapshot (by less than float32 "
             "rounding) although the layer is trainable: its gradient is zero or vanishing "
             "(dead layer, disconnected) or the learning rate is (nearly) 0",
-            "check the learning rate and that the layer is used; look at its feature maps "
-            "for dead channels",
+            "check the learning rate and that the layer is used; look at the feature maps "
+            "of this layer and the ones after it for dead channels",
             runs=(kinds.FILTER_WEIGHTS.run,),
             trainable_only=True,
+            causes=(
+                Cause(
+                    lambda context: _naming(_fired(context, "learning_rate"), "alerts"),
+                    "the learning rate is (nearly) 0 or negative (alert {alerts})",
+                    "set a positive learning rate near the optimizer's default",
+                ),
+                Cause(
+                    _dead_elsewhere,
+                    "the channels of layer {layers} are dead: no gradient flows back through "
+                    "them, so the layers that feed it stop too",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "empty_explanation",
@@ -387,6 +478,28 @@ RULES: dict[str, Rule] = {
             "lower the learning rate; check the labels and the class balance; look at the "
             "feature maps and the alerts of the layers",
             runs=(kinds.HEALTH.run,),
+            causes=(
+                Cause(
+                    _set_up_broken,
+                    "the training's set-up is broken (alert {alerts}): the model cannot "
+                    "learn the classes, so it settles on one",
+                    "fix what {alerts} says first",
+                ),
+                Cause(
+                    _batch_norm_lag,
+                    "no collapse of the training: its loss is low ({loss}, chance "
+                    "{chance}), so in training mode the model predicts well; the probe runs "
+                    "in inference mode, where the BatchNormalization layers use moving "
+                    "statistics that still lag behind the weights",
+                    "this usually passes within a few epochs; with few steps per epoch, "
+                    "lower the BatchNormalization `momentum` (e.g. 0.9)",
+                ),
+                Cause(
+                    _too_fast,
+                    "the training diverged (alert {alerts}) and the classifier fell onto one class",
+                    "lower the learning rate; clip gradients (`clipnorm`)",
+                ),
+            ),
             # An untrained model often starts on one class, and a batch-normalised one may
             # predict one class in inference mode for its first epochs, while its moving
             # statistics catch up: the README quickstart's model did for up to 3 epochs
@@ -550,6 +663,19 @@ class Monitor:
         self._snapshot: dict[str, dict[str, float]] = {}
         self._step: int | None = None
         self._writers: dict = {}
+        # The training's latest numbers that the causes read (`note`).
+        self._numbers: dict[str, float] = {}
+
+    def note(self, numbers: dict[str, float]) -> None:
+        """Keep the training's latest numbers (its loss, chance level) for the causes."""
+        self._numbers.update(numbers)
+
+    def context(self, model, layer: str) -> dict:
+        """What a rule's causes read (`Cause.when`)."""
+        fired: dict[str, list[Alert]] = {}
+        for (rule, _), alert in self._fired.items():
+            fired.setdefault(rule, []).append(alert)
+        return {"fired": fired, "layer": layer, "batch_norm": _batch_norm(model), **self._numbers}
 
     def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
         """Check the scalars one callback wrote at a snapshot (or numbers read elsewhere,
@@ -591,6 +717,7 @@ class Monitor:
                 since[2] += 1
                 if since[2] < rule.patience:
                     continue
+                meaning, advice = rule.explain(self.context(model, layer))
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
@@ -607,8 +734,8 @@ class Monitor:
                     epoch=epoch + 1,
                     since_epoch=since[1] + 1,
                     evidence=evidence,
-                    meaning=rule.meaning,
-                    advice=rule.advice,
+                    meaning=meaning,
+                    advice=advice,
                 )
                 self._fired[(rule.name, subject)] = alert
                 new.append(alert)
@@ -674,6 +801,16 @@ class Monitor:
         """Writes `text`: as Markdown for the Text tab, or with `metadata` as a string tensor
         of that plugin."""
         write_text(self._writers, self.log_dir, self, run, tag, text, step, metadata)
+
+
+def _batch_norm(model) -> bool:
+    if model is None:
+        return False
+    from keras_convviz.core.shared import core_for
+
+    return any(
+        isinstance(ref.layer, keras.layers.BatchNormalization) for ref in core_for(model).graph.refs
+    )
 
 
 def _trainable(model, layer: str) -> bool:

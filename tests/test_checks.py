@@ -12,8 +12,9 @@ import pytest
 
 import keras_convviz as kcv
 from keras_convviz import _tags
-from keras_convviz.alerts import RULES
+from keras_convviz.alerts import RULES, Monitor
 from keras_convviz.checks import FitNumbers
+from keras_convviz.summary_io import Scalar
 
 SETUP_RULES = [name for name, rule in RULES.items() if rule.runs == (_tags.SETUP,)]
 FIT_RULES = [name for name, rule in RULES.items() if rule.runs == (_tags.FIT,)]
@@ -205,3 +206,88 @@ def test_labels_beyond_the_output_s_classes_are_named_and_never_stop_fit(tmp_pat
     assert [a.rule for a in seen if a.rule in SETUP_RULES] == ["labels_out_of_range"]
     off = [str(w.message) for w in caught if "serves this model in part" in str(w.message)]
     assert len(off) == 1 and "classes 0..2 but output" in off[0], off
+
+
+def bn_cnn():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, name="conv1"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv2"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax", name="head"),
+        ]
+    )
+
+
+def collapse(monitor, model, snapshots=4):
+    """A probe predicted as one class while its labels are not, `snapshots` times."""
+    for step in range(snapshots):
+        monitor.observe(
+            step,
+            step,
+            [
+                Scalar("health/majority_fraction", 1.0),
+                Scalar("health/label_majority_fraction", 0.5),
+            ],
+            model,
+        )
+    (alert,) = [a for a in monitor.alerts if a.rule == "collapsed_model"]
+    return alert
+
+
+@pytest.mark.parametrize(
+    "model, numbers, fired, expected",
+    [
+        # A batch-normalised model whose training loss is low: moving statistics, not the
+        # learning rate (the false "lower the learning rate" of the bug benchmark).
+        (bn_cnn, {"loss": 0.03, "chance_loss": np.log(3)}, (), "moving statistics"),
+        # The same collapse without batch normalisation: the rule's general reading.
+        (lambda: cnn(), {"loss": 0.03, "chance_loss": np.log(3)}, (), "a too large learning"),
+        # With a broken set-up fired before, the set-up is named first.
+        (
+            bn_cnn,
+            {"loss": 1.1, "chance_loss": np.log(3)},
+            ("softmax_single_unit",),
+            "(alert `softmax_single_unit`)",
+        ),
+        (lambda: cnn(), {"loss": 5.0}, ("learning_rate",), "diverged (alert `learning_rate`)"),
+    ],
+)
+def test_a_collapse_names_the_cause_the_evidence_supports(
+    tmp_path, model, numbers, fired, expected
+):
+    monitor = Monitor(str(tmp_path), RULES)
+    model = model()
+    monitor.note(numbers)
+    for rule in fired:  # as the set-up check reports it
+        quantity = {"softmax_single_unit": "softmax_units", "learning_rate": "learning_rate"}
+        value = {"softmax_single_unit": 1.0, "learning_rate": -1.0}[rule]
+        monitor.observe(0, 0, [Scalar(f"setup/head/{quantity[rule]}", value)], model, table=False)
+    alert = collapse(monitor, model)
+    assert expected in alert.meaning, alert.meaning
+    assert alert.record()["meaning"] == alert.meaning
+
+
+def test_a_stalled_layer_before_a_dead_one_points_at_the_dead_one(tmp_path):
+    """conv1 stops moving because conv2's channels are dead: the alert on conv1 names conv2
+    and says to fix it first; conv2's own stall is read the general way."""
+    monitor = Monitor(str(tmp_path), RULES)
+    model = bn_cnn()
+    monitor.observe(0, 0, [Scalar("feature_maps/conv2/dead_fraction", 1.0)], model)
+    monitor.observe(
+        0,
+        0,
+        [
+            Scalar("filter_weights/conv1/relative_update", 0.0),
+            Scalar("filter_weights/conv2/relative_update", 0.0),
+        ],
+        model,
+    )
+    stalled = {a.layer: a for a in monitor.alerts if a.rule == "stalled_updates"}
+    assert "layer `conv2` are dead" in stalled["conv1"].meaning
+    assert stalled["conv1"].advice == "fix the dead layer `conv2` first (its alert says how)"
+    assert stalled["conv2"].meaning == RULES["stalled_updates"].meaning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import warnings
 
 import keras
@@ -259,6 +260,11 @@ class ConvViz(keras.callbacks.Callback):
     def _forward(self, hook: str, *args, **kwargs):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
+        if hook == "on_epoch_end" and self.monitor is not None:
+            # The epoch's loss, for the causes the snapshot's alerts name (`alerts.Cause`).
+            logs = kwargs.get("logs", args[1] if len(args) > 1 else None) or {}
+            if "loss" in logs:
+                self.monitor.note({"loss": float(logs["loss"])})
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_train_begin":
@@ -269,7 +275,8 @@ class ConvViz(keras.callbacks.Callback):
         self._notices.flush(stacklevel=4)
         if hook == "on_epoch_end" and self.monitor is not None:
             epoch, logs = args[0], kwargs.get("logs", args[1] if len(args) > 1 else None)
-            job = functools.partial(self._end_snapshot, epoch, self._fit_numbers.of(logs))
+            numbers = self._fit_numbers.of(logs)
+            job = functools.partial(self._end_snapshot, epoch, numbers)
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):
                 self._table = background.WRITER.submit(job)
@@ -313,6 +320,8 @@ class ConvViz(keras.callbacks.Callback):
             head = None
         probe = self._probe.for_head(head) if head is not None else self._probe
         self._fit_numbers = FitNumbers(chance_classes(graph, head))
+        if self._fit_numbers.classes:
+            self.monitor.note({"chance_loss": math.log(self._fit_numbers.classes)})
         step = min((c._floor for c in self.callbacks), default=0)
         self.monitor.observe(step, 0, setup_numbers(graph, probe, head), self.model, table=False)
 
