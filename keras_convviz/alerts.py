@@ -87,6 +87,19 @@ def exploded(value: float, previous: float | None, threshold: float, now: dict) 
     return smallest is not None and smallest > 0 and value >= threshold * smallest
 
 
+def stuck(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Less progress than `threshold` over the window while the loss is still far from
+    fitting (above half of a classifier's chance level)."""
+    loss, chance = now.get("loss"), now.get("chance_loss")
+    return value <= threshold and chance is not None and loss is not None and loss > chance / 2
+
+
+def diverging(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The validation loss `threshold` times its best or more while the training loss still
+    falls."""
+    return value >= threshold and bool(now.get("loss_fell"))
+
+
 def at_chance(value: float, previous: float | None, threshold: float, now: dict) -> bool:
     """The loss within `threshold` (relative) of a classifier's chance level, log K."""
     chance = now.get("chance_loss")
@@ -465,6 +478,47 @@ RULES: dict[str, Rule] = {
             "layers' alerts; try a larger learning rate",
             runs=(_tags.FIT,),
             patience=4,
+        ),
+        Rule(
+            "loss_plateau",
+            "The loss stopped falling far from a fit",
+            "window_progress",
+            stuck,
+            "the smallest loss of the last 5 epochs is less than {t} (relative) below the "
+            "smallest before them, while above half the chance level",
+            0.05,
+            "training stalls before the model fits its data: a learning rate too small (or "
+            "decayed too early), too much regularisation (dropout, weight decay), a model "
+            "too small, or saturated or dead layers",
+            "look at the layers' alerts; try a larger learning rate or less regularisation",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "loss_oscillation",
+            "The loss oscillates",
+            "window_rises",
+            at_least,
+            "the loss rose by more than 5 % in {t} or more of the last 5 epochs",
+            2.0,
+            "the steps overshoot: a learning rate too large for the loss surface, a batch "
+            "too small, or unshuffled data",
+            "lower the learning rate (or add a schedule that decays it); use larger batches; "
+            "shuffle the data",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "overfitting",
+            "Training and validation diverge",
+            "val_loss_over_best",
+            diverging,
+            "the validation loss {t}x its best or more while the training loss still falls, "
+            "3 epochs in a row",
+            1.1,
+            "the model fits the training data and no longer generalises: it memorises",
+            "stop earlier (`keras.callbacks.EarlyStopping(restore_best_weights=True)`); add "
+            "data augmentation, dropout or weight decay; get more data",
+            runs=(_tags.FIT,),
+            patience=3,
         ),
         Rule(
             "collapsed_model",

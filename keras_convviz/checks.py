@@ -194,10 +194,23 @@ def setup_numbers(graph, probe, head) -> list[Scalar]:
     return out
 
 
+# The window of epochs the plateau and oscillation rules look back over, and the relative
+# change of the loss that counts as progress or as a rise within it (the "non-decreasing
+# loss" check of the training-bug detectors uses 5 % over a window of 5).
+WINDOW = 5
+PROGRESS = 0.05
+
+
 class FitNumbers:
-    """The numbers of `fit`'s `logs` that the `fit` rules read, epoch by epoch: the loss, the
-    smallest loss before it, the chance-level loss of a classifier (log K for K classes) and
-    how many logged numbers are NaN or infinite.
+    """The numbers of `fit`'s `logs` that the `fit` rules read, epoch by epoch.
+
+    `non_finite` (logged numbers that are NaN or infinite), `loss`, `smallest_loss` (before
+    this epoch), `chance_loss` (log K of a K-class classifier), `window_progress` (how much
+    lower the smallest loss of the last `WINDOW` epochs is than the smallest before them,
+    relative), `window_rises` (epochs of the last `WINDOW` whose loss rose by more than
+    `PROGRESS` of itself), and with validation data `val_loss_over_best` (the validation
+    loss over its best before this epoch) and `loss_fell` (1 when the training loss is at
+    its smallest so far).
 
     Args:
         classes: the number of classes of the explained output when its loss is a
@@ -206,24 +219,44 @@ class FitNumbers:
 
     def __init__(self, classes: int | None):
         self.classes = classes
-        self._smallest: float | None = None
+        self._losses: list[float] = []
+        self._val_best: float | None = None
 
     def of(self, logs: dict | None) -> list[Scalar]:
         logs = dict(logs or {})
         out = []
+
+        def number(quantity: str, value: float) -> None:
+            out.append(Scalar(f"{FIT_RUN}/{quantity}", float(value)))
+
         values = [float(v) for v in logs.values() if isinstance(v, (int, float, np.number))]
-        out.append(Scalar(f"{FIT_RUN}/non_finite", sum(not math.isfinite(v) for v in values)))
+        number("non_finite", sum(not math.isfinite(v) for v in values))
         loss = logs.get("loss")
         if loss is None:
             return out
         loss = float(loss)
-        out.append(Scalar(f"{FIT_RUN}/loss", loss))
-        if self._smallest is not None:
-            out.append(Scalar(f"{FIT_RUN}/smallest_loss", self._smallest))
+        number("loss", loss)
         if self.classes is not None and self.classes > 1:
-            out.append(Scalar(f"{FIT_RUN}/chance_loss", math.log(self.classes)))
-        if math.isfinite(loss):
-            self._smallest = loss if self._smallest is None else min(self._smallest, loss)
+            number("chance_loss", math.log(self.classes))
+        if not math.isfinite(loss):
+            return out
+        past = self._losses
+        if past:
+            number("smallest_loss", min(past))
+            number("loss_fell", loss < min(past))
+        history = [*past, loss]
+        if len(history) > WINDOW:
+            before, window = min(history[:-WINDOW]), min(history[-WINDOW:])
+            number("window_progress", 1 - window / before if before > 0 else 1.0)
+            recent = history[-WINDOW - 1 :]
+            rises = sum(b > a * (1 + PROGRESS) for a, b in zip(recent, recent[1:]))
+            number("window_rises", rises)
+        self._losses.append(loss)
+        val_loss = logs.get("val_loss")
+        if val_loss is not None and math.isfinite(float(val_loss)):
+            if self._val_best is not None and self._val_best > 0:
+                number("val_loss_over_best", float(val_loss) / self._val_best)
+            self._val_best = min(float(val_loss), self._val_best or math.inf)
         return out
 
 

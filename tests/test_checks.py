@@ -174,14 +174,17 @@ def test_fit_numbers_follow_the_loss():
     numbers = FitNumbers(classes=4)
     first = {item.tag: item.value for item in numbers.of({"loss": 2.0, "accuracy": 0.5})}
     assert first == {"fit/non_finite": 0, "fit/loss": 2.0, "fit/chance_loss": np.log(4)}
+    # A NaN loss is counted and kept out of the loss's history.
     later = {item.tag: item.value for item in numbers.of({"loss": float("nan")})}
-    assert later["fit/non_finite"] == 1 and later["fit/smallest_loss"] == 2.0
-    assert {item.tag: item.value for item in numbers.of({"loss": 1.0})}["fit/smallest_loss"] == 2.0
+    assert later["fit/non_finite"] == 1 and "fit/smallest_loss" not in later
+    after = {item.tag: item.value for item in numbers.of({"loss": 1.0})}
+    assert after["fit/smallest_loss"] == 2.0 and after["fit/loss_fell"] == 1
 
 
 def test_every_rule_on_the_training_s_own_numbers_is_exercised():
     """Each set-up and fit rule has a case above (a rule added without one fails here)."""
     exercised = set(CASES) | {"loss_exploded", "loss_at_chance", "labels_out_of_range"}
+    exercised |= {"loss_plateau", "loss_oscillation", "overfitting"}
     assert set(SETUP_RULES) | set(FIT_RULES) <= exercised
 
 
@@ -291,3 +294,42 @@ def test_a_stalled_layer_before_a_dead_one_points_at_the_dead_one(tmp_path):
     assert "layer `conv2` are dead" in stalled["conv1"].meaning
     assert stalled["conv1"].advice == "fix the dead layer `conv2` first (its alert says how)"
     assert stalled["conv2"].meaning == RULES["stalled_updates"].meaning
+
+
+def curve_alerts(tmp_path, losses, val_losses=None, classes=3):
+    """The fit rules' alerts `(rule, epoch)` on a loss curve, as `ConvViz` feeds them."""
+    monitor = Monitor(str(tmp_path), RULES)
+    numbers = FitNumbers(classes)
+    for epoch, loss in enumerate(losses):
+        logs = {"loss": loss}
+        if val_losses is not None:
+            logs["val_loss"] = val_losses[epoch]
+        monitor.observe(epoch, epoch, numbers.of(logs), None, table=False)
+    return [(a.rule, a.epoch) for a in monitor.alerts]
+
+
+HEALTHY = [1.1, 0.8, 0.6, 0.5, 0.42, 0.38, 0.35, 0.33, 0.32, 0.31, 0.305, 0.30]
+
+
+@pytest.mark.parametrize(
+    "losses, val_losses, expected",
+    [
+        # Converging, slower and slower, with a validation loss that wobbles by a few %.
+        (HEALTHY, [1.0, 0.8, 0.7, 0.72, 0.69, 0.7, 0.68, 0.69, 0.7, 0.69, 0.7, 0.71], []),
+        # Noisy but falling: one rise of more than 5 % in a window is no oscillation.
+        ([1.1, 0.9, 0.96, 0.8, 0.75, 0.7, 0.66, 0.62, 0.6], None, []),
+        # Stuck at 0.9 for 3 classes (chance 1.1): no progress, far from a fit.
+        # (epochs 4-8 are no lower than epochs 1-3 by 5 %: the 8th epoch says so).
+        ([1.1, 0.95, 0.9, 0.9, 0.89, 0.9, 0.89, 0.9, 0.89], None, [("loss_plateau", 8)]),
+        ([1.0, 0.8, 1.0, 0.7, 0.95, 0.65, 0.9], None, [("loss_oscillation", 6)]),
+        (HEALTHY[:8], [1.0, 0.8, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0], [("overfitting", 6)]),
+        ([1.0, 10.0, 500.0], None, [("loss_exploded", 3)]),
+    ],
+)
+def test_the_fit_rules_on_loss_curves(tmp_path, losses, val_losses, expected):
+    assert curve_alerts(tmp_path, losses, val_losses) == expected
+
+
+def test_a_fitted_model_s_flat_loss_is_no_plateau(tmp_path):
+    """Converged (far below half the chance level) and flat for 8 epochs: fine."""
+    assert curve_alerts(tmp_path, [1.1, 0.3, *[0.1] * 8]) == []
