@@ -42,6 +42,10 @@ INSERTION = kinds.INSERTION
 # The TensorBoard plugin name of the alerts as structured data (JSON string tensors), which
 # the ConvViz tab reads; not the tab's own name, so alerts alone do not turn the tab on.
 ALERTS_PLUGIN = "convviz_alerts"
+# The subjects of the rules that read no snapshot: the training's set-up at train begin and
+# `fit`'s own logs (`keras_convviz.checks`). Their numbers are read, not written.
+SETUP = "setup"
+FIT = "fit"
 
 
 def floor_run(name: str) -> str:

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from keras_convviz import _tags, kinds
@@ -56,6 +57,121 @@ def collapsed(value: float, previous: float | None, threshold: float, now: dict)
     return labels is not None and value >= threshold and labels < threshold
 
 
+def at_least(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    return value >= threshold
+
+
+def unscaled(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Raw values (0-255 pixels) into a model with no layer that rescales them."""
+    return value > threshold and now.get("input_min", 0.0) >= 0 and not now.get("input_rescaled")
+
+
+def off_default(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Not positive, or `threshold` times above (or `threshold`**2 times below) the
+    optimizer's own default learning rate."""
+    default = now.get("default_learning_rate")
+    if value <= 0:
+        return True
+    return default is not None and not default / threshold**2 < value < default * threshold
+
+
+def beyond(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """A label at or beyond the output's number of classes."""
+    classes = now.get("output_classes")
+    return classes is not None and value >= classes
+
+
+def exploded(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The loss grew `threshold` times above the smallest it had been."""
+    smallest = now.get("smallest_loss")
+    return smallest is not None and smallest > 0 and value >= threshold * smallest
+
+
+def stuck(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """Less progress than `threshold` over the window while the loss is still far from
+    fitting (above half of a classifier's chance level)."""
+    loss, chance = now.get("loss"), now.get("chance_loss")
+    return value <= threshold and chance is not None and loss is not None and loss > chance / 2
+
+
+def diverging(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The validation loss `threshold` times its best or more while the training loss still
+    falls."""
+    return value >= threshold and bool(now.get("loss_fell"))
+
+
+def at_chance(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """The loss within `threshold` (relative) of a classifier's chance level, log K."""
+    chance = now.get("chance_loss")
+    return chance is not None and abs(value - chance) <= threshold * chance
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A reading of a rule's firing that the evidence around it supports.
+
+    Attributes:
+        when: `when(context) -> dict or None`: the values to fill into `meaning` and
+            `advice` when this cause fits the context (`Monitor.context`: the alerts fired
+            so far by rule, the layer, the training's latest loss and chance level, whether
+            the model has batch normalisation), else `None`.
+        meaning: what it means then, with `{name}`s from `when`'s values.
+        advice: what to try then.
+    """
+
+    when: Callable[[dict], dict | None]
+    meaning: str
+    advice: str
+
+
+def _fired(context: dict, *rules: str, other_layer: bool = False) -> list:
+    return [
+        alert
+        for rule in rules
+        for alert in context["fired"].get(rule, [])
+        if not other_layer or alert.layer != context["layer"]
+    ]
+
+
+def _naming(alerts: list, what: str) -> dict | None:
+    """`{what: "`a`, `b`"}` of the alerts' rules (or layers), or None when there are none."""
+    if not alerts:
+        return None
+    names = dict.fromkeys(getattr(a, "layer" if what == "layers" else "rule") for a in alerts)
+    return {what: ", ".join(f"`{name}`" for name in names)}
+
+
+_BROKEN_SET_UP = (
+    "softmax_single_unit",
+    "unbounded_probabilities",
+    "softmax_regression_loss",
+    "labels_out_of_range",
+    "single_class_labels",
+)
+_TOO_FAST = ("learning_rate", "loss_exploded", "large_updates", "non_finite")
+
+
+def _set_up_broken(context: dict) -> dict | None:
+    return _naming(_fired(context, *_BROKEN_SET_UP), "alerts")
+
+
+def _batch_norm_lag(context: dict) -> dict | None:
+    """A batch-normalised model whose training loss is well below chance: it predicts well
+    in training mode; the probe runs in inference mode, on moving statistics."""
+    loss, chance = context.get("loss"), context.get("chance_loss")
+    if not (context.get("batch_norm") and loss is not None and chance):
+        return None
+    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"} if loss < 0.5 * chance else None
+
+
+def _too_fast(context: dict) -> dict | None:
+    return _naming(_fired(context, *_TOO_FAST), "alerts")
+
+
+def _dead_elsewhere(context: dict) -> dict | None:
+    return _naming(_fired(context, "dead_channels", other_layer=True), "layers")
+
+
 @dataclass(frozen=True)
 class Rule:
     """A test of one quantity.
@@ -75,6 +191,8 @@ class Rule:
         trainable_only: fires only on layers meant to train.
         patience: the snapshots in a row the test must hold before the rule fires (the
             alert then says since when).
+        causes: readings that the evidence around the firing may support, first fitting
+            first (`Cause`); `meaning` and `advice` are the reading when none fits.
     """
 
     name: str
@@ -88,9 +206,18 @@ class Rule:
     runs: tuple[str, ...] = ()
     trainable_only: bool = False
     patience: int = 1
+    causes: tuple[Cause, ...] = ()
 
     def describe(self) -> str:
         return self.condition.format(t=f"{self.threshold:g}")
+
+    def explain(self, context: dict) -> tuple[str, str]:
+        """`(meaning, advice)`: of the first cause that fits the context, else the rule's."""
+        for cause in self.causes:
+            values = cause.when(context)
+            if values is not None:
+                return cause.meaning.format(**values), cause.advice.format(**values)
+        return self.meaning, self.advice
 
 
 RULES: dict[str, Rule] = {
@@ -167,14 +294,29 @@ RULES: dict[str, Rule] = {
             "relative_update",
             at_most,
             "<= {t}",
-            0.0,
-            "the kernel did not change at all since the previous snapshot although the "
-            "layer is trainable: its gradient is zero (dead layer, disconnected) or the "
-            "learning rate is 0",
-            "check the learning rate and that the layer is used; look at its feature maps "
-            "for dead channels",
+            # Below what float32 rounding leaves of a real step (a weight of 1 moves by at
+            # least 6e-8), far below a healthy epoch's 1e-3..1e-1 or fine-tuning's 1e-5.
+            1e-7,
+            "the kernel did not change since the previous snapshot (by less than float32 "
+            "rounding) although the layer is trainable: its gradient is zero or vanishing "
+            "(dead layer, disconnected) or the learning rate is (nearly) 0",
+            "check the learning rate and that the layer is used; look at the feature maps "
+            "of this layer and the ones after it for dead channels",
             runs=(kinds.FILTER_WEIGHTS.run,),
             trainable_only=True,
+            causes=(
+                Cause(
+                    lambda context: _naming(_fired(context, "learning_rate"), "alerts"),
+                    "the learning rate is (nearly) 0 or negative (alert {alerts})",
+                    "set a positive learning rate near the optimizer's default",
+                ),
+                Cause(
+                    _dead_elsewhere,
+                    "the channels of layer {layers} are dead: no gradient flows back through "
+                    "them, so the layers that feed it stop too",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "empty_explanation",
@@ -203,6 +345,183 @@ RULES: dict[str, Rule] = {
             "the later layers for dead or saturated units",
             runs=(kinds.HEALTH.run,),
         ),
+        # The set-up, read once at train begin (`checks.setup_numbers`).
+        Rule(
+            "softmax_single_unit",
+            "A softmax over one unit",
+            "softmax_units",
+            at_most,
+            "a softmax output with {t} unit",
+            1,
+            "a softmax over a single unit outputs 1 whatever its input: its gradient is 0 and "
+            "the model cannot learn",
+            "use `Dense(1, activation='sigmoid')` with `binary_crossentropy`, or "
+            "`Dense(classes, activation='softmax')` with `sparse_categorical_crossentropy`",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "unbounded_probabilities",
+            "The loss expects probabilities the output does not give",
+            "unbounded_probabilities",
+            above,
+            "a cross-entropy with `from_logits=False` on an output without softmax or sigmoid",
+            0,
+            "the loss reads the output as probabilities but the output layer gives unbounded "
+            "values (linear or ReLU): Keras clips them into (0, 1), so most of the gradient "
+            "is lost and the loss can stall or turn NaN",
+            "put the softmax (or sigmoid) on the output layer, or compile the loss with "
+            "`from_logits=True`",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "softmax_regression_loss",
+            "Class probabilities fitted with a regression loss",
+            "softmax_regression_loss",
+            above,
+            "a softmax output compiled with a mean squared or absolute error",
+            0,
+            "a regression loss on a softmax's probabilities has vanishing gradients once a "
+            "class saturates, so the classifier learns slowly or stalls",
+            "compile with `sparse_categorical_crossentropy` (class ids) or "
+            "`categorical_crossentropy` (one-hot labels)",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "unscaled_inputs",
+            "Raw input values into a model without rescaling",
+            "input_max",
+            unscaled,
+            "the probe's values reach more than {t} (none negative) and no layer before "
+            "the first conv or dense layer rescales them",
+            10.0,
+            "the inputs look like raw 0-255 pixels but the model has no `Rescaling` or "
+            "`Normalization` layer: the first layers saturate and training is slow or unstable",
+            "add `keras.layers.Rescaling(1 / 255)` after the input, or scale the data as the "
+            "model expects (keras.applications models: their `preprocess_input`)",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "learning_rate",
+            "A learning rate far off the usual range",
+            "learning_rate",
+            off_default,
+            "not positive, or {t}x above (or {t}^2x below) the optimizer's default",
+            100.0,
+            "a learning rate that is negative or zero does not descend; one far above the "
+            "optimizer's default diverges or collapses the model; one far below it barely "
+            "moves the weights",
+            "start near the optimizer's default learning rate (Adam 1e-3, SGD 1e-2) and tune "
+            "by factors of 3",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "heavy_dropout",
+            "Heavy dropout on feature maps",
+            "dropout_rate",
+            at_least,
+            "a dropout rate of {t} or more on a layer's feature maps",
+            0.5,
+            "dropping half or more of the feature-map values at every step keeps a conv "
+            "network from fitting its data (it underfits)",
+            "use a rate of 0.1-0.3 after convs (or `SpatialDropout2D`), keep 0.5 for dense layers",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "single_class_labels",
+            "Every probe label is one class",
+            "label_classes",
+            at_most,
+            "{t} class among the probe's labels",
+            1,
+            "the labels hold one class only: a broken label pipeline (labels overwritten, "
+            "read from the wrong column, or sorted data cut before other classes start)",
+            "check the labels `fit` gets (`np.unique(y, return_counts=True)`); shuffle data "
+            "that is sorted by class",
+            runs=(_tags.SETUP,),
+        ),
+        Rule(
+            "labels_out_of_range",
+            "Labels outside the output's classes",
+            "label_max",
+            beyond,
+            "a probe label at or beyond the output's number of classes",
+            0,
+            "the output has fewer units than the labels have classes (a softmax over one "
+            "unit with 0/1 labels, a class count off by one, one-hot labels read as ids)",
+            "give the output one unit per class (`Dense(classes)`), or a sigmoid unit for "
+            "two classes with `binary_crossentropy`",
+            runs=(_tags.SETUP,),
+        ),
+        # The fit's own numbers, read at every epoch (`checks.FitNumbers`).
+        Rule(
+            "loss_exploded",
+            "The loss grows by orders of magnitude",
+            "loss",
+            exploded,
+            "the loss is {t}x or more its smallest so far",
+            100.0,
+            "training diverges: a too large or negative learning rate, exploding gradients, "
+            "or a loss on unscaled targets",
+            "lower the learning rate (and check its sign); clip gradients (`clipnorm`); "
+            "scale the inputs and targets",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "loss_at_chance",
+            "The loss sits at chance level",
+            "loss",
+            at_chance,
+            "the training loss within {t} of log K (relative), a K-class guess, for 4 epochs",
+            0.01,
+            "the model learns nothing from its inputs: labels that do not match the inputs "
+            "(shuffled separately), a learning rate far too small, dead or saturated layers, "
+            "or an output/loss mismatch",
+            "check that inputs and labels are paired; look at the set-up alerts and at the "
+            "layers' alerts; try a larger learning rate",
+            runs=(_tags.FIT,),
+            patience=4,
+        ),
+        Rule(
+            "loss_plateau",
+            "The loss stopped falling far from a fit",
+            "window_progress",
+            stuck,
+            "the smallest loss of the last 5 epochs is less than {t} (relative) below the "
+            "smallest before them, while above half the chance level",
+            0.05,
+            "training stalls before the model fits its data: a learning rate too small (or "
+            "decayed too early), too much regularisation (dropout, weight decay), a model "
+            "too small, or saturated or dead layers",
+            "look at the layers' alerts; try a larger learning rate or less regularisation",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "loss_oscillation",
+            "The loss oscillates",
+            "window_rises",
+            at_least,
+            "the loss rose by more than 5 % in {t} or more of the last 5 epochs",
+            2.0,
+            "the steps overshoot: a learning rate too large for the loss surface, a batch "
+            "too small, or unshuffled data",
+            "lower the learning rate (or add a schedule that decays it); use larger batches; "
+            "shuffle the data",
+            runs=(_tags.FIT,),
+        ),
+        Rule(
+            "overfitting",
+            "Training and validation diverge",
+            "val_loss_over_best",
+            diverging,
+            "the validation loss {t}x its best or more while the training loss still falls, "
+            "3 epochs in a row",
+            1.1,
+            "the model fits the training data and no longer generalises: it memorises",
+            "stop earlier (`keras.callbacks.EarlyStopping(restore_best_weights=True)`); add "
+            "data augmentation, dropout or weight decay; get more data",
+            runs=(_tags.FIT,),
+            patience=3,
+        ),
         Rule(
             "collapsed_model",
             "The model predicts one class for everything",
@@ -215,6 +534,28 @@ RULES: dict[str, Rule] = {
             "lower the learning rate; check the labels and the class balance; look at the "
             "feature maps and the alerts of the layers",
             runs=(kinds.HEALTH.run,),
+            causes=(
+                Cause(
+                    _set_up_broken,
+                    "the training's set-up is broken (alert {alerts}): the model cannot "
+                    "learn the classes, so it settles on one",
+                    "fix what {alerts} says first",
+                ),
+                Cause(
+                    _batch_norm_lag,
+                    "no collapse of the training: its loss is low ({loss}, chance "
+                    "{chance}), so in training mode the model predicts well; the probe runs "
+                    "in inference mode, where the BatchNormalization layers use moving "
+                    "statistics that still lag behind the weights",
+                    "this usually passes within a few epochs; with few steps per epoch, "
+                    "lower the BatchNormalization `momentum` (e.g. 0.9)",
+                ),
+                Cause(
+                    _too_fast,
+                    "the training diverged (alert {alerts}) and the classifier fell onto one class",
+                    "lower the learning rate; clip gradients (`clipnorm`)",
+                ),
+            ),
             # An untrained model often starts on one class, and a batch-normalised one may
             # predict one class in inference mode for its first epochs, while its moving
             # statistics catch up: the README quickstart's model did for up to 3 epochs
@@ -224,6 +565,14 @@ RULES: dict[str, Rule] = {
     )
 }
 
+# What a rule's subject is when it is no layer.
+_PLACES = {_tags.SETUP: "the training's set-up", _tags.FIT: "the training's loss (`fit`'s logs)"}
+# Where the user sees the numbers of the rules that read no snapshot (no tag of ours).
+_EVIDENCE = {
+    _tags.SETUP: "`model.summary()`, the loss and optimizer given to `compile`, the probe",
+    _tags.FIT: "`epoch_loss` in the `train` run of `keras.callbacks.TensorBoard`, or the "
+    "`History` that `fit` returns",
+}
 _IMAGE = re.compile(r"^image_\d+$")
 _SEPARATOR = "\n\n---\n\n"
 
@@ -264,15 +613,22 @@ class Alert:
     meaning: str
     advice: str
 
+    @property
+    def where(self) -> str:
+        """Where it went wrong, in words."""
+        if self.layer:
+            return f"layer `{self.layer}`"
+        return _PLACES.get(self.subject, f"the probe's `{self.subject}`")
+
     def markdown(self) -> str:
-        where = f"layer `{self.layer}`" if self.layer else f"the probe's `{self.subject}`"
+        where = self.where
         return (
             f"**{self.title}** in {where} since epoch {self.since_epoch} (seen at epoch "
             f"{self.epoch}, step {self.step}).\n\n"
             f"- `{self.quantity}` = {self.value:.4g} ({self.condition})\n"
             f"- usually means: {self.meaning}\n"
             f"- try: {self.advice}\n"
-            f"- evidence: `{self.evidence}`"
+            f"- evidence: {self.evidence if ' ' in self.evidence else f'`{self.evidence}`'}"
         )
 
     def record(self) -> dict:
@@ -363,9 +719,23 @@ class Monitor:
         self._snapshot: dict[str, dict[str, float]] = {}
         self._step: int | None = None
         self._writers: dict = {}
+        # The training's latest numbers that the causes read (`note`).
+        self._numbers: dict[str, float] = {}
 
-    def observe(self, step: int, epoch: int, scalars, model) -> list[Alert]:
-        """Check the scalars one callback wrote at a snapshot; returns the new alerts."""
+    def note(self, numbers: dict[str, float]) -> None:
+        """Keep the training's latest numbers (its loss, chance level) for the causes."""
+        self._numbers.update(numbers)
+
+    def context(self, model, layer: str) -> dict:
+        """What a rule's causes read (`Cause.when`)."""
+        fired: dict[str, list[Alert]] = {}
+        for (rule, _), alert in self._fired.items():
+            fired.setdefault(rule, []).append(alert)
+        return {"fired": fired, "layer": layer, "batch_norm": _batch_norm(model), **self._numbers}
+
+    def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
+        """Check the scalars one callback wrote at a snapshot (or numbers read elsewhere,
+        `table=False`: not for the health table); returns the new alerts."""
         values: dict[tuple[str, str], dict[str, list[float]]] = {}
         per_image: dict[tuple[str, str], set] = {}
         for item in scalars:
@@ -376,9 +746,10 @@ class Monitor:
             values.setdefault((run, layer), {}).setdefault(quantity, []).append(value)
             if of_image:
                 per_image.setdefault((run, layer), set()).add(quantity)
-            elif layer:
+            elif layer and table:
                 self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
-        self._step = step
+        if table:
+            self._step = step
         new = []
         for (run, layer), quantities in values.items():
             subject = "/".join(p for p in (run, layer) if p)
@@ -402,7 +773,8 @@ class Monitor:
                 since[2] += 1
                 if since[2] < rule.patience:
                     continue
-                evidence = f"{subject}/{rule.quantity}"
+                meaning, advice = rule.explain(self.context(model, layer))
+                evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
                 alert = Alert(
@@ -418,8 +790,8 @@ class Monitor:
                     epoch=epoch + 1,
                     since_epoch=since[1] + 1,
                     evidence=evidence,
-                    meaning=rule.meaning,
-                    advice=rule.advice,
+                    meaning=meaning,
+                    advice=advice,
                 )
                 self._fired[(rule.name, subject)] = alert
                 new.append(alert)
@@ -438,11 +810,12 @@ class Monitor:
             _SEPARATOR.join(a.markdown() for a in same_step),
             alert.step,
         )
-        where = f"layer {alert.layer!r}" if alert.layer else f"the probe's {alert.subject}"
+        where = f"layer {alert.layer!r}" if alert.layer else alert.where.replace("`", "")
+        evidence = alert.evidence.replace("`", "")
         warnings.warn(
             f"keras_convviz alert at epoch {alert.epoch}: {alert.title.lower()} in {where}: "
             f"{alert.quantity} = {alert.value:.4g} ({alert.condition}). Try: {alert.advice}. "
-            f"Evidence in TensorBoard: {alert.evidence}.",
+            f"Evidence: {evidence}.",
             ConvVizAlert,
             stacklevel=2,
         )
@@ -484,6 +857,16 @@ class Monitor:
         """Writes `text`: as Markdown for the Text tab, or with `metadata` as a string tensor
         of that plugin."""
         write_text(self._writers, self.log_dir, self, run, tag, text, step, metadata)
+
+
+def _batch_norm(model) -> bool:
+    if model is None:
+        return False
+    from keras_convviz.core.shared import core_for
+
+    return any(
+        isinstance(ref.layer, keras.layers.BatchNormalization) for ref in core_for(model).graph.refs
+    )
 
 
 def _trainable(model, layer: str) -> bool:

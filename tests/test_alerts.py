@@ -12,7 +12,8 @@ import pytest
 
 import keras_convviz as kcv
 from keras_convviz import _tags
-from keras_convviz.alerts import RULES, ConvVizAlert
+from keras_convviz.alerts import RULES, ConvVizAlert, Monitor
+from keras_convviz.summary_io import Scalar
 
 
 def plain_cnn(activation="relu", seed=0):
@@ -205,6 +206,17 @@ def test_stalled_updates_fire_on_trainable_layers_only(tmp_path, data):
     assert stalled == {"conv_b"}
 
 
+def test_stalled_updates_fire_on_an_update_lost_in_rounding(tmp_path):
+    """A relative update of 2e-12 (not exactly 0: a few tiny weights moved) is no learning;
+    1e-5 (fine-tuning at a small rate) is."""
+    model = plain_cnn()
+    monitor = Monitor(str(tmp_path), RULES)
+    for step, value in enumerate((2e-12, 1e-5)):
+        tag = f"filter_weights/conv_{'ab'[step]}/relative_update"
+        monitor.observe(step, step, [Scalar(tag, value)], model)
+    assert [(a.layer, a.value) for a in monitor.alerts] == [("conv_a", 2e-12)]
+
+
 def test_thresholds_and_switches(tmp_path, data):
     x, y = data
     model = plain_cnn()
@@ -246,7 +258,11 @@ def test_every_rule_has_a_test_here():
         "collapsed_model",
         "vanishing_gradients",
     }
-    assert covered == set(RULES)
+    # The rules on the set-up and on `fit`'s loss have theirs in test_checks.py.
+    elsewhere = {
+        name for name, rule in RULES.items() if rule.runs in ((_tags.SETUP,), (_tags.FIT,))
+    }
+    assert covered == set(RULES) - elsewhere
 
 
 def test_a_collapsed_classifier_fires_collapsed_model(tmp_path, data):

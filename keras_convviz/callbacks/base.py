@@ -413,6 +413,16 @@ class ProbeCallback(SnapshotCallback):
         head = bound.binding.head
         if head is not None:  # the labels of the output the maps explain
             self.probe = self.probe.for_head(head)
+            labels = self.probe.labels
+            if labels is not None and (labels.min() < 0 or labels.max() >= head.num_classes):
+                # A model whose output cannot hold its labels (a softmax over one unit with
+                # 0/1 labels) is a bug of the model, named by the `labels_out_of_range`
+                # alert; what needs a class per label is off, training goes on.
+                raise NotServed(
+                    f"the probe's labels are classes {labels.min()}..{labels.max()} but "
+                    f"output {head.name!r} of model {model.name!r} has {head.num_classes} "
+                    "class scores"
+                )
         # How many samples the probe holds is known once it fits the model's input rank.
         if not (self._told_large or self._parent_warns):
             warn_large_probe(self.probe, stacklevel=5)

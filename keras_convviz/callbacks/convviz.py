@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import warnings
 
 import keras
@@ -19,7 +20,9 @@ from keras_convviz.callbacks.grad_cam import GradCAM
 from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
+from keras_convviz.checks import FitNumbers, chance_classes, setup_numbers
 from keras_convviz.core.probe import make_probe, warn_large_probe
+from keras_convviz.core.shared import core_for
 
 # The hooks a callback may have; ConvViz forwards each one some child implements. Hooks no
 # child implements stay Keras's defaults: a batch-level hook would turn off Keras 3's async
@@ -252,6 +255,9 @@ class ConvViz(keras.callbacks.Callback):
                 if not isinstance(child, ActivationMaximization):
                     child._monitor = self.monitor
         self._table = None  # the health table's job in flight (`background`)
+        self._probe = on_probe["probe"]
+        self._score_output = score_output
+        self._fit_numbers = FitNumbers(None)
         self._told_large = False
         _install_hooks(self)
 
@@ -269,18 +275,28 @@ class ConvViz(keras.callbacks.Callback):
     def _forward(self, hook: str, *args, **kwargs):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
+        if hook == "on_epoch_end" and self.monitor is not None:
+            # The epoch's loss, for the causes the snapshot's alerts name (`alerts.Cause`).
+            logs = kwargs.get("logs", args[1] if len(args) > 1 else None) or {}
+            if "loss" in logs:
+                self.monitor.note({"loss": float(logs["loss"])})
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_train_begin":
             self._warn_not_served()
             self._warn_large_probe()
+            if self.monitor is not None:
+                self._check_setup()
         self._notices.flush(stacklevel=4)
         if hook == "on_epoch_end" and self.monitor is not None:
+            epoch, logs = args[0], kwargs.get("logs", args[1] if len(args) > 1 else None)
+            numbers = self._fit_numbers.of(logs)
+            job = functools.partial(self._end_snapshot, epoch, numbers)
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):
-                self._table = background.WRITER.submit(self._end_snapshot)
+                self._table = background.WRITER.submit(job)
             else:
-                self.monitor.end_snapshot()
+                job()
             if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
                 self.settle()
 
@@ -308,8 +324,28 @@ class ConvViz(keras.callbacks.Callback):
             stacklevel=3,
         )
 
-    def _end_snapshot(self) -> None:
+    def _check_setup(self) -> None:
+        """The set-up rules, once per `fit`, on what the model, its compiled loss and
+        optimizer and the probe show before the first step (`checks.setup_numbers`); and
+        the chance level the `fit` rules compare the loss with."""
+        graph = core_for(self.model).graph
         try:
+            head = graph.head(self._score_output, required=False)
+        except ValueError:  # several outputs, none chosen: no labels to check
+            head = None
+        probe = self._probe.for_head(head) if head is not None else self._probe
+        self._fit_numbers = FitNumbers(chance_classes(graph, head))
+        if self._fit_numbers.classes:
+            self.monitor.note({"chance_loss": math.log(self._fit_numbers.classes)})
+        step = min((c._floor for c in self.callbacks), default=0)
+        self.monitor.observe(step, 0, setup_numbers(graph, probe, head), self.model, table=False)
+
+    def _end_snapshot(self, epoch: int = 0, fit_numbers=()) -> None:
+        try:
+            if fit_numbers:
+                offsets = [c._offset for c in self.callbacks if c._offset is not None]
+                step = epoch + (offsets[0] if offsets else 0)
+                self.monitor.observe(step, epoch, fit_numbers, self.model, table=False)
             self.monitor.end_snapshot()
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
             warnings.warn(
