@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from keras_convviz import _tags
-from keras_convviz.core.graph import CONV_TYPES, _final_layer, activation_name
+from keras_convviz.core.graph import CONV_TYPES, _final_layer, output_activation
 from keras_convviz.summary_io import Scalar
 
 SETUP_RUN = _tags.SETUP
@@ -98,16 +98,6 @@ def loss_of(model, index: int, name: str) -> tuple[str | None, bool]:
     return _snake(label), from_logits
 
 
-def output_activation(layer) -> str | None:
-    """What the layer producing an output applies last (`"softmax"`, `"relu"`, `None`)."""
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    if isinstance(layer, keras.layers.ReLU):
-        return "relu"
-    name = activation_name(layer)
-    return None if name in (None, "linear") else name
-
-
 def _optimizer(model):
     optimizer = getattr(model, "optimizer", None)
     # A mixed-precision LossScaleOptimizer wraps the one that sets the learning rate.
@@ -159,6 +149,7 @@ def setup_numbers(graph, probe, head) -> list[Scalar]:
         layer = _final_layer(model, index)
         path = next((r.path for r in graph.refs if r.layer is layer), layer.name)
         activation = output_activation(layer)
+        activation = None if activation == "linear" else activation
         units = int(model.outputs[index].shape[-1])
         loss, from_logits = loss_of(model, index, name)
         if activation == "softmax":

@@ -218,7 +218,9 @@ def activation_name(layer) -> str | None:
 def output_activation(layer) -> str | None:
     """The name of the activation whose output a layer's output is: its own activation
     (`activation_name`), and for a `ReLU` layer `"relu"`, `"relu6"` (`max_value=6`) or
-    `"leaky_relu"` (a negative slope)."""
+    `"leaky_relu"` (a negative slope), for a `Softmax` layer `"softmax"`."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
     if isinstance(layer, keras.layers.ReLU):
         if float(layer.negative_slope) != 0.0:
             return "leaky_relu"
