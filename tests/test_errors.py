@@ -298,7 +298,8 @@ def test_a_negative_class_index_is_called_one_at_construction(tmp_path, data):
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "`class_index` must be None or a non-negative int class index. Received: class_index=-1"
+            "`class_index` must be None, 'predicted' or a non-negative int class index. "
+            "Received: class_index=-1"
         ),
     ):
         kcv.GradCAM(tmp_path, x[:2], class_index=-1)

@@ -717,16 +717,18 @@ class IncrementalScorer:
         out = plan.output
         return values[id(out)] if id(out) in values else static(out)
 
-    def target_scores(self, head):
+    def target_scores(self, ctx):
         """A `Context.score_in_chunks` scorer: `score(image_index, window, targets)`, the
         chunk's target scores (before a final softmax/sigmoid) by incremental inference.
 
         Args:
-            head: the pass's score head (`Context.head`).
+            ctx: the pass's `Context` (its score head, a dense head's regions).
         """
+        head = ctx.head
 
         def score(image_index, window, targets):
-            logits = head.scores(self.output(image_index, window), image_index)
+            output = self.output(image_index, window)
+            logits = head.scores(output, ctx.regions_of(image_index))
             return tf.gather(logits, targets, axis=1, batch_dims=1)
 
         return score
