@@ -89,3 +89,11 @@ def test_maps_of_the_region_point_inside_it(trained):
 
 def test_a_healthy_segmentation_training_raises_no_alert(trained):
     assert ALERTS == []
+
+
+def test_maps_of_the_predicted_region_point_inside_the_object(trained):
+    # `class_index="predicted"`: each image's region is where the model predicts the object
+    # (no masks needed), which on a trained model lies on the object.
+    model, probe, _ = trained
+    maps = kcv.grad_cam(model, probe.images, method="layercam", class_index="predicted")
+    assert pointing(maps, probe.boxes) >= 0.7

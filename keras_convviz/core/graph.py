@@ -109,13 +109,6 @@ class Head:
         """One linear unit: a value, explained as itself (its one "class" is unit 0)."""
         return self.num_classes == 1 and not self.dense
 
-    @property
-    def squashed(self) -> bool:
-        """True when the output passes through a final softmax or sigmoid."""
-        return isinstance(self.layer, keras.layers.Softmax) or (
-            activation_name(self.layer) in _SQUASHING
-        )
-
     def _per_position(self, output: tf.Tensor) -> tf.Tensor:
         scores = tf.cast(output, tf.float32)
         return tf.concat([-scores, scores], axis=-1) if self.binary else scores

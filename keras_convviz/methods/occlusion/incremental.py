@@ -46,10 +46,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz.core.recorder import Record, Recorder
-from keras_convviz.core.shared import core_for
+from keras_convviz.core.recorder import Record
 from keras_convviz.core.xla import xla_available
-from keras_convviz.methods.occlusion.windows import window_starts
 
 # The cost model, per window, in multiply-adds of a dense convolution: writing one element
 # (batch norm, activations, pools, depthwise convolutions are bound by memory, not by
@@ -787,31 +785,3 @@ def takes_incremental(plan: Plan | None, method: str) -> bool:
     if plan is None or method == "naive":
         return False
     return method == "incremental" or plan.cost_ratio <= AUTO_MAX_RATIO
-
-
-def plan_for(model, image_shape, patch, stride) -> Plan | None:
-    """The incremental plan for a single-input model and window size, without running it:
-    which layers are recomputed on rectangles, where full layers start, the estimated cost
-    ratio (what `method="auto"` decides on). For tests and benchmarks.
-
-    Args:
-        model: a built Keras model with one (image) input.
-        image_shape: `(height, width, channels)`.
-        patch: `(rows, cols)` of the window; stride: `(rows, cols)`.
-    """
-    graph = core_for(model).graph
-    head = graph.head(None)
-    tops = window_starts(image_shape[0], patch[0], stride[0])
-    lefts = window_starts(image_shape[1], patch[1], stride[1])
-    found = []
-
-    def trace(images):
-        calls = Recorder([images])
-        graph.run([images], {}, head, wrap=calls)
-        found.append(make_plan(calls.records, images, head.layer, tops, lefts, patch))
-        return tf.constant(0)
-
-    tf.function(trace, autograph=False).get_concrete_function(
-        tf.TensorSpec((None, *image_shape), tf.float32)
-    )
-    return found[0]
