@@ -582,7 +582,10 @@ class ModelGraph:
         if head is None:
             return None, recorded
         output = keras.tree.flatten(outputs)[head.index]
-        if head.dense:  # the per-position scores and the region, for the health numbers
+        # A dense head's per-position scores (the health numbers) and, on the probe, the
+        # region its scores sum over (perturbed copies are scored over the same, captions
+        # give its size).
+        if head.dense:
             recorded[DENSE_OUTPUT] = output
             if region is None:
                 region = recorded[REGION] = head.region_of(output)
