@@ -180,6 +180,11 @@ def check_occlusion_method(method, argument: str = "method", rank: int = 2) -> s
     return method
 
 
+# `class_index` naming each sample's predicted class (a segmentation output's predicted
+# region, `core.graph.Head.region_of`).
+PREDICTED = "predicted"
+
+
 def check_class_index(class_index, argument: str = "class_index") -> None:
     """Type and sign of `class_index`, before the model is known."""
     resolve_targets(None, class_index, None, argument)
@@ -190,18 +195,19 @@ def resolve_targets(probe: Probe | None, class_index, num_classes: int | None, a
 
     Args:
         probe: the probe (`None`: check `class_index` alone).
-        class_index: `None` (true label when the probe has labels, else predicted class) or
-            an int class for every image.
+        class_index: `None` (true label when the probe has labels, else predicted class),
+            `"predicted"` (the predicted class), or an int class for every image.
         num_classes: the number of score units, for range checks (`None` to skip).
         argument: the argument name used in messages.
 
     Returns:
         `(batch,)` int32 array (`None` when `probe` is `None`).
     """
-    if class_index is None:
+    predicted = isinstance(class_index, str) and class_index == PREDICTED
+    if class_index is None or predicted:
         if probe is None:
             return None
-        if probe.labels is None:
+        if probe.labels is None or predicted:
             return np.full((probe.size,), -1, np.int32)
         targets = probe.labels
         if num_classes is not None and (targets.min() < 0 or targets.max() >= num_classes):
@@ -212,11 +218,12 @@ def resolve_targets(probe: Probe | None, class_index, num_classes: int | None, a
         return targets.astype(np.int32)
     if not _is_int(class_index):
         raise TypeError(
-            f"`{argument}` must be None or an int class index. Received: {argument}={class_index!r}"
+            f"`{argument}` must be None, {PREDICTED!r} or an int class index. "
+            f"Received: {argument}={class_index!r}"
         )
     if class_index < 0 and num_classes is None:
         raise ValueError(
-            f"`{argument}` must be None or a non-negative int class index. "
+            f"`{argument}` must be None, {PREDICTED!r} or a non-negative int class index. "
             f"Received: {argument}={class_index}"
         )
     if num_classes is not None and not 0 <= class_index < num_classes:

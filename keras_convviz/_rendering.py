@@ -802,6 +802,52 @@ def caption_codes(
     )
 
 
+# Characters a caption line holds on the narrowest heat-map panel (`render_heatmap_panel`
+# with its default `min_size=160`: three 160 px panels, separators and the colour bar).
+CAPTION_CHARS = (3 * 160 + 3 * 2 + COLOUR_BAR_WIDTH) // (FONT_WIDTH * TEXT_SCALE)
+
+
+def region_caption_codes(
+    targets: tf.Tensor,
+    predicted: tf.Tensor,
+    sizes: tf.Tensor,
+    total: int,
+    names: tf.Tensor,
+    length: int = CAPTION_CHARS,
+) -> tf.Tensor:
+    """`"class <name> 312 px (7.6%)  pred <name>"` as ASCII codes, one line per image: the
+    caption of a segmentation map, which explains a class over a region of the image.
+
+    Args:
+        targets: `(batch,)` int32 the class the map explains.
+        predicted: `(batch,)` int32 the class the model's scores summed over the region
+            favour.
+        sizes: `(batch,)` float the region's size in positions (pixels, steps, voxels).
+        total: Python int, the positions of one image.
+        names: `(classes,)` string tensor of each class's name (printable ASCII).
+        length: characters per line: cut, or padded with spaces.
+
+    Returns:
+        `(batch, length)` int32 codes.
+    """
+    sizes = tf.cast(sizes, tf.float32)
+    percent = tf.strings.as_string(100.0 * sizes / float(total), precision=1)
+    text = tf.strings.join(
+        [
+            "class ",
+            tf.gather(names, targets),
+            " ",
+            tf.strings.as_string(tf.cast(tf.round(sizes), tf.int64)),
+            " px (",
+            percent,
+            "%)  pred ",
+            tf.gather(names, predicted),
+        ]
+    )
+    codes = tf.strings.unicode_decode(text, "UTF-8")
+    return tf.cast(codes.to_tensor(default_value=32, shape=[None, length]), tf.int32)
+
+
 def kernel_scale(kernel: tf.Tensor) -> tf.Tensor:
     """Symmetric colour scale of a conv kernel, as used by `render_kernels`.
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_convviz._args import (
+    check_class_index,
     check_filters,
     check_input_range,
     check_layer_name,
@@ -39,14 +40,14 @@ from keras_convviz.methods.perturb import occlusion_baseline
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need
 
 
-def _setup(model, images, image_input, score_output, scores=True):
+def _setup(model, images, image_input, score_output, scores=True, class_index=None):
     probe = make_probe(images, image_input)
+    check_class_index(class_index)
     core = core_for(model)
-    bound = bind(core.graph, probe, image_input, score_output, scores, argument="images")
-    head = bound.binding.head
-    if head is not None:
-        probe = probe.for_head(head)
-    return probe, core, bound
+    bound = bind(
+        core.graph, probe, image_input, score_output, scores, "images", class_index=class_index
+    )
+    return bound.probe, core, bound
 
 
 def _targets(probe, bound, class_index) -> Const:
@@ -107,8 +108,8 @@ def grad_cam(
             head whose output keeps at least 2 positions along each spatial axis, after its
             activation (never a 1x1 map; a vision transformer's tokens on their patch grid
             included), as `GradCAM` picks it.
-        class_index: int or None. Defaults to `None`: the label when given, else the
-            predicted class.
+        class_index: int, `"predicted"` or None. Defaults to `None`: the label when given,
+            else the predicted class.
         method: one of `"gradcam"`, `"gradcam++"`, `"layercam"`, `"hirescam"`,
             `"eigencam"`, `"scorecam"`, or a list of them (computed in one pass, sharing
             one gradient). Defaults to `"gradcam"`.
@@ -125,7 +126,7 @@ def grad_cam(
     """
     methods = check_methods(method, CAM_METHODS)
     batch_size = check_positive_int(batch_size, "batch_size")
-    probe, core, bound = _setup(model, images, image_input, score_output)
+    probe, core, bound = _setup(model, images, image_input, score_output, class_index=class_index)
     graph, geometry = core.graph, bound.binding.geometry
     ref = (
         graph.default_cam_layer(geometry, bound.binding.head)
@@ -169,8 +170,8 @@ def occlusion_sensitivity(
             axes by a Gaussian whose standard deviation is the patch's longest side),
             `"mean"` (the per-channel mean of
             `images`), or a value in the model's input space. Defaults to `"blur"`.
-        class_index: int or None. Defaults to `None`: the label when given, else the
-            predicted class.
+        class_index: int, `"predicted"` or None. Defaults to `None`: the label when given,
+            else the predicted class.
         batch_size: occluded images per model call. Defaults to `256`.
         image_input: for a model with several inputs, the one that takes the images (name or
             position); `images` then gives every input (`x` as a dict or list, in `(x,)` or
@@ -190,7 +191,7 @@ def occlusion_sensitivity(
     Returns:
         `(batch, *spatial)` float32 array; overlapping windows averaged.
     """
-    probe, core, bound = _setup(model, images, image_input, score_output)
+    probe, core, bound = _setup(model, images, image_input, score_output, class_index=class_index)
     patch, stride = occlusion_sizes(probe.image_shape, patch_size, stride)
     method = check_occlusion_method(method, rank=len(patch))
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -230,8 +231,8 @@ def saliency(
             `"integrated_gradients"` (Sundararajan et al. 2017: (x - baseline) x the mean
             of dS/dx over `steps` points of the straight path, midpoint rule), or a list of
             them. Defaults to `"smoothgrad"`.
-        class_index: int or None. Defaults to `None`: the label when given, else the
-            predicted class.
+        class_index: int, `"predicted"` or None. Defaults to `None`: the label when given,
+            else the predicted class.
         samples: SmoothGrad's noisy copies per image. Defaults to `32`.
         noise: SmoothGrad's noise level. Defaults to `0.15`.
         steps: Integrated Gradients' path points. Defaults to `32`.
@@ -250,7 +251,7 @@ def saliency(
     """
     methods = check_methods(method, SALIENCY_METHODS)
     options = saliency_options(samples, noise, steps, seed, batch_size)
-    probe, core, bound = _setup(model, images, image_input, score_output)
+    probe, core, bound = _setup(model, images, image_input, score_output, class_index=class_index)
     targets = _targets(probe, bound, class_index)
     base = Const(make_baseline(0.0 if baseline is None else baseline, probe))
     values = _run(core, bound, [saliency_need(m, targets, base, **options) for m in methods])
@@ -285,8 +286,8 @@ def faithfulness(
         images: `(batch, height, width, channels)` array, or `(images, labels)`.
         maps: `(batch, height, width)` (or `(..., 1)`) one map per image at the images'
             size, any method's (ours, e.g. `kcv.grad_cam(...)`, or your own).
-        class_index: int or None. Defaults to `None`: the label when given, else the
-            predicted class.
+        class_index: int, `"predicted"` or None. Defaults to `None`: the label when given,
+            else the predicted class.
         steps: int. Points on each curve after the first. Defaults to `16`.
         baseline: what removed pixels become: `None` or `"mean"` (the per-channel mean of
             `images`), `"blur"` (each image blurred by a Gaussian of standard deviation
@@ -302,7 +303,7 @@ def faithfulness(
     Returns:
         `{"deletion": (batch,), "insertion": (batch,)}` float32 areas under the curves.
     """
-    probe, core, bound = _setup(model, images, image_input, score_output)
+    probe, core, bound = _setup(model, images, image_input, score_output, class_index=class_index)
     given = GivenMap(Const(check_maps(maps, probe), batched=True))
     need = Faithfulness(
         given,

@@ -11,8 +11,71 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from keras_convviz.exports.events import read_runs  # noqa: E402, F401  (tests import it from here)
+from keras_convviz.core import shared  # noqa: E402
+from keras_convviz.core.recorder import Recorder  # noqa: E402
+from keras_convviz.exports.events import decode_png, find_runs, read_run  # noqa: E402
+from keras_convviz.methods.occlusion import incremental  # noqa: E402
+from keras_convviz.methods.occlusion.windows import window_starts  # noqa: E402
+
+
+def read_runs(log_dir) -> dict:
+    """Every run under `log_dir`, read with TensorBoard's own event reader.
+
+    Runs without image or scalar tags (text only: the alerts) are left out.
+
+    Returns:
+        `{run: {tag: {"kind": "images"|"scalars", "steps": [...], "values": [...]}}}`,
+        image values decoded as `(height, width, channels)` uint8 arrays (the first image
+        of each step).
+    """
+    runs = {}
+    for run in find_runs(log_dir):
+        tags = {}
+        for series in read_run(log_dir, run):
+            if series.kind == "images":
+                values = [decode_png(v[0], s) for v, s in zip(series.values, series.sizes)]
+            else:
+                values = list(series.values)
+            tags[series.tag] = {"kind": series.kind, "steps": series.steps, "values": values}
+        if tags:  # a run of text summaries only (alerts, the health table) is left out
+            runs[run] = tags
+    return runs
+
+
+def forget(model: keras.Model) -> None:
+    """Drop a model's core and shared passes (the next call resolves the model afresh)."""
+    model.__dict__.pop(shared._CORE_ATTRIBUTE, None)
+    model.__dict__.pop(shared._SHARED_ATTRIBUTE, None)
+
+
+def plan_for(model, image_shape, patch, stride) -> incremental.Plan | None:
+    """The incremental occlusion plan for a single-input model and window size, without
+    running it: which layers are recomputed on rectangles, where full layers start, the
+    estimated cost ratio (what `method="auto"` decides on).
+
+    Args:
+        model: a built Keras model with one (image) input.
+        image_shape: `(height, width, channels)`.
+        patch: `(rows, cols)` of the window; stride: `(rows, cols)`.
+    """
+    graph = shared.core_for(model).graph
+    head = graph.head(None)
+    tops = window_starts(image_shape[0], patch[0], stride[0])
+    lefts = window_starts(image_shape[1], patch[1], stride[1])
+    found = []
+
+    def trace(images):
+        calls = Recorder([images])
+        graph.run([images], {}, head, wrap=calls)
+        found.append(incremental.make_plan(calls.records, images, head.layer, tops, lefts, patch))
+        return tf.constant(0)
+
+    tf.function(trace, autograph=False).get_concrete_function(
+        tf.TensorSpec((None, *image_shape), tf.float32)
+    )
+    return found[0]
 
 
 def small_cnn(input_shape=(32, 32, 3), num_classes=4, final_activation="softmax", seed=0):

@@ -13,11 +13,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CONVVIZ_RUNS, core_logits, read_runs, small_cnn
+from conftest import CONVVIZ_RUNS, core_logits, forget, read_runs, small_cnn
 
 import keras_convviz as kcv
 from keras_convviz.core import passes
-from keras_convviz.core.shared import core_for, forget
+from keras_convviz.core.graph import activation_name
+from keras_convviz.core.shared import core_for
 from keras_convviz.methods import perturb
 from keras_convviz.methods.occlusion import need as occlusion_need
 from keras_convviz.methods.occlusion import windows
@@ -172,7 +173,7 @@ def test_snapshot_leaves_weights_and_batchnorm_statistics_bit_identical(tmp_path
 def test_scores_are_taken_before_the_final_softmax(data):
     x, _ = data
     model = small_cnn()
-    assert core_for(model).graph.head().squashed
+    assert activation_name(core_for(model).graph.head().layer) == "softmax"
     features = keras.Model(model.inputs, model.get_layer("gap").output)([x[:5]])
     head = model.get_layer("head")
     expected = features.numpy() @ head.kernel.numpy() + head.bias.numpy()

@@ -298,7 +298,8 @@ def test_a_negative_class_index_is_called_one_at_construction(tmp_path, data):
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "`class_index` must be None or a non-negative int class index. Received: class_index=-1"
+            "`class_index` must be None, 'predicted' or a non-negative int class index. "
+            "Received: class_index=-1"
         ),
     ):
         kcv.GradCAM(tmp_path, x[:2], class_index=-1)
@@ -358,3 +359,15 @@ def test_a_large_probe_warns_and_says_how_to_take_fewer(tmp_path, model, data):
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     with pytest.warns(UserWarning, match=re.escape("dataset.unbatch().take(n).batch(n)")):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.FeatureMaps(tmp_path, dataset)])
+
+
+def test_class_index_names_its_choices(tmp_path, data):
+    x, _ = data
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "`class_index` must be None, 'predicted' or an int class index. "
+            "Received: class_index='largest'"
+        ),
+    ):
+        kcv.ConvViz(tmp_path, x[:2], class_index="largest")

@@ -209,6 +209,140 @@ def test_a_segmentation_target_is_a_class_score_summed_over_the_region():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def hand_segmentation_cam(images, regions, classes):
+    """The segmenter's Grad-CAM at "conv" for each sample's class summed over its region."""
+    activation = np.einsum("nhwi,io->nhwo", images, CONV)
+    alpha = DENSE[:, classes].T * regions.mean(axis=(1, 2))[:, None]
+    return np.maximum(np.einsum("nhwk,nk->nhw", activation, alpha), 0.0)
+
+
+def test_a_segmentation_explains_a_given_class_or_the_predicted_region():
+    model = segmenter()
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    masks = np.zeros((2, 8, 8), np.int32)
+    masks[0, 1:4, 2:7] = 2
+    masks[0, 5:7, 0:2] = 1
+    masks[1, 4:8, 4:8] = 1
+    # An int: that class's labelled region in each mask.
+    regions = (masks == 1).astype(np.float32)
+    got = kcv.grad_cam(model, (images, masks), layer_name="conv", class_index=1)
+    np.testing.assert_allclose(got, hand_segmentation_cam(images, regions, [1, 1]), atol=1e-6)
+
+    # "predicted": the largest region the model predicts other than class 0, whatever the
+    # masks say; without masks the default is the same.
+    logits = np.einsum("nhwi,io,oc->nhwc", images, CONV, DENSE) + [0.1, -0.2, 0.3]
+    predicted = logits.argmax(-1)
+    counts = np.stack([np.bincount(p.ravel(), minlength=3) for p in predicted])
+    classes = counts[:, 1:].argmax(1) + 1
+    assert counts[:, 1:].min() > 0 and (counts[:, 0] > 0).all()  # a real choice
+    regions = (predicted == classes[:, None, None]).astype(np.float32)
+    expected = hand_segmentation_cam(images, regions, classes)
+    for probe, class_index in [
+        ((images, masks), "predicted"),
+        (images, "predicted"),
+        (images, None),
+    ]:
+        got = kcv.grad_cam(model, probe, layer_name="conv", class_index=class_index)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=str(class_index))
+    # An occluded copy is scored over its probe sample's region, not its own prediction's.
+    filled = np.einsum("k,kc->c", np.full(2, 0.5) @ CONV, DENSE) + [0.1, -0.2, 0.3]
+    score = np.stack([logits[i, ..., c] for i, c in enumerate(classes)])
+    drop = (score - filled[classes][:, None, None]) * regions
+    windows = drop.reshape(2, 4, 2, 4, 2).sum(axis=(2, 4))
+    expected = np.repeat(np.repeat(windows, 2, axis=1), 2, axis=2)
+    got = kcv.occlusion_sensitivity(
+        model, images, class_index="predicted", patch_size=2, baseline=0.5, method="naive"
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # One class of the model's own: where it predicts that class.
+    regions = (predicted == 2).astype(np.float32)
+    got = kcv.grad_cam(model, images, layer_name="conv", class_index=2)
+    np.testing.assert_allclose(got, hand_segmentation_cam(images, regions, [2, 2]), atol=1e-6)
+
+
+def test_a_segmentation_maps_caption_names_the_class_and_its_regions_size(tmp_path):
+    from conftest import read_runs
+
+    from keras_convviz import _rendering
+
+    model = segmenter()
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    masks = np.zeros((2, 8, 8), np.int32)
+    masks[0, 1:4, 2:7] = 2  # 15 of the 64 pixels
+    masks[1, 4:8, 4:8] = 1  # 16
+    callback = kcv.GradCAM(tmp_path, (images, masks), layer_name="conv", on_error="raise")
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    logits = np.einsum("nhwi,io,oc->nhwc", images, CONV, DENSE) + [0.1, -0.2, 0.3]
+    runs = read_runs(tmp_path)
+    for i, (cls, size) in enumerate([(2, 15), (1, 16)]):
+        pred = (logits[i] * (masks[i] == cls)[..., None]).sum(axis=(0, 1)).argmax()
+        text = f"class {cls} {size} px ({100 * size / 64:.1f}%)  pred {pred}"
+        assert len(text) <= _rendering.CAPTION_CHARS
+        codes = np.array([[ord(c) for c in text]])
+        ink = 1.0 - _rendering.draw_text(codes, _rendering.TEXT_SCALE)[0].numpy()
+        png = runs["layer_cam"][f"layer_cam/conv/image_{i}"]["values"][0]
+        rows = png[-_rendering.CAPTION_HEIGHT + 3 : -2, 2 : 2 + ink.shape[1], 0] / 255.0
+        np.testing.assert_allclose(rows, ink, atol=1 / 255, err_msg=text)
+        # Nothing after it: the line is the whole caption.
+        assert rows.shape[1] == ink.shape[1]
+        assert (png[-_rendering.CAPTION_HEIGHT :, 2 + ink.shape[1] :] == 255).all()
+
+
+def test_a_volumes_pictures_show_max_slices_evenly_spaced_depth_slices(tmp_path):
+    import zoo
+    from conftest import read_runs
+
+    from keras_convviz import _rendering
+
+    aspects = {}
+    for max_slices in (None, 4):
+        model, x, y = zoo.volume(shape=(8, 16, 16, 1))  # depth 8
+        options = {} if max_slices is None else {"max_slices": max_slices}
+        log_dir = tmp_path / str(max_slices)
+        callback = kcv.ConvViz(
+            log_dir,
+            (x[:1], y[:1]),
+            filter_weights=False,
+            occlusion=False,
+            health=False,
+            on_error="raise",
+            **options,
+        )
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+        runs = read_runs(log_dir)
+        # 8 slices of 16 x 16 (the default): 2 rows of 4; 4 slices: 1 row of 4; a blank
+        # line between them.
+        rows, columns = (2, 4) if max_slices is None else (1, 4)
+        height, width = rows * 17 - 1, columns * 17 - 1
+        factor = -(-160 // min(height, width))  # panels upsampled to at least 160 px
+        panel = runs["grad_cam"]["grad_cam/conv2/image_0"]["values"][0]
+        assert panel.shape == (
+            height * factor + _rendering.CAPTION_HEIGHT,
+            3 * width * factor + 6 + _rendering.COLOUR_BAR_WIDTH,
+            3,
+        ), max_slices
+        # conv1 keeps the input's depth: each channel's tile is a montage of its slices.
+        tiles = runs["feature_maps"]["feature_maps/conv1/image_0"]["values"][0]
+        aspects[max_slices] = tiles.shape[1] / tiles.shape[0]
+    # Half as many rows of slices, as many across: each tile twice as wide as high.
+    assert 1.8 < aspects[4] / aspects[None] < 2.2, aspects
+
+
+def test_max_slices_is_checked_at_construction(tmp_path):
+    import re
+
+    for cls in (kcv.ConvViz, kcv.GradCAM, kcv.FeatureMaps):
+        with pytest.raises(
+            ValueError, match=re.escape("`max_slices` must be an int >= 1. Received: max_slices=0")
+        ):
+            cls(tmp_path, np.zeros((1, 4, 4, 4, 1), np.float32), max_slices=0)
+
+
 def test_a_segmentation_probe_is_checked_and_its_health_is_per_pixel(tmp_path):
     model = segmenter()
     model.compile("adam", "sparse_categorical_crossentropy")

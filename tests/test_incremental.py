@@ -11,10 +11,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import core_logits, read_runs
+from conftest import core_logits, plan_for, read_runs
 
 import keras_convviz as kcv
-from keras_convviz.methods.occlusion.incremental import AUTO_MAX_RATIO, plan_for, takes_incremental
+from keras_convviz.methods.occlusion.incremental import AUTO_MAX_RATIO, takes_incremental
 
 L = keras.layers
 SIZE = 24

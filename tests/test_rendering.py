@@ -508,6 +508,22 @@ def test_caption_codes_and_text():
     assert ink[0, :, : r.FONT_WIDTH * 6].max() == 1.0 and ink[0, :, -1].max() == 0.0
 
 
+def test_a_region_caption_gives_the_class_and_the_regions_size_within_the_narrowest_panel():
+    names = tf.constant(["background", "car", "pedestrian"])
+    codes = r.region_caption_codes(
+        tf.constant([2, 1]), tf.constant([2, 0]), tf.constant([312.0, 0.0]), 4096, names
+    )
+    lines = ["".join(map(chr, row)) for row in _np(codes)]
+    assert lines == [
+        "class pedestrian 312 px (7.6%)  pred pedestrian".ljust(r.CAPTION_CHARS),
+        "class car 0 px (0.0%)  pred background".ljust(r.CAPTION_CHARS),
+    ]
+    # The narrowest heat-map panel (min_size=160 on a square image) holds the whole line.
+    images = tf.zeros((2, 8, 8, 3))
+    panel = r.render_heatmap_panel(images, tf.zeros((2, 8, 8)), False, caption=codes)
+    assert panel.shape[2] >= r.FONT_WIDTH * r.TEXT_SCALE * r.CAPTION_CHARS + 2
+
+
 # --------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------

@@ -193,3 +193,26 @@ def test_a_transformers_token_layers_raise_no_dead_channel_alarm(tmp_path):
     assert "feature_maps/patch_embed/max_activation" in written
     assert "feature_maps/patch_embed/dead_fraction" not in written
     assert not [a for a in alerts if a.rule == "dead_channels" and "block" in a.layer]
+
+
+def test_a_unet_explains_its_predicted_regions_and_captions_their_size(tmp_path):
+    from keras_convviz import _rendering
+
+    model, x, y = zoo.unet()
+    callback = kcv.ConvViz(
+        tmp_path, (x[:2], y[:2]), class_index="predicted", on_error="raise", occlusion=False
+    )
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    # Every child binds alike: one pass serves them all.
+    assert len(model.__dict__["_keras_convviz_shared"]) == 1
+    runs = read_runs(tmp_path)
+    predicted = model.predict(x[:2], verbose=0).argmax(-1)
+    for i in range(2):
+        counts = np.bincount(predicted[i].ravel(), minlength=3)
+        cls = int(counts[1:].argmax()) + 1
+        size = int(counts[cls])
+        text = f"class {cls} {size} px ({100 * size / predicted[i].size:.1f}%)  pred {cls}"
+        ink = 1.0 - _rendering.draw_text(np.array([[ord(c) for c in text]]), 2)[0].numpy()
+        png = runs["layer_cam"][f"layer_cam/up_conv/image_{i}"]["values"][0]
+        rows = png[-_rendering.CAPTION_HEIGHT + 3 : -2, 2 : 2 + ink.shape[1], 0] / 255.0
+        np.testing.assert_allclose(rows, ink, atol=1 / 255, err_msg=text)

@@ -37,7 +37,9 @@ def incremental_vs_floor(*args, **kwargs) -> dict:
 
 def _incremental_vs_floor(model, images, patch, stride, batch_size, reps) -> dict:
     """`method="incremental"` (and `"auto"` where it picks the naive path) vs the floor."""
-    from keras_convviz.methods.occlusion.incremental import plan_for, takes_incremental
+    from conftest import plan_for
+
+    from keras_convviz.methods.occlusion.incremental import takes_incremental
     from keras_convviz.methods.occlusion.windows import (
         scatter_average,
         window_masks,

@@ -20,10 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 import timing
+from conftest import forget
 
 import keras_convviz as kcv
 from keras_convviz.core.needs import Plan
-from keras_convviz.core.shared import _SHARED_ATTRIBUTE, forget
+from keras_convviz.core.shared import _SHARED_ATTRIBUTE
 from keras_convviz.exports.events import find_runs, read_run
 
 from .common import ROOT, quietly, table, target

@@ -17,9 +17,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_convviz import kinds
-from keras_convviz._args import check_freq, check_log_dir, check_on_error, check_scale
+from keras_convviz._args import (
+    check_freq,
+    check_log_dir,
+    check_on_error,
+    check_positive_int,
+    check_scale,
+)
 from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
+from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.graph import NotServed, check_backend
 from keras_convviz.core.probe import Probe, make_probe, warn_large_probe
 from keras_convviz.core.shared import SharedPass, core_for, shared_pass
@@ -365,6 +372,7 @@ class ProbeCallback(SnapshotCallback):
         scale: `"image"`: each picture scaled on its own (best contrast); `"run"`: each
             map's (or feature channel's) scale is the running maximum over the training
             run, so a map that fades is seen to fade.
+        max_slices: the depth slices a volume's pictures show at most, evenly spaced.
     """
 
     # Whether the callback reads class scores (else an ambiguous output is not an error).
@@ -380,9 +388,15 @@ class ProbeCallback(SnapshotCallback):
         score_output=None,
         grid: bool = False,
         scale: str = "image",
+        max_slices: int = MAX_SLICES,
     ):
         super().__init__(log_dir, freq=freq, on_error=on_error)
         self.scale = check_scale(scale)
+        self.max_slices = check_positive_int(max_slices, "max_slices")
+        # What a segmentation output's maps explain (`bind`'s `class_index`): the map
+        # callbacks' `class_index`; `ConvViz` gives its own to the others, so that all its
+        # children bind alike and share one pass.
+        self._class_index = None
         self._running: dict = {}  # running scales by key, with `scale="run"`
         if not isinstance(grid, bool):
             raise TypeError(f"`grid` must be True or False. Received: grid={grid!r}")
@@ -402,7 +416,15 @@ class ProbeCallback(SnapshotCallback):
             # building it now for the probe's shape is what that step would do.
             model.build((None, *self.probe.image_shape))
         core = core_for(model)
-        bound = bind(core.graph, self.probe, self.image_input, self.score_output, self.needs_scores)
+        bound = bind(
+            core.graph,
+            self.probe,
+            self.image_input,
+            self.score_output,
+            self.needs_scores,
+            class_index=self._class_index,
+            slices=self.max_slices,
+        )
         geometry = bound.binding.geometry
         unserved = [run for run in self.run_names() if not kinds.serves(run, geometry.name)]
         if unserved:
@@ -410,19 +432,18 @@ class ProbeCallback(SnapshotCallback):
                 f"{', '.join(kinds.get(run).label for run in unserved)} cannot draw the "
                 f"{geometry.describe()} probe of model {model.name!r} yet"
             )
+        self.probe = bound.probe  # the labels of the output the maps explain
         head = bound.binding.head
-        if head is not None:  # the labels of the output the maps explain
-            self.probe = self.probe.for_head(head)
-            labels = self.probe.labels
-            if labels is not None and (labels.min() < 0 or labels.max() >= head.num_classes):
-                # A model whose output cannot hold its labels (a softmax over one unit with
-                # 0/1 labels) is a bug of the model, named by the `labels_out_of_range`
-                # alert; what needs a class per label is off, training goes on.
-                raise NotServed(
-                    f"the probe's labels are classes {labels.min()}..{labels.max()} but "
-                    f"output {head.name!r} of model {model.name!r} has {head.num_classes} "
-                    "class scores"
-                )
+        labels = self.probe.labels if head is not None else None
+        if labels is not None and (labels.min() < 0 or labels.max() >= head.num_classes):
+            # A model whose output cannot hold its labels (a softmax over one unit with 0/1
+            # labels) is a bug of the model, named by the `labels_out_of_range` alert; what
+            # needs a class per label is off, training goes on.
+            raise NotServed(
+                f"the probe's labels are classes {labels.min()}..{labels.max()} but "
+                f"output {head.name!r} of model {model.name!r} has {head.num_classes} "
+                "class scores"
+            )
         # How many samples the probe holds is known once it fits the model's input rank.
         if not (self._told_large or self._parent_warns):
             warn_large_probe(self.probe, stacklevel=5)

@@ -9,18 +9,20 @@ import warnings
 
 import keras
 
-from keras_convviz._args import check_freq, check_log_dir
+from keras_convviz._args import check_freq, check_log_dir, check_positive_int
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
-from keras_convviz.callbacks.base import Notices
+from keras_convviz.callbacks.base import Notices, ProbeCallback
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
+from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
 from keras_convviz.checks import FitNumbers, chance_classes, setup_numbers
+from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.probe import make_probe, warn_large_probe
 from keras_convviz.core.shared import core_for
 
@@ -68,9 +70,10 @@ class ConvViz(keras.callbacks.Callback):
         cam_layer: str or None. The Grad-CAM layer. Defaults to `None`: the last layer
             before the head whose output keeps at least 2 positions along each spatial
             axis, after its activation (see `GradCAM`).
-        class_index: int or None. Target class for Grad-CAM, occlusion and saliency.
-            Defaults to `None`: the true label when the probe has labels, else the
-            predicted class.
+        class_index: int, `"predicted"` or None. Target class for Grad-CAM, occlusion and
+            saliency; `"predicted"`: each sample's predicted class. Defaults to `None`: the
+            true label when the probe has labels, else the predicted class. For a
+            segmentation output, the region explained (see `GradCAM`).
         max_channels: int. Feature-map channels shown per layer. Defaults to `32`.
         patch_size: int, tuple or None. Occlusion window, one length per spatial axis.
             Defaults to `None`: an eighth of the shorter image side (of a sequence's steps),
@@ -123,6 +126,9 @@ class ConvViz(keras.callbacks.Callback):
             passes of a batch of `filters` images per layer at each snapshot (about 0.4 of a
             demo epoch per layer at its defaults), so it is off unless asked. Defaults to
             `False`.
+        max_slices: int. The depth slices of a volume (Conv3D input) that feature maps and
+            heat maps show at most, evenly spaced from the first to the last, as a montage.
+            Defaults to `8`.
 
     Example:
 
@@ -141,7 +147,7 @@ class ConvViz(keras.callbacks.Callback):
         layer_names: list[str] | None = None,
         max_layers: int = 8,
         cam_layer: str | None = None,
-        class_index: int | None = None,
+        class_index: int | str | None = None,
         max_channels: int = 32,
         patch_size=None,
         occlusion_freq: int | None = None,
@@ -162,9 +168,11 @@ class ConvViz(keras.callbacks.Callback):
         saliency=False,
         health=True,
         activation_maximization=False,
+        max_slices: int = MAX_SLICES,
     ):
         super().__init__()
         freq = check_freq(freq)
+        max_slices = check_positive_int(max_slices, "max_slices")
         occlusion_freq = (
             freq if occlusion_freq is None else check_freq(occlusion_freq, "occlusion_freq")
         )
@@ -176,6 +184,7 @@ class ConvViz(keras.callbacks.Callback):
             "score_output": score_output,
             "grid": grid,
             "scale": scale,
+            "max_slices": max_slices,
         }
         on_maps = {
             **on_probe,
@@ -216,7 +225,7 @@ class ConvViz(keras.callbacks.Callback):
                 {
                     k: v
                     for k, v in on_maps.items()
-                    if k not in ("class_names", "faithfulness", "grid", "scale")
+                    if k not in ("class_names", "faithfulness", "grid", "scale", "max_slices")
                 },
             ),
             (
@@ -240,6 +249,8 @@ class ConvViz(keras.callbacks.Callback):
         for child in self.callbacks:
             child._parent_warns = True  # one warning for all of them (`_forward`)
             child._notices = self._notices
+            if isinstance(child, ProbeCallback) and not isinstance(child, MapCallback):
+                child._class_index = class_index  # one binding, one pass for all
             if isinstance(child, GradCAM) and not (
                 isinstance(grad_cam, dict) and "layer_name" in grad_cam
             ):

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_layer_names, check_positive_int
 from keras_convviz.callbacks.base import ProbeCallback, default_conv_layers
-from keras_convviz.core.geometry import Geometry
+from keras_convviz.core.geometry import MAX_SLICES, Geometry
 from keras_convviz.core.graph import NotServed, output_activation
 from keras_convviz.core.needs import Activations
 from keras_convviz.core.passes import compile_once, count_non_finite
@@ -66,6 +66,9 @@ class FeatureMaps(ProbeCallback):
             contrast); `"run"`: each channel's range is its running range over the probe
             and the training run, so a channel that fades is seen to fade. Defaults to
             `"image"`.
+        max_slices: int. The depth slices of a volume (Conv3D input) its pictures show
+            at most, evenly spaced from the first to the last, as a montage. Defaults to
+            `8`.
 
     Example:
 
@@ -91,8 +94,19 @@ class FeatureMaps(ProbeCallback):
         score_output=None,
         grid: bool = False,
         scale: str = "image",
+        max_slices: int = MAX_SLICES,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
+        super().__init__(
+            log_dir,
+            probe,
+            freq,
+            on_error,
+            image_input,
+            score_output,
+            grid,
+            scale,
+            max_slices=max_slices,
+        )
         self.layer_names = check_layer_names(layer_names)
         self.max_layers = check_positive_int(max_layers, "max_layers")
         self.max_channels = check_positive_int(max_channels, "max_channels")

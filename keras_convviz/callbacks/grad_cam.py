@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_layer_name, check_methods, check_positive_int
 from keras_convviz.callbacks.maps import MapCallback
-from keras_convviz.core.needs import Logits
+from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import map_change
 from keras_convviz.methods.cam import CAM_METHODS, Cam
@@ -47,9 +47,18 @@ class GradCAM(MapCallback):
             vision transformer, the input of its last attention layer; for a segmentation
             output, the layer before it). Where later layers are passed over, one warning
             at train begin says which layer and why.
-        class_index: int or None. The class whose score is explained for every image.
-            Defaults to `None`: each image's true label when the probe has labels, else its
-            predicted class.
+        class_index: int, `"predicted"` or None. The class whose score is explained for
+            every image; `"predicted"`: each image's predicted class. Defaults to `None`:
+            each image's true label when the probe has labels, else its predicted class.
+            For a segmentation output the score is the class's, summed over a region of
+            each image (the caption gives its size): `None`, the largest labelled region
+            other than class 0 in the probe's masks; an int, that class's labelled region;
+            `"predicted"` (or no masks), the region the model predicts (for an int, where
+            it predicts that class; else its largest predicted region other than class 0).
+            A predicted region is found afresh at every snapshot from the output of the
+            snapshot's own pass, not once at train begin: a model trained from scratch
+            predicts noise at first, and the region worth explaining is the one it
+            predicts now.
         class_names: list of str or None. The classes' names, for the caption under each
             panel (target, predicted class and its probability). Defaults to `None`: the
             class indices.
@@ -85,6 +94,9 @@ class GradCAM(MapCallback):
             under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
             `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * steps - 1 images
             per probe image for the map and for each floor. Defaults to `False`.
+        max_slices: int. The depth slices of a volume (Conv3D input) its pictures show
+            at most, evenly spaced from the first to the last, as a montage. Defaults to
+            `8`.
 
     Example:
 
@@ -99,7 +111,7 @@ class GradCAM(MapCallback):
         log_dir,
         probe,
         layer_name: str | None = None,
-        class_index: int | None = None,
+        class_index: int | str | None = None,
         method=None,
         batch_size: int = 256,
         class_names=None,
@@ -110,6 +122,7 @@ class GradCAM(MapCallback):
         grid: bool = False,
         faithfulness=False,
         scale: str = "image",
+        max_slices: int = MAX_SLICES,
     ):
         super().__init__(
             log_dir,
@@ -123,6 +136,7 @@ class GradCAM(MapCallback):
             grid,
             faithfulness,
             scale,
+            max_slices=max_slices,
         )
         self.layer_name = check_layer_name(layer_name)
         self._method_given = method is not None
@@ -158,7 +172,7 @@ class GradCAM(MapCallback):
             self._previous = None
         self._previous_model = model
 
-    def _render_panels(self, images, cams, previous, scales, logits):
+    def _render_panels(self, images, cams, previous, scales, caption_input):
         """The caption and, per method, the numbers beside its panels (the panels
         themselves are drawn by the shared `_rendering.draw_heatmap_panels`)."""
         out = []
@@ -168,7 +182,7 @@ class GradCAM(MapCallback):
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=False))
             peaks = tf.reduce_max(maps, axis=tuple(range(1, maps.shape.rank)))
             out.append((peaks, count_non_finite(maps), map_change(maps, before), scale))
-        return self._caption(logits), out
+        return self._caption(caption_input), out
 
     def _snapshot(self, epoch, result):
         maps = [result[n] for n in self._map_needs]
@@ -176,7 +190,9 @@ class GradCAM(MapCallback):
         previous = maps if first else self._previous
         scales = self._running_scales(self._map_needs)
         images = self._shared.bound.images
-        caption, rendered = self._render(images, maps, previous, scales, result[Logits()])
+        caption, rendered = self._render(
+            images, maps, previous, scales, self._caption_input(result)
+        )
         self._previous = maps
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []

@@ -15,9 +15,10 @@ from keras_convviz._args import (
     faithfulness_options,
     resolve_targets,
 )
-from keras_convviz._rendering import caption_codes, text_codes
+from keras_convviz._rendering import caption_codes, region_caption_codes, text_codes
 from keras_convviz.callbacks.base import ProbeCallback
-from keras_convviz.core.needs import Const, Logits, Need, targets_const
+from keras_convviz.core.geometry import MAX_SLICES
+from keras_convviz.core.needs import Const, Logits, Need, RegionSizes, targets_const
 from keras_convviz.core.shared import SharedPass
 from keras_convviz.methods import faithfulness as faithfulness_module
 from keras_convviz.methods.perturb import occlusion_baseline
@@ -31,7 +32,9 @@ class MapCallback(ProbeCallback):
     """A probe callback that draws one heat map per probe image for a target class.
 
     It resolves the targets, reads the logits from the shared pass, and captions every
-    panel with the target class, the predicted class and its probability.
+    panel with the target class, the predicted class and its probability; for a
+    segmentation output, the target class and its region's size, and the class the model's
+    scores over the region favour.
 
     Args (besides `ProbeCallback`'s):
         class_index: the class explained for every image, or `None`.
@@ -39,6 +42,7 @@ class MapCallback(ProbeCallback):
         faithfulness: `True` or a dict of `kcv.faithfulness` options (`steps`, `baseline`,
             `sigma`, `batch_size`): also score each map by deletion and insertion, beside
             a random and an edge map on the same images.
+        max_slices: the depth slices a volume's pictures show at most.
     """
 
     def __init__(
@@ -54,10 +58,21 @@ class MapCallback(ProbeCallback):
         grid: bool = False,
         faithfulness=False,
         scale: str = "image",
+        max_slices: int = MAX_SLICES,
     ):
-        super().__init__(log_dir, probe, freq, on_error, image_input, score_output, grid, scale)
+        super().__init__(
+            log_dir,
+            probe,
+            freq,
+            on_error,
+            image_input,
+            score_output,
+            grid,
+            scale,
+            max_slices=max_slices,
+        )
         check_class_index(class_index)
-        self.class_index = class_index
+        self.class_index = self._class_index = class_index
         self.class_names = check_class_names(class_names)
         options = faithfulness_options(faithfulness)
         self.faithfulness = options
@@ -69,6 +84,7 @@ class MapCallback(ProbeCallback):
                 "batch_size": options.get("batch_size", 256),
             }
         self._map_needs: tuple = ()
+        self._head = None  # the output explained, once the model is known
 
     def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
         """Join the shared pass; the targets as a `Const` for the needs."""
@@ -86,13 +102,28 @@ class MapCallback(ProbeCallback):
         names = self.class_names or [str(c) for c in range(head.num_classes)]
         width = min(max(len(n) for n in names), MAX_NAME)
         self._names = tf.constant(np.stack([text_codes(n, width) for n in names]))
+        if head.dense:  # the region caption: both names and the size on one line
+            positions = int(np.prod(self.probe.image_shape[:-1]))
+            fixed = len(f"class  {positions} px (100.0%)  pred ")  # the rest, at its longest
+            width = max(3, min(width, (_rendering.CAPTION_CHARS - fixed) // 2))
+            printable = ["".join(map(chr, text_codes(n, width))).rstrip() for n in names]
+            self._region_names = tf.constant(printable)
+            self._positions = positions
         self._head = head
         self._given_targets = tf.constant(targets)
         self._targets = targets_const(targets)
         return shared, self._targets
 
     def needs(self):
-        return (*self._map_needs, *self._faithfulness_needs(), Logits())
+        return (*self._map_needs, *self._faithfulness_needs(), *self._caption_needs())
+
+    def _caption_needs(self) -> tuple:
+        dense = self._head is not None and self._head.dense
+        return (Logits(), RegionSizes()) if dense else (Logits(),)
+
+    def _caption_input(self, result):
+        """What `_caption` reads of a pass: the logits, and a segmentation's region sizes."""
+        return tuple(result[need] for need in self._caption_needs())
 
     def _draw_panels(self, maps, symmetric: bool, caption, scale) -> tf.Tensor:
         """The uint8 panels of maps `(batch, *spatial)` at the input's size over the probe,
@@ -133,10 +164,18 @@ class MapCallback(ProbeCallback):
                 items.append(Scalar(_tags.tag(*tag_parts, curve), scores[column], run=run))
         return items
 
-    def _caption(self, logits: tf.Tensor) -> tf.Tensor:
-        """`(batch, length)` caption codes: target, predicted class, its probability."""
+    def _caption(self, caption_input) -> tf.Tensor:
+        """`(batch, length)` caption codes: target, predicted class, its probability; for
+        a segmentation, the target, its region's size and the class the region's summed
+        scores favour (their softmax is no probability of a pixel, so none is given)."""
+        logits = caption_input[0]
         probabilities = self._head.probabilities(logits)
         predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
+        if self._head.dense:
+            sizes = caption_input[1]
+            return region_caption_codes(
+                targets, predicted, sizes, self._positions, self._region_names
+            )
         confidence = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
         return caption_codes(targets, predicted, confidence, self._names)

@@ -39,8 +39,9 @@ class ModelHealth(MapCallback):
     Args:
         log_dir: str or path. The TensorBoard log directory.
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
-        class_index: int or None. The target class for every image. Defaults to `None`:
-            each image's label when the probe has labels, else its predicted class.
+        class_index: int, `"predicted"` or None. The target class for every image.
+            Defaults to `None`: each image's label when the probe has labels, else its
+            predicted class.
         freq: int. Epochs between snapshots; `0` disables. Defaults to `1`.
         on_error: `"warn"` or `"raise"`, what a failing snapshot does. Defaults to `"warn"`.
         image_input, score_output: for models with several inputs or outputs, as for
@@ -55,7 +56,7 @@ class ModelHealth(MapCallback):
         self,
         log_dir,
         probe,
-        class_index: int | None = None,
+        class_index: int | str | None = None,
         freq: int = 1,
         on_error: str = "warn",
         image_input=None,

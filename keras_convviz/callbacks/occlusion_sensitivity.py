@@ -7,8 +7,8 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import check_occlusion_method, check_positive_int, occlusion_sizes
 from keras_convviz.callbacks.maps import MapCallback
+from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.graph import NotServed
-from keras_convviz.core.needs import Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.occlusion import Occlusion
 from keras_convviz.methods.perturb import occlusion_baseline
@@ -54,8 +54,10 @@ class OcclusionSensitivity(MapCallback):
             per-channel mean (grey
             ink on a black or white background); a value in the model's input space (e.g.
             the background value of the data set). Defaults to `"blur"`.
-        class_index: int or None. The class scored for every image. Defaults to `None`: the
-            true label when the probe has labels, else the predicted class.
+        class_index: int, `"predicted"` or None. The class scored for every image;
+            `"predicted"`: each image's predicted class. Defaults to `None`: the true label
+            when the probe has labels, else the predicted class. For a segmentation output,
+            the region whose score is explained (see `GradCAM`).
         batch_size: int. Occluded images scored per model call; bounds memory. Defaults to
             `256`.
         class_names: list of str or None. The classes' names, for the caption under each
@@ -95,6 +97,9 @@ class OcclusionSensitivity(MapCallback):
             faster), naive where a window covers most of a small image; naive for
             sequences and volumes (`"incremental"` is refused for them). Defaults to
             `"auto"`.
+        max_slices: int. The depth slices of a volume (Conv3D input) its pictures show
+            at most, evenly spaced from the first to the last, as a montage. Defaults to
+            `8`.
 
     Example:
 
@@ -113,7 +118,7 @@ class OcclusionSensitivity(MapCallback):
         patch_size=None,
         stride=None,
         baseline="blur",
-        class_index: int | None = None,
+        class_index: int | str | None = None,
         batch_size: int = 256,
         class_names=None,
         freq: int = 1,
@@ -124,6 +129,7 @@ class OcclusionSensitivity(MapCallback):
         faithfulness=False,
         scale: str = "image",
         method: str = "auto",
+        max_slices: int = MAX_SLICES,
     ):
         super().__init__(
             log_dir,
@@ -137,6 +143,7 @@ class OcclusionSensitivity(MapCallback):
             grid,
             faithfulness,
             scale,
+            max_slices=max_slices,
         )
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
@@ -160,14 +167,14 @@ class OcclusionSensitivity(MapCallback):
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def _render_panels(self, images, maps, scales, logits):
+    def _render_panels(self, images, maps, scales, caption_input):
         """The caption and the numbers beside the panels (the panels themselves are drawn
         by the shared `_rendering.draw_heatmap_panels`)."""
         scale = None
         if scales is not None:  # scale="run": the running maximum
             scale = tf.maximum(scales[0], _rendering.map_scale(maps, symmetric=True))
         peaks = tf.reduce_max(maps, axis=tuple(range(1, maps.shape.rank)))
-        return self._caption(logits), peaks, count_non_finite(maps), scale
+        return self._caption(caption_input), peaks, count_non_finite(maps), scale
 
     def run_names(self):
         return (self.run_name, *self._floor_runs())
@@ -176,7 +183,9 @@ class OcclusionSensitivity(MapCallback):
         maps = result[self._map_needs[0]]
         scales = self._running_scales(self._map_needs)
         images = self._shared.bound.images
-        caption, peaks, non_finite, scale = self._render(images, maps, scales, result[Logits()])
+        caption, peaks, non_finite, scale = self._render(
+            images, maps, scales, self._caption_input(result)
+        )
         self._keep_scales(self._map_needs, [scale])
         panels = self._draw_panels(maps, True, caption, scale)
         run = self.run_name

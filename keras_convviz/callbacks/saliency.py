@@ -7,7 +7,8 @@ import tensorflow as tf
 from keras_convviz import _rendering, _tags
 from keras_convviz._args import check_methods, make_baseline, saliency_options
 from keras_convviz.callbacks.maps import MapCallback
-from keras_convviz.core.needs import Const, Logits
+from keras_convviz.core.geometry import MAX_SLICES
+from keras_convviz.core.needs import Const
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.methods.saliency import SALIENCY_METHODS, saliency_need, saliency_view
 from keras_convviz.summary_io import Image, Scalar
@@ -37,8 +38,10 @@ class Saliency(MapCallback):
         log_dir: str or path. The TensorBoard log directory.
         probe: images, `(images, labels)` or a `tf.data.Dataset` (first batch).
         method: str or list of str. Defaults to `"smoothgrad"`.
-        class_index: int or None. The class scored for every image. Defaults to `None`: the
-            true label when the probe has labels, else the predicted class.
+        class_index: int, `"predicted"` or None. The class scored for every image;
+            `"predicted"`: each image's predicted class. Defaults to `None`: the true label
+            when the probe has labels, else the predicted class. For a segmentation output,
+            the region whose score is explained (see `GradCAM`).
         samples: int. SmoothGrad's noisy copies per image. Defaults to `32`.
         noise: float. SmoothGrad's noise level, a fraction of each image's value range.
             Defaults to `0.15`.
@@ -72,6 +75,9 @@ class Saliency(MapCallback):
             under the same tags in the runs `floor_random` and `floor_edge`. A dict sets
             `steps`, `baseline`, `sigma`, `batch_size`. It scores 2 * steps - 1 images
             per probe image for the map and for each floor. Defaults to `False`.
+        max_slices: int. The depth slices of a volume (Conv3D input) its pictures show
+            at most, evenly spaced from the first to the last, as a montage. Defaults to
+            `8`.
 
     Example:
 
@@ -86,7 +92,7 @@ class Saliency(MapCallback):
         log_dir,
         probe,
         method="smoothgrad",
-        class_index: int | None = None,
+        class_index: int | str | None = None,
         samples: int = 32,
         noise: float = 0.15,
         steps: int = 32,
@@ -101,6 +107,7 @@ class Saliency(MapCallback):
         grid: bool = False,
         faithfulness=False,
         scale: str = "image",
+        max_slices: int = MAX_SLICES,
     ):
         super().__init__(
             log_dir,
@@ -114,6 +121,7 @@ class Saliency(MapCallback):
             grid,
             faithfulness,
             scale,
+            max_slices=max_slices,
         )
         self.methods = check_methods(method, SALIENCY_METHODS)
         self.options = saliency_options(samples, noise, steps, seed, batch_size)
@@ -131,7 +139,7 @@ class Saliency(MapCallback):
         )
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def _render_panels(self, images, attributions, scales, logits):
+    def _render_panels(self, images, attributions, scales, caption_input):
         """The caption and, per method, its map, the numbers beside its panels (drawn by
         the shared `_rendering.draw_heatmap_panels`)."""
         out = []
@@ -142,13 +150,13 @@ class Saliency(MapCallback):
                 scale = tf.maximum(scales[i], _rendering.map_scale(maps, symmetric=signed))
             peaks = tf.reduce_max(tf.abs(maps), axis=tuple(range(1, maps.shape.rank)))
             out.append((maps, peaks, count_non_finite(values), scale))
-        return self._caption(logits), out
+        return self._caption(caption_input), out
 
     def _snapshot(self, epoch, result):
         values = [result[n] for n in self._map_needs]
         scales = self._running_scales(self._map_needs)
         images = self._shared.bound.images
-        caption, rendered = self._render(images, values, scales, result[Logits()])
+        caption, rendered = self._render(images, values, scales, self._caption_input(result))
         self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
         for need, (maps, peaks, non_finite, scale) in zip(self._map_needs, rendered):

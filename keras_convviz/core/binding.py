@@ -25,17 +25,19 @@ class Binding:
         extra_specs: `(shape without batch, dtype name)` of each other input, in
             `model.inputs` order; empty for a single-input model.
         head: the output read as class scores, or `None` when no scores are needed.
+        slices: the depth slices a volume's pictures show at most (`max_slices`).
     """
 
     image_index: int
     image_shape: tuple[int, ...]
     extra_specs: tuple[tuple[tuple[int, ...], str], ...]
     head: Head | None
+    slices: int = geometry.MAX_SLICES
 
     @property
     def geometry(self) -> Geometry:
         """The spatial layout of the probe input."""
-        return geometry.of_sample(self.image_shape)
+        return geometry.of_sample(self.image_shape, self.slices)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,11 +49,14 @@ class Bound:
         images: `(batch, height, width, channels)` float32 images.
         extras: the other model inputs, in `model.inputs` order (fixed for every image
             and every perturbed copy of it).
+        probe: the probe with the labels of the output it explains (`Probe.for_head`:
+            a segmentation output's masks resolved once).
     """
 
     binding: Binding
     images: tf.Tensor
     extras: tuple[tf.Tensor, ...]
+    probe: Probe
 
 
 def bind(
@@ -61,6 +66,8 @@ def bind(
     score_output=None,
     scores: bool = True,
     argument: str = "probe",
+    class_index=None,
+    slices: int = geometry.MAX_SLICES,
 ) -> Bound:
     """Check a probe against the model and say how it feeds the model's inputs.
 
@@ -74,6 +81,10 @@ def bind(
         scores: whether the scores are needed (Grad-CAM, occlusion); when False an
             ambiguous `score_output=None` means "no scores".
         argument: the name of the probe argument, for messages.
+        class_index: what a segmentation output's maps explain (`Probe.for_head`): `None`
+            or an int, the labelled region of that class in each sample's mask, or (no
+            masks, or `"predicted"`) the region the model predicts at each snapshot.
+        slices: the depth slices a volume's pictures show at most.
     """
     names = graph.input_names
     if image_input is None and probe.inputs is not None:
@@ -84,18 +95,24 @@ def bind(
     extras = _extra_inputs(graph, probe, index, argument)
     check_probe_fits(probe, graph.input_shapes[index], argument)
     head = graph.head(score_output, required=scores)
+    if head is not None:  # the labels (and a segmentation's masks) of the output explained
+        probe = probe.for_head(head, class_index)
     if head is not None and head.dense:  # the region each sample's map explains
-        regions = probe.for_head(head).regions
-        if regions is not None:
-            head = dataclasses.replace(head, region=Const(regions, batched=True))
+        if probe.regions is not None:
+            head = dataclasses.replace(head, region=Const(probe.regions, batched=True))
+        else:
+            given = -1 if class_index is None or isinstance(class_index, str) else class_index
+            classes = np.full((probe.size,), int(given), np.int32)
+            head = dataclasses.replace(head, region_classes=Const(classes, batched=True))
     binding = Binding(
         image_index=index,
         image_shape=probe.image_shape,
         extra_specs=tuple((tuple(a.shape[1:]), a.dtype.name) for a in extras),
         head=head,
+        slices=slices,
     )
     images = tf.convert_to_tensor(np.asarray(probe.images, dtype=np.float32))
-    return Bound(binding, images, tuple(tf.constant(a) for a in extras))
+    return Bound(binding, images, tuple(tf.constant(a) for a in extras), probe)
 
 
 def _extra_inputs(graph: ModelGraph, probe: Probe, index: int, argument: str) -> list:

@@ -150,11 +150,11 @@ class Geometry:
         return f"{self.rank}-D ({NAMES[self.rank]})"
 
 
-def of_sample(sample_shape) -> Geometry | None:
+def of_sample(sample_shape, slices: int = MAX_SLICES) -> Geometry | None:
     """The geometry of one input sample `(*spatial, channels)`, `None` when it has no
-    spatial axis or more than 3."""
+    spatial axis or more than 3; a volume's pictures show at most `slices` depth slices."""
     rank = len(tuple(sample_shape)) - 1
-    return Geometry(rank) if rank in NAMES else None
+    return Geometry(rank, slices=slices) if rank in NAMES else None
 
 
 def of_output(shape, input_geometry: Geometry | None, grids=()) -> Geometry | None:

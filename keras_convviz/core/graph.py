@@ -99,9 +99,9 @@ class Head:
 
     A classifier's output `(batch, classes)` is its scores. A per-position output
     `(batch, *spatial, classes)` (segmentation) is read as each class's score summed over a
-    region of each probe sample (`region`; pytorch-grad-cam's `SemanticSegmentationTarget`),
-    so "why is this region this class" is a class score like any other and every method
-    explains it unchanged.
+    region of each probe sample (`region_of`; pytorch-grad-cam's
+    `SemanticSegmentationTarget`), so "why is this region this class" is a class score like
+    any other and every method explains it unchanged.
 
     Attributes:
         index: the output's position in `model.outputs`.
@@ -111,7 +111,11 @@ class Head:
         num_classes: the number of scores.
         dense: the output has spatial axes (one set of class scores per position).
         region: for a dense output, a batched `Const` `(batch, *spatial)` float32 0/1 mask
-            per probe sample (`binding.bind` sets it from the probe's labels).
+            per probe sample: a labelled region (`binding.bind` sets it from the probe's
+            masks).
+        region_classes: for a dense output without a labelled `region`, a batched `Const`
+            `(batch,)` int32: the class whose predicted region is summed per probe sample,
+            `-1` the class with the largest predicted region other than class 0.
     """
 
     index: int
@@ -121,39 +125,54 @@ class Head:
     num_classes: int
     dense: bool = False
     region: Const | None = None  # noqa: F821 - `needs.Const`, set by `binding.bind`
+    region_classes: Const | None = None  # noqa: F821 - as `region`
 
     @property
     def regression(self) -> bool:
         """One linear unit: a value, explained as itself (its one "class" is unit 0)."""
         return self.num_classes == 1 and not self.dense
 
-    @property
-    def squashed(self) -> bool:
-        """True when the output passes through a final softmax or sigmoid."""
-        return isinstance(self.layer, keras.layers.Softmax) or (
-            activation_name(self.layer) in _SQUASHING
-        )
+    def _per_position(self, output: tf.Tensor) -> tf.Tensor:
+        scores = tf.cast(output, tf.float32)
+        return tf.concat([-scores, scores], axis=-1) if self.binary else scores
 
-    def scores(self, output: tf.Tensor, sample_index: tf.Tensor | None = None) -> tf.Tensor:
+    def region_of(self, output: tf.Tensor) -> tf.Tensor:
+        """A dense output's explained region of each probe sample, `(batch, *spatial)`
+        float32 0/1, from the output on the probe itself (before a final softmax/sigmoid):
+        the labelled `region`; else the positions whose largest score is the sample's
+        class in `region_classes` (-1: the class predicted on most positions other than
+        class 0, else 0); else (neither set) every position."""
+        if self.region is not None:
+            return tf.constant(self.region.value, tf.float32)
+        scores = self._per_position(output)
+        if self.region_classes is None:
+            return tf.ones_like(scores[..., 0])
+        predicted = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        spatial = tuple(range(1, predicted.shape.rank))
+        counts = tf.reduce_sum(tf.one_hot(predicted, self.num_classes), axis=spatial)
+        largest = tf.argmax(counts[:, 1:], axis=-1, output_type=tf.int32) + 1
+        largest = tf.where(tf.reduce_max(counts[:, 1:], axis=-1) > 0, largest, 0)
+        classes = tf.constant(self.region_classes.value, tf.int32)
+        classes = tf.where(classes < 0, largest, classes)
+        classes = tf.reshape(classes, (-1,) + (1,) * len(spatial))
+        return tf.cast(tf.equal(predicted, classes), tf.float32)
+
+    def scores(self, output: tf.Tensor, region: tf.Tensor | None = None) -> tf.Tensor:
         """Class scores `(batch, num_classes)` in float32 from the output.
 
         Args:
             output: the output (before a final softmax/sigmoid).
-            sample_index: for a dense output computed on other inputs than the probe
-                (perturbed copies), which probe sample each row comes from: its region is
-                the one summed over. `None`: the rows are the probe's samples.
+            region: for a dense output, the region `(batch, *spatial)` summed over in each
+                row: for outputs on other inputs than the probe (perturbed copies), the
+                region of the probe sample each row comes from. `None`: the rows are the
+                probe's samples (`region_of`).
         """
-        scores = tf.cast(output, tf.float32)
-        if self.binary:
-            scores = tf.concat([-scores, scores], axis=-1)
+        scores = self._per_position(output)
         if self.dense:
-            if self.region is None:  # the whole sample
-                return tf.reduce_sum(scores, axis=tuple(range(1, scores.shape.rank - 1)))
-            region = tf.constant(self.region.value, tf.float32)
-            if sample_index is not None:
-                region = tf.gather(region, sample_index)
+            if region is None:
+                region = self.region_of(output)
             axes = tuple(range(1, scores.shape.rank - 1))
-            return tf.reduce_sum(scores * region[..., None], axis=axes)
+            return tf.reduce_sum(scores * tf.stop_gradient(region)[..., None], axis=axes)
         return scores
 
     def output(self, scores: tf.Tensor, dense: bool = False) -> tf.Tensor:
@@ -701,7 +720,7 @@ class ModelGraph:
         head: Head | None = None,
         stop_at: LayerRef | None = None,
         wrap=None,
-        sample_index=None,
+        region=None,
     ):
         """Run the model in inference mode and record the outputs of some layers.
 
@@ -717,7 +736,8 @@ class ModelGraph:
             wrap: `None`, or `wrap(op, args, kwargs, leaf) -> outputs`, called for every
                 leaf operation (nested models are walked into) instead of `leaf(*args,
                 **kwargs)`: how incremental occlusion records the graph it replays.
-            sample_index: which probe sample each input row comes from (`Head.scores`).
+            region: a dense head's region per input row (`Head.scores`); `None`: the
+                rows are the probe's samples, and their region is recorded too.
 
         Returns:
             `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
@@ -779,9 +799,14 @@ class ModelGraph:
         if head is None:
             return None, recorded
         output = keras.tree.flatten(outputs)[head.index]
-        if head.dense:  # the per-position scores, for the health numbers
+        # A dense head's per-position scores (the health numbers) and, on the probe, the
+        # region its scores sum over (perturbed copies are scored over the same, captions
+        # give its size).
+        if head.dense:
             recorded[DENSE_OUTPUT] = output
-        return head.scores(output, sample_index), recorded
+            if region is None:
+                region = recorded[REGION] = head.region_of(output)
+        return head.scores(output, region), recorded
 
 
 def _io_names(model, struct_name: str, tensors) -> list[str]:
@@ -845,6 +870,8 @@ PRE_ACTIVATION = ":pre_activation"
 # The key under which `ModelGraph.run` records a dense head's per-position output (before a
 # final softmax/sigmoid).
 DENSE_OUTPUT = ":dense_output"
+# The key under which it records a dense head's explained region on the probe (`Head.region_of`).
+REGION = ":region"
 
 
 class _Reached(Exception):

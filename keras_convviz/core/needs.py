@@ -127,6 +127,16 @@ class Logits(Need):
         return ctx.logits
 
 
+@dataclass(frozen=True)
+class RegionSizes(Need):
+    """A dense head's explained region of each probe sample (`Context.region`): `(batch,)`
+    float32, the positions in it."""
+
+    def compute(self, ctx):
+        region = ctx.region
+        return tf.reduce_sum(region, axis=tuple(range(1, region.shape.rank)))
+
+
 class Plan:
     """The union of some needs, with their `Const`s lifted into arguments.
 

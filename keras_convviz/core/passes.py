@@ -19,7 +19,14 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from keras_convviz.core.binding import Binding, Bound
-from keras_convviz.core.graph import DENSE_OUTPUT, Head, LayerRef, ModelGraph, kernel_variable
+from keras_convviz.core.graph import (
+    DENSE_OUTPUT,
+    REGION,
+    Head,
+    LayerRef,
+    ModelGraph,
+    kernel_variable,
+)
 from keras_convviz.core.needs import Plan, Result, Slot
 from keras_convviz.core.recorder import Record, Recorder
 from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
@@ -99,6 +106,16 @@ class Context:
     def spatial_size(self) -> tuple[int, ...]:
         """The probe input's spatial size (steps; height, width; depth, height, width)."""
         return tuple(self._binding.image_shape[:-1])
+
+    @property
+    def region(self) -> tf.Tensor | None:
+        """A dense head's explained region of each probe sample `(batch, *spatial)` float32
+        0/1 (`Head.region_of`), `None` for any other head."""
+        return self._recorded.get(REGION)
+
+    def regions_of(self, image_index: tf.Tensor) -> tf.Tensor | None:
+        """The region of the probe sample each row of a chunk comes from (`region`)."""
+        return None if self.region is None else tf.gather(self.region, image_index)
 
     def const(self, slot: Slot) -> tf.Tensor:
         return self._consts[slot.index]
@@ -212,16 +229,15 @@ class Context:
             inputs = build(image_index, index % per_image)
             extras = [tf.gather(extra, image_index) for extra in self._extras]
             chunk_targets = tf.gather(targets, image_index)
+            region = self.regions_of(image_index)
             if gradients:
                 with tf.GradientTape() as tape:
                     tape.watch(inputs)
-                    score = run(
-                        self._binding, inputs, extras, chunk_targets, sample_index=image_index
-                    )
+                    score = run(self._binding, inputs, extras, chunk_targets, region=region)
                 grads = tape.gradient(score, inputs)
                 sums = sums + tf.math.unsorted_segment_sum(grads, image_index, n)
             else:
-                score = run(self._binding, inputs, extras, chunk_targets, sample_index=image_index)
+                score = run(self._binding, inputs, extras, chunk_targets, region=region)
             return chunk + 1, scores.write(chunk, score), sums
 
         scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
@@ -287,13 +303,13 @@ class Core:
         extras,
         targets,
         probabilities: bool = False,
-        sample_index=None,
+        region=None,
     ) -> tf.Tensor:
         """`(chunk,)` the `targets` scores of the model on some inputs (inference mode),
-        or with `probabilities` the targets' probabilities; `sample_index`: which probe
-        sample each input comes from (a dense head's region)."""
+        or with `probabilities` the targets' probabilities; `region`: a dense head's region
+        of the probe sample each input comes from (`Context.regions_of`)."""
         inputs = self._inputs(binding, images, extras)
-        logits = self.graph.run(inputs, {}, binding.head, sample_index=sample_index)[0]
+        logits = self.graph.run(inputs, {}, binding.head, region=region)[0]
         if probabilities:
             logits = binding.head.probabilities(logits)
         return class_scores(logits, targets)

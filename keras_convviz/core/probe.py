@@ -48,24 +48,31 @@ class Probe:
     masks: np.ndarray | None = field(default=None, compare=False)
     regions: np.ndarray | None = field(default=None, compare=False)
 
-    def for_head(self, head) -> Probe:
+    def for_head(self, head, class_index=None) -> Probe:
         """This probe's labels for the model output a map explains (a `graph.Head`): that
         output's labels when they were given per output; none for a regression value (its
-        labels are no classes); for a segmentation output also its integer `masks`
-        `(batch, *spatial)`, each sample's explained class as `labels` (the class with the
-        largest labelled region other than class 0, else 0) and that class's region as
-        `regions` (float32 0/1, `(batch, *spatial)`)."""
+        labels are no classes). For a segmentation output with labels, also its integer
+        `masks` `(batch, *spatial)`, each sample's explained class as `labels` and that
+        class's region in the mask as `regions` (float32 0/1, `(batch, *spatial)`): the
+        class `class_index`, or for `None` the class with the largest labelled region other
+        than class 0 (else 0). With `class_index="predicted"` the masks only: the region is
+        the model's prediction, found in the pass (`graph.Head.region_of`)."""
         probe = self.for_output(head.name, head.index)
         if head.regression:
             return dataclasses.replace(probe, labels=None)
         if not head.dense or probe.targets is None:
             return probe
         masks = _masks(probe.targets, probe.images.shape[:-1])
-        classes = np.zeros(probe.size, np.int32)
-        for i, mask in enumerate(masks):
-            counts = np.bincount(mask.ravel())
-            counts[0] = 0
-            classes[i] = int(np.argmax(counts)) if counts.any() else 0
+        if isinstance(class_index, str):  # "predicted"
+            return dataclasses.replace(probe, labels=None, masks=masks)
+        if class_index is None:
+            classes = np.zeros(probe.size, np.int32)
+            for i, mask in enumerate(masks):
+                counts = np.bincount(mask.ravel())
+                counts[0] = 0
+                classes[i] = int(np.argmax(counts)) if counts.any() else 0
+        else:
+            classes = np.full(probe.size, int(class_index), np.int32)
         regions = (masks == classes.reshape((-1,) + (1,) * (masks.ndim - 1))).astype(np.float32)
         return dataclasses.replace(probe, labels=classes, masks=masks, regions=regions)
 

@@ -25,12 +25,6 @@ def core_for(model: keras.Model) -> Core:
     return core
 
 
-def forget(model: keras.Model) -> None:
-    """Drop a model's core and shared passes (the next call resolves the model afresh)."""
-    model.__dict__.pop(_CORE_ATTRIBUTE, None)
-    model.__dict__.pop(_SHARED_ATTRIBUTE, None)
-
-
 class SharedPass:
     """One compiled pass per snapshot for all callbacks on a model and probe.
 

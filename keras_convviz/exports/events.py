@@ -122,27 +122,3 @@ def decode_png(blob: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
             f"{image.shape[1]}x{image.shape[0]}: the event file is corrupt."
         )
     return image
-
-
-def read_runs(log_dir) -> dict:
-    """Every run under `log_dir`, read with TensorBoard's own event reader.
-
-    Runs without image or scalar tags (text only: the alerts) are left out.
-
-    Returns:
-        `{run: {tag: {"kind": "images"|"scalars", "steps": [...], "values": [...]}}}`,
-        image values decoded as `(height, width, channels)` uint8 arrays (the first image
-        of each step).
-    """
-    runs = {}
-    for run in find_runs(log_dir):
-        tags = {}
-        for series in read_run(log_dir, run):
-            if series.kind == "images":
-                values = [decode_png(v[0], s) for v, s in zip(series.values, series.sizes)]
-            else:
-                values = list(series.values)
-            tags[series.tag] = {"kind": series.kind, "steps": series.steps, "values": values}
-        if tags:  # a run of text summaries only (alerts, the health table) is left out
-            runs[run] = tags
-    return runs

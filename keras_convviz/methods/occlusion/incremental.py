@@ -46,10 +46,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz.core.recorder import Record, Recorder
-from keras_convviz.core.shared import core_for
+from keras_convviz.core.recorder import Record
 from keras_convviz.core.xla import xla_available
-from keras_convviz.methods.occlusion.windows import window_starts
 
 # The cost model, per window, in multiply-adds of a dense convolution: writing one element
 # (batch norm, activations, pools, depthwise convolutions are bound by memory, not by
@@ -717,16 +715,18 @@ class IncrementalScorer:
         out = plan.output
         return values[id(out)] if id(out) in values else static(out)
 
-    def target_scores(self, head):
+    def target_scores(self, ctx):
         """A `Context.score_in_chunks` scorer: `score(image_index, window, targets)`, the
         chunk's target scores (before a final softmax/sigmoid) by incremental inference.
 
         Args:
-            head: the pass's score head (`Context.head`).
+            ctx: the pass's `Context` (its score head, a dense head's regions).
         """
+        head = ctx.head
 
         def score(image_index, window, targets):
-            logits = head.scores(self.output(image_index, window), image_index)
+            output = self.output(image_index, window)
+            logits = head.scores(output, ctx.regions_of(image_index))
             return tf.gather(logits, targets, axis=1, batch_dims=1)
 
         return score
@@ -785,31 +785,3 @@ def takes_incremental(plan: Plan | None, method: str) -> bool:
     if plan is None or method == "naive":
         return False
     return method == "incremental" or plan.cost_ratio <= AUTO_MAX_RATIO
-
-
-def plan_for(model, image_shape, patch, stride) -> Plan | None:
-    """The incremental plan for a single-input model and window size, without running it:
-    which layers are recomputed on rectangles, where full layers start, the estimated cost
-    ratio (what `method="auto"` decides on). For tests and benchmarks.
-
-    Args:
-        model: a built Keras model with one (image) input.
-        image_shape: `(height, width, channels)`.
-        patch: `(rows, cols)` of the window; stride: `(rows, cols)`.
-    """
-    graph = core_for(model).graph
-    head = graph.head(None)
-    tops = window_starts(image_shape[0], patch[0], stride[0])
-    lefts = window_starts(image_shape[1], patch[1], stride[1])
-    found = []
-
-    def trace(images):
-        calls = Recorder([images])
-        graph.run([images], {}, head, wrap=calls)
-        found.append(make_plan(calls.records, images, head.layer, tops, lefts, patch))
-        return tf.constant(0)
-
-    tf.function(trace, autograph=False).get_concrete_function(
-        tf.TensorSpec((None, *image_shape), tf.float32)
-    )
-    return found[0]

@@ -88,7 +88,7 @@ class Occlusion(Need):
                 fill = baseline if per_image else baseline[None]
                 incremental = IncrementalScorer(plan, fill, len(lefts))
                 incremental.prepare()
-                scorer = incremental.target_scores(ctx.head)
+                scorer = incremental.target_scores(ctx)
         scores, _ = ctx.score_in_chunks(
             math.prod(counts), self.batch_size, build, self.targets, scorer=scorer
         )
