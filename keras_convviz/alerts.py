@@ -491,7 +491,7 @@ def _trainable(model, layer: str) -> bool:
     from keras_convviz.health import trains
 
     try:
-        return trains(model, core_for(model).graph.find(layer, "layer").layer)
+        return trains(model, [core_for(model).graph.find(layer, "layer").layer])[0]
     except (ValueError, KeyError, TypeError):
         return False
 

@@ -89,11 +89,11 @@ def weight_health(kernel: tf.Tensor, previous: tf.Tensor | None = None) -> dict[
     return out
 
 
-def trains(model, layer) -> bool:
-    """Whether training updates a layer's weights: the layer is trainable and so is every
-    model it sits in (a frozen base's layers are not, whatever their own flag says)."""
+def trains(model, layers) -> list[bool]:
+    """Whether training updates each layer's weights: the layer is trainable and so is
+    every model it sits in (a frozen base's layers are not, whatever their own flag says)."""
     trained = {id(v) for v in model.trainable_weights}
-    return any(id(v) in trained for v in layer.trainable_weights)
+    return [any(id(v) in trained for v in layer.trainable_weights) for layer in layers]
 
 
 def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:

@@ -127,9 +127,10 @@ class FilterWeights(SnapshotCallback):
     def _capture(self, epoch):
         # Reading a variable gives a tensor that later training steps do not change; whether
         # training updates the layer is read now too, as the user may unfreeze it later.
+        trained = trains(self.model, list(self._layers.values()))
         return {
-            path: (kernel_view(layer), trains(self.model, layer))
-            for path, layer in self._layers.items()
+            path: (kernel_view(layer), trained[i])
+            for i, (path, layer) in enumerate(self._layers.items())
         }
 
     def _snapshot(self, epoch, captured):
