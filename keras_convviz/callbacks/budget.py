@@ -82,17 +82,17 @@ class Budget:
         """The training thread enters `ConvViz`'s hooks."""
         self._hold_from = self.clock()
 
-    def release(self, snapshot: bool) -> None:
-        """It leaves them; `snapshot`: a snapshot was taken (an epoch end some callback was
-        due at)."""
+    def release(self, epoch_end: bool, snapshot: bool) -> None:
+        """It leaves them; `epoch_end`: the hook was an epoch's end; `snapshot`: a snapshot
+        was taken then (some callback was due)."""
         if self._hold_from is None:
             return
         held = self.clock() - self._hold_from
         self._hold_from = None
         self._held += held
+        self._epochs += epoch_end
         if not snapshot:
             return
-        self._epochs += 1
         ran = self._decided[1] if self._decided is not None else frozenset()
         self._decided = None
         if not ran:
@@ -149,15 +149,19 @@ class Budget:
     def every(self, callback, cost: float) -> int | None:
         """About how many epochs apart `callback` runs now, or `None` while the cheap
         snapshots alone use the budget."""
-        epoch = self.training_time() / max(1, self._epochs)
+        epoch = self._epoch_time()
         spare = self.share * epoch - (self._cheap or 0.0)
         if spare <= 0:
             return None
         freq = max(1, callback.freq)
         return max(freq, math.ceil(cost / spare / freq) * freq)
 
+    def _epoch_time(self) -> float:
+        """The mean epoch's training time so far (an epoch whose end is being held counts)."""
+        return self.training_time() / max(1, self._epochs + (self._hold_from is not None))
+
     def _warn(self, callback, cost: float) -> None:
-        epoch = self.training_time() / max(1, self._epochs)
+        epoch = self._epoch_time()
         every = self.every(callback, cost)
         how_often = (
             f"runs about every {every} epochs now (not every {callback.freq})"

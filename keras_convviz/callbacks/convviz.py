@@ -298,7 +298,7 @@ class ConvViz(keras.callbacks.Callback):
         finally:
             epoch = args[0] if args else kwargs.get("epoch")
             snapshot = hook == "on_epoch_end" and any(c._scheduled(epoch) for c in self.callbacks)
-            self.budget.release(snapshot)
+            self.budget.release(hook == "on_epoch_end", snapshot)
 
     def _call(self, hook: str, *args, **kwargs):
         if hook in ("on_epoch_end", "on_train_end"):
