@@ -333,6 +333,6 @@ def test_convviz_says_each_set_up_message_once_for_all_its_children(tmp_path):
         callback.on_train_begin()
     about_layers = [str(w.message) for w in caught if "conv layers" in str(w.message)]
     assert len(about_layers) == 1, about_layers
-    assert about_layers[0].startswith("FeatureMaps, FilterWeights and ActivationMaximization: "), (
-        about_layers[0]
-    )
+    assert about_layers[0].startswith(
+        "FeatureMaps, FilterWeights and ActivationMaximization: "
+    ), about_layers[0]
