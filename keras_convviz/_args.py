@@ -54,6 +54,16 @@ def check_positive_float(value, argument: str) -> float:
     return float(value)
 
 
+def check_budget(budget, argument: str = "budget") -> float | None:
+    ok = isinstance(budget, (int, float, np.integer, np.floating)) and not isinstance(budget, bool)
+    if budget is not None and not (ok and 0 < budget <= 1):
+        raise ValueError(
+            f"`{argument}` must be None or a number in (0, 1] (the largest share of the "
+            f"training time that snapshots may hold). Received: {argument}={budget!r}"
+        )
+    return None if budget is None else float(budget)
+
+
 def check_seed(seed, argument: str = "seed") -> int:
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"`{argument}` must be a non-negative int. Received: {argument}={seed!r}")

@@ -287,6 +287,7 @@ RULES: dict[str, Rule] = {
             "learning rate is far too high for this layer",
             "lower the learning rate (or use warm-up); clip gradients",
             runs=(kinds.FILTER_WEIGHTS.run,),
+            trainable_only=True,
         ),
         Rule(
             "stalled_updates",
@@ -870,10 +871,12 @@ def _batch_norm(model) -> bool:
 
 
 def _trainable(model, layer: str) -> bool:
+    """Whether training updates the layer now (not inside a frozen base)."""
     from keras_convviz.core.shared import core_for
+    from keras_convviz.health import trains
 
     try:
-        return bool(core_for(model).graph.find(layer, "layer").layer.trainable)
+        return trains(model, [core_for(model).graph.find(layer, "layer").layer])[0]
     except (ValueError, KeyError, TypeError):
         return False
 

@@ -102,6 +102,13 @@ def weight_health(kernel: tf.Tensor, previous: tf.Tensor | None = None) -> dict[
     return out
 
 
+def trains(model, layers) -> list[bool]:
+    """Whether training updates each layer's weights: the layer is trainable and so is
+    every model it sits in (a frozen base's layers are not, whatever their own flag says)."""
+    trained = {id(v) for v in model.trainable_weights}
+    return [any(id(v) in trained for v in layer.trainable_weights) for layer in layers]
+
+
 def map_change(maps: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
     """How much each image's map changed: 1 - the Pearson correlation of the two maps.
 

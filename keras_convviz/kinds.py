@@ -62,6 +62,9 @@ class Kind:
         ranks: the input layouts it can draw (`RANK_1D`, `RANK_2D`, `RANK_3D`: sequences,
             images, volumes) and, with `RANK_TOKENS`, whether it draws layers of tokens.
         method: its key in its family's method registry (`"gradcam"`), or `None`.
+        costly: whether it costs many extra passes of the model per snapshot (perturbed
+            or noisy copies of each probe image, optimisation steps), so `ConvViz`'s
+            `budget` may run it less often than the cheap kinds.
     """
 
     run: str
@@ -71,6 +74,7 @@ class Kind:
     quantities: tuple[str, ...] = ()
     ranks: tuple[str, ...] = (RANK_2D,)
     method: str | None = None
+    costly: bool = False
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -101,6 +105,7 @@ class Kind:
             "quantities": list(self.quantities),
             "ranks": list(self.ranks),
             "method": self.method,
+            "costly": self.costly,
         }
 
 
@@ -122,7 +127,7 @@ FEATURE_MAPS = Kind(
 )
 
 
-def _cam(run: str, label: str, method: str) -> Kind:
+def _cam(run: str, label: str, method: str, costly: bool = False) -> Kind:
     return Kind(
         run,
         label,
@@ -131,6 +136,7 @@ def _cam(run: str, label: str, method: str) -> Kind:
         ("change", *_MAP),
         ranks=(*EVERY_RANK, RANK_TOKENS),
         method=method,
+        costly=costly,
     )
 
 
@@ -139,7 +145,7 @@ GRAD_CAM_PLUS_PLUS = _cam("grad_cam_plus_plus", "Grad-CAM++", "gradcam++")
 LAYER_CAM = _cam("layer_cam", "LayerCAM", "layercam")
 HIRES_CAM = _cam("hires_cam", "HiResCAM", "hirescam")
 EIGEN_CAM = _cam("eigen_cam", "Eigen-CAM", "eigencam")
-SCORE_CAM = _cam("score_cam", "Score-CAM", "scorecam")
+SCORE_CAM = _cam("score_cam", "Score-CAM", "scorecam", costly=True)  # a pass per channel
 FILTER_WEIGHTS = Kind(
     "filter_weights",
     "Filter weights",
@@ -155,28 +161,51 @@ ACTIVATION_MAXIMIZATION = Kind(
     "actmax",
     LAYER,
     ("filter_*", "class_*"),
+    costly=True,
 )
 # Windows of any rank: along a sequence's steps, an image's rows and columns, a volume's
 # depth, rows and columns (`core.geometry.Geometry.name` of the probe).
-OCCLUSION = Kind("occlusion_sensitivity", "Occlusion", "occlusion", PROBE, _MAP, ranks=EVERY_RANK)
+OCCLUSION = Kind(
+    "occlusion_sensitivity",
+    "Occlusion",
+    "occlusion",
+    PROBE,
+    _MAP,
+    ranks=EVERY_RANK,
+    costly=True,
+)
 
 
-def _saliency(run: str, label: str) -> Kind:
-    return Kind(run, label, "saliency", PROBE, _MAP, ranks=EVERY_RANK, method=run)
+def _saliency(run: str, label: str, costly: bool = False) -> Kind:
+    return Kind(run, label, "saliency", PROBE, _MAP, ranks=EVERY_RANK, method=run, costly=costly)
 
 
 GRADIENT = _saliency("gradient", "Gradient")
 GRADIENT_X_INPUT = _saliency("gradient_x_input", "Gradient × input")
-SMOOTHGRAD = _saliency("smoothgrad", "SmoothGrad")
-INTEGRATED_GRADIENTS = _saliency("integrated_gradients", "Integrated Gradients")
+SMOOTHGRAD = _saliency("smoothgrad", "SmoothGrad", costly=True)  # a pass per noisy copy
+INTEGRATED_GRADIENTS = _saliency("integrated_gradients", "Integrated Gradients", costly=True)
 
 # The faithfulness floors: a map's deletion and insertion scores under the map's own tags,
 # in these runs, so TensorBoard draws map and floors in one chart.
+# Where they are written, deletion and insertion curves are scored (2 * steps - 1 images per
+# probe image and map): the callback's faithfulness is costly.
 FLOOR_RANDOM = Kind(
-    "floor_random", "random map", "floor", NO_PICTURES, (DELETION, INSERTION), method="random"
+    "floor_random",
+    "random map",
+    "floor",
+    NO_PICTURES,
+    (DELETION, INSERTION),
+    method="random",
+    costly=True,
 )
 FLOOR_EDGE = Kind(
-    "floor_edge", "edge map", "floor", NO_PICTURES, (DELETION, INSERTION), method="edge"
+    "floor_edge",
+    "edge map",
+    "floor",
+    NO_PICTURES,
+    (DELETION, INSERTION),
+    method="edge",
+    costly=True,
 )
 HEALTH = Kind(
     "health",

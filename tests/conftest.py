@@ -200,6 +200,7 @@ def train_with_convviz(seed: int, log_dir) -> TrainedShapes:
         faithfulness=True,
         on_alert=alerts.append,
         on_error="raise",
+        budget=None,  # every kind at every epoch
     )
     return TrainedShapes(train_shapes_model(seed, [convviz]), str(log_dir), alerts)
 
@@ -229,6 +230,6 @@ def logs_12_epochs(tmp_path_factory):
         y,
         epochs=EPOCHS_12,
         verbose=0,
-        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), patch_size=8)],
+        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), patch_size=8, budget=None)],
     )
     return log_dir

@@ -32,7 +32,7 @@ def event_records(log_dir) -> dict:
 def train_with(log_dir, background_on: bool, x, y):
     keras.utils.set_random_seed(0)
     model = small_cnn()
-    callback = kcv.ConvViz(str(log_dir), (x[:3], y[:3]), patch_size=8, saliency=True)
+    callback = kcv.ConvViz(str(log_dir), (x[:3], y[:3]), patch_size=8, saliency=True, budget=None)
     for child in callback.callbacks:
         child.background = background_on
     model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[callback])

@@ -35,6 +35,7 @@ def test_convviz_children_take_their_own_arguments(tmp_path, data):
         grad_cam={"method": ["gradcam", "layercam"], "layer_name": "conv_a"},
         occlusion={"stride": 4, "batch_size": 7, "baseline": 0.0},
         saliency={"method": "gradient"},
+        budget=None,  # every kind at every epoch
     )
     names = [type(c).__name__ for c in callback.callbacks]
     assert names == ["FilterWeights", "GradCAM", "OcclusionSensitivity", "Saliency", "ModelHealth"]

@@ -27,7 +27,7 @@ from keras_convviz.methods.occlusion import windows
 def test_traced_once_over_many_epochs(tmp_path, data):
     model = small_cnn()
     x, y = data
-    callback = kcv.ConvViz(tmp_path, (x[:4], y[:4]), patch_size=8)
+    callback = kcv.ConvViz(tmp_path, (x[:4], y[:4]), patch_size=8, budget=None)
     model.fit(x, y, epochs=6, verbose=0, callbacks=[callback])
     core = core_for(model)
     compiled = [*core.passes.values()]
@@ -77,7 +77,7 @@ def test_heat_map_callbacks_share_one_panel_trace(tmp_path):
     x = rng.random((8, 40, 40, 3), dtype=np.float32)
     y = rng.integers(0, 4, 8)
     before = _rendering._SHARED_PANEL.experimental_get_tracing_count()
-    callback = kcv.ConvViz(tmp_path, (x[:3], y[:3]), patch_size=8, saliency=True)
+    callback = kcv.ConvViz(tmp_path, (x[:3], y[:3]), patch_size=8, saliency=True, budget=None)
     small_cnn(input_shape=(40, 40, 3)).fit(x, y, epochs=2, verbose=0, callbacks=[callback])
     assert {"grad_cam", "occlusion_sensitivity", "smoothgrad"} <= set(read_runs(tmp_path))
     assert _rendering._SHARED_PANEL.experimental_get_tracing_count() == before + 1
@@ -335,7 +335,7 @@ def test_many_callbacks_in_one_process_raise_no_retracing_warning(tmp_path):
         y = np.arange(8) % 4
         for i in range(4):
             model = small_cnn(input_shape=(16, 16, 3))
-            callback = kcv.ConvViz(tmp_path / str(i), (x[:2], y[:2]), patch_size=8)
+            callback = kcv.ConvViz(tmp_path / str(i), (x[:2], y[:2]), patch_size=8, budget=None)
             model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
             kcv.grad_cam(model, x[:2])
     finally:

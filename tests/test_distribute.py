@@ -49,7 +49,7 @@ def make_data():
 
 def make_callback(log_dir) -> kcv.ConvViz:
     x, y = make_data()
-    return kcv.ConvViz(str(log_dir), (x[:4], y[:4]), patch_size=8, on_error="raise")
+    return kcv.ConvViz(str(log_dir), (x[:4], y[:4]), patch_size=8, on_error="raise", budget=None)
 
 
 MIRRORED_SCRIPT = """

@@ -122,7 +122,7 @@ def test_each_callback_writes_exact_tags(tmp_path, model, data, make):
 
 
 def test_convviz_writes_all_its_runs(tmp_path, model, data):
-    fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)])
+    fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8, budget=None)])
     runs = read_runs(tmp_path)
     assert sorted(runs) == CONVVIZ_RUNS
     for run, tags in runs.items():
@@ -212,7 +212,7 @@ def test_sequential_model_with_input(tmp_path, data):
         ]
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)], epochs=2)
+    fit(model, data, [kcv.ConvViz(tmp_path, probe_of(data), patch_size=8, budget=None)], epochs=2)
     runs = read_runs(tmp_path)
     assert sorted(runs) == CONVVIZ_RUNS
     for run, tags in runs.items():
@@ -236,7 +236,7 @@ def test_written_images_and_scalars_are_exactly_the_rendered_ones(tmp_path, data
 
     monkeypatch.setattr(SnapshotCallback, "_write", record)
     model = small_cnn()
-    callback = kcv.ConvViz(tmp_path, probe_of(data), patch_size=8)
+    callback = kcv.ConvViz(tmp_path, probe_of(data), patch_size=8, budget=None)
     fit(model, data, [callback], epochs=5)
     x, y = data
     model.fit(x, y, epochs=7, initial_epoch=5, verbose=0, callbacks=[callback])

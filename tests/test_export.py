@@ -331,3 +331,22 @@ def test_sections_follow_the_kinds_layouts_and_labels(tmp_path, monkeypatch):
         "Toy maps / image_1 toy_maps",
         "custom",
     ]
+
+
+def test_the_report_says_at_which_epochs_a_thinned_kind_exists(tmp_path):
+    # Feature maps at every epoch, occlusion at 0, 3 and 4 (ConvViz's budget thinned it).
+    rng = np.random.default_rng(0)
+    for run, steps in (("feature_maps", range(5)), ("occlusion_sensitivity", (0, 3, 4))):
+        writer = tf.summary.create_file_writer(str(tmp_path / "logs" / "exp" / run))
+        tag = "feature_maps/conv/image_0" if run == "feature_maps" else f"{run}/image_0"
+        with writer.as_default():
+            for step in steps:
+                tf.summary.image(tag, rng.random((1, 6, 6, 3)), step)
+        writer.close()
+    kcv.export(tmp_path / "logs", tmp_path / "out", formats=["html"])
+    text = " ".join(Page((tmp_path / "out" / "report.html").read_text(encoding="utf-8")).text)
+    assert (
+        "Occlusion exists at epochs 0, 3-4 of the 5 epochs with snapshots (0-4): a costly "
+        "kind: ConvViz's `budget` (or its own `freq`) runs it less often." in text
+    )
+    assert text.count("exists at epochs") == 1  # feature maps: at every epoch, no note

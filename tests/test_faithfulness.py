@@ -158,6 +158,7 @@ def test_callbacks_write_each_maps_scores_beside_the_floors(tmp_path, setup):
         faithfulness=options,
         saliency={"method": "gradient"},
         on_error="raise",
+        budget=None,  # every kind at every epoch
     )
     model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
     runs = read_runs(tmp_path)

@@ -72,7 +72,11 @@ def test_training_goes_on_through_divergence(tmp_path, data):
     model = small_cnn()
     model.get_layer("conv_a").kernel.assign(np.full((3, 3, 3, 8), np.inf, np.float32))
     history = model.fit(
-        x, y, epochs=3, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8)]
+        x,
+        y,
+        epochs=3,
+        verbose=0,
+        callbacks=[kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8, budget=None)],
     )
     assert len(history.history["loss"]) == 3
     runs = read_runs(tmp_path)
@@ -109,7 +113,8 @@ TRAIN_AND_DIE = textwrap.dedent(
     y = rng.integers(0, 4, 16)
     model = small_cnn()
     model.fit(x, y, epochs=50, verbose=0,
-              callbacks=[kcv.ConvViz({log_dir!r}, (x[:2], y[:2]), patch_size=8), Die()])
+              callbacks=[kcv.ConvViz({log_dir!r}, (x[:2], y[:2]), patch_size=8, budget=None),
+                         Die()])
     """
 )
 
@@ -144,7 +149,9 @@ def test_fifty_snapshots_leak_nothing(tmp_path, data):
     model = small_cnn()
     # Snapshots without training between them: the kernels never move, which the alerts
     # would rightly report (stalled_updates); they are not what this test is about.
-    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), patch_size=8, on_error="raise", alerts=False)
+    callback = kcv.ConvViz(
+        tmp_path, (x[:2], y[:2]), patch_size=8, on_error="raise", alerts=False, budget=None
+    )
     snapshot(callback, model, epochs=range(5))  # warm up: traces, writers, allocator
     rss, files = rss_bytes(), open_files()
     snapshot(callback, model, epochs=range(5, 55))

@@ -132,7 +132,9 @@ def test_callbacks_write_the_health_of_each_layer(tmp_path):
             kernels[step - 1]
         )
         assert value == pytest.approx(expected, rel=1e-4)
-    assert weights["filter_weights/frozen/relative_update"]["values"] == [0.0, 0.0]
+    # Frozen: drawn once, no update to judge.
+    assert weights["filter_weights/frozen"]["steps"] == [0]
+    assert "filter_weights/frozen/relative_update" not in weights
     norms = weights["filter_weights/squash/norm"]["values"]
     assert norms[-1] == pytest.approx(np.linalg.norm(kernels[-1]), rel=1e-5)
 
@@ -255,3 +257,64 @@ def test_no_loss_numbers_without_labels_or_with_a_custom_compute_loss(tmp_path):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ModelHealth(tmp_path / where, probe)])
         tags = read_runs(tmp_path / where)["health"]
         assert "health/loss" not in tags and not any("gradient" in t for t in tags), where
+
+
+def frozen_base_model():
+    """A small functional base inside an outer model, as a `keras.applications` base is."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="base_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="base_b")(x)
+    base = keras.Model(inputs, x, name="base")
+    outer_in = keras.Input((12, 12, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="top_conv")(
+        base(outer_in)
+    )
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    model = keras.Model(outer_in, keras.layers.Dense(3, activation="softmax", name="head")(y))
+    return model, base
+
+
+def test_a_frozen_base_is_drawn_once_and_again_when_fine_tuned(tmp_path):
+    from keras_convviz.alerts import ConvVizAlert
+
+    model, base = frozen_base_model()
+    base.trainable = False  # the layers keep their own flags; the parent freezes them
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(6)
+    x = rng.random((16, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    seen = []
+    callback = kcv.ConvViz(
+        tmp_path,
+        (x[:2], y[:2]),
+        layer_names=["base/base_a", "base/base_b", "top_conv"],
+        feature_maps=False,
+        grad_cam=False,
+        occlusion=False,
+        health=False,
+        on_alert=seen.append,
+        on_error="raise",
+        alerts={"collapsed_model": False},
+    )
+    # SGD(0): nothing moves, so only the trainable layer may be told it stalled.
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+    weights = read_runs(tmp_path)["filter_weights"]
+    for layer in ("base/base_a", "base/base_b"):
+        assert weights[f"filter_weights/{layer}"]["steps"] == [0], layer
+        assert f"filter_weights/{layer}/relative_update" not in weights
+    assert weights["filter_weights/top_conv"]["steps"] == [0, 1, 2]
+    assert {(a.rule, a.layer) for a in seen} == {("stalled_updates", "top_conv")}
+
+    # Fine-tuning: unfrozen, the base trains, is drawn at each snapshot and judged again.
+    base.trainable = True
+    model.compile(keras.optimizers.SGD(10.0), "sparse_categorical_crossentropy")
+    seen.clear()
+    with pytest.warns(ConvVizAlert):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    weights = read_runs(tmp_path)["filter_weights"]
+    for layer in ("base/base_a", "base/base_b"):
+        assert weights[f"filter_weights/{layer}"]["steps"] == [0, 3, 4], layer
+        assert weights[f"filter_weights/{layer}/relative_update"]["steps"] == [3, 4]
+    # The base's layers are judged now: a learning rate of 10 moves them far too much.
+    assert {a.layer for a in seen if a.rule == "large_updates"} >= {"base/base_a"}

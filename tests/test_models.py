@@ -23,7 +23,7 @@ def fit_convviz(model, x, y, log_dir, epochs=2, **kwargs):
         epochs=epochs,
         batch_size=8,
         verbose=0,
-        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), on_error="raise", **kwargs)],
+        callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), on_error="raise", **kwargs, budget=None)],
     )
     runs = read_runs(log_dir)
     assert sorted(runs) == RUNS

@@ -66,7 +66,11 @@ def test_multi_input_model_trains_with_convviz_and_a_dict_probe(tmp_path):
     x, meta, y = data()
     model = image_and_meta_model()
     callback = kcv.ConvViz(
-        tmp_path, ({"img": x[:2], "meta": meta[:2]}, y[:2]), patch_size=4, on_error="raise"
+        tmp_path,
+        ({"img": x[:2], "meta": meta[:2]}, y[:2]),
+        patch_size=4,
+        on_error="raise",
+        budget=None,  # every kind at every epoch
     )
     model.fit({"img": x, "meta": meta}, y, epochs=2, batch_size=3, verbose=0, callbacks=[callback])
     runs = read_runs(tmp_path)
@@ -229,7 +233,12 @@ def test_multi_output_callbacks_write_with_score_output(tmp_path):
     targets = {"cls": y, "box": np.zeros((len(y), 4), np.float32)}
     only_features = kcv.FeatureMaps(tmp_path / "features", probe=x[:2], on_error="raise")
     convviz = kcv.ConvViz(
-        tmp_path / "all", (x[:2], y[:2]), patch_size=4, score_output="cls", on_error="raise"
+        tmp_path / "all",
+        (x[:2], y[:2]),
+        patch_size=4,
+        score_output="cls",
+        on_error="raise",
+        budget=None,  # every kind at every epoch
     )
     model.fit(x, targets, epochs=2, verbose=0, callbacks=[only_features, convviz])
     assert sorted(read_runs(tmp_path / "all")) == RUNS

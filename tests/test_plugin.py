@@ -83,6 +83,7 @@ def logdir(tmp_path_factory):
             health={"gradients": True},
             activation_maximization={"filters": 4, "steps": 8},
             max_channels=4,
+            budget=None,  # every kind at every epoch
         ),
     ]
     _model().fit(x, y, epochs=EPOCHS, batch_size=12, verbose=0, callbacks=callbacks)
@@ -438,6 +439,12 @@ def _get(url: str, timeout: float = 30) -> bytes:
 @pytest.fixture(scope="session")
 def server(logdir, tmp_path_factory):
     """`tensorboard --logdir LOGDIR --host 127.0.0.1 --port P`, as a user starts it."""
+    with _tensorboard(logdir, tmp_path_factory) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _tensorboard(logdir, tmp_path_factory):
     exe = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
     assert exe, "the tensorboard command is not installed"
     port = _free_port()
@@ -631,6 +638,7 @@ def sick_client(tmp_path_factory):
         occlusion=False,
         faithfulness={"steps": 4},
         health={"gradients": True},
+        budget=None,  # every kind at every epoch
     )
     with pytest.warns(UserWarning):
         model.fit(x, y, epochs=2, batch_size=6, verbose=0, callbacks=[callback])
@@ -679,3 +687,67 @@ def test_an_alert_record_that_is_not_one_is_skipped(caplog):
     for bad in (b"\xff", b"[1, 2]", b"{", json.dumps({**good, "step": "0"}).encode()):
         assert _alert_record(np.array(bad)) is None
     assert "skipped an alert record" in caplog.text
+
+
+@pytest.fixture(scope="session")
+def sparse_logdir(tmp_path_factory):
+    """Occlusion at epochs 0 and 2 of 3 (its own freq; a budget thins it the same way)."""
+    root = tmp_path_factory.mktemp("sparse_logs")
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 24, 24, 3), dtype=np.float32)
+    y = rng.integers(0, 3, size=12).astype(np.int32)
+    callback = kcv.ConvViz(
+        str(root / "exp"),
+        (x[:2], y[:2]),
+        occlusion_freq=2,
+        filter_weights=False,
+        alerts=False,
+        max_channels=4,
+    )
+    _model().fit(x, y, epochs=3, batch_size=12, verbose=0, callbacks=[callback])
+    return root
+
+
+def test_a_kind_at_fewer_epochs_is_served_with_its_experiments_epochs(sparse_logdir):
+    client = make_app(sparse_logdir)[1]
+    occlusion = get_json(client, "sheet", run="exp/occlusion_sensitivity")
+    assert occlusion["steps"] == [0, 2] and occlusion["group_steps"] == [0, 1, 2]
+    maps = get_json(client, "sheet", run="exp/feature_maps", layer=LAYER)
+    assert maps["steps"] == maps["group_steps"] == [0, 1, 2]
+
+
+def test_a_kind_at_fewer_epochs_says_so_in_the_browser(sparse_logdir, tmp_path_factory):
+    path, playwright = _chromium()
+    errors = []
+    shots = Path(os.environ.get("CONVVIZ_SCREENSHOTS", tmp_path_factory.mktemp("shots")))
+    with _tensorboard(sparse_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/#convviz")
+            frame = _tab_frame(page)
+            frame.wait_for_function(_DECODED, arg=[2, 3], timeout=60_000)
+            assert frame.locator("#kind-epochs").is_hidden()  # feature maps: every epoch
+            # At epoch 2, switch to occlusion: it has none there; the nearest before is shown.
+            frame.locator("#scrub").fill("1")
+            frame.locator("#kind").select_option("occlusion_sensitivity")
+            frame.wait_for_function(_DECODED, arg=[2, 2])
+            note = frame.locator("#kind-epochs")
+            assert note.is_visible()
+            assert note.text_content() == (
+                "Occlusion exists at epochs 1, 3 of the 3 epochs with snapshots (1-3): a "
+                "costly kind, run less often by ConvViz's budget (or its own freq); the other "
+                "epochs have no picture of it. Epoch 2 has none: showing epoch 1."
+            )
+            assert texts(frame, "#sheet th.epoch") == ["epoch 1", "epoch 3"]
+            assert "epoch 1 " in frame.locator("#epoch").text_content()
+            page.screenshot(path=str(shots / "kind_at_fewer_epochs.png"))
+            page.keyboard.press("End")  # picking an epoch of the kind drops the "has none"
+            frame.locator("#scrub").fill("1")
+            frame.wait_for_function(
+                "!document.querySelector('#kind-epochs').textContent.includes('has none')"
+            )
+        finally:
+            browser.close()
+    assert errors == []

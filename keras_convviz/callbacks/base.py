@@ -142,6 +142,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self.freq = check_freq(freq)
         self._writers: dict[str, RunWriter] = {}
         self._monitor = None  # set by `ConvViz` to watch for alerts
+        self._budget = None  # set by `ConvViz` to run costly kinds less often (`budget`)
         self._failures = 0
         self._warned = False
         self._active = False
@@ -203,6 +204,11 @@ class SnapshotCallback(keras.callbacks.Callback):
         return ()
 
     def is_due(self, epoch: int) -> bool:
+        """Whether the callback takes a snapshot at `epoch`: by its `freq`, and as its
+        `budget` admits (a `ConvViz`'s costly kinds, `callbacks.budget`)."""
+        return self._scheduled(epoch) and (self._budget is None or self._budget.admits(self, epoch))
+
+    def _scheduled(self, epoch: int) -> bool:
         return self._active and self.freq > 0 and epoch % self.freq == 0
 
     # ---- lifecycle ------------------------------------------------------------------------

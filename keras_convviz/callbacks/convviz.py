@@ -9,11 +9,12 @@ import warnings
 
 import keras
 
-from keras_convviz._args import check_freq, check_log_dir, check_positive_int
+from keras_convviz._args import check_budget, check_freq, check_log_dir, check_positive_int
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
 from keras_convviz.callbacks.base import Notices, ProbeCallback
+from keras_convviz.callbacks.budget import Budget
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
 from keras_convviz.callbacks.grad_cam import GradCAM
@@ -49,6 +50,10 @@ class ConvViz(keras.callbacks.Callback):
     its own run directory under `log_dir` (`feature_maps/`, `filter_weights/`, `grad_cam/`,
     `occlusion_sensitivity/`, ...), beside the `train/` and `validation/` runs of
     `keras.callbacks.TensorBoard(log_dir)`. Every Keras hook is forwarded to the children.
+
+    The costly kinds (occlusion; Score-CAM, SmoothGrad, Integrated Gradients, faithfulness
+    and activation maximisation when asked) run as often as `budget` allows: by default their
+    snapshots hold training at most a tenth of its time.
 
     Each child can be switched off (`occlusion=False`) or given any of its own arguments as
     a dict, which override the shared ones (`grad_cam={"method": ["gradcam", "scorecam"]}`,
@@ -129,6 +134,20 @@ class ConvViz(keras.callbacks.Callback):
         max_slices: int. The depth slices of a volume (Conv3D input) that feature maps and
             heat maps show at most, evenly spaced from the first to the last, as a montage.
             Defaults to `8`.
+        budget: float in (0, 1] or None. The largest share of the training time that
+            snapshots may hold the training thread. The costly kinds (occlusion, Score-CAM,
+            SmoothGrad, Integrated Gradients, faithfulness, activation maximisation: many
+            extra passes each) then run only as often as keeps the time all snapshots held
+            (the first included) within `budget` of the training time so far; the cheap
+            ones (feature maps, filters, gradient CAMs, health) run at every `freq`. Each
+            costly kind's first snapshot of a training always runs, and one warning says
+            when one is thinned and how often it runs. Measured as training goes, in wall
+            time on the training thread: held is the time inside `ConvViz`'s hooks (the
+            shared pass, waiting for the previous snapshot's writing, tracing a new plan),
+            training time the rest since training began; a kind's cost is what its
+            snapshots held beyond the cheapest snapshot without a costly kind. A kind given
+            a `freq` of its own (`occlusion_freq`, `saliency={"freq": 5}`) is left out of
+            the budget. `None` runs everything at its `freq`. Defaults to `0.1`.
 
     Example:
 
@@ -169,10 +188,14 @@ class ConvViz(keras.callbacks.Callback):
         health=True,
         activation_maximization=False,
         max_slices: int = MAX_SLICES,
+        budget: float | None = 0.1,
     ):
         super().__init__()
         freq = check_freq(freq)
         max_slices = check_positive_int(max_slices, "max_slices")
+        self.budget = Budget(check_budget(budget))
+        # The costly kinds run as the budget admits, unless given a `freq` of their own.
+        own_freq = {"occlusion": occlusion_freq is not None or _gives_freq(occlusion)}
         occlusion_freq = (
             freq if occlusion_freq is None else check_freq(occlusion_freq, "occlusion_freq")
         )
@@ -246,6 +269,17 @@ class ConvViz(keras.callbacks.Callback):
             if choice is not False
         ]
         self._notices = Notices()
+        for (argument, choice, *_), child in zip(
+            (c for c in children if c[1] is not False), self.callbacks
+        ):
+            if not (own_freq.get(argument) or _gives_freq(choice)):
+                child._budget = self.budget
+                self.budget.arguments[child] = (
+                    "`occlusion_freq=n`"
+                    if argument == "occlusion"
+                    else f"`{argument}={{'freq': n}}`"
+                )
+        self._budgeted = [c for c in self.callbacks if c._budget is not None]
         for child in self.callbacks:
             child._parent_warns = True  # one warning for all of them (`_forward`)
             child._notices = self._notices
@@ -284,6 +318,21 @@ class ConvViz(keras.callbacks.Callback):
             self._table = None
 
     def _forward(self, hook: str, *args, **kwargs):
+        if hook in ("on_train_begin", "on_train_end"):
+            self._call(hook, *args, **kwargs)
+            if hook == "on_train_begin":
+                self.budget.begin(c for c in self._budgeted if c._active)
+            return
+        # The time the training thread spends here is what snapshots hold it (`budget`).
+        self.budget.hold()
+        try:
+            self._call(hook, *args, **kwargs)
+        finally:
+            epoch = args[0] if args else kwargs.get("epoch")
+            snapshot = hook == "on_epoch_end" and any(c._scheduled(epoch) for c in self.callbacks)
+            self.budget.release(hook == "on_epoch_end", snapshot)
+
+    def _call(self, hook: str, *args, **kwargs):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
         if hook == "on_epoch_end" and self.monitor is not None:
@@ -298,7 +347,7 @@ class ConvViz(keras.callbacks.Callback):
             self._warn_large_probe()
             if self.monitor is not None:
                 self._check_setup()
-        self._notices.flush(stacklevel=4)
+        self._notices.flush(stacklevel=5)
         if hook == "on_epoch_end" and self.monitor is not None:
             epoch, logs = args[0], kwargs.get("logs", args[1] if len(args) > 1 else None)
             numbers = self._fit_numbers.of(logs)
@@ -315,7 +364,7 @@ class ConvViz(keras.callbacks.Callback):
         """The large-probe warning once for all children, once the probe fits the model."""
         bound = [c for c in self.callbacks if getattr(c, "_shared", None) is not None]
         if bound and not self._told_large:
-            warn_large_probe(bound[0].probe, stacklevel=4)
+            warn_large_probe(bound[0].probe, stacklevel=5)
         self._told_large = self._told_large or bool(bound)
 
     def _warn_not_served(self) -> None:
@@ -332,7 +381,7 @@ class ConvViz(keras.callbacks.Callback):
             f"ConvViz serves this model in part; off for this training: {'; '.join(parts)}. "
             f"On: {', '.join(on) or 'none'}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
     def _check_setup(self) -> None:
@@ -374,6 +423,10 @@ class ConvViz(keras.callbacks.Callback):
         super().set_params(params)
         for child in self.callbacks:
             child.set_params(params)
+
+
+def _gives_freq(choice) -> bool:
+    return isinstance(choice, dict) and "freq" in choice
 
 
 def _install_hooks(convviz: ConvViz) -> None:

@@ -12,7 +12,7 @@ from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import CONV_TYPES, NotServed, kernel_variable
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.core.shared import core_for
-from keras_convviz.health import weight_health
+from keras_convviz.health import trains, weight_health
 from keras_convviz.summary_io import Image, Scalar
 
 
@@ -55,8 +55,12 @@ class FilterWeights(SnapshotCallback):
     (blue negative, white zero, red positive; for RGB patches grey is zero) with one symmetric
     scale per layer, written as the scalar `max_abs`. Beside it, the kernel's `norm` and,
     from the second snapshot on, its `relative_update` ||W - W_prev|| / ||W_prev|| since
-    the previous snapshot (0 for a frozen layer; `keras_convviz.health.weight_health`).
-    Written at the end of every `freq` epochs into the run `log_dir/filter_weights`.
+    the previous snapshot (`keras_convviz.health.weight_health`). Written at the end of
+    every `freq` epochs into the run `log_dir/filter_weights`; a layer that training does
+    not update (not trainable, or inside a frozen base: `base.trainable = False`) is drawn
+    at the first snapshot and again only when its kernel changed, without a
+    `relative_update` (no training signal to judge); once unfrozen (fine-tuning) it is
+    drawn at every snapshot again.
 
     Tags: `filter_weights/<layer>` (images) and `filter_weights/<layer>/<quantity>`
     (scalars: `max_abs`, `norm`, `relative_update`). Step = epoch.
@@ -127,18 +131,24 @@ class FilterWeights(SnapshotCallback):
         self._previous_model = model
 
     def _capture(self, epoch):
-        # Reading a variable gives a tensor that later training steps do not change.
-        return {path: kernel_view(layer) for path, layer in self._layers.items()}
+        # Reading a variable gives a tensor that later training steps do not change; whether
+        # training updates the layer is read now too, as the user may unfreeze it later.
+        trained = trains(self.model, list(self._layers.values()))
+        return {
+            path: (kernel_view(layer), trained[i])
+            for i, (path, layer) in enumerate(self._layers.items())
+        }
 
-    def _snapshot(self, epoch, kernels):
-        first = self._previous is None
-        if first:
-            self._previous = kernels
+    def _snapshot(self, epoch, captured):
+        previous = self._previous or {}
         run = self.run_name
         items = []
-        for path, kernel in kernels.items():
+        for path, (kernel, trained) in captured.items():
+            before = previous.get(path)
+            if not trained and before is not None and bool(tf.reduce_all(kernel == before)):
+                continue  # frozen and unchanged: its picture and numbers are the last ones
             image, scale, health, non_finite = render_kernel(
-                kernel, self._previous[path], self.max_filters, self.max_inputs
+                kernel, kernel if before is None else before, self.max_filters, self.max_inputs
             )
             items += [
                 Image(_tags.tag(run, path), image),
@@ -146,9 +156,12 @@ class FilterWeights(SnapshotCallback):
                 Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True),
             ]
             for name, value in health.items():
-                if not (first and name == "relative_update"):  # no update before the first
+                # No update before the first snapshot; a frozen layer's (set_weights, or
+                # trained before it was frozen) is no training signal to judge.
+                if name != "relative_update" or (trained and before is not None):
                     items.append(Scalar(_tags.tag(run, path, name), value))
-        self._previous = kernels
+            previous[path] = kernel
+        self._previous = previous
         return items
 
 

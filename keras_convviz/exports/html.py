@@ -61,6 +61,7 @@ table.grid td { padding: 2px; border: 2px solid transparent; }
 table.grid td.current { border-color: #1f77b4; }
 table.grid img { height: 72px; width: auto; max-width: none; cursor: pointer; }
 .missing { visibility: hidden; }
+.epochs-note { color: #8a5a00; margin: 0 0 8px; }
 img.smooth { image-rendering: auto; }
 """
 
@@ -215,8 +216,40 @@ def _display_width(width: int) -> int:
     return min(width * max(1, 200 // max(width, 1)), 640)
 
 
-def section_html(index: int, section: Section, steps: list[int]) -> str:
-    """One kind and layer: slider, the pictures at the picked epoch, plots and grid."""
+def epochs_note(section: Section, epochs: list[int]) -> str:
+    """A line saying at which epochs a kind exists, when it exists at fewer of them than
+    its experiment's other kinds (a costly kind thinned by `ConvViz`'s budget or given a
+    `freq` of its own); else empty."""
+    own = section.steps
+    if not own or len(own) >= len(epochs):
+        return ""
+    why = (
+        "a costly kind: ConvViz's `budget` (or its own `freq`) runs it less often"
+        if section.kind is not None and section.kind.costly
+        else "its own `freq` runs it less often"
+    )
+    return (
+        f'<p class="epochs-note">{escape(section.label)} exists at epochs '
+        f"{escape(epoch_list(own))} of the {len(epochs)} epochs with snapshots "
+        f"({escape(epoch_list(epochs))}): {why}. The other epochs have no picture of it.</p>"
+    )
+
+
+def epoch_list(steps: list[int]) -> str:
+    """`0-3, 6, 9`: consecutive steps as ranges."""
+    parts, start = [], None
+    for i, step in enumerate(steps):
+        if start is None:
+            start = step
+        if i + 1 == len(steps) or steps[i + 1] != step + 1:
+            parts.append(str(start) if start == step else f"{start}-{step}")
+            start = None
+    return ", ".join(parts)
+
+
+def section_html(index: int, section: Section, steps: list[int], epochs=None) -> str:
+    """One kind and layer: slider, the pictures at the picked epoch, plots and grid;
+    `epochs`: every epoch its experiment has snapshots at (`epochs_note`)."""
     last = len(steps) - 1
     head = (
         f'<section class="kind" id="section-{index}" data-steps="{escape(json.dumps(steps))}">'
@@ -233,7 +266,7 @@ def section_html(index: int, section: Section, steps: list[int]) -> str:
         '<button class="next" type="button" aria-label="next epoch">&#9654;</button>'
         f"<output>epoch {steps[last]}</output>"
         f"<span>{len(steps)} of {len(section.steps)} epochs</span></div>"
-    )
+    ) + epochs_note(section, epochs or section.steps)
     shown = []
     for row, picture in enumerate(section.pictures):
         step = steps[last]
@@ -272,6 +305,10 @@ def section_html(index: int, section: Section, steps: list[int]) -> str:
     return f'{head}{controls}<div class="shown">{"".join(shown)}</div>{plots_html}{grid}</section>'
 
 
+def _group(run: str) -> str:
+    return run.rsplit("/", 1)[0] if "/" in run else ""
+
+
 def report_html(
     sections: list[Section],
     steps: list[list[int]],
@@ -298,9 +335,13 @@ def report_html(
         + "</a></li>"
         for i, s in enumerate(sections)
     )
+    # Per experiment (the runs' parent directory), every epoch some kind has pictures at.
+    epochs: dict[str, set] = {}
+    for section in sections:
+        epochs.setdefault(_group(section.run), set()).update(section.steps)
     body = []
     for i, (section, chosen) in enumerate(zip(sections, steps)):
-        body.append(section_html(i, section, chosen))
+        body.append(section_html(i, section, chosen, sorted(epochs[_group(section.run)])))
         tick(section.title)
     if other_scalars:
         plots = "".join(svg_plot(tag, runs, marker=False) for tag, runs in other_scalars.items())

@@ -228,8 +228,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
 
     # A sheet: every row's steps.
 
-    def _rows(self, request, run: str, layer: str | None) -> list[dict]:
-        for entry in self._index(request):
+    def _rows(self, request, run: str, layer: str | None, index=None) -> list[dict]:
+        for entry in index if index is not None else self._index(request):
             if entry["run"] != run:
                 continue
             for group in entry["layers"]:
@@ -237,6 +237,27 @@ class ConvVizPlugin(base_plugin.TBPlugin):
                     return group["rows"]
             raise BadRequest(f"Run {run!r} has no layer {layer!r}.", code=404)
         raise BadRequest(f"No ConvViz run {run!r}.", code=404)
+
+    def _group_steps(self, request, run: str, index) -> list[int]:
+        """Every step some picture run of `run`'s experiment (its group) has pictures at:
+        a kind with fewer (thinned by `ConvViz`'s budget, or its own `freq`) says so."""
+        group = next(e["group"] for e in index if e["run"] == run)
+        # One tag per run tells its steps: a callback writes all of its tags at a snapshot.
+        tags = {
+            e["run"]: e["layers"][0]["rows"][0]["tag"]
+            for e in index
+            if e["group"] == group and e["layers"] and e["layers"][0]["rows"]
+        }
+        data = self._provider.read_blob_sequences(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_IMAGES,
+            downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=list(tags), tags=list(set(tags.values()))),
+        )
+        return sorted(
+            {d.step for other, tag in tags.items() for d in data.get(other, {}).get(tag, [])}
+        )
 
     def _sequences(self, request, run: str, tags: list[str]) -> dict:
         data = self._provider.read_blob_sequences(
@@ -259,7 +280,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
     def _serve_sheet(self, request):
         run = _arg(request, "run")
         layer = _arg(request, "layer", required=False) or None
-        rows = self._rows(request, run, layer)
+        index = self._index(request)
+        rows = self._rows(request, run, layer, index)
         sequences = self._sequences(request, run, [r["tag"] for r in rows])
         out = []
         for row in rows:
@@ -268,7 +290,9 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             width, height = self._size(request, run, row["tag"], sequence)
             out.append({**row, "steps": steps, "width": width, "height": height})
         steps = sorted({s for row in out for s in row["steps"]})
-        return {"run": run, "layer": layer, "rows": out, "steps": steps}, "application/json"
+        sheet = {"run": run, "layer": layer, "rows": out, "steps": steps}
+        sheet["group_steps"] = self._group_steps(request, run, index)
+        return sheet, "application/json"
 
     def _size(self, request, run: str, tag: str, sequence) -> tuple[int | None, int | None]:
         """(width, height) of a tag's pictures, from its first PNG's header (read once)."""

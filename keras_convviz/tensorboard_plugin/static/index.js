@@ -20,7 +20,8 @@ const state = {
   kind: null,
   run: null,
   layer: null,
-  sheet: null, // {rows: [{tag, label, steps}], steps}
+  sheet: null, // {rows: [{tag, label, steps}], steps, group_steps}
+  missed: null, // the epoch (step) asked for that this kind has no picture at
   scalars: null,
   alerts: null,
   index: 0, // position of the current epoch in sheet.steps
@@ -153,7 +154,18 @@ async function loadSheet() {
   state.scalars = scalars;
   state.alerts = alerts;
   const kept = sheet.steps.indexOf(previousStep);
-  state.index = kept >= 0 ? kept : Math.max(0, sheet.steps.length - 1);
+  state.missed = null;
+  if (kept >= 0) {
+    state.index = kept;
+  } else if (previousStep !== null && sheet.steps.length) {
+    // A kind written at fewer epochs (ConvViz's budget, its own freq): the nearest epoch
+    // at or before the one asked for, and say so (drawEpochs), rather than jump to the last.
+    const before = sheet.steps.filter((s) => s <= previousStep).length;
+    state.index = Math.max(0, before - 1);
+    state.missed = previousStep;
+  } else {
+    state.index = Math.max(0, sheet.steps.length - 1);
+  }
   drawAll();
   setStatus("");
 }
@@ -284,6 +296,43 @@ function drawNow() {
   });
 }
 
+function epochList(steps) {
+  // Epochs as the tab counts them (step + 1), consecutive ones as ranges: "1-3, 6, 9".
+  const parts = [];
+  let start = null;
+  steps.forEach((step, i) => {
+    if (start === null) start = step;
+    if (i + 1 === steps.length || steps[i + 1] !== step + 1) {
+      parts.push(start === step ? `${start + 1}` : `${start + 1}-${step + 1}`);
+      start = null;
+    }
+  });
+  return parts.join(", ");
+}
+
+function drawEpochs() {
+  // A kind with pictures at fewer epochs than its experiment's others says at which.
+  const sheet = state.sheet;
+  const all = sheet && sheet.group_steps ? sheet.group_steps : [];
+  if (!sheet || !sheet.steps.length || sheet.steps.length >= all.length) {
+    ui.epochs.hidden = true;
+    ui.epochs.textContent = "";
+    return;
+  }
+  const label = kindLabel(state.kind);
+  const known = state.kinds.get(state.kind);
+  const why = known && known.costly
+    ? "a costly kind, run less often by ConvViz's budget (or its own freq)"
+    : "run less often (its own freq)";
+  let text = `${label} exists at epochs ${epochList(sheet.steps)} of the ${all.length} ` +
+    `epochs with snapshots (${epochList(all)}): ${why}; the other epochs have no picture of it.`;
+  if (state.missed !== null) {
+    text += ` Epoch ${state.missed + 1} has none: showing epoch ${sheet.steps[state.index] + 1}.`;
+  }
+  ui.epochs.textContent = text;
+  ui.epochs.hidden = false;
+}
+
 function drawPosition() {
   const sheet = state.sheet;
   const n = sheet ? sheet.steps.length : 0;
@@ -411,6 +460,7 @@ function drawAll() {
   drawScalars();
   drawAlerts();
   drawPosition();
+  drawEpochs();
 }
 
 // Moving through epochs.
@@ -419,8 +469,10 @@ function setIndex(index) {
   const n = state.sheet ? state.sheet.steps.length : 0;
   if (!n) return;
   state.index = ((index % n) + n) % n;
+  state.missed = null; // the user picked an epoch of this kind
   drawNow();
   drawPosition();
+  drawEpochs();
 }
 
 function stop() {
@@ -490,6 +542,9 @@ function build() {
 
   const body = el("div", { class: "body" });
   const main = el("main");
+  ui.epochs = el("p", { id: "kind-epochs", class: "epochs-note", role: "note" });
+  ui.epochs.hidden = true;
+  main.append(ui.epochs);
   main.append(el("h2", {}, "Now"));
   ui.now = el("section", { id: "now", class: "now" });
   main.append(ui.now);

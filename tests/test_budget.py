@@ -1,0 +1,177 @@
+"""`ConvViz(budget=...)`: the schedule of the costly kinds, on a fake clock, and in a real fit."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import read_runs, small_cnn
+
+import keras_convviz as kcv
+from keras_convviz.callbacks.budget import Budget
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Member:
+    """A callback as the budget sees it: its runs, its `freq`, whether it is due."""
+
+    def __init__(self, run="occlusion_sensitivity", freq=1):
+        self.run = run
+        self.freq = freq
+
+    def run_names(self):
+        return (self.run,)
+
+    def _scheduled(self, epoch):
+        return epoch % self.freq == 0
+
+
+def simulate(budget, members, epochs, epoch_time, cheap, costs, first_extra=0.0):
+    """Train `epochs` epochs of `epoch_time` s on the fake clock; each snapshot holds
+    `cheap` s plus the cost of each member admitted (`first_extra` more at the first, its
+    trace). Returns the epochs each member ran at."""
+    clock = budget.clock
+    budget.begin(members)
+    ran = {m: [] for m in members}
+    for epoch in range(epochs):
+        clock.now += epoch_time
+        budget.hold()
+        clock.now += cheap + (first_extra if epoch == 0 else 0.0)
+        for member in members:
+            if member._scheduled(epoch) and budget.admits(member, epoch):
+                ran[member].append(epoch)
+                clock.now += costs[member]
+        budget.release(epoch_end=True, snapshot=True)
+    return ran
+
+
+def test_a_kind_costlier_than_the_budget_is_thinned_to_it():
+    budget = Budget(0.1, Clock())
+    occlusion = Member()
+    with pytest.warns(
+        UserWarning,
+        match=r"Occlusion\) takes about 2.01 s a snapshot against 1 s epochs, so it runs "
+        r"about every 21 epochs",
+    ) as seen:
+        ran = simulate(budget, [occlusion], 200, 1.0, 0.01, {occlusion: 2.0})
+    assert len(seen) == 1  # once per kind per training
+    assert "`budget=None`" in str(seen[0].message)
+    runs = ran[occlusion]
+    assert runs[0] == 0  # the first snapshot always runs
+    # 0.1 s per 1 s epoch, 0.01 of it for the cheap kinds: 2 s fit about every 22 epochs.
+    assert 7 <= len(runs) <= 10
+    assert budget.held() <= 0.1 * budget.training_time() + 2.0  # within one run of it
+    gaps = np.diff(runs[1:])
+    assert gaps.min() >= 20 and gaps.max() <= 23
+
+
+def test_a_cheap_costly_kind_runs_at_every_freq_and_the_first_trace_is_paid_back():
+    budget = Budget(0.1, Clock())
+    saliency = Member("smoothgrad", freq=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not thinned after the trace is paid back: no warning
+        ran = simulate(budget, [saliency], 30, 1.0, 0.0, {saliency: 0.02})
+    assert ran[saliency] == list(range(0, 30, 2))
+    # A first snapshot of 5 s (tracing) holds the costly kind back until training has
+    # earned it and a second run at the cost measured then (the trace included: the kind's
+    # cost is known only once it ran again): 100 s of training at 0.1. Then every `freq`.
+    budget = Budget(0.1, Clock())
+    with pytest.warns(UserWarning, match="runs about every"):
+        ran = simulate(budget, [saliency], 140, 1.0, 0.0, {saliency: 0.02}, first_extra=5.0)
+    assert ran[saliency][0] == 0
+    assert 98 <= ran[saliency][1] <= 106
+    assert ran[saliency][1:] == list(range(ran[saliency][1], 140, 2))
+
+
+def test_two_costly_kinds_share_the_budget_and_none_runs_everything():
+    clock = Clock()
+    budget = Budget(0.2, clock)
+    occlusion, actmax = Member(), Member("activation_maximization")
+    costs = {occlusion: 1.0, actmax: 3.0}
+    with pytest.warns(UserWarning) as seen:
+        ran = simulate(budget, [occlusion, actmax], 120, 1.0, 0.05, costs)
+    assert len(seen) == 2
+    assert ran[occlusion][0] == ran[actmax][0] == 0
+    held = 0.05 * 120 + sum(costs[m] * len(ran[m]) for m in costs)
+    assert held == pytest.approx(budget.held())
+    assert held <= 0.2 * budget.training_time() + 3.0
+    # Neither starves the other: they take turns.
+    assert len(ran[actmax]) >= 3
+    assert abs(len(ran[occlusion]) - len(ran[actmax])) <= 1
+    assert budget.thinned[actmax][0] == 1
+
+    unlimited = Budget(None, Clock())
+    ran = simulate(unlimited, [occlusion, actmax], 5, 1.0, 0.05, costs)
+    assert ran == {occlusion: [0, 1, 2, 3, 4], actmax: [0, 1, 2, 3, 4]}
+
+
+def test_a_cheap_kind_is_never_under_the_budget():
+    budget = Budget(0.1, Clock())
+    gradcam = Member("grad_cam")
+    ran = simulate(budget, [gradcam], 5, 1.0, 0.0, {gradcam: 100.0})
+    assert ran[gradcam] == [0, 1, 2, 3, 4]
+    assert budget.members == []
+
+
+@pytest.mark.parametrize("budget", [0, 1.5, -0.1, "0.1", True, float("nan")])
+def test_budget_is_checked(tmp_path, budget):
+    with pytest.raises(ValueError, match=r"`budget` must be None or a number in \(0, 1\]"):
+        kcv.ConvViz(tmp_path, np.zeros((2, 8, 8, 3), np.float32), budget=budget)
+
+
+def test_fit_thins_an_occlusion_far_dearer_than_the_epochs(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 8)
+    options = dict(
+        feature_maps=False,
+        filter_weights=False,
+        health=False,
+        alerts=False,
+        # 32 x 32 windows of 2 px on each probe image: far dearer than a one-batch epoch.
+        occlusion={"stride": 1, "patch_size": 2, "method": "naive"},
+    )
+    model = small_cnn()
+    with pytest.warns(
+        UserWarning, match=r"OcclusionSensitivity \(Occlusion\) takes about.*`occlusion_freq=n`"
+    ):
+        model.fit(
+            x,
+            y,
+            epochs=4,
+            batch_size=8,
+            verbose=0,
+            callbacks=[kcv.ConvViz(tmp_path / "thin", (x[:4], y[:4]), **options)],
+        )
+    runs = read_runs(tmp_path / "thin")
+    assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2, 3]
+    assert runs["occlusion_sensitivity"]["occlusion_sensitivity/image_0"]["steps"] == [0]
+
+    model = small_cnn()
+    model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[kcv.ConvViz(tmp_path / "all", (x[:4], y[:4]), budget=None, **options)],
+    )
+    runs = read_runs(tmp_path / "all")
+    assert runs["occlusion_sensitivity"]["occlusion_sensitivity/image_0"]["steps"] == [0, 1, 2]
+
+
+def test_a_kind_given_its_own_freq_is_outside_the_budget(tmp_path):
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    costly = {"occlusion": True, "saliency": True}
+    for given in ({"occlusion_freq": 1}, {"saliency": {"freq": 2}}):
+        callback = kcv.ConvViz(tmp_path, x, **{**costly, **given})
+        outside = {type(c).__name__ for c in callback.callbacks if c._budget is None}
+        assert outside == {"OcclusionSensitivity" if "occlusion_freq" in given else "Saliency"}
