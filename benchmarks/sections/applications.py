@@ -288,7 +288,7 @@ def _measure(name: str, spec: dict, ctx) -> dict:
     # (a) a later snapshot without occlusion (the second of C's fit on) / fwd+bwd.
     held, held_cpu = med(c["snapshots"][1:]), med(c["snapshots_cpu"][1:])
     # (b) the epoch after a snapshot / an epoch without one: after A's first snapshot (the
-    # defaults) and after C's snapshots (without occlusion).
+    # defaults) and after C's first snapshots (without occlusion).
     after_first, after_first_cpu = a["epochs"][1], a["epochs_cpu"][1]
     after_c, after_c_cpu = med(c["epochs"][1:]), med(c["epochs_cpu"][1:])
     # (c) the first snapshot against a later one, both A's (the defaults); the model's own
@@ -515,14 +515,14 @@ def run(cfg, ctx):
         f"activation); other seeds: the same training with seeds {list(spec['seeds'][1:])}.",
         "Times: wall seconds, and in brackets this process's CPU seconds over the same "
         "stretch (every thread: the writer's drawing included). (a) = held time of a later "
-        f"snapshot (median of the 2nd-{spec['later_epochs']}th) of a fit with "
+        f"snapshot (median of the 2nd to the {spec['later_epochs']}th) of a fit with "
         "ConvViz(..., occlusion=False) / one compiled forward + backward pass to the input on "
         f"the probe (median of {spec['floor_reps']}). (b) = training time of the epoch after a "
         "snapshot / of an epoch in a fit without ConvViz (median of "
-        f"{spec['plain_epochs']}), after the defaults' first snapshot and after the later "
-        "snapshots without occlusion. (c) = the defaults' first / second snapshot of the "
-        "healthy training; tracing = its first epoch - a plain epoch (Keras tracing its "
-        "train step).",
+        f"{spec['plain_epochs']}), after the defaults' first snapshot and after the "
+        "snapshots of the fit without occlusion (its 2nd and later epochs). (c) = the "
+        "defaults' first / second snapshot of the healthy training; tracing = its first "
+        "epoch - a plain epoch (Keras tracing its train step).",
     ]
     targets = []
     for row in rows:
