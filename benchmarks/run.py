@@ -5,6 +5,7 @@
     python benchmarks/run.py --only occlusion,methods --no-peers
     python benchmarks/run.py --only incremental   # 224x224 models: 12-25 minutes on 2 cores
     python benchmarks/run.py --only zoo   # 8 models' fits: 34 minutes with others busy
+    python benchmarks/run.py --only applications --label after   # issue 24's table rows
 
 Prints one table per section and a summary of the targets, and writes every number to
 `benchmarks/results.json`. The peers (tf-explain, xplique, tf-keras-vis) are installed the
@@ -46,6 +47,7 @@ import timing  # noqa: E402
 import workload  # noqa: E402
 from sections import (  # noqa: E402
     actmax,
+    applications,
     faithfulness,
     grad_cam,
     incremental,
@@ -79,6 +81,7 @@ SECTIONS = (
     "scaling",
     "actmax",
     "zoo",
+    "applications",
 )
 
 
@@ -133,6 +136,15 @@ def config(quick: bool) -> dict:
                 "reps": 2,
                 "pass_reps": 3,
             },
+            "applications": {
+                "models": list(applications.MODELS),
+                "n_train": 64,
+                "epochs": 2,
+                "plain_epochs": 2,
+                "later_epochs": 3,
+                "floor_reps": 3,
+                "seeds": [0],
+            },
         }
     return {
         "reps": 9,
@@ -179,6 +191,16 @@ def config(quick: bool) -> dict:
             "reps": 3,
             "pass_reps": 5,
         },
+        # (section 11b, issue 24: keras.applications models' healthy short trainings)
+        "applications": {
+            "models": list(applications.MODELS),
+            "n_train": 64,
+            "epochs": 2,
+            "plain_epochs": 3,
+            "later_epochs": 3,
+            "floor_reps": 5,
+            "seeds": [0, 1],
+        },
     }
 
 
@@ -202,6 +224,7 @@ RUNNERS = {
     "scaling": scaling.run,
     "actmax": actmax.run,
     "zoo": zoo.run,
+    "applications": applications.run,
 }
 
 # Each section's number and title in BENCHMARKS.md.
@@ -223,6 +246,8 @@ TITLES = {
     "actmax": "10. Activation maximisation: floor, peers, snapshot cost, warm start",
     "zoo": "11. ConvViz's defaults across a zoo of models (sequence, volume, U-Net, two "
     "heads, ViT; keras.applications at 64x64)",
+    "applications": "11b. ConvViz's defaults on keras.applications models (issue 24): layers, "
+    "cards, alerts on a healthy training, cost ratios",
 }
 
 
@@ -246,6 +271,12 @@ def main(argv=None) -> int:
         metavar="CORES",
         help="before each section, wait (up to 10 minutes) until other processes keep "
         "fewer than CORES cores busy",
+    )
+    parser.add_argument(
+        "--label",
+        default=None,
+        help="names the rows of the sections that print rows for BENCHMARKS.md's before / "
+        "after tables (applications); defaults to the commit",
     )
     args = parser.parse_args(argv)
     only = [s for s in args.only.split(",") if s] or list(SECTIONS)
