@@ -23,10 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 import timing
+from conftest import forget
 
 import keras_convviz as kcv
 from keras_convviz._tags import parse_picture_tag
-from keras_convviz.core.shared import forget
 from keras_convviz.datasets import make_shapes
 from keras_convviz.exports.events import find_runs, read_run
 
