@@ -1084,11 +1084,10 @@ def table(data: dict) -> str:
 
     for r in results:
         j = judge(cases[r["case"]], r)
-        rules = []
+        first_epochs = {}  # a rule that fires on several layers: its first epoch
         for a in r["alerts"]:
-            label = f"{a['rule']} ({a['epoch']})"
-            if label not in rules:
-                rules.append(label)
+            first_epochs.setdefault(a["rule"], a["epoch"])
+        rules = [f"{rule} ({epoch})" for rule, epoch in first_epochs.items()]
         shown = ", ".join(rules[:4]) + (f" +{len(rules) - 4}" if len(rules) > 4 else "")
         ours = j["ours"]
         healthy = r["healthy"]
