@@ -67,12 +67,12 @@ def unscaled(value: float, previous: float | None, threshold: float, now: dict) 
 
 
 def off_default(value: float, previous: float | None, threshold: float, now: dict) -> bool:
-    """Not positive, or `threshold` times above (or `threshold`**2 times below) the
-    optimizer's own default learning rate."""
+    """Not positive, or `threshold` times above (or 10 x `threshold` times below, or at)
+    the optimizer's own default learning rate."""
     default = now.get("default_learning_rate")
     if value <= 0:
         return True
-    return default is not None and not default / threshold**2 < value < default * threshold
+    return default is not None and not default / (10 * threshold) < value < default * threshold
 
 
 def beyond(value: float, previous: float | None, threshold: float, now: dict) -> bool:
@@ -142,30 +142,60 @@ def _naming(alerts: list, what: str) -> dict | None:
 
 
 _BROKEN_SET_UP = (
+    "nothing_trainable",
     "softmax_single_unit",
     "unbounded_probabilities",
     "softmax_regression_loss",
     "labels_out_of_range",
     "single_class_labels",
 )
-_TOO_FAST = ("learning_rate", "loss_exploded", "large_updates", "non_finite")
+_DIVERGED = ("loss_exploded", "large_updates", "non_finite")
 
 
 def _set_up_broken(context: dict) -> dict | None:
     return _naming(_fired(context, *_BROKEN_SET_UP), "alerts")
 
 
-def _batch_norm_lag(context: dict) -> dict | None:
-    """A batch-normalised model whose training loss is well below chance: it predicts well
-    in training mode; the probe runs in inference mode, on moving statistics."""
-    loss, chance = context.get("loss"), context.get("chance_loss")
-    if not (context.get("batch_norm") and loss is not None and chance):
+def _bad_rate(context: dict) -> dict | None:
+    """The `learning_rate` alert fired: how the rate is off, against the optimizer's
+    default."""
+    if not _fired(context, "learning_rate"):
         return None
-    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"} if loss < 0.5 * chance else None
+    rate, default = context.get("learning_rate"), context.get("default_learning_rate")
+    if rate is None or default is None:
+        how = "far off the usual range"
+    elif rate <= 0:
+        how = "not positive (a negative rate climbs the loss)"
+    else:
+        how = "far too large" if rate > default else "far too small"
+    return {"how": how}
 
 
-def _too_fast(context: dict) -> dict | None:
-    return _naming(_fired(context, *_TOO_FAST), "alerts")
+def _diverged(context: dict) -> dict | None:
+    return _naming(_fired(context, *_DIVERGED), "alerts")
+
+
+def _batch_norm_lag(context: dict) -> dict | None:
+    """A batch-normalised model whose training loss is well below the probe's (in
+    inference mode) or below half the chance level: it predicts well in training mode; the
+    probe runs in inference mode, on moving statistics that lag behind."""
+    loss, chance = context.get("training_loss"), context.get("chance_loss")
+    probe_loss = context["now"].get("loss")
+    if not (context.get("batch_norm") and loss is not None):
+        return None
+    low = (chance and loss < 0.5 * chance) or (probe_loss and loss < 0.75 * probe_loss)
+    if not low:
+        return None
+    against = f"{probe_loss:.3g} on the probe" if probe_loss else f"chance {chance:.3g}"
+    return {"loss": f"{loss:.3g}", "against": against}
+
+
+def _never_learnt(context: dict) -> dict | None:
+    """The training loss still at chance level: nothing was learnt from the inputs."""
+    loss, chance = context.get("training_loss"), context.get("chance_loss")
+    if loss is None or not chance or loss < 0.9 * chance:
+        return None
+    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"}
 
 
 def _dead_elsewhere(context: dict) -> dict | None:
@@ -307,9 +337,9 @@ RULES: dict[str, Rule] = {
             trainable_only=True,
             causes=(
                 Cause(
-                    lambda context: _naming(_fired(context, "learning_rate"), "alerts"),
-                    "the learning rate is (nearly) 0 or negative (alert {alerts})",
-                    "set a positive learning rate near the optimizer's default",
+                    _bad_rate,
+                    "the learning rate is {how} (alert `learning_rate`)",
+                    "set the learning rate near the optimizer's default",
                 ),
                 Cause(
                     _dead_elsewhere,
@@ -347,6 +377,19 @@ RULES: dict[str, Rule] = {
             runs=(kinds.HEALTH.run,),
         ),
         # The set-up, read once at train begin (`checks.setup_numbers`).
+        Rule(
+            "nothing_trainable",
+            "Nothing in the model can train",
+            "trainable_weights",
+            at_most,
+            "{t} trainable weights",
+            0,
+            "the model (or every layer) has `trainable=False`: `fit` runs, but no weight "
+            "changes and the loss stays where it starts",
+            "set `trainable=True` on the layers to train (with a frozen base, at least on "
+            "the new head) and compile again",
+            runs=(_tags.SETUP,),
+        ),
         Rule(
             "softmax_single_unit",
             "A softmax over one unit",
@@ -406,7 +449,7 @@ RULES: dict[str, Rule] = {
             "A learning rate far off the usual range",
             "learning_rate",
             off_default,
-            "not positive, or {t}x above (or {t}^2x below) the optimizer's default",
+            "not positive, or {t}x above (or 10x{t}x below) the optimizer's default",
             100.0,
             "a learning rate that is negative or zero does not descend; one far above the "
             "optimizer's default diverges or collapses the model; one far below it barely "
@@ -477,7 +520,8 @@ RULES: dict[str, Rule] = {
             "the model learns nothing from its inputs: labels that do not match the inputs "
             "(shuffled separately), a learning rate far too small, dead or saturated layers, "
             "or an output/loss mismatch",
-            "check that inputs and labels are paired; look at the set-up alerts and at the "
+            "check that inputs and labels are paired and that data sorted by class is "
+            "shuffled before batching; look at the set-up alerts and at the "
             "layers' alerts; try a larger learning rate",
             runs=(_tags.FIT,),
             patience=4,
@@ -543,18 +587,34 @@ RULES: dict[str, Rule] = {
                     "fix what {alerts} says first",
                 ),
                 Cause(
-                    _batch_norm_lag,
-                    "no collapse of the training: its loss is low ({loss}, chance "
-                    "{chance}), so in training mode the model predicts well; the probe runs "
-                    "in inference mode, where the BatchNormalization layers use moving "
-                    "statistics that still lag behind the weights",
-                    "this usually passes within a few epochs; with few steps per epoch, "
-                    "lower the BatchNormalization `momentum` (e.g. 0.9)",
+                    _bad_rate,
+                    "the learning rate is {how} (alert `learning_rate`), and the classifier "
+                    "fell onto one class",
+                    "set the learning rate near the optimizer's default (Adam 1e-3, SGD "
+                    "1e-2) and tune it by factors of 3",
                 ),
                 Cause(
-                    _too_fast,
+                    _diverged,
                     "the training diverged (alert {alerts}) and the classifier fell onto one class",
                     "lower the learning rate; clip gradients (`clipnorm`)",
+                ),
+                Cause(
+                    _batch_norm_lag,
+                    "no collapse of the training: its loss is lower ({loss}, against "
+                    "{against}), so in training mode the model predicts better; the probe "
+                    "runs in inference mode, where the BatchNormalization layers use moving "
+                    "statistics that still lag behind the weights",
+                    "this usually passes within a few epochs; with few steps per epoch, "
+                    "lower the BatchNormalization `momentum` (e.g. 0.9; keras.applications "
+                    "models use 0.99-0.999)",
+                ),
+                Cause(
+                    _never_learnt,
+                    "the training loss is still at chance level ({loss}, log K = {chance}): "
+                    "the model has learnt nothing from its inputs and guesses one class",
+                    "check that each input is paired with its own label and that data "
+                    "sorted by class is shuffled before batching (`dataset.shuffle`); check "
+                    "that the layers are trainable and the learning rate not far too small",
                 ),
             ),
             # An untrained model often starts on one class, and a batch-normalised one may
@@ -727,12 +787,20 @@ class Monitor:
         """Keep the training's latest numbers (its loss, chance level) for the causes."""
         self._numbers.update(numbers)
 
-    def context(self, model, layer: str) -> dict:
-        """What a rule's causes read (`Cause.when`)."""
+    def context(self, model, layer: str, now: dict | None = None) -> dict:
+        """What a rule's causes read (`Cause.when`): the alerts fired so far by rule, the
+        layer, its quantities now, whether the model has batch normalisation, and the
+        training's numbers noted (`note`: its loss, chance level, learning rate)."""
         fired: dict[str, list[Alert]] = {}
         for (rule, _), alert in self._fired.items():
             fired.setdefault(rule, []).append(alert)
-        return {"fired": fired, "layer": layer, "batch_norm": _batch_norm(model), **self._numbers}
+        return {
+            **self._numbers,
+            "fired": fired,
+            "layer": layer,
+            "now": now or {},
+            "batch_norm": _batch_norm(model),
+        }
 
     def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
         """Check the scalars one callback wrote at a snapshot (or numbers read elsewhere,
@@ -774,7 +842,7 @@ class Monitor:
                 since[2] += 1
                 if since[2] < rule.patience:
                     continue
-                meaning, advice = rule.explain(self.context(model, layer))
+                meaning, advice = rule.explain(self.context(model, layer, now))
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"

@@ -166,6 +166,7 @@ def setup_numbers(graph, probe, head) -> list[Scalar]:
         number("", "input_min", float(np.min(images)))
         number("", "input_rescaled", rescaled)
 
+    number("", "trainable_weights", len(model.trainable_weights))
     rate = learning_rate(model)
     if rate is not None:
         number("", "learning_rate", rate[0])

@@ -51,6 +51,11 @@ def fired(model, x, y, tmp_path, epochs=1, probe=8):
     return out
 
 
+def frozen(model):
+    model.trainable = False
+    return model
+
+
 def compiled(model, loss="sparse_categorical_crossentropy", optimizer=None):
     model.compile(optimizer or keras.optimizers.Adam(1e-3), loss)
     return model
@@ -70,6 +75,7 @@ CASES = {
     "learning_rate": lambda: (compiled(cnn(), optimizer=keras.optimizers.Adam(-1e-3)), data()),
     "heavy_dropout": lambda: (compiled(cnn(after_conv=[keras.layers.Dropout(0.6)])), data()),
     "single_class_labels": lambda: (compiled(cnn()), (data()[0], np.zeros(32, np.int64))),
+    "nothing_trainable": lambda: (compiled(frozen(cnn())), data()),
 }
 
 
@@ -226,18 +232,16 @@ def bn_cnn():
     )
 
 
-def collapse(monitor, model, snapshots=4):
+def collapse(monitor, model, snapshots=4, probe_loss=None):
     """A probe predicted as one class while its labels are not, `snapshots` times."""
     for step in range(snapshots):
-        monitor.observe(
-            step,
-            step,
-            [
-                Scalar("health/majority_fraction", 1.0),
-                Scalar("health/label_majority_fraction", 0.5),
-            ],
-            model,
-        )
+        numbers = [
+            Scalar("health/majority_fraction", 1.0),
+            Scalar("health/label_majority_fraction", 0.5),
+        ]
+        if probe_loss is not None:
+            numbers.append(Scalar("health/loss", probe_loss))
+        monitor.observe(step, step, numbers, model)
     (alert,) = [a for a in monitor.alerts if a.rule == "collapsed_model"]
     return alert
 
@@ -246,18 +250,35 @@ def collapse(monitor, model, snapshots=4):
     "model, numbers, fired, expected",
     [
         # A batch-normalised model whose training loss is low: moving statistics, not the
-        # learning rate (the false "lower the learning rate" of the bug benchmark).
-        (bn_cnn, {"loss": 0.03, "chance_loss": np.log(3)}, (), "moving statistics"),
+        # learning rate (the false "lower the learning rate" of the bug benchmark) ...
+        (bn_cnn, {"training_loss": 0.03, "chance_loss": np.log(3)}, (), "moving statistics"),
+        # ... or well below the probe's loss in inference mode (MobileNetV2 with its
+        # BatchNormalization momentum of 0.999, early in training).
+        (bn_cnn, {"training_loss": 0.95, "probe_loss": 1.39}, (), "moving statistics"),
         # The same collapse without batch normalisation: the rule's general reading.
-        (lambda: cnn(), {"loss": 0.03, "chance_loss": np.log(3)}, (), "a too large learning"),
+        (lambda: cnn(), {"training_loss": 0.03}, (), "a too large learning"),
+        # The loss never left chance: nothing was learnt (shuffled labels, a frozen model).
+        (lambda: cnn(), {"training_loss": 1.097, "chance_loss": np.log(3)}, (), "nothing from"),
         # With a broken set-up fired before, the set-up is named first.
         (
             bn_cnn,
-            {"loss": 1.1, "chance_loss": np.log(3)},
+            {"training_loss": 1.1, "chance_loss": np.log(3)},
             ("softmax_single_unit",),
             "(alert `softmax_single_unit`)",
         ),
-        (lambda: cnn(), {"loss": 5.0}, ("learning_rate",), "diverged (alert `learning_rate`)"),
+        # A learning-rate alert says which way the rate is off.
+        (
+            lambda: cnn(),
+            {"training_loss": 5.0, "learning_rate": -1.0, "default_learning_rate": 1e-3},
+            ("learning_rate",),
+            "is not positive",
+        ),
+        (
+            lambda: cnn(),
+            {"training_loss": 1.1, "learning_rate": 1e-7, "default_learning_rate": 1e-3},
+            ("learning_rate",),
+            "is far too small",
+        ),
     ],
 )
 def test_a_collapse_names_the_cause_the_evidence_supports(
@@ -265,12 +286,19 @@ def test_a_collapse_names_the_cause_the_evidence_supports(
 ):
     monitor = Monitor(str(tmp_path), RULES)
     model = model()
+    probe_loss = numbers.pop("probe_loss", None)
     monitor.note(numbers)
     for rule in fired:  # as the set-up check reports it
-        quantity = {"softmax_single_unit": "softmax_units", "learning_rate": "learning_rate"}
-        value = {"softmax_single_unit": 1.0, "learning_rate": -1.0}[rule]
-        monitor.observe(0, 0, [Scalar(f"setup/head/{quantity[rule]}", value)], model, table=False)
-    alert = collapse(monitor, model)
+        reported = {
+            "softmax_single_unit": [Scalar("setup/head/softmax_units", 1.0)],
+            "learning_rate": [
+                Scalar("setup/learning_rate", numbers.get("learning_rate", -1.0)),
+                Scalar("setup/default_learning_rate", numbers.get("default_learning_rate", 1)),
+            ],
+        }
+        monitor.observe(0, 0, reported[rule], model, table=False)
+        assert rule in [a.rule for a in monitor.alerts]
+    alert = collapse(monitor, model, probe_loss=probe_loss)
     assert expected in alert.meaning, alert.meaning
     assert alert.record()["meaning"] == alert.meaning
 

@@ -107,9 +107,10 @@ class ConvViz(keras.callbacks.Callback):
             (`health/layers` in the run `health/`). A dict sets a rule's threshold or
             switches it off (`{"dead_channels": 0.8, "stalled_updates": False}`).
             Defaults to `True`.
-        on_alert: callable or None. Called with each `Alert` when it first fires, on the
-            thread that writes the snapshots (not the training thread; see `stop_on` to
-            stop training).
+        on_alert: callable or None. Called with each `Alert` when it first fires: for
+            the rules on the snapshots on the thread that writes them, for those on the
+            set-up and on `fit`'s loss on the training thread (see `stop_on` to stop
+            training).
         stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
             as `EarlyStopping` does. Defaults to `()`.
         scale: `"image"` or `"run"`: how feature maps and heat maps are scaled (see
@@ -303,6 +304,7 @@ class ConvViz(keras.callbacks.Callback):
         self._probe = on_probe["probe"]
         self._score_output = score_output
         self._fit_numbers = FitNumbers(None)
+        self._offset: int | None = None  # step - epoch in the current fit
         self._told_large = False
         _install_hooks(self)
 
@@ -336,10 +338,7 @@ class ConvViz(keras.callbacks.Callback):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
         if hook == "on_epoch_end" and self.monitor is not None:
-            # The epoch's loss, for the causes the snapshot's alerts name (`alerts.Cause`).
-            logs = kwargs.get("logs", args[1] if len(args) > 1 else None) or {}
-            if "loss" in logs:
-                self.monitor.note({"loss": float(logs["loss"])})
+            self._observe_fit(*args, **kwargs)
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_train_begin":
@@ -349,14 +348,11 @@ class ConvViz(keras.callbacks.Callback):
                 self._check_setup()
         self._notices.flush(stacklevel=5)
         if hook == "on_epoch_end" and self.monitor is not None:
-            epoch, logs = args[0], kwargs.get("logs", args[1] if len(args) > 1 else None)
-            numbers = self._fit_numbers.of(logs)
-            job = functools.partial(self._end_snapshot, epoch, numbers)
             # After the children's snapshots, on the same writer thread.
             if any(child.background for child in self.callbacks):
-                self._table = background.WRITER.submit(job)
+                self._table = background.WRITER.submit(self._end_snapshot)
             else:
-                job()
+                self._end_snapshot()
             if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
                 self.settle()
 
@@ -395,17 +391,36 @@ class ConvViz(keras.callbacks.Callback):
             head = None
         probe = self._probe.for_head(head) if head is not None else self._probe
         self._fit_numbers = FitNumbers(chance_classes(graph, head))
+        self._offset = None
         if self._fit_numbers.classes:
             self.monitor.note({"chance_loss": math.log(self._fit_numbers.classes)})
         step = min((c._floor for c in self.callbacks), default=0)
-        self.monitor.observe(step, 0, setup_numbers(graph, probe, head), self.model, table=False)
+        numbers = setup_numbers(graph, probe, head)
+        # The learning rate against its default tells the causes "too large" from "too small".
+        self.monitor.note(
+            {
+                item.tag.split("/")[-1]: item.value
+                for item in numbers
+                if item.tag.endswith("learning_rate")
+            }
+        )
+        self.monitor.observe(step, 0, numbers, self.model, table=False)
 
-    def _end_snapshot(self, epoch: int = 0, fit_numbers=()) -> None:
+    def _observe_fit(self, epoch: int, logs=None) -> None:
+        """The rules on `fit`'s own numbers at an epoch's end, before the children's
+        snapshots: a loss at chance or exploding is the evidence their alerts' causes read
+        (`alerts.Cause`), so it is known first. On the training thread: the previous
+        snapshot's jobs, which also touch the monitor, have settled."""
+        if self._offset is None:  # the children's step for this epoch (`on_epoch_end`)
+            self._offset = max(0, min((c._floor for c in self.callbacks), default=0) - epoch)
+        logs = logs or {}
+        if "loss" in logs:
+            self.monitor.note({"training_loss": float(logs["loss"])})
+        numbers = self._fit_numbers.of(logs)
+        self.monitor.observe(epoch + self._offset, epoch, numbers, self.model, table=False)
+
+    def _end_snapshot(self) -> None:
         try:
-            if fit_numbers:
-                offsets = [c._offset for c in self.callbacks if c._offset is not None]
-                step = epoch + (offsets[0] if offsets else 0)
-                self.monitor.observe(step, epoch, fit_numbers, self.model, table=False)
             self.monitor.end_snapshot()
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
             warnings.warn(
