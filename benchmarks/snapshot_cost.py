@@ -147,7 +147,9 @@ def measure(name, epochs, n_train, layers, profile, tmp, where=None):
     x = rng.random((n_train, size, size, 3), dtype=np.float32)
     y = rng.integers(0, CLASSES, n_train).astype(np.int32)
     probe = (x[:PROBE], y[:PROBE])
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # Keras traces its step
+    step_trace, step_trace_cpu = time.perf_counter() - start, time.process_time() - cpu
     floor, floor_trace = _floor(model, tf.constant(x[:PROBE]))
     options = {}
     if layers:
@@ -184,6 +186,7 @@ def measure(name, epochs, n_train, layers, profile, tmp, where=None):
     epoch_wall = [e - b for b, e in zip(first.begin, first.end)]
     epoch_cpu = [e - b for b, e in zip(first.cpu_begin, first.cpu_end)]
     held = [b - a for a, b in zip(first.end, last.end)]
+    held_cpu = [b - a for a, b in zip(first.cpu_end, last.cpu_end)]
     after = [epoch_wall[e] for e in range(1, epochs, 2)]
     clean = [epoch_wall[e] for e in range(2, epochs, 2)]
     row = {
@@ -193,8 +196,12 @@ def measure(name, epochs, n_train, layers, profile, tmp, where=None):
         "drawn": where or "default",
         "floor_s": round(floor, 4),
         "floor_trace_s": round(floor_trace, 2),
+        "first_epoch_s": round(step_trace, 2),  # Keras's train step traced, one epoch run
+        "first_epoch_cpu_s": round(step_trace_cpu, 2),
         "first_held_s": round(held[0], 3),
         "later_held_s": [round(held[e], 3) for e in range(2, epochs, 2)],
+        "first_held_cpu_s": round(held_cpu[0], 3),
+        "later_held_cpu_s": [round(held_cpu[e], 3) for e in range(2, epochs, 2)],
         "epoch_after_s": [round(v, 3) for v in after],
         "epoch_clean_s": [round(v, 3) for v in clean],
         "epoch_after_cpu_s": [round(epoch_cpu[e], 3) for e in range(1, epochs, 2)],

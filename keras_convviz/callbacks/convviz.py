@@ -93,8 +93,8 @@ class ConvViz(keras.callbacks.Callback):
             switches it off (`{"dead_channels": 0.8, "stalled_updates": False}`).
             Defaults to `True`.
         on_alert: callable or None. Called with each `Alert` when it first fires, on the
-            thread that writes the snapshots (not the training thread; see `stop_on` to
-            stop training).
+            thread that writes the snapshots (the writer thread where the model trains on
+            an accelerator; see `stop_on` to stop training).
         stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
             as `EarlyStopping` does. Defaults to `()`.
         scale: `"image"` or `"run"`: how feature maps and heat maps are scaled (see
@@ -262,7 +262,7 @@ class ConvViz(keras.callbacks.Callback):
         self._notices.flush(stacklevel=4)
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
-            if any(child.background for child in self.callbacks):
+            if any(child.off_thread() for child in self.callbacks):
                 self._table = background.WRITER.submit(self._end_snapshot)
             else:
                 self.monitor.end_snapshot()
