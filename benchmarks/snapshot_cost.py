@@ -3,16 +3,17 @@
     nice -n 10 python benchmarks/snapshot_cost.py efficientnetv2b0 mobilenetv2_frozen
     nice -n 10 python benchmarks/snapshot_cost.py --layers 8 --epochs 7 all
 
-Each model (`weights=None`, 5 classes, logits-free softmax head as keras.applications builds
-it) is fitted once without `ConvViz` (Keras traces its train step) and then with
+Each model (`weights=None`, 5 classes, the softmax head keras.applications builds) is
+fitted once without `ConvViz` (Keras traces its train step) and then with
 `ConvViz(log_dir, probe=(x[:4], y[:4]), occlusion=False, freq=2)`, so in one fit the epochs
 after a snapshot (1, 3, 5) and those after none (2, 4, 6) train side by side. Per epoch it
 records the wall time and the process's CPU time (every thread); per snapshot the time
 `ConvViz.on_epoch_end` holds the training thread and the writer thread's wall and CPU time
 for its jobs. One compiled forward + backward pass on the probe (to the input) is the floor.
 
-Prints one JSON line per model, and with `--profile` the writer's and the training thread's
-top functions by cumulative time at a later snapshot.
+Prints one JSON line per model, and with `--profile` the training thread's top functions by
+cumulative time over epochs 4 and 5 (a snapshot drawn in place, or a job's wait for the
+writer thread).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 
@@ -174,7 +174,6 @@ def measure(name, epochs, n_train, layers, profile, tmp, where=None):
                 if epoch == 5:
                     profiler.disable()
 
-        threading.setprofile(None)
     cpu0 = time.process_time()
     start = time.perf_counter()
     with warnings.catch_warnings():
