@@ -37,8 +37,9 @@ def test_traced_once_over_many_epochs(tmp_path, data):
 
 def test_layer_pictures_traced_once_per_shape_for_the_process(tmp_path):
     # Feature maps and filters draw each layer through one function for the process, traced
-    # per layer shape: a fit traces one per layer, its later epochs and a second model with
-    # the same shapes none. Filter counts (5, 7) and 36x36 images no other test uses.
+    # per picture (here one per layer: 5 and 7 channels): a fit traces one per layer, its
+    # later epochs and a second model with the same shapes none. Filter counts (5, 7) and
+    # 36x36 images no other test uses.
     from keras_convviz.callbacks import feature_maps, filter_weights
 
     def model(seed):
