@@ -869,6 +869,7 @@ def render_kernels(
     max_inputs: int = 32,
     cell: int = 4,
     lut: tf.Tensor | None = None,
+    scale: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Renders a conv kernel with one symmetric colour scale for the layer.
 
@@ -894,6 +895,8 @@ def render_kernels(
         max_inputs: Maximum number of input channels shown (deep layout).
         cell: Minimum upsampling factor per weight.
         lut: Diverging colour map; `None` means `colormap("RdBu_r")`.
+        scale: The colour scale, or `None`: `kernel_scale(kernel)` (give the whole
+            layer's when `kernel` is the part of it shown).
 
     Returns:
         Float32 tensor of shape `(1, rows * kh * p + rows + 1,
@@ -906,7 +909,7 @@ def render_kernels(
     if lut is None:
         lut = colormap(DEFAULT_DIVERGING_CMAP)
     nf = min(cout, max_filters)
-    scale = kernel_scale(kernel)
+    scale = kernel_scale(kernel) if scale is None else tf.cast(scale, tf.float32)
     # One scale for the whole layer, so filters can be compared with each
     # other (a per-filter stretch would make dead filters look lively).
     norm = normalize_symmetric(kernel[..., :nf], scale)  # (kh, kw, cin, nf)

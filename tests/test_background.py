@@ -62,12 +62,14 @@ def test_the_writer_thread_writes_the_same_bytes_as_writing_in_place(tmp_path):
         assert steps == sorted(steps)
 
 
-def test_snapshots_are_drawn_off_the_training_thread(tmp_path):
+def drawing_threads(tmp_path, background_on) -> tuple[list[str], kcv.GradCAM]:
+    """The threads that drew each snapshot of a 3-epoch fit."""
     rng = np.random.default_rng(1)
     x = rng.random((8, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 4, 8)
     threads = []
     callback = kcv.GradCAM(tmp_path, x[:2])
+    callback.background = background_on
     drawn = callback._snapshot
 
     def recording(epoch, captured):
@@ -76,8 +78,31 @@ def test_snapshots_are_drawn_off_the_training_thread(tmp_path):
 
     callback._snapshot = recording
     small_cnn().fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+    return threads, callback
+
+
+def test_snapshots_are_drawn_off_the_training_thread(tmp_path):
+    threads, callback = drawing_threads(tmp_path, True)
     assert threads == ["keras_convviz-writer"] * 3
     assert callback._pending is None  # `on_train_end` waited for the last one
+
+
+@pytest.mark.parametrize("accelerator", [False, True])
+def test_by_default_snapshots_are_drawn_off_thread_only_beside_an_accelerator(
+    tmp_path, monkeypatch, accelerator
+):
+    # Training on the CPU, the writer's work would take its CPU time out of the next epoch.
+    monkeypatch.setattr(background, "draw_off_thread", lambda: accelerator)
+    threads, _ = drawing_threads(tmp_path, None)
+    training = threading.current_thread().name
+    assert threads == ["keras_convviz-writer" if accelerator else training] * 3
+
+
+def test_without_an_accelerator_the_default_draws_in_place():
+    import tensorflow as tf
+
+    assert not tf.config.list_logical_devices("GPU")  # the tests run on the CPU
+    assert background.draw_off_thread() is False
 
 
 def test_an_error_on_the_writer_thread_reaches_fit_with_on_error_raise(tmp_path):

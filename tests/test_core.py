@@ -38,8 +38,9 @@ def test_traced_once_over_many_epochs(tmp_path, data):
 
 def test_layer_pictures_traced_once_per_shape_for_the_process(tmp_path):
     # Feature maps and filters draw each layer through one function for the process, traced
-    # per layer shape: a fit traces one per layer, its later epochs and a second model with
-    # the same shapes none. Filter counts (5, 7) and 36x36 images no other test uses.
+    # per picture (here one per layer: 5 and 7 channels): a fit traces one per layer, its
+    # later epochs and a second model with the same shapes none. Filter counts (5, 7) and
+    # 36x36 images no other test uses.
     from keras_convviz.callbacks import feature_maps, filter_weights
 
     def model(seed):
@@ -66,6 +67,36 @@ def test_layer_pictures_traced_once_per_shape_for_the_process(tmp_path):
         assert set(read_runs(tmp_path / str(seed))) >= {"feature_maps", "filter_weights"}
         counts.append([fn.experimental_get_tracing_count() for fn in functions])
     assert np.diff(counts, axis=0).tolist() == [[2, 2], [0, 0]]
+
+
+def test_layers_of_other_sizes_and_depths_share_a_drawing_trace(tmp_path):
+    # Four layers of three shapes, each showing 32 relu channels: one feature-map trace
+    # (it was one per shape); kernels of four shapes, three pictures (the two deep ones
+    # show 32 inputs of 40 filters). 38x38 images and 40/50 channels: no other test's.
+    from keras_convviz.callbacks import feature_maps, filter_weights
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((38, 38, 3))
+    x = keras.layers.Conv2D(40, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(40, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(50, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(40, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 38, 38, 3), dtype=np.float32)
+    y = rng.integers(0, 3, 8)
+    functions = (feature_maps.render_layer, filter_weights.render_kernel)
+    before = [fn.experimental_get_tracing_count() for fn in functions]
+    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), grad_cam=False, occlusion=False, alerts=False)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)
+    assert len([t for t in runs["feature_maps"] if t.endswith("/image_0")]) == 4
+    assert len([t for t in runs["filter_weights"] if t.count("/") == 1]) == 4
+    traced = [fn.experimental_get_tracing_count() - b for fn, b in zip(functions, before)]
+    assert traced[0] <= 1 and traced[1] <= 3, traced
 
 
 def test_heat_map_callbacks_share_one_panel_trace(tmp_path):

@@ -108,13 +108,14 @@ def run(cfg, ctx):
         saliency=True,
     )
     # The process's drawing functions, shared by every callback and fit: traced once per
-    # layer (kernel) shape, or once for the process; here, what this fit traced of them.
+    # picture layout (channels, filters shown), or once for the process; here, what this fit
+    # traced of them.
     from keras_convviz import _rendering
     from keras_convviz.callbacks import feature_maps, filter_weights
 
     shared = {
-        "feature_maps.render_layer (per layer shape)": feature_maps.render_layer,
-        "filter_weights.render_kernel (per kernel shape)": filter_weights.render_kernel,
+        "feature_maps.render_layer (per picture layout)": feature_maps.render_layer,
+        "filter_weights.render_kernel (per picture layout)": filter_weights.render_kernel,
         "_rendering.draw_heatmap_panels (one for the process)": _rendering._SHARED_PANEL,
     }
     per_layer = ("feature_maps.render_layer", "filter_weights.render_kernel")
@@ -163,7 +164,7 @@ def run(cfg, ctx):
         ],
         "targets": [
             target(
-                "traces per compiled function (10 calls / 10 epochs; shared ones per layer shape)",
+                "traces per compiled function (10 calls / 10 epochs; shared ones per picture)",
                 max_traces,
                 "<= 1",
                 max_traces <= 1,

@@ -3,8 +3,10 @@
 A snapshot has two parts. What reads the model (the shared compiled pass, a copy of the
 kernels) runs on the training thread at the end of the epoch, because the next training
 step changes the weights. Everything after it reads only those tensors: the compiled
-renderers, the PNG encoder, the event-file writes and the alert rules. That part is a job
-for one writer thread per process, so training goes on while it runs.
+renderers, the PNG encoder, the event-file writes and the alert rules. Where the model
+trains on an accelerator, that part is a job for one writer thread per process, so
+training goes on while it runs on the otherwise idle CPU. Where it trains on the CPU, it
+runs in place (`draw_off_thread`).
 
 The guarantees of writing in place are kept:
 - one thread, jobs in submission order: every run's events keep their order, and a
@@ -21,7 +23,10 @@ The guarantees of writing in place are kept:
 from __future__ import annotations
 
 import collections
+import functools
 import threading
+
+import tensorflow as tf
 
 # Seconds the idle thread waits for work before it ends (a new job starts a new one).
 IDLE_SECONDS = 2.0
@@ -94,3 +99,18 @@ class WriterThread:
 
 # The process's writer thread, shared by every callback.
 WRITER = WriterThread()
+
+
+@functools.cache
+def draw_off_thread() -> bool:
+    """Whether snapshots are drawn on the writer thread by default: only where training
+    runs on an accelerator (a GPU or TPU), whose CPU idles while the steps run.
+
+    Training on the CPU splits every kernel over all cores, and the writer's work (its TF
+    ops on the same thread pool, the PNG encoder, Python under the interpreter lock) then
+    takes its CPU time out of the next epoch's, and more: on 2 cores the epoch after a
+    snapshot trained 1.3-1.6x as long, on a frozen MobileNetV2 base 4 steps at 64 px
+    (BENCHMARKS.md, 12). Drawn in place, the snapshot holds training for about the same
+    CPU time once and the next epoch trains undisturbed.
+    """
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))

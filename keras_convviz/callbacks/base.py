@@ -131,8 +131,9 @@ class SnapshotCallback(keras.callbacks.Callback):
     """
 
     run_name = ""
-    # Whether snapshots are drawn and written on the writer thread (see `background`).
-    background = True
+    # Whether snapshots are drawn and written on the writer thread (see `background`);
+    # `None`: there only where training runs on an accelerator (`draw_off_thread`).
+    background: bool | None = None
 
     def __init__(self, log_dir, freq: int = 1, on_error: str = "warn"):
         super().__init__()
@@ -270,12 +271,16 @@ class SnapshotCallback(keras.callbacks.Callback):
         if not _is_chief(self.model):
             return
         job = functools.partial(self._finish, step, epoch, captured)
-        if self.background:
+        if self.off_thread():
             self._pending = background.WRITER.submit(job)
             if self.on_error == "raise":  # the error surfaces at the epoch that caused it
                 self.settle()
         else:
             job()
+
+    def off_thread(self) -> bool:
+        """Whether this callback's snapshots are drawn on the writer thread."""
+        return background.draw_off_thread() if self.background is None else self.background
 
     def _prepare_or_switch_off(self) -> bool:
         """`_prepare` for the model; when its default arguments cannot serve it

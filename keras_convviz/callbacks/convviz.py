@@ -108,8 +108,9 @@ class ConvViz(keras.callbacks.Callback):
             switches it off (`{"dead_channels": 0.8, "stalled_updates": False}`).
             Defaults to `True`.
         on_alert: callable or None. Called with each `Alert` when it first fires: for
-            the rules on the snapshots on the thread that writes them, for those on the
-            set-up and on `fit`'s loss on the training thread (see `stop_on` to stop
+            the rules on the snapshots on the thread that writes them (the writer thread
+            where the model trains on an accelerator, else the training thread), for those
+            on the set-up and on `fit`'s loss on the training thread (see `stop_on` to stop
             training).
         stop_on: rule names (e.g. `("non_finite",)`) that stop training when they fire,
             as `EarlyStopping` does. Defaults to `()`.
@@ -349,7 +350,7 @@ class ConvViz(keras.callbacks.Callback):
         self._notices.flush(stacklevel=5)
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
-            if any(child.background for child in self.callbacks):
+            if any(child.off_thread() for child in self.callbacks):
                 self._table = background.WRITER.submit(self._end_snapshot)
             else:
                 self._end_snapshot()

@@ -146,7 +146,7 @@ class FeatureMaps(ProbeCallback):
 
         ranges = self._running_scales(self._needs, empty_range) or [None] * len(self._needs)
         rendered = {
-            need.ref.path: render_layer(
+            need.ref.path: draw_layer(
                 result[need],
                 self.max_channels,
                 output_activation(need.ref.layer),
@@ -182,8 +182,14 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key, rec
     volume, one channels x steps strip for a sequence."""
     layout = Geometry(*layout_key)
     maps = layout.on_grid(maps)
+    channels = maps.shape[-1]
+    if channels is None:  # traced for any layer (`draw_layer`): `max_channels` are shown
+        channels = tf.shape(maps)[-1]
+        shown = tf.ensure_shape(maps[..., :max_channels], (None, None, None, max_channels))
+    else:
+        shown = maps
     # The numbers are over every position, whatever the rank: (batch, 1, positions, channels).
-    flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1, maps.shape[-1]))
+    flat = tf.reshape(maps, (tf.shape(maps)[0], 1, -1, channels))
     channel_range = None
     if running_range is not None:  # scale="run": the running range of each channel
         values = tf.cast(flat, tf.float32)
@@ -211,7 +217,7 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key, rec
         pictures = _rendering.render_feature_grid(shown, max_channels, channel_range=shown_range)
     else:
         pictures = _rendering.render_feature_grid(
-            layout.picture(maps), max_channels, channel_range=channel_range
+            layout.picture(shown), max_channels, channel_range=channel_range
         )
     health = activation_health(flat, activation, rectified)
     return (
@@ -222,8 +228,26 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key, rec
     )
 
 
-# One function for the process, traced once per layer shape and options (the layout is
-# decided from static shapes) and shared by every FeatureMaps callback and fit: a later fit
-# or another model with layers of the same shapes traces nothing. No AutoGraph: straight-line
-# TF ops (see _rendering), and converting them took most of the first snapshot's time.
+# One function for the process, shared by every FeatureMaps callback and fit. No AutoGraph:
+# straight-line TF ops (see _rendering), and converting them took most of the first
+# snapshot's time.
 render_layer = compile_once(_render_layer, autograph=False)
+
+
+def draw_layer(maps, max_channels, activation, running_range, layout_key):
+    """`render_layer` of one layer's maps `(batch, height, width, channels)`, traced once
+    per picture (channels shown, activation, options) for layers of any size and depth: a
+    deep model's layers differ in size and depth, and tracing and optimising the drawing per
+    layer shape took seconds of the first snapshot beside the next epoch's training
+    (BENCHMARKS.md, 12). Sequences, volumes and tokens keep one trace per shape."""
+    layout = Geometry(*layout_key)
+    if layout.rank != 2 or layout.is_tokens:
+        return render_layer(maps, max_channels, activation, running_range, layout_key)
+    shown = min(int(maps.shape[-1]), max_channels)
+    ranges = None
+    if running_range is not None:
+        ranges = tuple(tf.TensorSpec((None,), r.dtype) for r in running_range)
+    concrete = render_layer.get_concrete_function(
+        tf.TensorSpec((None,) * 4, maps.dtype), shown, activation, ranges, layout_key
+    )
+    return concrete(maps, shown, activation, running_range, layout_key)

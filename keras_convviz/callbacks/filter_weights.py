@@ -147,7 +147,7 @@ class FilterWeights(SnapshotCallback):
             before = previous.get(path)
             if not trained and before is not None and bool(tf.reduce_all(kernel == before)):
                 continue  # frozen and unchanged: its picture and numbers are the last ones
-            image, scale, health, non_finite = render_kernel(
+            image, scale, health, non_finite = draw_kernel(
                 kernel, kernel if before is None else before, self.max_filters, self.max_inputs
             )
             items += [
@@ -168,19 +168,41 @@ class FilterWeights(SnapshotCallback):
 def _render_kernel(kernel, previous, max_filters, max_inputs):
     """One layer's kernel picture (uint8), its colour scale, health numbers against the
     previous snapshot's kernel, and NaN/Inf count."""
-    image = _rendering.render_kernels(kernel, max_filters, max_inputs)
+    rows, columns, inputs, filters = kernel.shape
+    shown = kernel
+    if inputs is None:  # traced for any depth (`draw_kernel`): the first ones are shown
+        shown = tf.ensure_shape(
+            kernel[:, :, :max_inputs, :max_filters], (rows, columns, max_inputs, max_filters)
+        )
+    scale = _rendering.kernel_scale(kernel)  # of every weight, shown or not
+    image = _rendering.render_kernels(shown, max_filters, max_inputs, scale=scale)
     return (
         tf.image.convert_image_dtype(image, tf.uint8),
-        _rendering.kernel_scale(kernel),
+        scale,
         weight_health(kernel, previous),
         count_non_finite(kernel),
     )
 
 
-# One function for the process, traced once per kernel shape and options (the layout is
-# decided from static shapes) and shared by every FilterWeights callback and fit: the
-# kernels are copied at the end of the epoch (`_capture`) and drawn from the copies, so a
-# later fit or another model with kernels of the same shapes traces nothing. No AutoGraph:
+# One function for the process, shared by every FilterWeights callback and fit: the kernels
+# are copied at the end of the epoch (`_capture`) and drawn from the copies. No AutoGraph:
 # straight-line TF ops (see _rendering), and converting them took most of the first
 # snapshot's time.
 render_kernel = compile_once(_render_kernel, autograph=False)
+
+
+def draw_kernel(kernel, previous, max_filters, max_inputs):
+    """`render_kernel` of a 2-D kernel `(rows, columns, in_channels, filters)`, traced once
+    per picture (window, filters and input channels shown) for kernels of any depth: a deep
+    model's kernels differ in depth, and tracing and optimising the drawing per kernel shape
+    took seconds of the first snapshot beside the next epoch's training (BENCHMARKS.md,
+    12)."""
+    rows, columns, inputs, filters = (int(d) for d in kernel.shape)
+    shown_inputs = inputs if inputs in (1, 3) else min(inputs, max_inputs)
+    if shown_inputs in (1, 3) and inputs not in (1, 3):
+        # Cut to 1 or 3 inputs it would read as a patch of its own: drawn from its shape.
+        return render_kernel(kernel, previous, max_filters, max_inputs)
+    spec = tf.TensorSpec((rows, columns, None, None), kernel.dtype)
+    shown_filters = min(filters, max_filters)
+    concrete = render_kernel.get_concrete_function(spec, spec, shown_filters, shown_inputs)
+    return concrete(kernel, previous, shown_filters, shown_inputs)
