@@ -64,6 +64,32 @@ _DROPOUT = (
     keras.layers.SpatialDropout2D,
     keras.layers.SpatialDropout3D,
 )
+# The numbers each part writes (the rules read them by these names).
+SETUP_QUANTITIES = (
+    "softmax_units",
+    "unbounded_probabilities",
+    "softmax_regression_loss",
+    "input_max",
+    "input_min",
+    "input_rescaled",
+    "trainable_weights",
+    "learning_rate",
+    "default_learning_rate",
+    "dropout_rate",
+    "label_classes",
+    "label_max",
+    "output_classes",
+)
+FIT_QUANTITIES = (
+    "non_finite",
+    "loss",
+    "chance_loss",
+    "smallest_loss",
+    "loss_fell",
+    "window_progress",
+    "window_rises",
+    "val_loss_over_best",
+)
 # A probe's labels are checked for "one class only" from this many on: four labels of two
 # classes are one class one time in eight by chance.
 MIN_LABELS_FOR_CLASS_CHECK = 8
@@ -143,6 +169,7 @@ def setup_numbers(graph, probe, head) -> list[Scalar]:
 
     def number(subject: str, quantity: str, value: float) -> None:
         """`setup/<layer>/<quantity>`, or `setup/<quantity>` for the whole training."""
+        assert quantity in SETUP_QUANTITIES, quantity
         out.append(Scalar("/".join(p for p in (SETUP_RUN, subject, quantity) if p), float(value)))
 
     for index, name in enumerate(graph.output_names):
@@ -219,6 +246,7 @@ class FitNumbers:
         out = []
 
         def number(quantity: str, value: float) -> None:
+            assert quantity in FIT_QUANTITIES, quantity
             out.append(Scalar(f"{FIT_RUN}/{quantity}", float(value)))
 
         values = [float(v) for v in logs.values() if isinstance(v, (int, float, np.number))]

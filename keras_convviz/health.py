@@ -62,7 +62,8 @@ def activation_health(
     if rectified is None and activation in RECTIFIERS:
         rectified = values
     if rectified is not None:
-        channels = tf.reshape(tf.cast(rectified, tf.float32), (-1, rectified.shape[-1]))
+        rectified = tf.cast(rectified, tf.float32)
+        channels = tf.reshape(rectified, (-1, tf.shape(rectified)[-1]))
         channel_peak = tf.reduce_max(channels, axis=0)
         out["dead_fraction"] = tf.reduce_mean(tf.cast(channel_peak <= 0, tf.float32))
     out.update(

@@ -295,7 +295,7 @@ def test_a_frozen_base_is_drawn_once_and_again_when_fine_tuned(tmp_path):
         health=False,
         on_alert=seen.append,
         on_error="raise",
-        alerts={"collapsed_model": False},
+        alerts={"collapsed_model": False, "learning_rate": False},
     )
     # SGD(0): nothing moves, so only the trainable layer may be told it stalled.
     model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])

@@ -234,7 +234,7 @@ def _render_layer(maps, max_channels, activation, running_range, layout_key, rec
 render_layer = compile_once(_render_layer, autograph=False)
 
 
-def draw_layer(maps, max_channels, activation, running_range, layout_key):
+def draw_layer(maps, max_channels, activation, running_range, layout_key, rectified=None):
     """`render_layer` of one layer's maps `(batch, height, width, channels)`, traced once
     per picture (channels shown, activation, options) for layers of any size and depth: a
     deep model's layers differ in size and depth, and tracing and optimising the drawing per
@@ -242,12 +242,14 @@ def draw_layer(maps, max_channels, activation, running_range, layout_key):
     (BENCHMARKS.md, 12). Sequences, volumes and tokens keep one trace per shape."""
     layout = Geometry(*layout_key)
     if layout.rank != 2 or layout.is_tokens:
-        return render_layer(maps, max_channels, activation, running_range, layout_key)
+        return render_layer(maps, max_channels, activation, running_range, layout_key, rectified)
     shown = min(int(maps.shape[-1]), max_channels)
     ranges = None
     if running_range is not None:
         ranges = tuple(tf.TensorSpec((None,), r.dtype) for r in running_range)
+    any_size = tf.TensorSpec((None,) * 4, maps.dtype)
+    rectified_spec = None if rectified is None else tf.TensorSpec((None,) * 4, rectified.dtype)
     concrete = render_layer.get_concrete_function(
-        tf.TensorSpec((None,) * 4, maps.dtype), shown, activation, ranges, layout_key
+        any_size, shown, activation, ranges, layout_key, rectified_spec
     )
-    return concrete(maps, shown, activation, running_range, layout_key)
+    return concrete(maps, shown, activation, running_range, layout_key, rectified)
