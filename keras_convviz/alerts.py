@@ -220,7 +220,8 @@ class Rule:
         runs: the runs whose scalars it reads (empty: any).
         trainable_only: fires only on layers meant to train.
         patience: the snapshots in a row the test must hold before the rule fires (the
-            alert then says since when).
+            alert then says since when): a number, or `patience(context) -> int` where it
+            depends on the layer (`Monitor.context`).
         causes: readings that the evidence around the firing may support, first fitting
             first (`Cause`); `meaning` and `advice` are the reading when none fits.
     """
@@ -235,11 +236,14 @@ class Rule:
     advice: str
     runs: tuple[str, ...] = ()
     trainable_only: bool = False
-    patience: int = 1
+    patience: int | Callable[[dict], int] = 1
     causes: tuple[Cause, ...] = ()
 
     def describe(self) -> str:
         return self.condition.format(t=f"{self.threshold:g}")
+
+    def patience_in(self, context: dict) -> int:
+        return self.patience(context) if callable(self.patience) else self.patience
 
     def explain(self, context: dict) -> tuple[str, str]:
         """`(meaning, advice)`: of the first cause that fits the context, else the rule's."""
@@ -268,6 +272,21 @@ RULES: dict[str, Rule] = {
             "lower the learning rate; use LeakyReLU/GELU or batch normalisation before the "
             "activation; check the initialisation",
             runs=(kinds.FEATURE_MAPS.run,),
+            # A ReLU after BatchNormalization is judged in inference mode, on moving
+            # statistics that lag behind the weights for the first epochs (most of all with
+            # keras.applications' momentum of 0.99-0.999): there a channel silent on the
+            # probe is dead only when it stays so.
+            patience=lambda context: 3 if context["after_batch_norm"] else 1,
+            causes=(
+                Cause(
+                    _batch_norm_lag,
+                    "these ReLUs follow BatchNormalization and are silent on the probe in "
+                    "inference mode while the training loss is lower ({loss}, against "
+                    "{against}): the moving statistics still lag behind the weights",
+                    "this usually passes within a few epochs; with few steps per epoch, "
+                    "lower the BatchNormalization `momentum` (e.g. 0.9)",
+                ),
+            ),
         ),
         Rule(
             "non_finite",
@@ -800,6 +819,7 @@ class Monitor:
             "layer": layer,
             "now": now or {},
             "batch_norm": _batch_norm(model),
+            "after_batch_norm": _after_batch_norm(model, layer),
         }
 
     def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
@@ -840,9 +860,10 @@ class Monitor:
                     continue
                 since = self._streaks.setdefault(streak, [step, epoch, 0])
                 since[2] += 1
-                if since[2] < rule.patience:
+                context = self.context(model, layer, now)
+                if since[2] < rule.patience_in(context):
                     continue
-                meaning, advice = rule.explain(self.context(model, layer, now))
+                meaning, advice = rule.explain(context)
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
@@ -936,6 +957,24 @@ def _batch_norm(model) -> bool:
     return any(
         isinstance(ref.layer, keras.layers.BatchNormalization) for ref in core_for(model).graph.refs
     )
+
+
+def _after_batch_norm(model, layer: str) -> bool:
+    """Whether a layer's output reaches its ReLU through BatchNormalization (conv -> BN ->
+    ReLU), where its dead channels are counted (`ModelGraph.rectified`)."""
+    if model is None or not layer:
+        return False
+    from keras_convviz.core.shared import core_for
+
+    graph = core_for(model).graph
+    try:
+        ref = graph.find(layer, "layer")
+    except (ValueError, TypeError):
+        return False
+    relu = graph.rectified(ref)
+    if relu is None or relu is ref:
+        return False
+    return any(isinstance(p.layer, keras.layers.BatchNormalization) for p in graph.producers(relu))
 
 
 def _trainable(model, layer: str) -> bool:

@@ -238,7 +238,7 @@ def data():
     return rng.random((48, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 48)
 
 
-def _fit(model, data, log_dir):
+def _fit(model, data, log_dir, epochs=2):
     x, y = data
     seen = []
     callback = kcv.ConvViz(
@@ -246,7 +246,7 @@ def _fit(model, data, log_dir):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+        model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[callback])
     return seen, read_runs(log_dir)["feature_maps"]
 
 
@@ -293,8 +293,12 @@ def test_no_dead_channel_alert_on_linear_convs(build, rectified, linear, data, t
 
 
 def test_a_dead_relu_after_batch_norm_still_fires(data, tmp_path):
-    seen, written = _fit(inception_style(dead=True), data, tmp_path)
+    """Dead through three snapshots: a ReLU after BatchNormalization is judged in inference
+    mode, on moving statistics that lag for the first epochs, so it fires when it stays
+    silent (the third snapshot), saying since the first."""
+    seen, written = _fit(inception_style(dead=True), data, tmp_path, epochs=3)
     dead = [a for a in seen if a.rule == "dead_channels"]
     assert [a.layer for a in dead] == ["branch_3x3"]
+    assert (dead[0].epoch, dead[0].since_epoch) == (3, 1)
     assert dead[0].value == 1.0
     assert dead[0].evidence == "feature_maps/branch_3x3/dead_fraction"
