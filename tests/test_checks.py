@@ -361,3 +361,20 @@ def test_the_fit_rules_on_loss_curves(tmp_path, losses, val_losses, expected):
 def test_a_fitted_model_s_flat_loss_is_no_plateau(tmp_path):
     """Converged (far below half the chance level) and flat for 8 epochs: fine."""
     assert curve_alerts(tmp_path, [1.1, 0.3, *[0.1] * 8]) == []
+
+
+def test_a_model_built_by_its_first_step_is_checked_after_it(tmp_path):
+    """A Sequential model without an `Input` has no layers to read at train begin: its
+    set-up is checked at the end of the first epoch, and `fit` runs."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model = compiled(model)
+    x, y = data(high=255.0)
+    alerts = fired(model, x, y, tmp_path, epochs=2)
+    assert alerts["unscaled_inputs"].epoch == 1

@@ -306,6 +306,7 @@ class ConvViz(keras.callbacks.Callback):
         self._score_output = score_output
         self._fit_numbers = FitNumbers(None)
         self._offset: int | None = None  # step - epoch in the current fit
+        self._setup_checked = False
         self._told_large = False
         _install_hooks(self)
 
@@ -339,14 +340,16 @@ class ConvViz(keras.callbacks.Callback):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
         if hook == "on_epoch_end" and self.monitor is not None:
-            self._observe_fit(*args, **kwargs)
+            self._never_stop(
+                functools.partial(self._observe_fit, *args, **kwargs), "read fit's numbers"
+            )
         for child in self.callbacks:
             getattr(child, hook)(*args, **kwargs)
         if hook == "on_train_begin":
             self._warn_not_served()
             self._warn_large_probe()
             if self.monitor is not None:
-                self._check_setup()
+                self._never_stop(self._check_setup, "check the training's set-up")
         self._notices.flush(stacklevel=5)
         if hook == "on_epoch_end" and self.monitor is not None:
             # After the children's snapshots, on the same writer thread.
@@ -381,10 +384,26 @@ class ConvViz(keras.callbacks.Callback):
             stacklevel=4,
         )
 
+    def _never_stop(self, job, what: str) -> None:
+        """Run `job`; a failure warns instead of ending `fit` (as a snapshot's does)."""
+        try:
+            job()
+        except Exception as error:  # noqa: BLE001 - a check must never end the run
+            warnings.warn(
+                f"ConvViz could not {what}: {type(error).__name__}: {error}. Training goes on.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
     def _check_setup(self) -> None:
         """The set-up rules, once per `fit`, on what the model, its compiled loss and
         optimizer and the probe show before the first step (`checks.setup_numbers`); and
-        the chance level the `fit` rules compare the loss with."""
+        the chance level the `fit` rules compare the loss with. A model first built by its
+        first training step is checked at the end of its first epoch."""
+        self._offset = None
+        self._setup_checked = self.model.built
+        if not self._setup_checked:
+            return
         graph = core_for(self.model).graph
         try:
             head = graph.head(self._score_output, required=False)
@@ -392,7 +411,6 @@ class ConvViz(keras.callbacks.Callback):
             head = None
         probe = self._probe.for_head(head) if head is not None else self._probe
         self._fit_numbers = FitNumbers(chance_classes(graph, head))
-        self._offset = None
         if self._fit_numbers.classes:
             self.monitor.note({"chance_loss": math.log(self._fit_numbers.classes)})
         step = min((c._floor for c in self.callbacks), default=0)
@@ -412,6 +430,8 @@ class ConvViz(keras.callbacks.Callback):
         snapshots: a loss at chance or exploding is the evidence their alerts' causes read
         (`alerts.Cause`), so it is known first. On the training thread: the previous
         snapshot's jobs, which also touch the monitor, have settled."""
+        if not self._setup_checked:
+            self._check_setup()
         if self._offset is None:  # the children's step for this epoch (`on_epoch_end`)
             self._offset = max(0, min((c._floor for c in self.callbacks), default=0) - epoch)
         logs = logs or {}
