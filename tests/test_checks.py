@@ -378,3 +378,10 @@ def test_a_model_built_by_its_first_step_is_checked_after_it(tmp_path):
     x, y = data(high=255.0)
     alerts = fired(model, x, y, tmp_path, epochs=2)
     assert alerts["unscaled_inputs"].epoch == 1
+
+
+def test_freq_zero_writes_no_alert_either(tmp_path):
+    model = compiled(cnn())
+    x, y = data(high=255.0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:8], y[:8]), freq=0)])
+    assert list(tmp_path.iterdir()) == []

@@ -292,11 +292,10 @@ class ConvViz(keras.callbacks.Callback):
             ):
                 child._layer_argument = "cam_layer"
         rules = rules_from(alerts)
+        stop_on = check_stop_on(stop_on, rules)
         self.monitor = None
-        if rules:
-            self.monitor = Monitor(
-                check_log_dir(log_dir), rules, on_alert, check_stop_on(stop_on, rules)
-            )
+        if rules and freq:  # freq=0 writes nothing at all, alerts included
+            self.monitor = Monitor(check_log_dir(log_dir), rules, on_alert, stop_on)
             for child in self.callbacks:
                 # Activation maximisation's scores are no health numbers: not in the table.
                 if not isinstance(child, ActivationMaximization):
