@@ -110,7 +110,7 @@ def draw_off_thread() -> bool:
     ops on the same thread pool, the PNG encoder, Python under the interpreter lock) then
     takes its CPU time out of the next epoch's, and more: on 2 cores the epoch after a
     snapshot trained 1.3-1.6x as long, on a frozen MobileNetV2 base 4 steps at 64 px
-    (BENCHMARKS.md, 12). Drawn in place, the snapshot holds training for about the same
+    (BENCHMARKS.md, 12b). Drawn in place, the snapshot holds training for about the same
     CPU time once and the next epoch trains undisturbed.
     """
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))

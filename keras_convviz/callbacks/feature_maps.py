@@ -239,7 +239,7 @@ def draw_layer(maps, max_channels, activation, running_range, layout_key, rectif
     per picture (channels shown, activation, options) for layers of any size and depth: a
     deep model's layers differ in size and depth, and tracing and optimising the drawing per
     layer shape took seconds of the first snapshot beside the next epoch's training
-    (BENCHMARKS.md, 12). Sequences, volumes and tokens keep one trace per shape."""
+    (BENCHMARKS.md, 12b). Sequences, volumes and tokens keep one trace per shape."""
     layout = Geometry(*layout_key)
     if layout.rank != 2 or layout.is_tokens:
         return render_layer(maps, max_channels, activation, running_range, layout_key, rectified)
