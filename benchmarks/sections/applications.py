@@ -30,9 +30,9 @@ from keras_convviz._tags import parse_picture_tag
 from keras_convviz.datasets import make_shapes
 from keras_convviz.exports.events import find_runs, read_run
 
-from .common import quietly, table, target, versions
+from .common import table, target, versions
 from .training import EpochClock
-from .zoo import _backward_floor
+from .zoo import _backward_floor, measured_row
 
 PROBE = 4
 CLASSES = 5  # as the issue; make_shapes draws 4 of them, the fifth is never a label
@@ -368,25 +368,7 @@ def _measure(name: str, spec: dict, ctx) -> dict:
 
 
 def _row(name: str, spec: dict, ctx) -> dict:
-    def measure():
-        meter = timing.CpuMeter()
-        row = _measure(name, spec, ctx)
-        row["cores"] = meter.stop()
-        row["others_cores"] = row["cores"].get("others_cores")
-        return row
-
-    ctx["log"](f"  {name} ...")
-    start = time.perf_counter()
-    try:
-        row = quietly(measure)
-    except Exception as error:  # noqa: BLE001 - one model failing leaves the others' rows
-        import traceback
-
-        traceback.print_exc()
-        row = {"model": name, "what": MODELS[name][0], "error": f"{type(error).__name__}: {error}"}
-    row["seconds"] = round(time.perf_counter() - start, 1)
-    gc.collect()
-    return row
+    return measured_row(name, lambda: _measure(name, spec, ctx), ctx, what=MODELS[name][0])
 
 
 # ---- the rows as BENCHMARKS.md shows them ---------------------------------------------------

@@ -265,25 +265,34 @@ def _measure(name: str, spec: dict, ctx) -> dict:
     return row
 
 
-def _row(name: str, spec: dict, ctx) -> dict:
-    def measure():
+def measured_row(name: str, measure, ctx, **on_error) -> dict:
+    """`measure()`'s row of one model, quietly, with the cores this process and the others
+    used meanwhile (`cores`, `others_cores`) and its seconds. A model that fails gives a
+    row with its error (and `on_error`'s fields), and the other models still run."""
+
+    def metered():
         meter = timing.CpuMeter()
-        row = _measure(name, spec, ctx)
-        row["others_cores"] = meter.stop().get("others_cores")
+        row = measure()
+        row["cores"] = meter.stop()
+        row["others_cores"] = row["cores"].get("others_cores")
         return row
 
     ctx["log"](f"  {name} ...")
     start = time.perf_counter()
     try:
-        row = quietly(measure)
+        row = quietly(metered)
     except Exception as error:  # noqa: BLE001 - one model failing leaves the others' rows
         import traceback
 
         traceback.print_exc()
-        row = {"model": name, "error": f"{type(error).__name__}: {error}"}
+        row = {"model": name, **on_error, "error": f"{type(error).__name__}: {error}"}
     row["seconds"] = round(time.perf_counter() - start, 1)
     gc.collect()  # the model's graphs before the next model's
     return row
+
+
+def _row(name: str, spec: dict, ctx) -> dict:
+    return measured_row(name, lambda: _measure(name, spec, ctx), ctx)
 
 
 COLUMNS = [
