@@ -115,10 +115,8 @@ def loss_of(model, index: int, name: str) -> tuple[str | None, bool]:
     from_logits = bool(getattr(loss, "from_logits", False))
     kwargs = getattr(loss, "_fn_kwargs", None) or {}
     from_logits = from_logits or bool(kwargs.get("from_logits", False))
-    fn = getattr(loss, "fn", None)
-    label = getattr(fn, "__name__", None) or type(loss).__name__
-    if isinstance(loss, keras.losses.Loss) and fn is None:
-        label = type(loss).__name__
+    # A `LossFunctionWrapper` is named by its function, another `Loss` by its class.
+    label = getattr(getattr(loss, "fn", None), "__name__", None) or type(loss).__name__
     if inspect.isfunction(loss):
         label = loss.__name__
     return _snake(label), from_logits

@@ -22,7 +22,7 @@ from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.callbacks.model_health import ModelHealth
 from keras_convviz.callbacks.occlusion_sensitivity import OcclusionSensitivity
 from keras_convviz.callbacks.saliency import Saliency
-from keras_convviz.checks import FitNumbers, chance_classes, setup_numbers
+from keras_convviz.checks import FitNumbers, chance_classes, learning_rate, setup_numbers
 from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.probe import make_probe, warn_large_probe
 from keras_convviz.core.shared import core_for
@@ -413,15 +413,11 @@ class ConvViz(keras.callbacks.Callback):
         if self._fit_numbers.classes:
             self.monitor.note({"chance_loss": math.log(self._fit_numbers.classes)})
         step = min((c._floor for c in self.callbacks), default=0)
-        numbers = setup_numbers(graph, probe, head)
         # The learning rate against its default tells the causes "too large" from "too small".
-        self.monitor.note(
-            {
-                item.tag.split("/")[-1]: item.value
-                for item in numbers
-                if item.tag.endswith("learning_rate")
-            }
-        )
+        rate = learning_rate(self.model)
+        if rate is not None:
+            self.monitor.note({"learning_rate": rate[0], "default_learning_rate": rate[1]})
+        numbers = setup_numbers(graph, probe, head)
         self.monitor.observe(step, 0, numbers, self.model, table=False)
 
     def _observe_fit(self, epoch: int, logs=None) -> None:
