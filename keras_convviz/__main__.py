@@ -2,7 +2,8 @@
 
 - `convviz demo`: train the demo CNN with `ConvViz` logging to TensorBoard;
 - `convviz tensorboard LOGDIR`: start TensorBoard serving every snapshot of the logs;
-- `convviz export LOGDIR --out DIR`: GIFs, contact sheets and an offline HTML report.
+- `convviz export LOGDIR --out DIR [--compare RUN]`: GIFs, contact sheets and an offline
+  HTML report, with another run's pictures under each one's.
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="milliseconds per GIF frame (default: %(default)s)",
     )
+    export.add_argument(
+        "--compare",
+        default=None,
+        metavar="RUN",
+        help=(
+            "in the report, put RUN's picture of the same kind and layer under each probe "
+            "image and its scalars in the same plots; RUN is a run of LOGDIR (the folder "
+            "above its kinds' runs, e.g. lr=1e-2) or another log directory"
+        ),
+    )
     return parser
 
 
@@ -126,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 formats=args.format,
                 every=args.every,
                 duration=args.duration,
+                compare=args.compare,
             )
         except ValueError as error:
             message = str(error)
@@ -154,6 +166,8 @@ _OPTIONS = {
     "every=": "--every=",
     "`duration`": "--duration",
     "duration=": "--duration=",
+    "`compare`": "--compare",
+    "compare=": "--compare=",
 }
 
 

@@ -41,6 +41,12 @@ def check_freq(freq, argument: str = "freq") -> int:
     return int(freq)
 
 
+def check_bool(value, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{argument}` must be True or False. Received: {argument}={value!r}")
+    return bool(value)
+
+
 def check_positive_int(value, argument: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"`{argument}` must be an int >= 1. Received: {argument}={value!r}")

@@ -124,9 +124,13 @@ def run_writer(writers: dict[str, RunWriter], log_dir: str, run: str, user) -> R
     return shared
 
 
-def write_summaries(writers: dict[str, RunWriter], log_dir: str, user, step: int, summaries):
+def write_summaries(
+    writers: dict[str, RunWriter], log_dir: str, user, step: int, summaries
+) -> dict[str, tf.Tensor]:
     """Write `Image`s and `Scalar`s at `step`, each into its run under `log_dir` (a
-    `Scalar`'s `run`, else the first part of its tag); `user` claims their tags."""
+    `Scalar`'s `run`, else the first part of its tag); `user` claims their tags. Returns
+    `{tag: encode_image(...)}` of the images written (a notebook's live view shows them
+    without encoding them again)."""
     images = [item for item in summaries if isinstance(item, Image)]
     encoded = dict(zip(map(id, images), encode_images([item.data for item in images])))
     by_run: dict[str, list] = {}
@@ -147,6 +151,7 @@ def write_summaries(writers: dict[str, RunWriter], log_dir: str, user, step: int
                         raise ValueError(f"Scalar {item.tag!r} must be a scalar; got {value.shape}")
                     tf.summary.write(item.tag, value, metadata=_SCALAR_METADATA)
         shared.wrote(step)
+    return {item.tag: encoded[id(item)] for item in images}
 
 
 def write_text(

@@ -237,7 +237,7 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path, model, dat
     assert len(history.history["loss"]) == 5
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert messages[0].startswith(
-        "GradCAM could not write its snapshot at epoch 0: MemoryError: out of memory (injected)"
+        "GradCAM could not write its snapshot at epoch 1: MemoryError: out of memory (injected)"
     )
     assert "off for the rest of this training run" in messages[1]
     assert len(messages) == 2

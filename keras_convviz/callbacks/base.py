@@ -144,6 +144,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         self._writers: dict[str, RunWriter] = {}
         self._monitor = None  # set by `ConvViz` to watch for alerts
         self._budget = None  # set by `ConvViz` to run costly kinds less often (`budget`)
+        self._viewer = None  # set by `ConvViz(display=True)` in a notebook (`notebook`)
         self._failures = 0
         self._warned = False
         self._active = False
@@ -329,7 +330,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         if not self._warned:
             self._warned = True
             warnings.warn(
-                f"{type(self).__name__} could not write its snapshot at epoch {epoch}: "
+                f"{type(self).__name__} could not write its snapshot at epoch {epoch + 1}: "
                 f"{type(error).__name__}: {error}. Training goes on; the callback tries "
                 f"again at its next snapshot and stops after {MAX_FAILURES} failures in a row.",
                 RuntimeWarning,
@@ -366,8 +367,11 @@ class SnapshotCallback(keras.callbacks.Callback):
         summaries = [item for item in summaries if self._due(item)]
         if getattr(self, "grid", False):
             summaries = one_image_per_picture(summaries)
-        write_summaries(self._writers, self.log_dir, self, step, summaries)
-        return [item for item in summaries if isinstance(item, Scalar)]
+        encoded = write_summaries(self._writers, self.log_dir, self, step, summaries)
+        scalars = [item for item in summaries if isinstance(item, Scalar)]
+        if self._viewer is not None:  # a notebook's live view (`ConvViz(display=True)`)
+            self._viewer.saw(self, step, encoded, scalars)
+        return scalars
 
 
 class ProbeCallback(SnapshotCallback):

@@ -9,7 +9,14 @@ import warnings
 
 import keras
 
-from keras_convviz._args import check_budget, check_freq, check_log_dir, check_positive_int
+from keras_convviz import kinds
+from keras_convviz._args import (
+    check_bool,
+    check_budget,
+    check_freq,
+    check_log_dir,
+    check_positive_int,
+)
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
@@ -150,6 +157,12 @@ class ConvViz(keras.callbacks.Callback):
             snapshots held beyond the cheapest snapshot without a costly kind. A kind given
             a `freq` of its own (`occlusion_freq`, `saliency={"freq": 5}`) is left out of
             the budget. `None` runs everything at its `freq`. Defaults to `0.1`.
+        display: bool. In a notebook (Jupyter, JupyterLab, Colab, VS Code), one output
+            of the cell running `fit` shows, updated after every snapshot, the latest
+            pictures of the Grad-CAM layer (the first feature-map layer without Grad-CAM),
+            the model's health numbers and the alerts so far. It shows the PNGs the
+            snapshot wrote: no drawing of its own. Outside a notebook it does nothing.
+            `kcv.show(log_dir)` shows every epoch afterwards. Defaults to `False`.
 
     Example:
 
@@ -191,8 +204,11 @@ class ConvViz(keras.callbacks.Callback):
         activation_maximization=False,
         max_slices: int = MAX_SLICES,
         budget: float | None = 0.1,
+        display: bool = False,
     ):
         super().__init__()
+        self.display = check_bool(display, "display")
+        self._view = None  # the notebook's live view of this fit (`notebook.LiveView`)
         freq = check_freq(freq)
         max_slices = check_positive_int(max_slices, "max_slices")
         self.budget = Budget(check_budget(budget))
@@ -350,14 +366,21 @@ class ConvViz(keras.callbacks.Callback):
             if self.monitor is not None:
                 self._never_stop(self._check_setup, "check the training's set-up")
         self._notices.flush(stacklevel=5)
-        if hook == "on_epoch_end" and self.monitor is not None:
+        if hook == "on_epoch_end" and (self.monitor is not None or self._view is not None):
             # After the children's snapshots, on the same writer thread.
             if any(child.off_thread() for child in self.callbacks):
                 self._table = background.WRITER.submit(self._end_snapshot)
             else:
                 self._end_snapshot()
-            if self.monitor.stop_on:  # an alert that stops training stops it at this epoch
-                self.settle()
+            if self.monitor is not None and self.monitor.stop_on:
+                self.settle()  # an alert that stops training stops it at this epoch
+        if hook == "on_train_begin" and self.display:
+            self._start_view()
+        if hook == "on_train_end" and self._view is not None:
+            self._view.update()  # the last snapshot, settled by the children above
+            for child in self.callbacks:
+                child._viewer = None
+            self._view = None
 
     def _warn_large_probe(self) -> None:
         """The large-probe warning once for all children, once the probe fits the model."""
@@ -436,6 +459,10 @@ class ConvViz(keras.callbacks.Callback):
         self.monitor.observe(epoch + self._offset, epoch, numbers, self.model, table=False)
 
     def _end_snapshot(self) -> None:
+        if self._view is not None:
+            self._view.update()  # never raises
+        if self.monitor is None:
+            return
         try:
             self.monitor.end_snapshot()
         except Exception as error:  # noqa: BLE001 - a snapshot must never end the run
@@ -444,6 +471,29 @@ class ConvViz(keras.callbacks.Callback):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def _start_view(self) -> None:
+        """With `display=True` in a notebook, the output area this `fit` updates."""
+        from keras_convviz import notebook  # the exports' reader, only for notebooks
+
+        self._view = None
+        on = [c for c in self.callbacks if c._active and c.freq]
+        pictures = [c for c in on if any(_draws(run) for run in c.run_names())]
+        if not pictures or not notebook.in_notebook():
+            return
+        source = next(
+            (c for kind in (GradCAM, FeatureMaps) for c in pictures if type(c) is kind),
+            pictures[0],
+        )
+        health = next((c for c in on if isinstance(c, ModelHealth)), None)
+        self._never_stop(
+            lambda: setattr(
+                self, "_view", notebook.LiveView(source, health, self.monitor, source.log_dir)
+            ),
+            "show its notebook view",
+        )
+        for child in self.callbacks:
+            child._viewer = self._view
 
     def set_model(self, model):
         super().set_model(model)
@@ -454,6 +504,11 @@ class ConvViz(keras.callbacks.Callback):
         super().set_params(params)
         for child in self.callbacks:
             child.set_params(params)
+
+
+def _draws(run: str) -> bool:
+    known = kinds.get(run)
+    return known is not None and known.pictures
 
 
 def _gives_freq(choice) -> bool:

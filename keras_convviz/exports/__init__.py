@@ -27,6 +27,7 @@ def export(
     every: int = 1,
     duration: int = 500,
     progress: bool | None = None,
+    compare=None,
 ) -> dict[str, list[Path]]:
     """Writes GIFs, contact sheets and an offline HTML report from a log directory.
 
@@ -52,6 +53,12 @@ def export(
         every: Export every N-th epoch (the first and the last always). Defaults to `1`.
         duration: Milliseconds per GIF frame. Defaults to `500`.
         progress: Draw a progress bar on stderr; `None` draws it when stderr is a terminal.
+        compare: Another run to show in the report beside `logdir`'s: under each probe
+            image a row of that run's picture of the same kind and layer at the same
+            epochs, and each quantity of both runs in one plot. A run of `logdir` (the
+            folder above its kinds' runs, as the tab's run selector names it: `"lr=1e-2"`;
+            the report then shows the other runs against it) or another log directory.
+            Defaults to `None`.
 
     Returns:
         The files written: `{"gif": [...], "sheet": [...], "html": [...]}`.
@@ -59,7 +66,8 @@ def export(
     Raises:
         ValueError: `logdir` is missing or holds no event files or no image tag, `tags`
             is not a regular expression or matches no image tag (the tags are listed), an
-            unknown format, or `every`/`duration` below 1.
+            unknown format, `every`/`duration` below 1, or `compare` names neither a run
+            of `logdir` (they are listed) nor a log directory.
 
     Example:
 
@@ -73,6 +81,7 @@ def export(
     pattern = _check_pattern(tags)
     logdir = os.fspath(logdir)
     runs = _check_logdir(logdir)
+    other_dir, other_runs, runs, names = _check_compare(compare, logdir, runs)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"`out` must be a folder to write into. Received: out='{out}' (a file)")
@@ -85,6 +94,11 @@ def export(
         )
 
     sections, other_scalars = build_sections(series, keep)
+    compared = None
+    if other_dir is not None and "html" in formats:
+        compared = compare_sections(
+            sections, [s for run in other_runs for s in read_run(other_dir, run)], keep, names
+        )
     if not sections:
         _no_pictures(logdir, tags, series)
     if tags is not None:  # scalars of no kept section only when they match too
@@ -132,13 +146,71 @@ def export(
             out.mkdir(parents=True, exist_ok=True)
             path = out / "report.html"
             path.write_text(
-                report_html(sections, chosen, other_scalars, logdir, tick=bar.tick),
+                report_html(
+                    sections, chosen, other_scalars, logdir, tick=bar.tick, compared=compared
+                ),
                 encoding="utf-8",
             )
             written["html"].append(path)
     finally:
         bar.close()
     return written
+
+
+def compare_sections(sections: list[Section], other_series, keep, names) -> list:
+    """Per section, `(the other run's section of the same kind and layer, (this run's
+    name, the other's))`: a section without pictures where the other run has none.
+
+    Args:
+        sections: The sections of the report.
+        other_series: Every series of the other run.
+        keep: `keep(picture) -> bool`, the report's filter.
+        names: `(name of logdir, name of the other run)`; the first is replaced by a
+            section's own run group where it has one.
+    """
+    found = {(run_base(s.run), s.layer): s for s in build_sections(other_series, keep)[0]}
+    compared = []
+    for section in sections:
+        key = (run_base(section.run), section.layer)
+        own = section.run.rsplit("/", 1)[0] if "/" in section.run else names[0]
+        other = found.get(key) or Section(names[1], section.layer)
+        compared.append((other, (own, names[1])))
+    return compared
+
+
+def _check_compare(compare, logdir: str, runs: list[str]):
+    """`(other log dir, its runs, logdir's runs to show, (logdir's name, the other's))`
+    for `compare`: a run group of `logdir` (its runs are then left out of the rest) or
+    another log directory; all `None` but the runs without `compare`."""
+    name = os.path.basename(os.path.normpath(logdir)) or logdir
+    if compare is None:
+        return None, [], runs, (name, "")
+    if not isinstance(compare, (str, os.PathLike)) or not os.fspath(compare):
+        raise ValueError(
+            f"`compare` must be a run of `logdir` or a log directory. Received: compare={compare!r}"
+        )
+    compare = os.fspath(compare)
+    group = compare.strip("/").replace(os.sep, "/")
+    groups = sorted({run.rsplit("/", 1)[0] for run in runs if "/" in run})
+    inside = [run for run in runs if run.startswith(group + "/")]
+    if group in groups and inside:
+        rest = [run for run in runs if run not in inside]
+        if not rest:
+            raise ValueError(
+                f"`compare` must name a run other than every run of `logdir`. "
+                f"Received: compare={compare!r}"
+            )
+        return logdir, inside, rest, (name, group)
+    if os.path.isdir(compare) and find_runs(compare):
+        other = os.path.basename(os.path.normpath(compare)) or compare
+        if other == name:
+            name, other = logdir, compare
+        return compare, find_runs(compare), runs, (name, other)
+    listed = ", ".join(groups[:_LISTED]) or "none (it holds one run)"
+    raise ValueError(
+        f"`compare` must be a run of `logdir` (its runs: {listed}) or a log directory "
+        f"holding event files. Received: compare={compare!r}"
+    )
 
 
 def select_steps(steps: list[int], every: int) -> list[int]:

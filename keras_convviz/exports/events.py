@@ -8,6 +8,7 @@ directory holds several sets of runs), as TensorBoard names them.
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
+
+from keras_convviz import _tags
 
 
 @dataclass
@@ -92,6 +95,32 @@ def read_run(log_dir, run: str) -> list[Series]:
                 series.sizes.append(None)
         found.append(series)
     return found
+
+
+def read_alerts(log_dir, run: str) -> list[dict]:
+    """The alerts of an `alerts` run: each JSON record `alerts.Monitor` wrote
+    (`alerts.Alert.record`), the last write of each tag, in step order; `[]` when the run
+    is missing. A record that does not parse is left out."""
+    path = os.path.join(log_dir, run)
+    if not os.path.isdir(path):
+        return []
+    acc = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    found = []
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name != _tags.ALERTS_PLUGIN:
+            continue
+        events = acc.Tensors(tag)
+        if not events:
+            continue
+        value = tensor_util.make_ndarray(events[-1].tensor_proto)
+        try:
+            record = json.loads(value.item() if value.shape == () else value.ravel()[0])
+        except (ValueError, TypeError, IndexError):
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return sorted(found, key=lambda a: (a.get("step", 0), a.get("rule", ""), a.get("subject", "")))
 
 
 def unique_steps(series: Series) -> Series:

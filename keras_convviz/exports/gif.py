@@ -5,11 +5,12 @@ from __future__ import annotations
 from PIL import Image
 
 from keras_convviz.exports.draw import corner_label
-from keras_convviz.exports.sections import Picture
+from keras_convviz.exports.sections import Picture, epoch_of
 
 
 def epoch_label(step: int) -> str:
-    return f"epoch {step}"
+    """`epoch k` for step `k - 1` (`sections.epoch_of`)."""
+    return f"epoch {epoch_of(step)}"
 
 
 def gif_frames(picture: Picture, steps: list[int]) -> list[Image.Image]:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from html import escape
 
-from keras_convviz.exports.sections import Section
+from keras_convviz.exports.sections import Section, epoch_of
 
 PALETTE = (
     "#1f77b4",
@@ -30,6 +30,11 @@ PALETTE = (
     "#17becf",
 )
 _PLOT_WIDTH, _PLOT_HEIGHT = 280, 120
+# How the pages count epochs (`sections.epoch_of`), said once at their top.
+EPOCH_NOTE = (
+    "Epochs are counted as Keras prints them: epoch 1 is TensorBoard's step 0 (the plots' "
+    "axes are in steps)."
+)
 _PLOT_LEFT, _PLOT_RIGHT, _PLOT_TOP, _PLOT_BOTTOM = 54, 272, 10, 98
 
 _CSS = """
@@ -63,11 +68,14 @@ table.grid img { height: 72px; width: auto; max-width: none; cursor: pointer; }
 .missing { visibility: hidden; }
 .epochs-note { color: #8a5a00; margin: 0 0 8px; }
 img.smooth { image-rendering: auto; }
+.pair { display: flex; flex-direction: column; gap: 4px; }
+figcaption .run, table.grid th .run { color: #666; }
 """
 
-# Reads only the DOM (data-* attributes), so no name ever ends up inside the script.
+# Reads only the DOM (data-* attributes), so no name ever ends up inside the script. A
+# function of the element it serves (`script`): the document, or one notebook output.
 _SCRIPT = """
-(function () {
+(function (root) {
   function markers(section, step) {
     section.querySelectorAll("svg[data-s0]").forEach(function (svg) {
       var s0 = +svg.dataset.s0, s1 = +svg.dataset.s1, x0 = +svg.dataset.x0,
@@ -76,14 +84,14 @@ _SCRIPT = """
       line.setAttribute("x1", x); line.setAttribute("x2", x);
     });
   }
-  document.querySelectorAll("section.kind").forEach(function (section) {
+  root.querySelectorAll("section.kind").forEach(function (section) {
     var steps = JSON.parse(section.dataset.steps);
     var slider = section.querySelector("input.epoch");
     var output = section.querySelector("output");
     function show(i) {
       i = Math.max(0, Math.min(steps.length - 1, i));
       slider.value = i;
-      output.textContent = "epoch " + steps[i];
+      output.textContent = "epoch " + (steps[i] + 1) + " (step " + steps[i] + ")";
       section.querySelectorAll("img.shown-image").forEach(function (img) {
         var cell = section.querySelector(
           'table.grid img[data-row="' + img.dataset.row + '"][data-col="' + i + '"]');
@@ -105,8 +113,13 @@ _SCRIPT = """
     });
     show(+slider.value);
   });
-})();
-"""
+})"""
+
+
+def script(root: str = "document") -> str:
+    """The report's script, run on `root` (a JavaScript expression: the element whose
+    sections it serves)."""
+    return f"<script>{_SCRIPT}({root});</script>"
 
 
 def data_uri(png: bytes) -> str:
@@ -171,9 +184,10 @@ def svg_plot(
                 f'font-size="10">{escape(_number(v0))}</text>',
             ]
         ),
-        f'<text x="{_PLOT_LEFT}" y="{_PLOT_HEIGHT - 6}" font-size="10">{s0}</text>',
+        # The x axis is TensorBoard's: steps.
+        f'<text x="{_PLOT_LEFT}" y="{_PLOT_HEIGHT - 6}" font-size="10">step {s0}</text>',
         f'<text x="{_PLOT_RIGHT}" y="{_PLOT_HEIGHT - 6}" text-anchor="end" font-size="10">'
-        f"{s1}</text>",
+        f"step {s1}</text>",
     ]
     if marker:
         parts.append(
@@ -230,13 +244,14 @@ def epochs_note(section: Section, epochs: list[int]) -> str:
     )
     return (
         f'<p class="epochs-note">{escape(section.label)} exists at epochs '
-        f"{escape(epoch_list(own))} of the {len(epochs)} epochs with snapshots "
-        f"({escape(epoch_list(epochs))}): {why}. The other epochs have no picture of it.</p>"
+        f"{escape(epoch_list([epoch_of(s) for s in own]))} of the {len(epochs)} epochs with "
+        f"snapshots ({escape(epoch_list([epoch_of(s) for s in epochs]))}): {why}. The other "
+        "epochs have no picture of it.</p>"
     )
 
 
 def epoch_list(steps: list[int]) -> str:
-    """`0-3, 6, 9`: consecutive steps as ranges."""
+    """`1-3, 6, 9`: consecutive numbers as ranges."""
     parts, start = [], None
     for i, step in enumerate(steps):
         if start is None:
@@ -247,9 +262,50 @@ def epoch_list(steps: list[int]) -> str:
     return ", ".join(parts)
 
 
-def section_html(index: int, section: Section, steps: list[int], epochs=None) -> str:
-    """One kind and layer: slider, the pictures at the picked epoch, plots and grid;
-    `epochs`: every epoch its experiment has snapshots at (`epochs_note`)."""
+def _rows(section: Section, compare: Section | None, names: tuple[str, str]) -> list:
+    """`(picture or None, label, run name)` per row: each picture of `section`, and with
+    `compare` the same probe image's picture of the other run under it (`None`: it has
+    none)."""
+    if compare is None:
+        return [(p, p.row, "") for p in section.pictures]
+    others = {p.row: p for p in compare.pictures}
+    rows = []
+    for picture in section.pictures:
+        rows.append((picture, picture.row, names[0]))
+        rows.append((others.get(picture.row), picture.row, names[1]))
+    return rows
+
+
+def _compared_scalars(section: Section, compare: Section, names: tuple[str, str]) -> dict:
+    """Each quantity of either run in one plot, a line per run and row (`lr=1e-3 image_0`)."""
+    merged: dict[str, dict] = {}
+    for name, part in zip(names, (section, compare)):
+        for quantity, rows in part.scalars.items():
+            for row, line in rows.items():
+                merged.setdefault(quantity, {})[f"{name} {row}".strip()] = line
+    return merged
+
+
+def section_html(
+    index,
+    section: Section,
+    steps: list[int],
+    epochs=None,
+    compare: Section | None = None,
+    names: tuple[str, str] = ("", ""),
+) -> str:
+    """One kind and layer: slider, the pictures at the picked epoch, plots and grid.
+
+    Args:
+        index: Makes the section's id (`section-<index>`), unique in the page.
+        section: The kind and layer.
+        steps: The steps to show.
+        epochs: Every epoch its experiment has snapshots at (`epochs_note`).
+        compare: The same kind and layer of another run, shown under each picture (a
+            row of its own at the same steps) with its scalars in the same plots; a
+            section without pictures when that run has none of them.
+        names: The two runs' names, for the rows and the plots' legends.
+    """
     last = len(steps) - 1
     head = (
         f'<section class="kind" id="section-{index}" data-steps="{escape(json.dumps(steps))}">'
@@ -264,38 +320,57 @@ def section_html(index: int, section: Section, steps: list[int], epochs=None) ->
         f'<input class="epoch" type="range" min="0" max="{last}" step="1" value="{last}" '
         f'aria-label="epoch of {escape(section.title)}">'
         '<button class="next" type="button" aria-label="next epoch">&#9654;</button>'
-        f"<output>epoch {steps[last]}</output>"
+        f"<output>epoch {epoch_of(steps[last])} (step {steps[last]})</output>"
         f"<span>{len(steps)} of {len(section.steps)} epochs</span></div>"
     ) + epochs_note(section, epochs or section.steps)
+    if compare is not None and not compare.pictures:
+        controls += (
+            f'<p class="epochs-note">{escape(names[1])} has no pictures of '
+            f"{escape(section.heading)}.</p>"
+        )
+    rows = _rows(section, compare, names)
+    widths = {p.row: max(w for w, _ in p.sizes) for p in section.pictures}
     shown = []
-    for row, picture in enumerate(section.pictures):
+    for row, (picture, label, name) in enumerate(rows):
         step = steps[last]
-        width = max(w for w, _ in picture.sizes)
-        src = f'src="{data_uri(picture.blob(step))}"' if step in picture.steps else ""
+        width = widths[label] if picture is None else max(w for w, _ in picture.sizes)
+        has = picture is not None and step in picture.steps
+        src = f'src="{data_uri(picture.blob(step))}"' if has else ""
         missing = "" if src else " missing"
         shown_width = _display_width(width)
         smooth = " smooth" if shown_width < width else ""
-        shown.append(
+        alt = picture.name if picture is not None else label
+        caption = escape(label or alt) + (f' <span class="run">{escape(name)}</span>' * bool(name))
+        figure = (
             f'<figure><img class="shown-image{missing}{smooth}" data-row="{row}" {src} '
-            f'style="width:{shown_width}px" alt="{escape(picture.name)}">'
-            f"<figcaption>{escape(picture.row or picture.name)}</figcaption></figure>"
+            f'style="width:{shown_width}px" alt="{escape(alt)}">'
+            f"<figcaption>{caption}</figcaption></figure>"
         )
-    plots = [svg_plot(quantity, rows) for quantity, rows in section.scalars.items()]
-    header = "".join(f"<th>epoch {s}</th>" for s in steps)
+        if compare is None:
+            shown.append(figure)
+        elif row % 2 == 0:  # a probe image, the other run's under it
+            shown.append(f'<div class="pair">{figure}')
+        else:
+            shown.append(f"{figure}</div>")
+    scalars = section.scalars if compare is None else _compared_scalars(section, compare, names)
+    plots = [svg_plot(quantity, lines) for quantity, lines in scalars.items()]
+    header = "".join(f"<th>epoch {epoch_of(s)}</th>" for s in steps)
     body = []
-    for row, picture in enumerate(section.pictures):
+    for row, (picture, label, name) in enumerate(rows):
         cells = []
         for col, step in enumerate(steps):
-            if step in picture.steps:
+            if picture is not None and step in picture.steps:
+                what = f"{name} {picture.name}".strip()
                 cells.append(
                     f'<td data-col="{col}"><img data-row="{row}" data-col="{col}" '
                     f'src="{data_uri(picture.blob(step))}" '
-                    f'alt="{escape(picture.name)} epoch {step}" '
-                    f'title="{escape(picture.name)}, epoch {step}"></td>'
+                    f'alt="{escape(what)} epoch {epoch_of(step)}" '
+                    f'title="{escape(what)}, epoch {epoch_of(step)} (step {step})"></td>'
                 )
             else:
                 cells.append(f'<td data-col="{col}"></td>')
-        body.append(f"<tr><th>{escape(picture.row)}</th>{''.join(cells)}</tr>")
+        run = f'<br><span class="run">{escape(name)}</span>' if name else ""
+        body.append(f"<tr><th>{escape(label)}{run}</th>{''.join(cells)}</tr>")
     grid = (
         "<details open><summary>every exported epoch (click a picture to pick its epoch)"
         '</summary><div class="scroll"><table class="grid">'
@@ -315,6 +390,7 @@ def report_html(
     other_scalars: dict[str, dict[str, tuple[list[int], list[float]]]],
     log_dir: str,
     tick: Callable[[str], None] = lambda name: None,
+    compared: list | None = None,
 ) -> str:
     """The whole report.
 
@@ -324,6 +400,8 @@ def report_html(
         other_scalars: `{tag: {run: (steps, values)}}`, scalars of no section.
         log_dir: Shown in the header.
         tick: Called with each section's title once it is rendered (progress).
+        compared: Per section, `(other run's section, (its run's name, the other's))`
+            to show under it (`section_html`'s `compare`), or `None`.
 
     Returns:
         The HTML document.
@@ -341,7 +419,10 @@ def report_html(
         epochs.setdefault(_group(section.run), set()).update(section.steps)
     body = []
     for i, (section, chosen) in enumerate(zip(sections, steps)):
-        body.append(section_html(i, section, chosen, sorted(epochs[_group(section.run)])))
+        other, names = compared[i] if compared else (None, ("", ""))
+        body.append(
+            section_html(i, section, chosen, sorted(epochs[_group(section.run)]), other, names)
+        )
         tick(section.title)
     if other_scalars:
         plots = "".join(svg_plot(tag, runs, marker=False) for tag, runs in other_scalars.items())
@@ -355,8 +436,140 @@ def report_html(
         f"<title>keras_convviz report: {escape(log_dir)}</title><style>{_CSS}</style></head>"
         "<body><header><h1>keras_convviz report</h1>"
         f"<div>Log directory <code>{escape(log_dir)}</code>, exported {now}. "
-        "Epoch = TensorBoard's step, counted from 0. Move a slider (or use the arrow keys on "
-        "it) to scrub through the epochs.</div></header>"
+        f"{EPOCH_NOTE} Move a slider (or use the arrow keys on it) to scrub through the "
+        "epochs.</div></header>"
         f"<nav><strong>Contents</strong><ul>{toc}</ul></nav>"
-        f"{''.join(body)}<script>{_SCRIPT}</script></body></html>"
+        f"{''.join(body)}{script()}</body></html>"
     )
+
+
+# The notebook: one output holding a section (`kcv.show`) or the live view of a training
+# (`ConvViz(display=True)`). Its style is scoped to the output's element, so the page around
+# it (a notebook's own style) is untouched, and it does not depend on the script: a
+# notebook opened untrusted drops scripts, and then the last epoch and the grid show.
+
+
+def scoped_css(scope: str) -> str:
+    """The report's style, each rule limited to the element `scope` (a CSS selector) and
+    what is inside it; `body`'s rule is the element's own."""
+    rules = []
+    for chunk in _CSS.split("}"):
+        if "{" not in chunk:
+            continue
+        selectors, declarations = chunk.split("{", 1)
+        scoped = [
+            scope if sel.strip() == "body" else f"{scope} {sel.strip()}"
+            for sel in selectors.split(",")
+            if sel.strip()
+        ]
+        rules.append(f"{', '.join(scoped)} {{{declarations.strip()}}}")
+    return "\n".join(rules)
+
+
+_NOTEBOOK_CSS = """
+{scope} {{ padding: 4px 0; border-radius: 6px; }}
+{scope} .where {{ margin: 0 12px; color: #444; font-size: 13px; }}
+{scope} section .where {{ margin: 8px 0 0; }}
+{scope} ul.alerts {{ margin: 6px 0; padding-left: 20px; }}
+{scope} ul.alerts li {{ margin: 2px 0; }}
+{scope} table.numbers td, {scope} table.numbers th {{ padding: 1px 10px 1px 0;
+  text-align: left; font-weight: normal; }}
+{scope} table.numbers td {{ font-variant-numeric: tabular-nums; }}
+"""
+
+
+def alerts_html(alerts: list[dict]) -> str:
+    """The alerts (their JSON records, `alerts.Alert.record`) as a list, or `""`."""
+    if not alerts:
+        return ""
+    items = []
+    for alert in alerts:
+        where = f"layer {alert['layer']}" if alert.get("layer") else alert.get("subject", "")
+        since = alert.get("since_epoch", alert.get("epoch"))
+        since_text = "" if since == alert.get("epoch") else f" (since epoch {since})"
+        items.append(
+            f"<li><strong>epoch {escape(str(alert.get('epoch')))}{escape(since_text)}: "
+            f"{escape(str(alert.get('title', alert.get('rule', ''))))}</strong> in "
+            f"<code>{escape(str(where))}</code>: <code>{escape(str(alert.get('quantity', '')))}"
+            f"</code> = {escape(_alert_value(alert.get('value')))} "
+            f"({escape(str(alert.get('condition', '')))}). Try: "
+            f"{escape(str(alert.get('advice', '')))}</li>"
+        )
+    return f'<ul class="alerts">{"".join(items)}</ul>'
+
+
+def _alert_value(value) -> str:
+    return _number(value) if isinstance(value, (int, float)) else str(value)
+
+
+def notebook_html(uid: str, inner: str, with_script: bool = True) -> str:
+    """One notebook output: `inner` inside an element with id `uid` (letters, digits and
+    `-` only), with the report's style scoped to it and, when asked, its script."""
+    scope = f"#{uid}"
+    style = scoped_css(scope) + _NOTEBOOK_CSS.format(scope=scope)
+    run = script(f'document.getElementById("{uid}")') if with_script else ""
+    return f'<div class="keras-convviz" id="{uid}"><style>{style}</style>{inner}{run}</div>'
+
+
+def sheet_html(
+    uid: str, section: Section, steps: list[int], where: str, alerts: list[dict], epochs=None
+) -> str:
+    """`kcv.show`'s output: `section_html` of one kind and layer (slider, pictures, plots,
+    grid) and the alerts of its layer, under a line saying where it was read."""
+    inner = section_html(uid, section, steps, epochs)
+    if alerts:  # inside the section's card, under its grid
+        inner = inner[: -len("</section>")] + f"<h3>Alerts</h3>{alerts_html(alerts)}</section>"
+    return notebook_html(uid, f'<div class="where">{escape(where)}. {EPOCH_NOTE}</div>{inner}')
+
+
+# The live view's pictures at most this wide: a probe of a few images fits across a notebook.
+LIVE_WIDTH = 300
+
+
+def live_html(
+    uid: str,
+    heading: str,
+    step: int | None,
+    pictures: list[tuple[str, bytes, int]],
+    numbers: dict[str, float],
+    alerts: list[dict],
+    where: str,
+) -> str:
+    """The live view of a training (`ConvViz(display=True)`): the latest pictures of one
+    kind and layer, the model's health numbers and the alerts so far.
+
+    Args:
+        uid: The output element's id.
+        heading: The kind and layer (`Grad-CAM / conv2`).
+        step: The step of the pictures, `None` before the first snapshot.
+        pictures: `(label, PNG, width)` per probe image.
+        numbers: `{name: value}`, the health numbers at that step.
+        alerts: The alerts so far (JSON records).
+        where: Where the logs are, and how to see every epoch.
+    """
+    when = (
+        "waiting for the first snapshot"
+        if step is None
+        else (f"epoch {epoch_of(step)} (step {step})")
+    )
+    figures = []
+    for label, png, width in pictures:
+        shown = min(_display_width(width), LIVE_WIDTH)
+        smooth = " smooth" if shown < width else ""
+        figures.append(
+            f'<figure><img class="shown-image{smooth}" src="{data_uri(png)}" '
+            f'style="width:{shown}px" alt="{escape(label)}, {escape(when)}">'
+            f"<figcaption>{escape(label)}</figcaption></figure>"
+        )
+    table = "".join(
+        f"<tr><th><code>{escape(name)}</code></th><td>{escape(_number(value))}</td></tr>"
+        for name, value in numbers.items()
+    )
+    inner = (
+        f'<section class="live"><h2>{escape(heading)} <span class="run">{escape(when)}</span>'
+        f'</h2><div class="shown">{"".join(figures)}</div>'
+        + (f'<table class="numbers">{table}</table>' if table else "")
+        + alerts_html(alerts)
+        + f'<div class="where">{escape(where)}</div></section>'
+    )
+    return notebook_html(uid, inner, with_script=False)

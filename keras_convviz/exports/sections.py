@@ -90,6 +90,12 @@ class Section:
         return sorted({s for p in self.pictures for s in p.steps})
 
 
+def epoch_of(step: int) -> int:
+    """The epoch a person reads for a TensorBoard step: Keras's log says "Epoch 1/N" for
+    step 0, and so do the tab, the report, the GIFs, the sheets and `kcv.show`."""
+    return step + 1
+
+
 def run_base(run: str) -> str:
     """The last component of a run's path: the name its tags start with."""
     return run.rsplit("/", 1)[-1]

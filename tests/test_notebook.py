@@ -1,0 +1,183 @@
+"""Notebooks: `ConvViz(display=True)` and `kcv.show`, run in a real notebook on a real
+kernel (nbclient, ipykernel), and the notebook saved and read back."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sys
+
+import numpy as np
+import pytest
+from conftest import read_runs, small_cnn
+
+import keras_convviz as kcv
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+EPOCHS = 3
+_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+# A tiny model and probe: the kernel's start and TensorFlow's import are most of the time.
+TRAIN = """\
+import numpy as np
+import keras
+import keras_convviz as kcv
+
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+x = rng.random((16, 16, 16, 3), dtype=np.float32)
+y = rng.integers(0, 3, size=16).astype(np.int32)
+inputs = keras.Input((16, 16, 3))
+h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+h = keras.layers.GlobalAveragePooling2D()(h)
+model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h))
+model.compile("adam", "sparse_categorical_crossentropy")
+callback = kcv.ConvViz(
+    LOG_DIR, (x[:2], y[:2]), occlusion=False, filter_weights=False, budget=None, display=True
+)
+model.fit(x, y, epochs=EPOCHS, verbose=0, callbacks=[callback])
+"""
+
+
+def pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in _PNG.findall(html)]
+
+
+def html_outputs(cell) -> list[str]:
+    return [o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {})]
+
+
+class Recording(nbclient.NotebookClient):
+    """Keeps every HTML the kernel sent to a display (its updates included), in order."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[str, str]] = []
+
+    def process_message(self, msg, cell, cell_index):
+        data = msg.get("content", {}).get("data", {})
+        if msg.get("msg_type") in ("display_data", "update_display_data") and "text/html" in data:
+            self.sent.append((msg["msg_type"], data["text/html"]))
+        return super().process_message(msg, cell, cell_index)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """The notebook run once on a kernel, saved: `(path, client, log_dir)`."""
+    folder = tmp_path_factory.mktemp("notebook")
+    log_dir = folder / "logs"
+    source = TRAIN.replace("LOG_DIR", repr(str(log_dir))).replace("EPOCHS", str(EPOCHS))
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(source),
+        nbformat.v4.new_code_cell(f"kcv.show({str(log_dir)!r})"),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    client = Recording(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(folder)}},
+    )
+    client.execute()
+    path = folder / "live.ipynb"
+    nbformat.write(notebook, str(path))
+    return path, client, log_dir
+
+
+def stored_pngs(log_dir, run: str, tag: str) -> dict[int, bytes]:
+    """`{step: PNG}` of an image tag, as TensorBoard's reader reads it."""
+    from keras_convviz.exports import events
+
+    series = [s for s in events.read_run(str(log_dir), run) if s.tag == tag]
+    assert len(series) == 1, tag
+    return {step: values[0] for step, values in zip(series[0].steps, series[0].values)}
+
+
+def check_outputs(notebook, log_dir) -> None:
+    fit_cell, show_cell = notebook.cells
+    assert not [o for o in fit_cell.outputs if o["output_type"] == "error"]
+    # One output area for the whole fit, holding the last snapshot.
+    live = html_outputs(fit_cell)
+    assert len(live) == 1, [o["output_type"] for o in fit_cell.outputs]
+    last = EPOCHS - 1
+    assert f"epoch {EPOCHS} (step {last})" in live[0]
+    expected = [
+        stored_pngs(log_dir, "grad_cam", f"grad_cam/conv/image_{i}")[last] for i in range(2)
+    ]
+    assert pngs(live[0]) == expected  # the PNGs the event file holds, byte for byte
+    assert "accuracy" in live[0] and "confidence" in live[0]  # the health numbers
+    # kcv.show: every epoch of every probe image.
+    (sheet,) = html_outputs(show_cell)
+    shown = set(pngs(sheet))
+    for i in range(2):
+        every = stored_pngs(log_dir, "grad_cam", f"grad_cam/conv/image_{i}")
+        assert sorted(every) == list(range(EPOCHS))
+        assert set(every.values()) <= shown, i
+    headers = re.findall(r"<th>epoch (\d+)</th>", sheet)
+    assert headers == [str(k) for k in range(1, EPOCHS + 1)]
+    assert "<script>" in sheet and 'class="epoch"' in sheet  # the slider
+    for needle in ("http:", "https:", "//", "url(", "@import"):
+        assert needle not in _PNG.sub("", sheet), needle
+
+
+def test_live_view_and_show_in_an_executed_notebook(executed):
+    path, client, log_dir = executed
+    check_outputs(client.nb, log_dir)
+    # The view was drawn once at train begin and updated after every snapshot, in order.
+    sent = [(kind, html) for kind, html in client.sent if '<section class="live">' in html]
+    kinds = [kind for kind, _ in sent]
+    assert kinds == ["display_data"] + ["update_display_data"] * EPOCHS, kinds
+    assert "waiting for the first snapshot" in sent[0][1]
+    for epoch, (_, html) in enumerate(sent[1:], start=1):
+        assert f"epoch {epoch} (step {epoch - 1})" in html
+        assert len(pngs(html)) == 2
+    runs = read_runs(log_dir)
+    assert sorted(runs["grad_cam"]["grad_cam/conv/image_0"]["steps"]) == list(range(EPOCHS))
+
+
+def test_saved_notebook_reopens_with_its_pictures(executed):
+    path, _, log_dir = executed
+    notebook = nbformat.read(str(path), as_version=4)
+    nbformat.validate(notebook)
+    check_outputs(notebook, log_dir)
+
+
+def test_show_errors_name_the_argument_and_list_what_exists(executed, tmp_path):
+    _, _, log_dir = executed
+    with pytest.raises(ValueError, match=r"`kind` must be one of .*'grad_cam' \(Grad-CAM\)"):
+        kcv.show(log_dir, kind="gradcam")
+    with pytest.raises(ValueError, match=r"`run` must be one of .*'\.'. Received: run='other'"):
+        kcv.show(log_dir, run="other")
+    with pytest.raises(ValueError, match=r"`layer` must be one of .*'conv'. Received: layer='x'"):
+        kcv.show(log_dir, layer="x")
+    with pytest.raises(ValueError, match=r"`log_dir` must be a directory.*no such directory"):
+        kcv.show(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"`every` must be an int >= 1"):
+        kcv.show(log_dir, every=0)
+    sheet = kcv.show(log_dir, kind="Feature maps", every=2)  # by label; epochs 1 and 3
+    assert (sheet.kind, sheet.run, sheet.layer, sheet.steps) == (
+        "feature_maps",
+        ".",
+        "conv",
+        [0, 2],
+    )
+    assert re.findall(r"<th>epoch (\d+)</th>", sheet._repr_html_()) == ["1", "3"]
+
+
+def test_display_outside_a_notebook_does_nothing_and_is_checked(tmp_path, monkeypatch):
+    with pytest.raises(TypeError, match=r"`display` must be True or False. Received: display=1"):
+        kcv.ConvViz(tmp_path, np.zeros((1, 8, 8, 3), np.float32), display=1)
+    # No IPython at all: importing it would fail, and nothing tries to.
+    monkeypatch.setitem(sys.modules, "IPython", None)
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, size=8).astype(np.int32)
+    callback = kcv.ConvViz(tmp_path, (x[:2], y[:2]), occlusion=False, budget=None, display=True)
+    small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert callback._view is None
+    assert all(child._viewer is None for child in callback.callbacks)
+    assert read_runs(tmp_path)["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0]
