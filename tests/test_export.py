@@ -16,7 +16,7 @@ from PIL import Image
 import keras_convviz as kcv
 from keras_convviz import kinds
 from keras_convviz.__main__ import main
-from keras_convviz.exports import MAX_SHEET_COLUMNS, events, sheet
+from keras_convviz.exports import MAX_SHEET_COLUMNS, draw, events, sheet
 from keras_convviz.exports.sections import build_sections
 
 
@@ -55,7 +55,7 @@ def test_gif_per_tag_frames_are_the_stored_images(logs_12_epochs, exported):
         expected = [rgb(v) for v in series["values"]]
         height, width = expected[0].shape[:2]
         label = np.zeros((height, width), bool)
-        label[:26, :110] = True  # the epoch label's corner, "epoch 11" at twice the font
+        label[:26, :110] = True  # the epoch label's corner, "epoch 12" at twice the font
         for k in range(EPOCHS_12):
             gif.seek(k)
             frame = np.asarray(gif.convert("RGB")).astype(np.int16)
@@ -289,14 +289,15 @@ def test_report_slider_changes_the_shown_image_in_chromium(exported):
             shown = section.locator("img.shown-image").first
             output = section.locator("output")
             assert slider.input_value() == str(EPOCHS_12 - 1)
-            assert output.inner_text() == f"epoch {EPOCHS_12 - 1}"
+            # Epochs as Keras prints them, TensorBoard's step beside.
+            assert output.inner_text() == f"epoch {EPOCHS_12} (step {EPOCHS_12 - 1})"
             last = shown.get_attribute("src")
             before = section.screenshot()
             slider.focus()
             for _ in range(EPOCHS_12 - 1):
                 page.keyboard.press("ArrowLeft")
             assert slider.input_value() == "0"
-            assert output.inner_text() == "epoch 0"
+            assert output.inner_text() == "epoch 1 (step 0)"
             first = shown.get_attribute("src")
             assert first != last
             cell = section.locator('table.grid img[data-row="0"][data-col="0"]')
@@ -304,7 +305,7 @@ def test_report_slider_changes_the_shown_image_in_chromium(exported):
             assert section.screenshot() != before
             # A click on a grid picture picks its epoch.
             section.locator('table.grid img[data-row="1"][data-col="7"]').click()
-            assert slider.input_value() == "7" and output.inner_text() == "epoch 7"
+            assert slider.input_value() == "7" and output.inner_text() == "epoch 8 (step 7)"
         finally:
             browser.close()
 
@@ -346,7 +347,163 @@ def test_the_report_says_at_which_epochs_a_thinned_kind_exists(tmp_path):
     kcv.export(tmp_path / "logs", tmp_path / "out", formats=["html"])
     text = " ".join(Page((tmp_path / "out" / "report.html").read_text(encoding="utf-8")).text)
     assert (
-        "Occlusion exists at epochs 0, 3-4 of the 5 epochs with snapshots (0-4): a costly "
+        "Occlusion exists at epochs 1, 4-5 of the 5 epochs with snapshots (1-5): a costly "
         "kind: ConvViz's `budget` (or its own `freq`) runs it less often." in text
     )
     assert text.count("exists at epochs") == 1  # feature maps: at every epoch, no note
+
+
+def test_gifs_sheets_and_report_count_epochs_as_keras_prints_them(logs_12_epochs, exported):
+    # Keras's log says "Epoch 1/N" for step 0: so do the GIF frames, the sheets' columns and
+    # the report, with TensorBoard's step where its own numbers are (slider, plot axes).
+    out, _ = exported
+    tag = "grad_cam/conv_b/image_0"
+    series = image_tags(logs_12_epochs)[tag]
+    gif = Image.open(out / "gif" / f"{tag}.gif")
+    for k in (0, EPOCHS_12 - 1):
+        gif.seek(k)
+        frame = np.asarray(gif.convert("RGB")).astype(np.int16)
+        labelled = {
+            n: rgb(np.asarray(draw.corner_label(series["values"][k], f"epoch {n}")[0]))
+            for n in (k, k + 1)
+        }
+        box = draw.corner_label(series["values"][k], f"epoch {k + 1}")[1]
+        corner = (slice(box[1], box[3]), slice(box[0], box[2]))
+        errors = {n: np.abs(frame[corner] - image[corner]).mean() for n, image in labelled.items()}
+        assert errors[k + 1] < 2 < errors[k], (k, errors)
+
+    picture = Image.open(out / "sheet" / "grad_cam" / "conv_b.png").convert("RGB")
+    section = next(
+        s
+        for s in build_sections(events.read_run(logs_12_epochs, "grad_cam"), lambda p: True)[0]
+        if s.layer == "conv_b"
+    )
+    layout = sheet.sheet_layout(section, section.steps)
+    y = sheet.MARGIN + draw.GLYPH_HEIGHT * layout.scale + sheet.GAP
+    for column in (0, EPOCHS_12 - 1):
+        x = layout.cell(0, column)[0]
+        for n, same in ((column + 1, True), (column, False)):
+            text = f"epoch {n}"
+            width, height = draw.text_size(text, layout.scale)
+            expected = Image.new("RGB", (width, height), sheet.BACKGROUND)
+            draw.draw_text(expected, (0, 0), text, scale=layout.scale)
+            drawn = np.asarray(picture.crop((x, y, x + width, y + height)))
+            assert np.array_equal(drawn, np.asarray(expected)) == same, (column, n)
+
+    text = (out / "report.html").read_text(encoding="utf-8")
+    grad_cam = text[text.index("Grad-CAM / conv_b") :]
+    grad_cam = grad_cam[: grad_cam.index("</section>")]
+    headers = re.findall(r"<th>epoch (\d+)</th>", grad_cam)
+    assert headers == [str(k) for k in range(1, EPOCHS_12 + 1)]
+    assert f"<output>epoch {EPOCHS_12} (step {EPOCHS_12 - 1})</output>" in grad_cam
+    assert ">step 0</text>" in grad_cam and f">step {EPOCHS_12 - 1}</text>" in grad_cam
+    assert "epoch 1 is TensorBoard's step 0" in text
+
+
+def write_run(run_dir, steps, seed, layers=("conv",)):
+    """Feature maps of 2 probe images and a layer scalar, as `FeatureMaps` names them."""
+    rng = np.random.default_rng(seed)
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for step in steps:
+            for layer in layers:
+                for i in range(2):
+                    tf.summary.image(
+                        f"feature_maps/{layer}/image_{i}", rng.random((1, 6, 8, 3)), step
+                    )
+                tf.summary.scalar(f"feature_maps/{layer}/dead_fraction", seed + 0.1 * step, step)
+    writer.close()
+
+
+def grid_rows(text: str, heading: str) -> list[tuple[str, str, list[str | None]]]:
+    """`(probe image, run, [src or None per column])` of a report section's grid."""
+    part = text[text.index(heading) :]
+    part = part[part.index('<table class="grid">') : part.index("</table>")]
+    rows = []
+    for label, run, cells in re.findall(
+        r'<tr><th>([^<]*)<br><span class="run">([^<]*)</span></th>(.*?)</tr>', part
+    ):
+        srcs = [
+            (re.search(r'src="([^"]+)"', cell) or [None, None])[1]
+            for cell in re.findall(r"<td data-col=\"\d+\">(.*?)</td>", cells)
+        ]
+        rows.append((label, run, srcs))
+    return rows
+
+
+def test_report_compares_a_second_run_row_by_row(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    write_run(logs / "lr=1e-3" / "feature_maps", steps=range(3), seed=1)
+    write_run(logs / "lr=1e-2" / "feature_maps", steps=range(2), seed=2)  # one epoch less
+    writer = tf.summary.create_file_writer(str(logs / "lr=1e-3" / "grad_cam"))
+    with writer.as_default():  # a kind the other run lacks
+        for step in range(3):
+            tf.summary.image("grad_cam/conv/image_0", np.zeros((1, 4, 4, 3)), step)
+    writer.close()
+    stored = {
+        group: {
+            s.tag: [base64.b64encode(v[0]).decode() for v in s.values]
+            for s in events.read_run(str(logs), f"{group}/feature_maps")
+            if s.kind == "images"
+        }
+        for group in ("lr=1e-3", "lr=1e-2")
+    }
+
+    def check(text: str, names: tuple[str, str]) -> None:
+        rows = grid_rows(text, "Feature maps / conv")
+        assert [(label, run) for label, run, _ in rows] == [
+            ("image_0", names[0]),
+            ("image_0", names[1]),
+            ("image_1", names[0]),
+            ("image_1", names[1]),
+        ]
+        for (label, _, srcs), group in zip(rows, ("lr=1e-3", "lr=1e-2") * 2):
+            blobs = stored[group][f"feature_maps/conv/{label}"]
+            # The same epochs across: the other run's missing last epoch is an empty cell.
+            assert srcs == [f"data:image/png;base64,{b}" for b in blobs] + [None] * (3 - len(blobs))
+        plot = re.search(
+            r"<code>dead_fraction</code>.*?</svg><div class=\"legend\">.*?</div>", text, re.S
+        ).group(0)
+        assert plot.count("<polyline") == 2  # both runs' lines in one plot
+        assert f"</i>{names[0]}</span>" in plot and f"</i>{names[1]}</span>" in plot
+        assert f"{names[1]} has no pictures of Grad-CAM / conv." in text
+
+    # A run of the log directory: the report shows the others against it.
+    kcv.export(logs, tmp_path / "a", formats=["html"], compare="lr=1e-2")
+    text = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert text.count('<section class="kind"') == 2  # lr=1e-3's two kinds only
+    check(text, ("lr=1e-3", "lr=1e-2"))
+    # Another log directory.
+    kcv.export(logs / "lr=1e-3", tmp_path / "b", formats=["html"], compare=logs / "lr=1e-2")
+    check((tmp_path / "b" / "report.html").read_text(encoding="utf-8"), ("lr=1e-3", "lr=1e-2"))
+
+    args = ["export", str(logs), "--out", str(tmp_path / "c"), "--format", "html"]
+    assert main([*args, "--compare", "lr=1e-2"]) == 0
+    check((tmp_path / "c" / "report.html").read_text(encoding="utf-8"), ("lr=1e-3", "lr=1e-2"))
+    capsys.readouterr()
+    assert main([*args, "--compare", "lr=1e-1"]) == 2
+    error = capsys.readouterr().err
+    assert "--compare must be a run of LOGDIR (its runs: lr=1e-2, lr=1e-3)" in error
+    assert "Received: --compare='lr=1e-1'" in error
+
+    # In a browser the slider moves the other run's pictures too; where it has none, none.
+    browser_path = chromium()
+    if browser_path is None:
+        return
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "a" / "report.html").as_uri())
+            section = page.locator("section.kind").filter(has_text="Feature maps").first
+            other = section.locator('img.shown-image[data-row="1"]')
+            assert "missing" in other.get_attribute("class")  # epoch 3: lr=1e-2 has none
+            section.locator("input.epoch").focus()
+            page.keyboard.press("Home")
+            assert section.locator("output").inner_text() == "epoch 1 (step 0)"
+            cell = section.locator('table.grid img[data-row="1"][data-col="0"]')
+            assert "missing" not in other.get_attribute("class")
+            assert other.get_attribute("src") == cell.get_attribute("src")
+        finally:
+            browser.close()

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import sys
+from html import escape
 
 import numpy as np
 import pytest
 from conftest import read_runs, small_cnn
 
 import keras_convviz as kcv
+from keras_convviz.alerts import Alert, Monitor
+from keras_convviz.exports import events
+from keras_convviz.exports.events import read_alerts
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -90,8 +95,6 @@ def executed(tmp_path_factory):
 
 def stored_pngs(log_dir, run: str, tag: str) -> dict[int, bytes]:
     """`{step: PNG}` of an image tag, as TensorBoard's reader reads it."""
-    from keras_convviz.exports import events
-
     series = [s for s in events.read_run(str(log_dir), run) if s.tag == tag]
     assert len(series) == 1, tag
     return {step: values[0] for step, values in zip(series[0].steps, series[0].values)}
@@ -110,6 +113,10 @@ def check_outputs(notebook, log_dir) -> None:
     ]
     assert pngs(live[0]) == expected  # the PNGs the event file holds, byte for byte
     assert "accuracy" in live[0] and "confidence" in live[0]  # the health numbers
+    fired = read_alerts(str(log_dir), "alerts")  # every alert the training wrote, shown
+    assert live[0].count("<li>") == len(fired)
+    for alert in fired:
+        assert escape(alert["title"]) in live[0], alert["title"]
     # kcv.show: every epoch of every probe image.
     (sheet,) = html_outputs(show_cell)
     shown = set(pngs(sheet))
@@ -181,3 +188,39 @@ def test_display_outside_a_notebook_does_nothing_and_is_checked(tmp_path, monkey
     assert callback._view is None
     assert all(child._viewer is None for child in callback.callbacks)
     assert read_runs(tmp_path)["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0]
+
+
+def test_show_lists_the_alerts_of_its_layer_and_of_the_whole_model(executed, tmp_path):
+    log_dir = tmp_path / "logs"
+    shutil.copytree(executed[2], log_dir)
+    before = re.findall(r"<li>(.*?)</li>", kcv.show(log_dir)._repr_html_())  # training's own
+    monitor = Monitor(str(log_dir), {})
+    for rule, layer, subject, step in (
+        ("dead_channels", "conv", "feature_maps/conv", 2),
+        ("dead_channels", "other", "feature_maps/other", 1),
+        ("loss_at_chance", "", "fit", 2),
+    ):
+        alert = Alert(
+            rule=rule,
+            title=f"<b>{rule}</b>",
+            subject=subject,
+            layer=layer,
+            quantity="dead_fraction",
+            value=0.75,
+            threshold=0.5,
+            condition="more than half",
+            step=step,
+            epoch=step + 1,
+            since_epoch=step,
+            evidence=f"{subject}/dead_fraction",
+            meaning="m",
+            advice="try something",
+        )
+        with pytest.warns(UserWarning):
+            monitor._raise(alert, None)
+    html = kcv.show(log_dir)._repr_html_()
+    items = [item for item in re.findall(r"<li>(.*?)</li>", html) if item not in before]
+    assert len(items) == 2, items  # conv's and the model's; not the other layer's
+    text = re.sub(r"<[^>]+>", "", " ".join(items))
+    assert "epoch 3 (since epoch 2): &lt;b&gt;dead_channels&lt;/b&gt; in layer conv" in text
+    assert "loss_at_chance" in text and "other" not in text

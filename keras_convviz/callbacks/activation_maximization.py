@@ -35,7 +35,7 @@ class ActivationMaximization(SnapshotCallback):
     run `log_dir/activation_maximization`, one grid per layer: a tile per filter, each tile
     stretched to its own range for display, and beside it each filter's score (its
     channel's mean activation on its image) as a scalar, so a filter that learns to respond
-    strongly is seen to. Step = epoch.
+    strongly is seen to. Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     It is the costliest view: a snapshot runs `steps` forward and backward passes of a
     batch of `filters` images through the layers up to each layer (on the demo model at

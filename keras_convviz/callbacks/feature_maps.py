@@ -34,7 +34,7 @@ class FeatureMaps(ProbeCallback):
     negative values still pass a gradient.
 
     Tags: `feature_maps/<layer>/image_<i>` (images), `feature_maps/<layer>/<quantity>`
-    (scalars). Step = epoch.
+    (scalars). Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.

@@ -63,7 +63,7 @@ class FilterWeights(SnapshotCallback):
     drawn at every snapshot again.
 
     Tags: `filter_weights/<layer>` (images) and `filter_weights/<layer>/<quantity>`
-    (scalars: `max_abs`, `norm`, `relative_update`). Step = epoch.
+    (scalars: `max_abs`, `norm`, `relative_update`). Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.

@@ -35,7 +35,7 @@ class GradCAM(MapCallback):
     `<run>/<layer>/image_<i>/change` (from the second snapshot on: 1 - the correlation of
     the map with the previous snapshot's, so a model that keeps changing its mind shows)
     and `<run>/<layer>/non_finite` (scalars). The same tag in each method's run, so
-    TensorBoard shows the methods side by side. Step = epoch.
+    TensorBoard shows the methods side by side. Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.

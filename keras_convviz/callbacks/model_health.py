@@ -34,7 +34,7 @@ class ModelHealth(MapCallback):
     of the predicted class), `health/majority_fraction` (the fraction of probe images
     predicted as the most common class; with labels also `health/label_majority_fraction`,
     the same for the labels), `health/image_<i>/probability` (the target's probability).
-    Step = epoch.
+    Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.

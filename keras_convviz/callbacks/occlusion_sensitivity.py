@@ -34,7 +34,7 @@ class OcclusionSensitivity(MapCallback):
     its depth slices); the incremental path serves images only.
 
     Tags: `occlusion_sensitivity/image_<i>` (images) and `occlusion_sensitivity/image_<i>/max`
-    (scalars). Step = epoch.
+    (scalars). Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.

@@ -32,7 +32,7 @@ class Saliency(MapCallback):
     blue lowers it). The raw maximum magnitude is written as a scalar.
 
     Tags: `<run>/image_<i>` (images), `<run>/image_<i>/max` and `<run>/non_finite`
-    (scalars). Step = epoch.
+    (scalars). Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
     Args:
         log_dir: str or path. The TensorBoard log directory.
