@@ -480,6 +480,8 @@ def test_report_compares_a_second_run_row_by_row(tmp_path, capsys):
     args = ["export", str(logs), "--out", str(tmp_path / "c"), "--format", "html"]
     assert main([*args, "--compare", "lr=1e-2"]) == 0
     check((tmp_path / "c" / "report.html").read_text(encoding="utf-8"), ("lr=1e-3", "lr=1e-2"))
+    with pytest.raises(ValueError, match=r"`compare` shows a second run in the report"):
+        kcv.export(logs, tmp_path / "d", formats=["gif"], compare="lr=1e-2")
     capsys.readouterr()
     assert main([*args, "--compare", "lr=1e-1"]) == 2
     error = capsys.readouterr().err

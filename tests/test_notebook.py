@@ -224,3 +224,41 @@ def test_show_lists_the_alerts_of_its_layer_and_of_the_whole_model(executed, tmp
     text = re.sub(r"<[^>]+>", "", " ".join(items))
     assert "epoch 3 (since epoch 2): &lt;b&gt;dead_channels&lt;/b&gt; in layer conv" in text
     assert "loss_at_chance" in text and "other" not in text
+
+
+def test_two_show_outputs_in_one_page_each_move_their_own_slider(executed, tmp_path):
+    # As a notebook front end puts them: side by side in one document, the style scoped.
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    _, _, log_dir = executed
+    outputs = [kcv.show(log_dir)._repr_html_() for _ in range(2)]
+    page_path = tmp_path / "page.html"
+    page_path.write_text(
+        "<!DOCTYPE html><html><body><p id='outside'>text of the page</p>"
+        + "".join(f"<div class='output'>{html}</div>" for html in outputs)
+        + "</body></html>",
+        encoding="utf-8",
+    )
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            first, second = page.locator("div.keras-convviz").all()
+            for output in (first, second):
+                text = output.locator("output").inner_text()
+                assert text == f"epoch {EPOCHS} (step {EPOCHS - 1})"
+            first.locator("input.epoch").focus()
+            page.keyboard.press("Home")
+            assert first.locator("output").inner_text() == "epoch 1 (step 0)"
+            assert second.locator("output").inner_text() == f"epoch {EPOCHS} (step {EPOCHS - 1})"
+            shown = first.locator("img.shown-image").first.get_attribute("src")
+            cell = first.locator('table.grid img[data-row="0"][data-col="0"]')
+            assert shown == cell.get_attribute("src")
+            # The page's own style is untouched by the outputs' (scoped) style.
+            margin = page.evaluate("getComputedStyle(document.body).margin")
+            assert margin == "8px", margin
+        finally:
+            browser.close()

@@ -81,6 +81,11 @@ def export(
     pattern = _check_pattern(tags)
     logdir = os.fspath(logdir)
     runs = _check_logdir(logdir)
+    if compare is not None and "html" not in formats:
+        raise ValueError(
+            "`compare` shows a second run in the report: `formats` must include html. "
+            f"Received: formats={formats}, compare={compare!r}"
+        )
     other_dir, other_runs, runs, names = _check_compare(compare, logdir, runs)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -95,7 +100,7 @@ def export(
 
     sections, other_scalars = build_sections(series, keep)
     compared = None
-    if other_dir is not None and "html" in formats:
+    if other_dir is not None:
         compared = compare_sections(
             sections, [s for run in other_runs for s in read_run(other_dir, run)], keep, names
         )

@@ -507,7 +507,13 @@ def notebook_html(uid: str, inner: str, with_script: bool = True) -> str:
     `-` only), with the report's style scoped to it and, when asked, its script."""
     scope = f"#{uid}"
     style = scoped_css(scope) + _NOTEBOOK_CSS.format(scope=scope)
-    run = script(f'document.getElementById("{uid}")') if with_script else ""
+    # The script's parent where the front end runs it as a script element (JupyterLab, VS
+    # Code, Colab), else the element by id (classic Notebook evaluates its text).
+    root = (
+        "(document.currentScript && document.currentScript.parentNode) || "
+        f'document.getElementById("{uid}")'
+    )
+    run = script(root) if with_script else ""
     return f'<div class="keras-convviz" id="{uid}"><style>{style}</style>{inner}{run}</div>'
 
 
