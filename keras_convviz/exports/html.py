@@ -475,6 +475,7 @@ _NOTEBOOK_CSS = """
 {scope} table.numbers td, {scope} table.numbers th {{ padding: 1px 10px 1px 0;
   text-align: left; font-weight: normal; }}
 {scope} table.numbers td {{ font-variant-numeric: tabular-nums; }}
+{scope} table.numbers caption {{ text-align: left; color: #444; padding: 6px 0 2px; }}
 """
 
 
@@ -528,6 +529,8 @@ def sheet_html(
     return notebook_html(uid, f'<div class="where">{escape(where)}. {EPOCH_NOTE}</div>{inner}')
 
 
+# The health numbers the live view lists first, in this order (`ModelHealth`'s tags).
+_LIVE_NUMBERS = ("loss", "accuracy", "confidence", "majority_fraction", "label_majority_fraction")
 # The live view's pictures at most this wide: a probe of a few images fits across a notebook.
 LIVE_WIDTH = 300
 
@@ -567,14 +570,19 @@ def live_html(
             f'style="width:{shown}px" alt="{escape(label)}, {escape(when)}">'
             f"<figcaption>{escape(label)}</figcaption></figure>"
         )
+    first = {name: i for i, name in enumerate(_LIVE_NUMBERS)}
     table = "".join(
         f"<tr><th><code>{escape(name)}</code></th><td>{escape(_number(value))}</td></tr>"
-        for name, value in numbers.items()
+        for name, value in sorted(numbers.items(), key=lambda n: first.get(n[0], len(first)))
     )
     inner = (
         f'<section class="live"><h2>{escape(heading)} <span class="run">{escape(when)}</span>'
         f'</h2><div class="shown">{"".join(figures)}</div>'
-        + (f'<table class="numbers">{table}</table>' if table else "")
+        + (
+            f'<table class="numbers"><caption>the model on the probe</caption>{table}</table>'
+            if table
+            else ""
+        )
         + alerts_html(alerts)
         + f'<div class="where">{escape(where)}</div></section>'
     )
