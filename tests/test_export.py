@@ -465,6 +465,7 @@ def test_report_compares_a_second_run_row_by_row(tmp_path, capsys):
             r"<code>dead_fraction</code>.*?</svg><div class=\"legend\">.*?</div>", text, re.S
         ).group(0)
         assert plot.count("<polyline") == 2  # both runs' lines in one plot
+        assert plot.count('stroke-dasharray="5,3"') == 1  # the other run's dashed
         assert f"</i>{names[0]}</span>" in plot and f"</i>{names[1]}</span>" in plot
         assert f"{names[1]} has no pictures of Grad-CAM / conv." in text
 

@@ -55,7 +55,7 @@ img { image-rendering: pixelated; display: block; max-width: 100%; height: auto;
 .plots { display: flex; flex-wrap: wrap; gap: 12px; margin: 10px 0; }
 .plot { font-size: 12px; } .plot svg { background: #fafafa; border: 1px solid #ddd; }
 .legend span { margin-right: 8px; white-space: nowrap; }
-.legend i { display: inline-block; width: 10px; height: 3px; vertical-align: middle;
+.legend i { display: inline-block; width: 16px; height: 3px; vertical-align: middle;
   margin-right: 3px; }
 details { margin-top: 8px; } summary { cursor: pointer; color: #333; }
 .scroll { overflow-x: auto; }
@@ -69,7 +69,7 @@ table.grid img { height: 72px; width: auto; max-width: none; cursor: pointer; }
 .epochs-note { color: #8a5a00; margin: 0 0 8px; }
 img.smooth { image-rendering: auto; }
 .pair { display: flex; flex-direction: column; gap: 4px; }
-figcaption .run, table.grid th .run { color: #666; }
+figcaption .run, table.grid th .run { color: #1f4e79; font-weight: 600; }
 """
 
 # Reads only the DOM (data-* attributes), so no name ever ends up inside the script. A
@@ -135,7 +135,10 @@ def _number(value: float) -> str:
 
 
 def svg_plot(
-    title: str, lines: dict[str, tuple[list[int], list[float]]], marker: bool = True
+    title: str,
+    lines: dict[str, tuple[list[int], list[float]]],
+    marker: bool = True,
+    styles: dict[str, tuple[int, bool]] | None = None,
 ) -> str:
     """A small line plot of scalars over steps, as inline SVG (no external reference).
 
@@ -143,6 +146,8 @@ def svg_plot(
         title: The quantity plotted.
         lines: `{label: (steps, values)}`; non-finite values break their line.
         marker: Draw the line a section's slider moves to the picked epoch.
+        styles: `{label: (colour index, dashed)}`; by default each line its own colour,
+            solid.
 
     Returns:
         A `<div class="plot">` with the SVG and a legend.
@@ -196,7 +201,9 @@ def svg_plot(
         )
     legend = []
     for k, (label, (steps, values)) in enumerate(lines.items()):
-        colour = PALETTE[k % len(PALETTE)]
+        index, dashed = (styles or {}).get(label, (k, False))
+        colour = PALETTE[index % len(PALETTE)]
+        dash = ' stroke-dasharray="5,3"' if dashed else ""
         runs, current = [], []
         for s, v in zip(steps, values):
             if math.isfinite(v):
@@ -211,11 +218,12 @@ def svg_plot(
                 parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
             elif run:
                 parts.append(
-                    f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
+                    f'<polyline fill="none" stroke="{colour}" stroke-width="1.5"{dash} '
                     f'points="{" ".join(run)}"><title>{escape(label)}</title></polyline>'
                 )
         if label:
-            legend.append(f'<span><i style="background:{colour}"></i>{escape(label)}</span>')
+            key = f"border-top:2px dashed {colour};height:0" if dashed else f"background:{colour}"
+            legend.append(f'<span><i style="{key}"></i>{escape(label)}</span>')
     parts.append("</svg>")
     legend_html = f'<div class="legend">{"".join(legend)}</div>' if legend else ""
     return (
@@ -277,12 +285,18 @@ def _rows(section: Section, compare: Section | None, names: tuple[str, str]) -> 
 
 
 def _compared_scalars(section: Section, compare: Section, names: tuple[str, str]) -> dict:
-    """Each quantity of either run in one plot, a line per run and row (`lr=1e-3 image_0`)."""
-    merged: dict[str, dict] = {}
-    for name, part in zip(names, (section, compare)):
+    """Each quantity of either run in one plot: `{quantity: (lines, styles)}`, a line per
+    run and row (`lr=1e-3 image_0`), a row's two lines in one colour, the other run's
+    dashed (`svg_plot`'s `styles`)."""
+    merged: dict[str, tuple[dict, dict]] = {}
+    for dashed, (name, part) in enumerate(zip(names, (section, compare))):
         for quantity, rows in part.scalars.items():
+            lines, styles = merged.setdefault(quantity, ({}, {}))
             for row, line in rows.items():
-                merged.setdefault(quantity, {})[f"{name} {row}".strip()] = line
+                label = f"{name} {row}".strip()
+                lines[label] = line
+                colours = {r: i for i, r in enumerate(section.scalars.get(quantity, rows))}
+                styles[label] = (colours.get(row, len(colours)), bool(dashed))
     return merged
 
 
@@ -352,8 +366,13 @@ def section_html(
             shown.append(f'<div class="pair">{figure}')
         else:
             shown.append(f"{figure}</div>")
-    scalars = section.scalars if compare is None else _compared_scalars(section, compare, names)
-    plots = [svg_plot(quantity, lines) for quantity, lines in scalars.items()]
+    if compare is None:
+        plots = [svg_plot(quantity, lines) for quantity, lines in section.scalars.items()]
+    else:
+        plots = [
+            svg_plot(quantity, lines, styles=styles)
+            for quantity, (lines, styles) in _compared_scalars(section, compare, names).items()
+        ]
     header = "".join(f"<th>epoch {epoch_of(s)}</th>" for s in steps)
     body = []
     for row, (picture, label, name) in enumerate(rows):
