@@ -3,9 +3,10 @@
     .venv/bin/convviz demo --epochs 12            # or any logs of keras_convviz
     .venv/bin/python scripts/screenshot_tab.py logs/demo docs/tensorboard_convviz_tab.png
 
-    # two runs side by side (logs/lr=1e-3 and logs/lr=1e-2 from `run_demo(learning_rate=)`)
+    # two runs side by side: logs/lr=1e-3 and logs/lr=3e-2, the demo's model trained by
+    # `demo.train_demo_model(..., learning_rate=lr)` with `ConvViz(f"logs/lr={lr}", ...)`
     .venv/bin/python scripts/screenshot_tab.py logs docs/tensorboard_convviz_compare.png \
-        --kind grad_cam --run lr=1e-3 --compare lr=1e-2 --path-prefix /proxy/6006
+        --kind grad_cam --run lr=1e-3 --compare lr=3e-2 --path-prefix /proxy/6006 --size 1700x1000
 
 Starts `tensorboard --logdir LOGDIR` on a free port of 127.0.0.1, opens the ConvViz tab in
 Debian's `chromium` through Playwright (no browser download), optionally picks a kind,

@@ -129,7 +129,6 @@ function fillSelect(select, options, value) {
   select.disabled = options.length < 2;
 }
 
-
 function choose(wanted = {}) {
   // What `wanted` names where it is there, else the first choice. A key absent from
   // `wanted` keeps the current value; `undefined` asks for the first choice.
@@ -266,7 +265,10 @@ function chooseView(view) {
   // The view a link names; what is not here falls back to the first choice, with a notice.
   const notices = [];
   const layer = "layer" in view ? view.layer || null : undefined;
-  choose({ kind: view.kind, run: view.run, layer, compare: view.compare ?? null });
+  // A run names its kind (a link cut short by hand may name the run alone).
+  const named = state.runs.find((r) => r.run === view.run);
+  const kind = view.kind ?? (named ? named.kind : undefined);
+  choose({ kind, run: view.run, layer, compare: view.compare ?? null });
   const check = (what, asked, got, shown) => {
     if (asked !== undefined && asked !== got) {
       notices.push(`The link's ${what} “${asked}” is not here: showing ${shown}.`);
@@ -509,8 +511,9 @@ function drawNow() {
   const width = `${nowWidth(sheet.rows)}px`;
   // One figure per row; with a comparison, the compared run's picture under it.
   const entries = sheetRows();
-  const perFigure = state.compareSheet ? 2 : 1;
-  const key = (i) => entries.slice(i * perFigure, (i + 1) * perFigure).map((e) => e.run).join("\n");
+  const per = state.compareSheet ? 2 : 1;
+  const groups = sheet.rows.map((_, i) => entries.slice(i * per, (i + 1) * per));
+  const key = (i) => groups[i].map((entry) => entry.run).join("\n");
   const figures = [...ui.now.children];
   const same =
     figures.length === sheet.rows.length &&
@@ -524,11 +527,11 @@ function drawNow() {
     sheet.rows.forEach((row, i) => {
       const figure = el("figure", { "data-tag": row.tag, "data-runs": key(i) });
       figure.style.width = width;
-      for (const entry of entries.slice(i * perFigure, (i + 1) * perFigure)) {
-        const picture = el("div", { class: entry.compared ? "picture compared" : "picture" });
-        picture.append(el("img", { "data-tag": row.tag, "data-run": entry.run }));
+      for (const { run, compared } of groups[i]) {
+        const picture = el("div", { class: compared ? "picture compared" : "picture" });
+        picture.append(el("img", { "data-tag": row.tag, "data-run": run }));
         picture.append(el("div", { class: "missing" }, "no picture"));
-        if (state.compareSheet) picture.append(el("div", { class: "runname" }, groupName(entry.run)));
+        if (state.compareSheet) picture.append(el("div", { class: "runname" }, groupName(run)));
         figure.append(picture);
       }
       figure.append(el("figcaption", {}, row.label));
