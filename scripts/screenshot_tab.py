@@ -3,9 +3,16 @@
     .venv/bin/convviz demo --epochs 12            # or any logs of keras_convviz
     .venv/bin/python scripts/screenshot_tab.py logs/demo docs/tensorboard_convviz_tab.png
 
+    # two runs side by side: logs/lr=1e-3 and logs/lr=3e-2, the demo's model trained by
+    # `demo.train_demo_model(..., learning_rate=lr)` with `ConvViz(f"logs/lr={lr}", ...)`
+    .venv/bin/python scripts/screenshot_tab.py logs docs/tensorboard_convviz_compare.png \
+        --kind grad_cam --run lr=1e-3 --compare lr=3e-2 --path-prefix /proxy/6006 --size 1700x1000
+
 Starts `tensorboard --logdir LOGDIR` on a free port of 127.0.0.1, opens the ConvViz tab in
-Debian's `chromium` through Playwright (no browser download), optionally picks a kind and
-layer, and writes a PNG; `--dark` emulates a dark system theme.
+Debian's `chromium` through Playwright (no browser download), optionally picks a kind,
+experiment, layer and a run to compare with, and writes a PNG; `--dark` emulates a dark
+system theme. The view is picked by the link (the tab's `p.convviz.*` fragment keys), as a
+user following it would see it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -29,6 +37,10 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--kind", default=None, help="e.g. grad_cam (default: the first)")
     parser.add_argument("--layer", default=None)
+    parser.add_argument("--run", default=None, help="the experiment, e.g. lr=1e-3")
+    parser.add_argument("--compare", default=None, help="another experiment, e.g. lr=1e-2")
+    parser.add_argument("--epoch", default=None, help="1-based, as Keras prints it")
+    parser.add_argument("--path-prefix", default="", help="as tensorboard's --path_prefix")
     parser.add_argument("--dark", action="store_true")
     parser.add_argument("--size", default="1500x1000", help="window WIDTHxHEIGHT")
     args = parser.parse_args()
@@ -38,12 +50,24 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen(
-        [exe, "--logdir", args.logdir, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    command = [exe, "--logdir", args.logdir, "--host", "127.0.0.1", "--port", str(port)]
+    if args.path_prefix:
+        command.append(f"--path_prefix={args.path_prefix}")
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}{args.path_prefix.rstrip('/')}"
+    kind = args.kind or "feature_maps"
+    view = {
+        "kind": args.kind,
+        "run": args.run and f"{args.run}/{kind}",
+        "layer": args.layer,
+        "epoch": args.epoch,
+        "compare": args.compare and f"{args.compare}/{kind}",
+    }
+    fragment = "&".join(
+        f"p.convviz.{key}={urllib.parse.quote(value, safe='')}"
+        for key, value in view.items()
+        if value
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
             try:
@@ -59,18 +83,16 @@ def main() -> None:
                 viewport={"width": width, "height": height},
                 color_scheme="dark" if args.dark else "light",
             )
-            page.goto(f"{url}/#convviz")
+            page.goto(f"{url}/#convviz" + (f"&{fragment}" if fragment else ""))
             frame = None
             while frame is None:
                 frame = next((f for f in page.frames if "plugin_entry" in f.url), None)
                 page.wait_for_timeout(200)
             frame.wait_for_selector("#sheet img[src]")
             if args.kind:
-                frame.locator("#kind").select_option(args.kind)
                 frame.wait_for_selector(f"#sheet img[data-tag^='{args.kind}/']")
-            if args.layer:
-                frame.locator("#layer").select_option(args.layer)
-                frame.wait_for_selector(f"#sheet img[data-tag*='/{args.layer}/']")
+            if args.compare:
+                frame.wait_for_selector("#sheet tr.compared img[src]")
             frame.wait_for_function(
                 "[...document.querySelectorAll('#sheet img[src], #now img:not([hidden])')]"
                 ".every((i) => i.complete && i.naturalWidth > 0)"

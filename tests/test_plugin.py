@@ -444,19 +444,18 @@ def server(logdir, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def _tensorboard(logdir, tmp_path_factory):
+def _tensorboard(logdir, tmp_path_factory, path_prefix=""):
+    """The URL of a real `tensorboard` over `logdir`, once it lists an enabled ConvViz tab."""
     exe = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
     assert exe, "the tensorboard command is not installed"
     port = _free_port()
     log = open(tmp_path_factory.mktemp("tb") / "tensorboard.log", "w+b")  # noqa: SIM115
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(
-        [exe, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    command = [exe, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)]
+    if path_prefix:
+        command.append(f"--path_prefix={path_prefix}")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}{path_prefix}"
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -614,6 +613,222 @@ def test_tab_in_a_real_browser(server):
         finally:
             browser.close()
     assert errors == []
+
+
+# Where people look: behind a proxy's path prefix, by a link, two runs side by side.
+
+PATH_PREFIX = "/some/prefix"
+# TensorBoard's own page asks for its fonts at /font-roboto/ whatever the prefix
+# (TensorBoard's, not the tab's): every other request must stay under the prefix.
+_TENSORBOARD_FONTS = "/font-roboto/"
+
+
+@pytest.fixture(scope="session")
+def prefixed_server(logdir, tmp_path_factory):
+    """`tensorboard --path_prefix=/some/prefix`, as Jupyter's and Colab's proxies serve it."""
+    with _tensorboard(logdir, tmp_path_factory, path_prefix=PATH_PREFIX) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _browser(url, problems):
+    """A page of TensorBoard at `url`; errors and failed requests go to `problems`."""
+    path, playwright = _chromium()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 2200, "height": 1400})
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            theirs = _TENSORBOARD_FONTS
+            page.on(
+                "response",
+                lambda r: r.status >= 400 and theirs not in r.url and problems.append(r.url),
+            )
+            page.on(
+                "requestfailed",
+                lambda r: theirs not in r.url and problems.append(f"failed {r.url}"),
+            )
+            page.goto(url)
+            yield browser, page
+        finally:
+            browser.close()
+
+
+def _fragment(page) -> dict:
+    """The tab's keys of the TensorBoard page's fragment, as TensorBoard itself reads them
+    (tf_storage: what plugin_lib's getURLPluginData hands a plugin)."""
+    keys = page.evaluate("window.tensorboard.tf_storage.getUrlHashDict()")
+    return {k[len("p.convviz.") :]: v for k, v in keys.items() if k.startswith("p.convviz.")}
+
+
+def _view(frame) -> dict:
+    view = {key: frame.locator(f"#{key}").input_value() for key in ("kind", "run", "layer")}
+    view["compare"] = frame.locator("#compare").input_value()
+    view["cell"] = frame.locator("#cell").input_value()
+    view["epoch"] = frame.locator("#epoch").text_content()
+    return view
+
+
+def test_tab_under_a_path_prefix(prefixed_server):
+    problems, requests = [], []
+    with _browser(f"{prefixed_server}/#convviz", problems) as (_, page):
+        page.on("request", lambda r: requests.append(r.url))
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+        assert frame.url.startswith(f"{prefixed_server}/data/plugin_entry.html")
+        frame.locator("#kind").select_option("grad_cam")
+        frame.wait_for_selector("#sheet img[data-tag^='grad_cam/']")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        assert frame.locator("#scalars svg path.series").count() > 0
+    ours = [u for u in requests if u.startswith(f"{prefixed_server}/data/plugin/convviz/")]
+    assert any("/image?" in u for u in ours) and any("/sheet?" in u for u in ours)
+    outside = [u for u in requests if not u.startswith(f"{prefixed_server}/")]
+    assert all(_TENSORBOARD_FONTS in u for u in outside), outside
+    assert problems == []
+
+
+def test_a_link_keeps_the_view(prefixed_server):
+    problems = []
+    with _browser(f"{prefixed_server}/#convviz", problems) as (browser, page):
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+        # The view as the tab opens is in the link already.
+        page.wait_for_function("location.hash.includes('p.convviz.layer=')")
+        assert _fragment(page)["run"] == f"{EVIL}/feature_maps"
+        frame.locator("#run").select_option("exp_a/feature_maps")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        frame.locator("#layer").select_option("conv_a")
+        frame.wait_for_selector("#sheet img[data-tag*='/conv_a/']")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        frame.locator("#compare").select_option(f"{EVIL}/feature_maps")
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS])
+        frame.locator("#scrub").fill("3")
+        frame.locator("#cell").fill("56")
+        wanted = {
+            "kind": "feature_maps",
+            "run": "exp_a/feature_maps",
+            "layer": "conv_a",
+            "compare": f"{EVIL}/feature_maps",
+            "cell": "56",
+            "epoch": f"epoch 4 (step 3) · 4/{EPOCHS}",
+        }
+        assert _view(frame) == wanted
+        # Epochs as Keras counts them; the step where TensorBoard's numbers are.
+        assert texts(frame, "#sheet th.epoch.current") == ["epoch 4"]
+        assert frame.locator("#sheet th.epoch.current").get_attribute("title") == "step 3"
+        assert frame.locator("#now img").first.get_attribute("alt") == "image 0, epoch 4 (step 3)"
+        page.wait_for_function("location.hash.includes('p.convviz.cell=56')")
+        link = {**{k: v for k, v in wanted.items() if k != "epoch"}, "epoch": "4"}
+        assert _fragment(page) == link
+        assert page.url.startswith(f"{prefixed_server}/#convviz&")
+
+        page.reload()
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS], timeout=60_000)
+        assert _view(frame) == wanted
+        shared = page.url
+
+        # The back button: the view before the comparison, and forward again.
+        page.go_back()
+        frame = _tab_frame(page)
+        frame.wait_for_function("document.querySelector('#compare').value === ''")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        assert _view(frame)["layer"] == "conv_a"
+        page.go_forward()
+        frame = _tab_frame(page)
+        frame.wait_for_function("document.querySelector('#compare').value !== ''")
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS])
+        assert _view(frame) == wanted
+
+        # A link sent to a colleague: a new browser context, the same view.
+        other = browser.new_context(viewport={"width": 2200, "height": 1400}).new_page()
+        other.goto(shared)
+        frame = _tab_frame(other)
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS], timeout=60_000)
+        assert _view(frame) == wanted
+        assert frame.locator("#notice").is_hidden()
+    assert problems == []
+
+
+def test_a_link_to_what_is_not_there_falls_back_with_a_notice(prefixed_server):
+    problems = []
+    bad = "p.convviz.run=exp_a%2Ffeature_maps&p.convviz.layer=gone&p.convviz.epoch=99"
+    with _browser(f"{prefixed_server}/#convviz&{bad}", problems) as (_, page):
+        frame = _tab_frame(page)
+        # The first layer and the last epoch, pictures and all: never a blank tab.
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+        assert frame.locator("#run").input_value() == "exp_a/feature_maps"
+        assert frame.locator("#layer").input_value() == LAYER
+        assert frame.locator("#epoch").text_content().startswith(f"epoch {EPOCHS} ")
+        notice = frame.locator("#notice")
+        assert notice.is_visible()
+        assert notice.text_content() == (
+            f"The link's layer “gone” is not here: showing {LAYER}. "
+            f"The link's epoch “99” is not here: showing epoch {EPOCHS}."
+        )
+        # The link now names what is shown; the user's next choice drops the notice.
+        page.wait_for_function(f"location.hash.includes('p.convviz.layer={LAYER}')")
+        assert _fragment(page)["epoch"] == str(EPOCHS)
+        frame.locator("#layer").select_option("conv_a")
+        frame.wait_for_selector("#sheet img[data-tag*='/conv_a/']")
+        assert notice.is_hidden()
+        # An address edited in the open tab (no reload): an unknown kind, the first kind.
+        frame.locator("#kind").select_option("grad_cam")
+        frame.wait_for_selector("#sheet img[data-tag^='grad_cam/']")
+        page.goto(f"{prefixed_server}/#convviz&p.convviz.kind=no_such_kind")
+        frame.wait_for_function("document.querySelector('#notice').textContent !== ''")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        assert frame.locator("#kind").input_value() == "feature_maps"
+        assert frame.locator("#notice").text_content() == (
+            "The link's kind “no_such_kind” is not here: showing Feature maps."
+        )
+    assert problems == []
+
+
+def test_runs_side_by_side(server):
+    problems = []
+    with _browser(f"{server}/#convviz", problems) as (_, page):
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+        frame.locator("#kind").select_option("grad_cam")
+        frame.wait_for_selector("#sheet img[data-tag^='grad_cam/']")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        main = f"{EVIL}/grad_cam"
+        assert frame.locator("#run").input_value() == main
+        # Only another experiment's run of the same kind to compare with.
+        options = frame.eval_on_selector_all("#compare option", "n => n.map(o => o.value)")
+        assert options == ["", "exp_a/grad_cam"]
+        series = frame.locator("#scalars path.series").count()
+        frame.locator("#compare").select_option("exp_a/grad_cam")
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS])
+        # Each probe image's row, the compared run's row under it, at the same epochs.
+        runs = frame.eval_on_selector_all("#sheet tr[data-run]", "n => n.map(r => r.dataset.run)")
+        assert runs == [main, "exp_a/grad_cam"] * PROBES
+        labels = texts(frame, "#sheet th.rowlabel")
+        assert labels[1:3] == [f"image 0{EVIL}", "image 0exp_a"]
+        for tr in frame.locator("#sheet tr[data-run]").all():
+            run = tr.get_attribute("data-run")
+            imgs = tr.locator("img")
+            assert imgs.count() == EPOCHS
+            assert {i.get_attribute("data-run") for i in imgs.all()} == {run}
+            for img in imgs.all():
+                query = urllib.parse.urlsplit(img.get_attribute("src")).query
+                assert urllib.parse.parse_qs(query)["run"] == [run]
+        now = frame.eval_on_selector_all("#now img", "n => n.map(i => i.dataset.run)")
+        assert now == [main, "exp_a/grad_cam"] * PROBES
+        # Each run's scalars in the same plots: the compared run's lines dashed.
+        assert frame.locator("#scalars path.series.compared").count() == series
+        assert frame.locator("#scalars path.series").count() == 2 * series
+        assert texts(frame, "#scalars .legend.runs span") == [EVIL, "exp_a"]
+        # A kind switch keeps comparing the same experiment.
+        frame.locator("#kind").select_option("feature_maps")
+        frame.wait_for_selector("#sheet img[data-tag^='feature_maps/']")
+        frame.wait_for_function(_DECODED, arg=[2 * PROBES, EPOCHS])
+        assert frame.locator("#compare").input_value() == "exp_a/feature_maps"
+        frame.locator("#compare").select_option("")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        assert frame.locator("#sheet tr.compared").count() == 0
+    assert problems == []
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,15 @@
 //
 // TensorBoard loads this module in an iframe whose base URL is the plugin's route
 // (data/plugin/convviz/) and calls render(). Plain JavaScript, no build step: the iframe's
-// content security policy allows only same-origin scripts and fetches. Names coming from the
-// logs (runs, layers, tags) are only ever set as textContent or attribute values.
+// content security policy allows only same-origin scripts and fetches. Every URL it asks for
+// is relative to that base, so the tab works wherever TensorBoard is served (--path_prefix,
+// Jupyter's and Colab's proxies). Names coming from the logs (runs, layers, tags) are only
+// ever set as textContent or attribute values.
 
 // What each kind is called and how its pictures are laid out comes from the server's
 // registry (route "kinds", keras_convviz/kinds.py); this file keeps no list of kinds.
 const PLAY_MS = 700;
+const CELL = { min: 40, max: 256, step: 8, initial: 80 }; // px
 const SERIES_COLORS = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf",
@@ -20,12 +23,17 @@ const state = {
   kind: null,
   run: null,
   layer: null,
-  sheet: null, // {rows: [{tag, label, steps}], steps, group_steps}
+  compare: null, // another run of the same kind, drawn under each row; or null
+  sheet: null, // {run, rows: [{tag, label, steps}], steps, group_steps}
+  compareSheet: null, // the compared run's sheet of the same layer, when it has one
+  steps: [], // the epochs (steps) shown: the sheet's and the compared sheet's
   missed: null, // the epoch (step) asked for that this kind has no picture at
   scalars: null,
+  compareScalars: null,
   alerts: null,
-  index: 0, // position of the current epoch in sheet.steps
-  cell: 80, // px
+  index: 0, // position of the current epoch in state.steps
+  cell: CELL.initial,
+  notices: [], // what a link asked for that is not here, and what is shown instead
   timer: null,
   request: 0, // the latest sheet request; older answers are dropped
 };
@@ -56,13 +64,36 @@ function query(route, params) {
 
 async function getJson(route, params = {}) {
   const response = await fetch(query(route, params));
-  if (!response.ok) throw new Error(`${route}: ${response.status} ${await response.text()}`);
+  if (!response.ok) {
+    const error = new Error(`${route}: ${response.status} ${await response.text()}`);
+    error.status = response.status;
+    throw error;
+  }
   return response.json();
 }
 
-function imageUrl(tag, step) {
-  // The sheet's own run: a selector may already name another while its sheet loads.
-  return query("image", { run: state.sheet.run, tag, step });
+function imageUrl(run, tag, step) {
+  // `run` is the loaded sheet's: a selector may already name another while its sheet loads.
+  return query("image", { run, tag, step });
+}
+
+// Epochs as people read them: Keras prints "Epoch 1/N" for TensorBoard's step 0.
+
+function epochName(step) {
+  return `epoch ${step + 1}`;
+}
+
+function epochAndStep(step) {
+  return `${epochName(step)} (step ${step})`;
+}
+
+function currentStep() {
+  return state.steps.length ? state.steps[state.index] : null;
+}
+
+function groupName(run) {
+  const entry = state.runs.find((r) => r.run === run);
+  return entry ? entry.group || "." : run;
 }
 
 function kindLabel(kind) {
@@ -98,8 +129,11 @@ function fillSelect(select, options, value) {
   select.disabled = options.length < 2;
 }
 
-
-function choose({ kind = state.kind, run = state.run, layer = state.layer } = {}) {
+function choose(wanted = {}) {
+  // What `wanted` names where it is there, else the first choice. A key absent from
+  // `wanted` keeps the current value; `undefined` asks for the first choice.
+  const pick = (key) => (key in wanted ? wanted[key] : state[key]);
+  let [kind, run, layer, compare] = ["kind", "run", "layer", "compare"].map(pick);
   const kinds = [...new Set(state.runs.map((r) => r.kind))];
   if (!kinds.includes(kind)) kind = kinds[0] ?? null;
   const runs = state.runs.filter((r) => r.kind === kind);
@@ -116,6 +150,160 @@ function choose({ kind = state.kind, run = state.run, layer = state.layer } = {}
   fillSelect(ui.kind, kinds.map((k) => [k, kindLabel(k)]), kind);
   fillSelect(ui.run, runs.map((r) => [r.run, r.group || "."]), state.run);
   fillSelect(ui.layer, layers.map((l) => [l === null ? "" : l, layerLabel(l)]), layer ?? "");
+  // The compared run: the same kind in another experiment; a new kind keeps its experiment.
+  const others = runs.filter((r) => r.run !== state.run);
+  let against = others.find((r) => r.run === compare);
+  const was = state.runs.find((r) => r.run === compare);
+  if (!against && was) against = others.find((r) => r.group === was.group);
+  state.compare = against ? against.run : null;
+  const choices = others.map((r) => [r.run, r.group || "."]);
+  fillSelect(ui.compare, [["", "none"], ...choices], state.compare ?? "");
+}
+
+// The view in the link.
+//
+// TensorBoard rebuilds this frame on every reload, so the frame's own URL keeps nothing.
+// TensorBoard keeps its state in its page's fragment, "#<tab>&key=value&..." (tf_storage),
+// leaves keys it does not know there when it writes its own, and hands a plugin those named
+// "p.<plugin>.<key>" (plugin_lib's getURLPluginData). So the view goes there, into the page
+// that holds this frame (TensorBoard's, same origin): a reload, the back button and a copied
+// link of TensorBoard's page reopen it. Under Jupyter or Colab that page is itself in a
+// frame whose URL nobody sees; then the view lasts as long as the page.
+
+const LINK_PREFIX = "p.convviz.";
+const LINK_KEYS = ["kind", "run", "layer", "epoch", "cell", "compare"];
+const LINK_REST_MS = 300;
+let linkTimer = null;
+let linkWritten = null; // the fragment this tab wrote last
+
+function linkWindow() {
+  try {
+    void window.parent.location.hash; // a parent of another origin throws
+    return window.parent;
+  } catch {
+    return window;
+  }
+}
+
+function fragmentParts(hash) {
+  return hash.replace(/^#/, "").split("&").filter((part) => part !== "");
+}
+
+function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
+function isOurs(part) {
+  const key = decoded(part.split("=")[0]);
+  return key !== null && key.startsWith(LINK_PREFIX);
+}
+
+function readLink() {
+  // {kind, run, layer, epoch, cell, compare}: the strings the link holds (tf_storage's
+  // format: "key=value", both URI-encoded).
+  const view = {};
+  for (const part of fragmentParts(linkWindow().location.hash)) {
+    const pair = part.split("=");
+    if (pair.length !== 2 || !isOurs(part)) continue;
+    const key = decoded(pair[0]).slice(LINK_PREFIX.length);
+    const value = decoded(pair[1]);
+    if (LINK_KEYS.includes(key) && value !== null) view[key] = value;
+  }
+  return view;
+}
+
+function viewOfState() {
+  const step = currentStep();
+  return {
+    kind: state.kind,
+    run: state.run,
+    layer: state.layer ?? "",
+    epoch: step === null ? null : String(step + 1),
+    cell: String(state.cell),
+    compare: state.compare,
+  };
+}
+
+function sameView(a, b) {
+  return LINK_KEYS.every((key) => (a[key] ?? null) === (b[key] ?? null));
+}
+
+function fragmentOf(view) {
+  // TensorBoard's own parts stay as they are; without a tab, the link names this one.
+  const parts = fragmentParts(linkWindow().location.hash).filter((part) => !isOurs(part));
+  if (!parts.some((part) => !part.includes("="))) parts.unshift("convviz");
+  for (const key of LINK_KEYS) {
+    const value = view[key];
+    if (value === null || value === undefined) continue;
+    parts.push(`${encodeURIComponent(LINK_PREFIX + key)}=${encodeURIComponent(value)}`);
+  }
+  return `#${parts.join("&")}`;
+}
+
+function saveView({ push = false } = {}) {
+  // A new kind, run, layer or comparison is a new history entry (the back button returns
+  // to the one before); scrubbing epochs or sizing cells replaces the entry once it rests.
+  clearTimeout(linkTimer);
+  const write = () => {
+    if (!state.run) return;
+    const host = linkWindow();
+    const hash = fragmentOf(viewOfState());
+    if (hash === host.location.hash) return;
+    linkWritten = hash;
+    if (push) host.location.hash = hash;
+    else host.location.replace(`${host.location.href.split("#")[0]}${hash}`);
+  };
+  if (push) write();
+  else linkTimer = setTimeout(write, LINK_REST_MS);
+}
+
+function chooseView(view) {
+  // The view a link names; what is not here falls back to the first choice, with a notice.
+  const notices = [];
+  const layer = "layer" in view ? view.layer || null : undefined;
+  // A run names its kind (a link cut short by hand may name the run alone).
+  const named = state.runs.find((r) => r.run === view.run);
+  const kind = view.kind ?? (named ? named.kind : undefined);
+  choose({ kind, run: view.run, layer, compare: view.compare ?? null });
+  const check = (what, asked, got, shown) => {
+    if (asked !== undefined && asked !== got) {
+      notices.push(`The link's ${what} “${asked}” is not here: showing ${shown}.`);
+    }
+  };
+  check("kind", view.kind, state.kind, kindLabel(state.kind));
+  check("run", view.run, state.run, groupName(state.run));
+  check("layer", view.layer, state.layer ?? "", layerLabel(state.layer));
+  const comparing = state.compare ? groupName(state.compare) : "no comparison";
+  check("comparison run", view.compare || undefined, state.compare ?? undefined, comparing);
+  if ("cell" in view) {
+    const cell = Number(view.cell);
+    const fits = Number.isInteger(cell) && cell >= CELL.min && cell <= CELL.max;
+    state.cell = fits ? cell : CELL.initial;
+    ui.size.value = String(state.cell);
+    check("cell size", view.cell, fits ? view.cell : "", `${state.cell} px`);
+  }
+  state.notices = notices;
+  return view.epoch;
+}
+
+async function openLink(view) {
+  // A link followed: the back button, an edited address, a reload.
+  const epoch = chooseView(view);
+  await loadSheet({ epoch });
+  saveView(); // what is shown, where the link named something that is not here
+}
+
+function onLinkChange() {
+  const host = linkWindow();
+  if (host.location.hash === linkWritten) return; // this tab's own write
+  linkWritten = host.location.hash;
+  const view = readLink();
+  if (sameView(view, viewOfState())) return;
+  openLink(view).catch((e) => setStatus(`Could not load: ${e.message}`));
 }
 
 // Loading.
@@ -129,53 +317,80 @@ async function loadKinds() {
 async function loadIndex() {
   const data = await getJson("index");
   state.runs = data.runs;
-  choose();
 }
 
-async function loadSheet() {
+function missing(error) {
+  // The compared run may lack the layer (another model): no rows, and a notice.
+  if (error.status === 404) return null;
+  throw error;
+}
+
+async function loadSheet({ epoch } = {}) {
+  // `epoch`: the one a link names (a string, 1-based); else the current one is kept.
   stop();
   if (!state.run) {
-    state.sheet = null;
-    state.scalars = null;
-    state.alerts = null;
+    Object.assign(state, { sheet: null, compareSheet: null, steps: [], scalars: null });
+    Object.assign(state, { compareScalars: null, alerts: null });
     drawAll();
     setStatus("No keras_convviz pictures in this log directory yet.");
     return;
   }
-  const previousStep = state.sheet ? state.sheet.steps[state.index] : null;
+  const previousStep = currentStep();
   const request = ++state.request;
-  const [sheet, scalars, alerts] = await Promise.all([
-    getJson("sheet", { run: state.run, layer: state.layer }),
-    getJson("scalars", { run: state.run, layer: state.layer }),
-    getJson("alerts", { run: state.run, layer: state.layer }),
+  const params = { run: state.run, layer: state.layer };
+  const against = state.compare ? { run: state.compare, layer: state.layer } : null;
+  const [sheet, scalars, alerts, compareSheet, compareScalars] = await Promise.all([
+    getJson("sheet", params),
+    getJson("scalars", params),
+    getJson("alerts", params),
+    against ? getJson("sheet", against).catch(missing) : null,
+    against ? getJson("scalars", against).catch(missing) : null,
   ]);
   if (request !== state.request) return; // a later choice has its own request in flight
-  state.sheet = sheet;
-  state.scalars = scalars;
-  state.alerts = alerts;
-  const kept = sheet.steps.indexOf(previousStep);
+  Object.assign(state, { sheet, scalars, alerts, compareSheet, compareScalars });
+  if (against && !compareSheet) {
+    const layer = layerLabel(state.layer);
+    state.notices.push(`${groupName(state.compare)} has no ${layer}: nothing to compare.`);
+  }
+  state.steps = [...new Set([...sheet.steps, ...(compareSheet ? compareSheet.steps : [])])];
+  state.steps.sort((a, b) => a - b);
+  const steps = state.steps;
+  const last = Math.max(0, steps.length - 1);
   state.missed = null;
-  if (kept >= 0) {
-    state.index = kept;
-  } else if (previousStep !== null && sheet.steps.length) {
+  if (epoch !== undefined) {
+    const at = steps.indexOf(Number(epoch) - 1);
+    state.index = at >= 0 ? at : last;
+    if (at < 0 && steps.length) {
+      state.notices.push(`The link's epoch “${epoch}” is not here: showing ` +
+        `${epochName(steps[last])}.`);
+    }
+  } else if (steps.indexOf(previousStep) >= 0) {
+    state.index = steps.indexOf(previousStep);
+  } else if (previousStep !== null && steps.length) {
     // A kind written at fewer epochs (ConvViz's budget, its own freq): the nearest epoch
     // at or before the one asked for, and say so (drawEpochs), rather than jump to the last.
-    const before = sheet.steps.filter((s) => s <= previousStep).length;
+    const before = steps.filter((s) => s <= previousStep).length;
     state.index = Math.max(0, before - 1);
     state.missed = previousStep;
   } else {
-    state.index = Math.max(0, sheet.steps.length - 1);
+    state.index = last;
   }
   drawAll();
   setStatus("");
 }
 
-async function refresh() {
+async function refresh(view = null) {
+  // `view`: what a link names, when the tab opens; else the current choices stay.
   try {
     // The registry is the server's: read once per page.
     if (!state.kinds.size) await loadKinds();
     await loadIndex();
-    await loadSheet();
+    if (view) {
+      await openLink(view);
+    } else {
+      choose();
+      await loadSheet();
+    }
   } catch (error) {
     setStatus(`Could not load: ${error.message}`);
   }
@@ -183,11 +398,35 @@ async function refresh() {
 
 // Drawing.
 
-function lazyImage(tag, step, alt) {
-  const img = el("img", { alt, "data-tag": tag, "data-step": String(step), decoding: "async" });
-  img.dataset.src = imageUrl(tag, step);
+function lazyImage(run, tag, step, alt) {
+  const attrs = { alt, title: alt, "data-run": run, "data-tag": tag, "data-step": String(step) };
+  const img = el("img", { ...attrs, decoding: "async" });
+  img.dataset.src = imageUrl(run, tag, step);
   observer.observe(img);
   return img;
+}
+
+function sheetRows() {
+  // [{row, run, compared}] as drawn: each row, and the compared run's same row under it
+  // (no pictures where that run has no such row: fewer probe images).
+  const out = [];
+  const compared = state.compareSheet;
+  const theirs = new Map((compared ? compared.rows : []).map((row) => [row.tag, row]));
+  for (const row of state.sheet.rows) {
+    out.push({ row, run: state.sheet.run, compared: false });
+    if (compared) {
+      const other = theirs.get(row.tag) || { ...row, steps: [] };
+      out.push({ row: other, run: compared.run, compared: true });
+    }
+  }
+  return out;
+}
+
+function rowHeader(tag, { row, run, compared }) {
+  // With a comparison, each row says whose it is.
+  const cell = el(tag, { class: compared ? "rowlabel compared" : "rowlabel" }, row.label);
+  if (state.compareSheet) cell.append(el("span", { class: "runname" }, groupName(run)));
+  return cell;
 }
 
 function cellSize(row) {
@@ -212,29 +451,32 @@ function visibleColumns(steps) {
 function drawSheet() {
   observer.disconnect();
   ui.sheet.replaceChildren();
-  const sheet = state.sheet;
-  if (!sheet || !sheet.steps.length) return;
-  const columns = visibleColumns(sheet.steps);
-  const table = el("table", { class: "sheet" });
+  ui.thinned.textContent = "";
+  const steps = state.steps;
+  if (!state.sheet || !steps.length) return;
+  const columns = visibleColumns(steps);
+  const table = el("table", { class: state.compareSheet ? "sheet comparing" : "sheet" });
   const head = el("tr");
   head.append(el("th", { class: "rowlabel" }, onePerLayer(state.kind) ? "layer" : "probe"));
   for (const i of columns) {
-    const th = el("th", { class: "epoch", "data-index": String(i) }, `epoch ${sheet.steps[i] + 1}`);
-    th.title = `step ${sheet.steps[i]}`;
+    const th = el("th", { class: "epoch", "data-index": String(i) }, epochName(steps[i]));
+    th.title = `step ${steps[i]}`; // TensorBoard's own axis
     th.addEventListener("click", () => setIndex(i));
     head.append(th);
   }
   table.append(head);
-  for (const row of sheet.rows) {
-    const tr = el("tr");
-    tr.append(el("th", { class: "rowlabel" }, row.label));
+  for (const entry of sheetRows()) {
+    const { row, run, compared } = entry;
+    const tr = el("tr", { class: compared ? "compared" : "", "data-run": run });
+    tr.append(rowHeader("th", entry));
     const present = new Set(row.steps);
     const size = cellSize(row);
     for (const i of columns) {
-      const step = sheet.steps[i];
+      const step = steps[i];
       const td = el("td", { "data-index": String(i) });
       if (present.has(step)) {
-        const img = lazyImage(row.tag, step, `${row.label}, epoch ${step + 1}`);
+        const who = state.compareSheet ? `${groupName(run)}, ` : "";
+        const img = lazyImage(run, row.tag, step, `${who}${row.label}, ${epochAndStep(step)}`);
         img.style.width = `${size.width}px`;
         img.style.aspectRatio = `${size.width} / ${size.height}`;
         td.append(img);
@@ -245,10 +487,10 @@ function drawSheet() {
     table.append(tr);
   }
   ui.sheet.append(table);
-  const thinned = columns.length < sheet.steps.length;
-  ui.thinned.textContent = thinned
-    ? `showing ${columns.length} of ${sheet.steps.length} epochs; widen or shrink the cells for more`
-    : "";
+  if (columns.length < steps.length) {
+    ui.thinned.textContent =
+      `showing ${columns.length} of ${steps.length} epochs; widen or shrink the cells for more`;
+  }
 }
 
 function nowWidth(rows) {
@@ -261,38 +503,51 @@ function nowWidth(rows) {
 
 function drawNow() {
   const sheet = state.sheet;
-  if (!sheet || !sheet.steps.length) {
+  if (!sheet || !state.steps.length) {
     ui.now.replaceChildren();
     return;
   }
-  const step = sheet.steps[state.index];
+  const step = currentStep();
   const width = `${nowWidth(sheet.rows)}px`;
+  // One figure per row; with a comparison, the compared run's picture under it.
+  const entries = sheetRows();
+  const per = state.compareSheet ? 2 : 1;
+  const groups = sheet.rows.map((_, i) => entries.slice(i * per, (i + 1) * per));
+  const key = (i) => groups[i].map((entry) => entry.run).join("\n");
   const figures = [...ui.now.children];
   const same =
     figures.length === sheet.rows.length &&
-    figures.every((f, i) => f.dataset.tag === sheet.rows[i].tag && f.style.width === width);
+    figures.every(
+      (f, i) => f.dataset.tag === sheet.rows[i].tag && f.dataset.runs === key(i) &&
+        f.style.width === width,
+    );
   if (!same) {
     // Build the figures once per sheet; scrubbing then only swaps sources (no flicker).
     ui.now.replaceChildren();
-    for (const row of sheet.rows) {
-      const figure = el("figure", { "data-tag": row.tag });
+    sheet.rows.forEach((row, i) => {
+      const figure = el("figure", { "data-tag": row.tag, "data-runs": key(i) });
       figure.style.width = width;
-      figure.append(el("img", { "data-tag": row.tag }));
-      figure.append(el("div", { class: "missing" }, "no picture"));
+      for (const { run, compared } of groups[i]) {
+        const picture = el("div", { class: compared ? "picture compared" : "picture" });
+        picture.append(el("img", { "data-tag": row.tag, "data-run": run }));
+        picture.append(el("div", { class: "missing" }, "no picture"));
+        if (state.compareSheet) picture.append(el("div", { class: "runname" }, groupName(run)));
+        figure.append(picture);
+      }
       figure.append(el("figcaption", {}, row.label));
       ui.now.append(figure);
-    }
+    });
   }
-  sheet.rows.forEach((row, i) => {
-    const figure = ui.now.children[i];
-    const img = figure.querySelector("img");
+  const pictures = ui.now.querySelectorAll(".picture");
+  entries.forEach(({ row, run }, i) => {
+    const img = pictures[i].querySelector("img");
     const present = row.steps.includes(step);
     img.hidden = !present;
-    figure.querySelector(".missing").hidden = present;
+    pictures[i].querySelector(".missing").hidden = present;
     if (!present) return;
-    img.alt = `${row.label}, epoch ${step + 1}`;
+    img.alt = `${row.label}, ${epochAndStep(step)}`;
     img.dataset.step = String(step);
-    img.src = imageUrl(row.tag, step);
+    img.src = imageUrl(run, row.tag, step);
   });
 }
 
@@ -327,22 +582,19 @@ function drawEpochs() {
   let text = `${label} exists at epochs ${epochList(sheet.steps)} of the ${all.length} ` +
     `epochs with snapshots (${epochList(all)}): ${why}; the other epochs have no picture of it.`;
   if (state.missed !== null) {
-    text += ` Epoch ${state.missed + 1} has none: showing epoch ${sheet.steps[state.index] + 1}.`;
+    text += ` Epoch ${state.missed + 1} has none: showing ${epochName(currentStep())}.`;
   }
   ui.epochs.textContent = text;
   ui.epochs.hidden = false;
 }
 
 function drawPosition() {
-  const sheet = state.sheet;
-  const n = sheet ? sheet.steps.length : 0;
+  const n = state.steps.length;
   ui.slider.max = String(Math.max(0, n - 1));
   ui.slider.value = String(state.index);
   ui.slider.disabled = n < 2;
   ui.play.disabled = n < 2;
-  ui.epoch.textContent = n
-    ? `epoch ${sheet.steps[state.index] + 1} (step ${sheet.steps[state.index]}) · ${state.index + 1}/${n}`
-    : "";
+  ui.epoch.textContent = n ? `${epochAndStep(currentStep())} · ${state.index + 1}/${n}` : "";
   // A thinned-out sheet may not show the current epoch: mark the nearest column shown.
   const headers = ui.sheet.querySelectorAll("th[data-index]");
   const shown = [...headers].map((node) => Number(node.dataset.index));
@@ -356,18 +608,39 @@ function drawPosition() {
     node.classList.toggle("near", index === nearest && index !== state.index);
   }
   for (const line of ui.scalars.querySelectorAll("line.cursor")) {
-    const x = line.__x ? line.__x(n ? sheet.steps[state.index] : 0) : 0;
+    const x = line.__x ? line.__x(n ? currentStep() : 0) : 0;
     line.setAttribute("x1", x);
     line.setAttribute("x2", x);
   }
 }
 
+function scalarPlots() {
+  // One plot per quantity; with a comparison, the compared run's series in the same plot.
+  const plots = new Map();
+  const add = (data, compared) => {
+    for (const plot of data ? data.plots : []) {
+      if (!plots.has(plot.quantity)) plots.set(plot.quantity, []);
+      plots.get(plot.quantity).push(...plot.series.map((s) => ({ ...s, compared })));
+    }
+  };
+  add(state.scalars, false);
+  if (state.compareSheet) add(state.compareScalars, true);
+  return [...plots].map(([quantity, series]) => ({ quantity, series }));
+}
+
 function drawScalars() {
   ui.scalars.replaceChildren();
-  const plots = state.scalars ? state.scalars.plots : [];
+  const plots = scalarPlots();
   if (!plots.length) {
     ui.scalars.append(el("p", { class: "hint" }, "No scalars for this layer."));
     return;
+  }
+  if (state.compareSheet) {
+    // Whose line is whose: this run's solid, the compared run's dashed, a color per row.
+    const key = el("div", { class: "legend runs" });
+    key.append(el("span", { class: "solid" }, groupName(state.sheet.run)));
+    key.append(el("span", { class: "dashed" }, groupName(state.compareSheet.run)));
+    ui.scalars.append(key);
   }
   const W = 240;
   const H = 96;
@@ -390,7 +663,9 @@ function drawScalars() {
     const sy = (y) => H - P - ((y - y0) / (y1 - y0)) * (H - 2 * P);
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
     chart.append(svg("rect", { class: "frame", x: 0.5, y: 0.5, width: W - 1, height: H - 1 }));
-    plot.series.forEach((series, i) => {
+    const labels = [...new Set(plot.series.map((s) => s.label))];
+    const color = (series) => SERIES_COLORS[labels.indexOf(series.label) % SERIES_COLORS.length];
+    plot.series.forEach((series) => {
       const d = [];
       let pen = "M";
       for (const [x, y] of series.points) {
@@ -401,10 +676,13 @@ function drawScalars() {
         d.push(`${pen}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
         pen = "L";
       }
-      const path = svg("path", { d: d.join(" "), stroke: SERIES_COLORS[i % SERIES_COLORS.length] });
-      path.setAttribute("class", "series");
+      const path = svg("path", { d: d.join(" "), stroke: color(series) });
+      path.setAttribute("class", series.compared ? "series compared" : "series");
       const title = svg("title");
-      title.textContent = series.label || plot.quantity;
+      const run = state.compareSheet
+        ? `${groupName(series.compared ? state.compareSheet.run : state.sheet.run)}: `
+        : "";
+      title.textContent = run + (series.label || plot.quantity);
       path.append(title);
       chart.append(path);
     });
@@ -416,10 +694,10 @@ function drawScalars() {
     range.append(el("span", {}, `min ${format(Math.min(...ys))}`));
     range.append(el("span", {}, `max ${format(Math.max(...ys))}`));
     box.append(range);
-    if (plot.series.length > 1) {
+    if (labels.length > 1) {
       const legend = el("div", { class: "legend" });
-      plot.series.forEach((series, i) => {
-        const item = el("span", {}, series.label);
+      labels.forEach((label, i) => {
+        const item = el("span", {}, label);
         item.style.setProperty("--swatch", SERIES_COLORS[i % SERIES_COLORS.length]);
         legend.append(item);
       });
@@ -453,8 +731,14 @@ function format(value) {
   return a !== 0 && (a < 1e-3 || a >= 1e4) ? value.toExponential(2) : String(+value.toFixed(4));
 }
 
+function drawNotices() {
+  ui.notice.textContent = state.notices.join(" ");
+  ui.notice.hidden = !state.notices.length;
+}
+
 function drawAll() {
   ui.root.style.setProperty("--cell", `${state.cell}px`);
+  drawNotices();
   drawSheet();
   drawNow();
   drawScalars();
@@ -466,13 +750,14 @@ function drawAll() {
 // Moving through epochs.
 
 function setIndex(index) {
-  const n = state.sheet ? state.sheet.steps.length : 0;
+  const n = state.steps.length;
   if (!n) return;
   state.index = ((index % n) + n) % n;
   state.missed = null; // the user picked an epoch of this kind
   drawNow();
   drawPosition();
   drawEpochs();
+  saveView();
 }
 
 function stop() {
@@ -521,10 +806,12 @@ function build() {
   ui.kind = el("select", { id: "kind" });
   ui.run = el("select", { id: "run" });
   ui.layer = el("select", { id: "layer" });
+  ui.compare = el("select", { id: "compare", title: "another run of this kind, under each row" });
   ui.play = el("button", { id: "play", type: "button", "aria-pressed": "false" }, "▶ play");
   ui.slider = el("input", { id: "scrub", type: "range", min: "0", max: "0", step: "1" });
   ui.epoch = el("span", { id: "epoch", class: "epoch-label" });
-  ui.size = el("input", { id: "cell", type: "range", min: "40", max: "256", step: "8" });
+  const { min, max, step } = CELL;
+  ui.size = el("input", { id: "cell", type: "range", min, max, step });
   ui.size.value = String(state.cell);
   ui.refresh = el("button", { id: "refresh", type: "button", title: "reload the logs" }, "⟳ refresh");
   ui.status = el("span", { id: "status", class: "status", role: "status" });
@@ -532,6 +819,7 @@ function build() {
     labelled("kind", ui.kind),
     labelled("run", ui.run),
     labelled("layer", ui.layer),
+    labelled("compare with", ui.compare),
     ui.play,
     ui.slider,
     ui.epoch,
@@ -542,6 +830,9 @@ function build() {
 
   const body = el("div", { class: "body" });
   const main = el("main");
+  ui.notice = el("p", { id: "notice", class: "notice", role: "status" });
+  ui.notice.hidden = true;
+  main.append(ui.notice);
   ui.epochs = el("p", { id: "kind-epochs", class: "epochs-note", role: "note" });
   ui.epochs.hidden = true;
   main.append(ui.epochs);
@@ -577,25 +868,33 @@ function build() {
     { rootMargin: "300px" },
   );
 
-  ui.kind.addEventListener("change", () => {
-    choose({ kind: ui.kind.value });
-    loadSheet().catch((e) => setStatus(e.message));
-  });
-  ui.run.addEventListener("change", () => {
-    choose({ run: ui.run.value });
-    loadSheet().catch((e) => setStatus(e.message));
-  });
-  ui.layer.addEventListener("change", () => {
-    choose({ layer: ui.layer.value === "" ? null : ui.layer.value });
-    loadSheet().catch((e) => setStatus(e.message));
-  });
+  const chosen = (wanted) => {
+    // The user's choice: a new view, a new history entry.
+    state.notices = [];
+    drawNotices();
+    choose(wanted);
+    loadSheet()
+      .then(() => saveView({ push: true }))
+      .catch((e) => setStatus(e.message));
+  };
+  ui.kind.addEventListener("change", () => chosen({ kind: ui.kind.value }));
+  ui.run.addEventListener("change", () => chosen({ run: ui.run.value }));
+  ui.layer.addEventListener("change", () =>
+    chosen({ layer: ui.layer.value === "" ? null : ui.layer.value }),
+  );
+  ui.compare.addEventListener("change", () => chosen({ compare: ui.compare.value || null }));
   ui.play.addEventListener("click", togglePlay);
   ui.slider.addEventListener("input", () => setIndex(Number(ui.slider.value)));
   ui.size.addEventListener("input", () => {
     state.cell = Number(ui.size.value);
     drawAll();
+    saveView();
   });
-  ui.refresh.addEventListener("click", refresh);
+  ui.refresh.addEventListener("click", () => refresh());
+  // The back button, or an address edited by hand, while the tab is open.
+  const host = linkWindow();
+  host.addEventListener("hashchange", onLinkChange);
+  window.addEventListener("pagehide", () => host.removeEventListener("hashchange", onLinkChange));
   document.addEventListener("keydown", onKey);
   let resizeTimer = null;
   window.addEventListener("resize", () => {
@@ -613,5 +912,5 @@ export async function render() {
   // The arrow keys reach this frame only when it has the focus; take it when the tab opens.
   window.focus();
   setStatus("loading…");
-  await refresh();
+  await refresh(readLink());
 }
