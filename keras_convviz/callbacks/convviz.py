@@ -150,6 +150,14 @@ class ConvViz(keras.callbacks.Callback):
             snapshots held beyond the cheapest snapshot without a costly kind. A kind given
             a `freq` of its own (`occlusion_freq`, `saliency={"freq": 5}`) is left out of
             the budget. `None` runs everything at its `freq`. Defaults to `0.1`.
+        regions: array or None. Where the object is on each probe sample, as masks
+            `(batch, *spatial)` (bool or 0/1) or boxes `(batch, 4)` as `(y0, x0, y1, x1)`
+            pixels (see `GradCAM`). Every map (Grad-CAM, occlusion, saliency) is then scored
+            at each snapshot by the share of its positive mass inside the region
+            (`<map tag>/in_region`) and whether it peaks there (`<map tag>/pointing`),
+            beside a uniform map's score (the region's area share) in the run
+            `floor_uniform`; the alert `evidence_off_region` says when the model is right
+            on the probe for reasons outside the objects (a shortcut). Defaults to `None`.
 
     Example:
 
@@ -191,6 +199,7 @@ class ConvViz(keras.callbacks.Callback):
         activation_maximization=False,
         max_slices: int = MAX_SLICES,
         budget: float | None = 0.1,
+        regions=None,
     ):
         super().__init__()
         freq = check_freq(freq)
@@ -216,6 +225,7 @@ class ConvViz(keras.callbacks.Callback):
             "class_index": class_index,
             "class_names": class_names,
             "faithfulness": faithfulness,
+            "regions": regions,
         }
         children = (
             (
@@ -250,7 +260,8 @@ class ConvViz(keras.callbacks.Callback):
                 {
                     k: v
                     for k, v in on_maps.items()
-                    if k not in ("class_names", "faithfulness", "grid", "scale", "max_slices")
+                    if k
+                    not in ("class_names", "faithfulness", "grid", "scale", "max_slices", "regions")
                 },
             ),
             (
