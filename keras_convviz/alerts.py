@@ -950,7 +950,7 @@ class Monitor:
                     continue
                 meaning, advice = rule.explain(context)
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
-                if rule.quantity in per_image.get((run, layer), ()) - set(of_subject):
+                if rule.quantity in per_image.get((run, layer), set()) - set(of_subject):
                     evidence = f"{subject}/image_*/{rule.quantity}"
                 alert = Alert(
                     rule=rule.name,
