@@ -125,7 +125,7 @@ class MapCallback(ProbeCallback):
             masks = check_regions(self.regions, self.probe.size, self.probe.image_shape[:-1])
             self._masks = tf.constant(masks)
             self._areas = area_share(masks)
-            # No AutoGraph: a few reductions (see `_rendering`).
+            # Straight-line reductions: no AutoGraph to convert.
             self._locate = compile_once(locate, autograph=False)
         self._given_targets = tf.constant(targets)
         self._targets = targets_const(targets)
