@@ -4,7 +4,9 @@ Three healthy trainings, three seeds each:
 - the demo (`convviz demo`: the demo CNN with batch norm, 4000 shapes, 6 epochs);
 - the README's quickstart model (a Sequential CNN with batch norm, 3000 shapes, 8 epochs);
 - the demo CNN on grey shapes (another kind of data: no colour to go by), 6 epochs.
-Each alert raised is printed with its rule, layer, value and epoch. Results go to
+The probe's shapes are given as `regions` (the demo: their masks; the others: their boxes),
+so `evidence_off_region` is watched as well. Each alert raised is printed with its rule,
+layer, value and epoch. Results go to
 `benchmarks/false_alarms.json`.
 
 Run: python benchmarks/false_alarms.py   (about 10 minutes on 2 CPU cores)
@@ -71,7 +73,10 @@ def train_with_alerts(build, size: int, grey: bool, seed: int, log_dir: Path, ep
     model = build()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     alerts = []
-    convviz = kcv.ConvViz(str(log_dir), (xv[:8], val.labels[:8]), on_alert=alerts.append)
+    # The shapes' boxes as regions: `evidence_off_region` is watched too.
+    convviz = kcv.ConvViz(
+        str(log_dir), (xv[:8], val.labels[:8]), regions=val.boxes[:8], on_alert=alerts.append
+    )
     history = model.fit(
         x,
         train.labels,

@@ -3,8 +3,9 @@
 Keras callbacks that write feature maps, filter weights, CAM maps (Grad-CAM and its
 family), occlusion sensitivity and gradient saliency of a fixed probe batch at the end of
 every N epochs, plus functional explainers that return the same maps as numpy arrays and
-their deletion/insertion faithfulness scores, `export`, which turns the logs into GIFs,
-contact sheets and an offline HTML report, and `show`, the report's sheet in a notebook.
+their deletion/insertion faithfulness scores and how much of them lies on the object
+(`localization`), `export`, which turns the logs into GIFs, contact sheets and an offline
+HTML report, and `show`, the report's sheet in a notebook.
 """
 
 # The public names load on first use (PEP 562), so importing a submodule that needs no
@@ -30,6 +31,7 @@ _PUBLIC = {
     "faithfulness": "keras_convviz.explain",
     "feature_maps": "keras_convviz.explain",
     "grad_cam": "keras_convviz.explain",
+    "localization": "keras_convviz.methods.localization",
     "occlusion_sensitivity": "keras_convviz.explain",
     "saliency": "keras_convviz.explain",
     "show": "keras_convviz.notebook",

@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--seed", type=int, default=0, help="seed of the data and training (default: %(default)s)"
     )
+    demo_parser.add_argument(
+        "--shortcut",
+        action="store_true",
+        help=(
+            "give every image a small square of its class's colour in a corner, a cue easier "
+            "to learn than the shape: see the maps leave the shapes and the alert "
+            "evidence_off_region fire"
+        ),
+    )
     board = commands.add_parser(
         "tensorboard",
         help="start TensorBoard serving every snapshot of the logs",
@@ -121,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from keras_convviz import demo
 
         options = {} if args.epochs is None else {"epochs": args.epochs}
-        demo.run_demo(log_dir=args.log_dir, seed=args.seed, **options)
+        demo.run_demo(log_dir=args.log_dir, seed=args.seed, shortcut=args.shortcut, **options)
     elif args.command == "tensorboard":
         from keras_convviz import _serve
 

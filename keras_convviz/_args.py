@@ -413,3 +413,90 @@ def check_filters(filters, argument: str = "filters", count: bool = False):
 def check_size(size, argument: str = "size"):
     """`None` or the image size, an int or `(height, width)`."""
     return None if size is None else pair(size, argument)
+
+
+def check_regions(regions, size: int, spatial, argument: str = "regions") -> np.ndarray | None:
+    """Where the object is on each probe sample, as float32 0/1 masks `(batch, *spatial)`.
+
+    Args:
+        regions: `None`; masks `(batch, *spatial)` (bool or 0/1; a trailing axis of length
+            1 accepted) at the samples' size; or boxes `(batch, 2 * rank)`: the start of
+            each spatial axis then its end, in pixels (steps, voxels), starts inclusive and
+            ends exclusive (`(y0, x0, y1, x1)` for images, `(start, end)` for sequences,
+            `(z0, y0, x0, z1, y1, x1)` for volumes). Where both readings fit (a sequence of
+            2 steps) the array is read as masks.
+        size: the number of probe samples.
+        spatial: the samples' spatial shape `(height, width)` (`(steps,)`, `(depth,
+            height, width)`).
+
+    Returns:
+        `(batch, *spatial)` float32 masks of 0 and 1, each with at least one 1; `None` for
+        `None`.
+    """
+    if regions is None:
+        return None
+    spatial = tuple(int(s) for s in spatial)
+    rank = len(spatial)
+    masks_shape, boxes_shape = (size, *spatial), (size, 2 * rank)
+    expected = (
+        f"masks of shape {masks_shape} (bool or 0/1, one per probe sample at its size) or "
+        f"boxes of shape {boxes_shape} (the start of each spatial axis, then its end, in "
+        "pixels)"
+    )
+    try:
+        array = np.asarray(regions)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{argument}` must be {expected}. Received: {type(regions).__name__}"
+        ) from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(
+            f"`{argument}` must be {expected}. Received: an array of dtype {array.dtype}"
+        )
+    if array.ndim == rank + 2 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.shape == masks_shape:
+        masks = array.astype(np.float32)
+        if not np.isin(masks, (0.0, 1.0)).all():
+            raise ValueError(
+                f"`{argument}` must be masks of 0 and 1 (or bool). Received: masks with "
+                f"values from {masks.min():g} to {masks.max():g}"
+            )
+    elif array.shape == boxes_shape:
+        masks = _box_masks(array, spatial, argument)
+    else:
+        count = (
+            "" if array.ndim == 0 else f" ({array.shape[0]} region(s) for {size} probe sample(s))"
+        )
+        raise ValueError(f"`{argument}` must be {expected}. Received: shape {array.shape}{count}")
+    empty = np.flatnonzero(masks.reshape(size, -1).max(axis=1, initial=0.0) == 0)
+    if empty.size:
+        raise ValueError(
+            f"`{argument}` must hold at least one pixel inside each probe sample's region. "
+            f"Received: empty regions for probe sample(s) {empty.tolist()}"
+        )
+    return masks
+
+
+def _box_masks(boxes: np.ndarray, spatial: tuple, argument: str) -> np.ndarray:
+    """Boxes `(batch, 2 * rank)` (starts, then exclusive ends) as 0/1 masks."""
+    rank = len(spatial)
+    if not np.all(np.isfinite(boxes.astype(np.float64))) or np.any(boxes != np.round(boxes)):
+        raise ValueError(
+            f"`{argument}` boxes must be whole pixel positions. Received: {boxes.tolist()}"
+        )
+    boxes = boxes.astype(np.int64)
+    starts, ends = boxes[:, :rank], boxes[:, rank:]
+    bad = np.flatnonzero(
+        (starts < 0).any(1) | (ends > np.array(spatial)).any(1) | (ends <= starts).any(1)
+    )
+    if bad.size:
+        raise ValueError(
+            f"`{argument}` boxes must hold 0 <= start < end <= size along each spatial axis "
+            f"(size {spatial}; ends exclusive), so no box is empty or outside the samples. "
+            f"Received: boxes {boxes[bad].tolist()} for probe sample(s) {bad.tolist()}"
+        )
+    masks = np.zeros((len(boxes), *spatial), np.float32)
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        masks[(i, *(slice(s, e) for s, e in zip(start, end)))] = 1.0
+    return masks

@@ -15,6 +15,11 @@ step slider is one time series:
                                       floors (random and edge maps) write the same tags in
                                       their own runs, `floor_random` and `floor_edge`, so
                                       TensorBoard draws map and floors in one chart
+    <map tag>/in_region, .../pointing with `regions=`: the probe's mean share of the map's
+                                      positive mass on the object and of maps peaking
+                                      there; per image `<picture tag>/in_region`; the
+                                      floor (area share) under the same tags in the run
+                                      `floor_uniform`
 
 Which layout a run has is read from its kind in `keras_convviz.kinds`, so a kind added there
 is built and parsed here with no other change.
@@ -39,6 +44,9 @@ NON_FINITE = kinds.NON_FINITE
 ALL_IMAGES = "all_images"  # every probe image in one picture (`grid=True`)
 DELETION = kinds.DELETION
 INSERTION = kinds.INSERTION
+IN_REGION = kinds.IN_REGION
+POINTING = kinds.POINTING
+FLOOR_UNIFORM = kinds.FLOOR_UNIFORM.run
 # The TensorBoard plugin name of the alerts as structured data (JSON string tensors), which
 # the ConvViz tab reads; not the tab's own name, so alerts alone do not turn the tab on.
 ALERTS_PLUGIN = "convviz_alerts"

@@ -106,6 +106,23 @@ def at_chance(value: float, previous: float | None, threshold: float, now: dict)
     return chance is not None and abs(value - chance) <= threshold * chance
 
 
+# `evidence_off_region` judges only a model that is right on the probe: a model still
+# guessing has no reasons to judge.
+RIGHT_ON_PROBE = 0.8
+# What a map's `in_region` is compared with: a uniform map's score, the region's area
+# share, written under the map's tag in this run (`Monitor.observe` reads it beside the map).
+IN_REGION_FLOOR = f"{kinds.FLOOR_UNIFORM.run}:{kinds.IN_REGION}"
+
+
+def off_region(value: float, previous: float | None, threshold: float, now: dict) -> bool:
+    """At most `threshold` above the uniform floor, on a model right on `RIGHT_ON_PROBE` of
+    the probe or more."""
+    floor, accuracy = now.get(IN_REGION_FLOOR), now.get("probe_accuracy")
+    if floor is None or accuracy is None or accuracy < RIGHT_ON_PROBE:
+        return False
+    return value <= floor + threshold
+
+
 @dataclass(frozen=True)
 class Cause:
     """A reading of a rule's firing that the evidence around it supports.
@@ -200,6 +217,22 @@ def _never_learnt(context: dict) -> dict | None:
 
 def _dead_elsewhere(context: dict) -> dict | None:
     return _naming(_fired(context, "dead_channels", other_layer=True), "layers")
+
+
+def _off_region_numbers(context: dict) -> dict | None:
+    """The map, its share on the objects, the floor and the probe accuracy, in words."""
+    now = context["now"]
+    if IN_REGION_FLOOR not in now or "probe_accuracy" not in now:
+        return None
+    run = context.get("subject", "").split("/")[0]
+    kind = kinds.get(run)
+    return {
+        "map": kind.label if kind is not None else run,
+        "share": f"{now[kinds.IN_REGION]:.0%}",
+        "floor": f"{now[IN_REGION_FLOOR]:.0%}",
+        "accuracy": f"{now['probe_accuracy']:.0%}",
+        "tag": f"{context.get('subject', '')}/{kinds.IN_REGION}",
+    }
 
 
 @dataclass(frozen=True)
@@ -380,6 +413,44 @@ RULES: dict[str, Rule] = {
             "model ignores the image",
             "explain another layer; check the head and the labels; look at the feature maps",
             runs=tuple(kind.run for kind in kinds.of_family("cam")),
+        ),
+        Rule(
+            "evidence_off_region",
+            "The evidence lies outside the objects",
+            kinds.IN_REGION,
+            off_region,
+            f"<= the uniform floor (the regions' area share) + {{t}}, 2 snapshots in a row, "
+            f"while the probe accuracy is {RIGHT_ON_PROBE:.0%} or more",
+            # An absolute margin over the floor (the share a uniform map scores): on the
+            # demo's shapes (floor 0.05) a shortcut model's Grad-CAM put 0.02-0.07 on them
+            # at every epoch, a clean one's 0.21-0.30 at its first epoch and 0.37-0.41 at
+            # its last (BENCHMARKS.md, section 14).
+            0.05,
+            "the model is right on the probe, but its map puts about as much of its positive "
+            "evidence on the objects as a map spread evenly over the image: it decides on "
+            "something else, usually a shortcut in the training data (a marker, a watermark, "
+            "a border or a background that goes with the class), which the probe shares",
+            "look at the maps' hot spots in the ConvViz tab to find the cue; remove or "
+            "randomise it in the training data (or put it on every class); augment (crops, "
+            "flips, colour jitter); check the model on images without the cue",
+            runs=tuple(kind.run for kind in kinds.of_family("cam")),
+            patience=2,
+            causes=(
+                Cause(
+                    _off_region_numbers,
+                    "the model gets {accuracy} of the probe right, but its {map} map puts "
+                    "only {share} of its positive evidence on the objects, no more than a "
+                    "map spread evenly over the image ({floor}, the objects' area share: "
+                    "`{tag}` in the run `floor_uniform`): it decides on something outside "
+                    "the objects, usually a shortcut in the training data (a marker, a "
+                    "watermark, a border or a background that goes with the class), which "
+                    "the probe shares",
+                    "look at the {map} maps' hot spots in the ConvViz tab to find the cue; "
+                    "remove or randomise it in the training data (or put it on every class); "
+                    "augment (crops, flips, colour jitter); check the model on images "
+                    "without the cue",
+                ),
+            ),
         ),
         Rule(
             "vanishing_gradients",
@@ -827,25 +898,39 @@ class Monitor:
         `table=False`: not for the health table); returns the new alerts."""
         values: dict[tuple[str, str], dict[str, list[float]]] = {}
         per_image: dict[tuple[str, str], set] = {}
+        whole: dict[tuple[str, str], dict[str, float]] = {}  # of the subject, not per image
+        # A floor's copy under a map's tag, in the floor's run: read beside the map as
+        # `<floor run>:<quantity>`.
+        beside: dict[tuple[str, str], dict[str, float]] = {}
         for item in scalars:
             run, layer, quantity, of_image = split_tag(item.tag)
-            if getattr(item, "run", None) not in (None, run):
-                continue  # a floor's copy under another run's tag
+            other = getattr(item, "run", None)
+            if other not in (None, run):
+                if not of_image:
+                    beside.setdefault((run, layer), {})[f"{other}:{quantity}"] = float(item.value)
+                continue
             value = float(item.value)
             values.setdefault((run, layer), {}).setdefault(quantity, []).append(value)
             if of_image:
                 per_image.setdefault((run, layer), set()).add(quantity)
-            elif layer and table:
+                continue
+            whole.setdefault((run, layer), {})[quantity] = value
+            if layer and table:
                 self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
         if table:
             self._step = step
         new = []
         for (run, layer), quantities in values.items():
             subject = "/".join(p for p in (run, layer) if p)
-            # The largest over the probe images, where a quantity is per image.
-            now = {quantity: max(observed) for quantity, observed in quantities.items()}
+            # The largest over the probe images, where a quantity is per image only (the
+            # probe's own value where it is written too: `in_region`'s mean).
+            of_subject = whole.get((run, layer), {})
+            now = {q: of_subject.get(q, max(observed)) for q, observed in quantities.items()}
             before = {q: self._previous.get(f"{subject}/{q}") for q in now}
             self._previous.update({f"{subject}/{q}": v for q, v in now.items()})
+            now.update(beside.get((run, layer), {}))
+            if "probe_accuracy" in self._numbers:  # noted by the map callbacks (`note`)
+                now.setdefault("probe_accuracy", self._numbers["probe_accuracy"])
             for rule in self.rules.values():
                 if rule.quantity not in now or (rule.runs and run not in rule.runs):
                     continue
@@ -860,12 +945,12 @@ class Monitor:
                     continue
                 since = self._streaks.setdefault(streak, [step, epoch, 0])
                 since[2] += 1
-                context = self.context(model, layer, now)
+                context = {**self.context(model, layer, now), "subject": subject}
                 if since[2] < rule.patience_in(context):
                     continue
                 meaning, advice = rule.explain(context)
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
-                if rule.quantity in per_image.get((run, layer), ()):
+                if rule.quantity in per_image.get((run, layer), set()) - set(of_subject):
                     evidence = f"{subject}/image_*/{rule.quantity}"
                 alert = Alert(
                     rule=rule.name,

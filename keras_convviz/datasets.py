@@ -1,9 +1,11 @@
 """Seeded synthetic data sets that know where their evidence is, made without downloads.
 
-`make_shapes`: coloured shapes on cluttered images (2-D). `make_sequences`: a class-specific
-waveform at a random time in noisy multichannel sequences (1-D). `make_volumes`: a ball
-layered along a class-specific axis at a random place in noisy volumes (3-D). Each returns
-where the evidence lies (a box, an interval), so tests can check that a map points at it.
+`make_shapes`: coloured shapes on cluttered images (2-D); `make_shortcut_shapes`: the same
+with a class-specific cue (a coloured corner), and the shapes' masks. `make_sequences`: a
+class-specific waveform at a random time in noisy multichannel sequences (1-D).
+`make_volumes`: a ball layered along a class-specific axis at a random place in noisy
+volumes (3-D). Each returns where the evidence lies (a box, an interval), so tests can
+check that a map points at it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ def _render(
     All random numbers are drawn whatever `draw_objects` is, so the background of the
     two variants is identical (which the tests use to locate the object pixels).
     """
+    return _render_shapes(n, image_size, seed, draw_objects)[:3]
+
+
+def _render_shapes(
+    n: int, image_size: int, seed: int, draw_objects: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_render`'s images, labels and boxes, and the shapes' boolean masks."""
     if n < 0:
         raise ValueError(f"`n` must be non-negative. Received: n={n}")
     if image_size < 16:
@@ -110,7 +119,85 @@ def _render(
         np.copyto(images, colours[:, None, None, :], where=masks[..., None])
     images += noise
     np.clip(images, 0.0, 1.0, out=images)
-    return images, labels, boxes
+    return images, labels, boxes, masks
+
+
+# The shortcut's cue: a small square of a class-specific pure colour in the top-left
+# corner, one pixel in, drawn over whatever lies there. A fixed saturated colour is found by
+# the first conv layer alone, sooner than any shape, which needs several.
+CUE_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0))
+# Cue side as a fraction of the image side (6 px on 64 px images).
+_CUE_SIZE = 0.1
+
+
+class ShortcutShapesData(NamedTuple):
+    """Shapes with a cue that may go with the class, and where the shapes are.
+
+    Attributes:
+        images: `(n, image_size, image_size, 3)` float32 array in `[0, 1]`.
+        labels: `(n,)` int32 array of indices into `CLASS_NAMES` (the shapes' classes).
+        boxes: `(n, 4)` int32 `(top, left, bottom, right)` boxes of the shapes, as
+            `make_shapes` gives them.
+        masks: `(n, image_size, image_size)` bool array: each shape's visible pixels (those
+            the cue covers left out).
+        cues: `(n,)` int32 array: the class whose cue each image shows, `-1` for none.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray
+    masks: np.ndarray
+    cues: np.ndarray
+
+
+def make_shortcut_shapes(
+    n: int, image_size: int = 64, seed: int = 0, cues="label"
+) -> ShortcutShapesData:
+    """`make_shapes`'s images with a shortcut: a cue that goes with the class.
+
+    Each image gets a small square of a class-specific pure colour (`CUE_COLOURS`: red,
+    green, blue, yellow for circle, square, triangle, cross) in its top-left corner, a
+    tenth of the image side. A model trained on them can be right by the cue alone,
+    looking nowhere near the shape; `masks` says where the shape is, so
+    `kcv.localization` and `ConvViz(regions=...)` can tell.
+
+    Args:
+        n: Number of images.
+        image_size: Height and width of the square images, in pixels (at least 16).
+        seed: Seed; the images are `make_shapes(n, image_size, seed)`'s with the cue drawn
+            over them.
+        cues: `"label"` (each image shows its own class's cue: the shortcut), `None` (no
+            cue: the same images as `make_shapes`, with their masks), or an `(n,)` int
+            array of the class whose cue each image shows (`-1`: none), e.g. another
+            class's to see whether a model follows the cue or the shape.
+
+    Returns:
+        A `ShortcutShapesData` tuple `(images, labels, boxes, masks, cues)`.
+    """
+    images, labels, boxes, masks = _render_shapes(n, image_size, seed, draw_objects=True)
+    if cues is None:
+        shown = np.full(n, -1, np.int32)
+    elif isinstance(cues, str) and cues == "label":
+        shown = labels.copy()
+    else:
+        shown = np.asarray(cues)
+        if shown.shape != (n,) or not np.issubdtype(shown.dtype, np.integer):
+            raise ValueError(
+                f'`cues` must be "label", None or an int array of shape ({n},). Received: {cues!r}'
+            )
+        if shown.min(initial=-1) < -1 or shown.max(initial=-1) >= len(CLASS_NAMES):
+            raise ValueError(
+                f"`cues` must hold classes 0..{len(CLASS_NAMES) - 1} or -1 (none). "
+                f"Received: values from {shown.min()} to {shown.max()}"
+            )
+        shown = shown.astype(np.int32)
+    side = max(2, round(_CUE_SIZE * image_size))
+    corner = (slice(1, 1 + side), slice(1, 1 + side))
+    cued = np.flatnonzero(shown >= 0)
+    colours = np.asarray(CUE_COLOURS, np.float32)[shown[cued]]
+    images[(cued, *corner)] = colours[:, None, None, :]
+    masks[(slice(None), *corner)] = False
+    return ShortcutShapesData(images, labels, boxes, masks, shown)
 
 
 def _background(rng: np.random.Generator, n: int, size: int) -> np.ndarray:

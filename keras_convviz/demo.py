@@ -8,7 +8,7 @@ import time
 import keras
 import numpy as np
 
-from keras_convviz.datasets import CLASS_NAMES, ShapesData, make_shapes
+from keras_convviz.datasets import CLASS_NAMES, ShapesData, make_shortcut_shapes
 
 # Seeds offset from the user's seed so the training and validation images differ.
 _TRAIN_SEED_OFFSET = 0
@@ -113,11 +113,21 @@ def run_demo(
     learning_rate: float = 1e-3,
     with_callbacks: bool = True,
     verbose: int = 2,
+    shortcut: bool = False,
 ) -> dict:
     """Trains the demo CNN on synthetic shapes with `ConvViz` writing TensorBoard images.
 
     Prints training progress, the validation accuracy, the commands that show the logs
     (`convviz tensorboard`, or the plain `tensorboard` one) and the export command.
+    `ConvViz` gets the probe shapes' masks as `regions`, so each map's share on the shape
+    (`in_region`) is written beside it.
+
+    With `shortcut=True` every image, training, validation and probe alike, also shows a
+    small square of its class's colour in a corner (`make_shortcut_shapes`): a cue easier
+    to learn than the shape, as a watermark or a hospital's token in real data. The
+    validation accuracy looks perfect; the alert `evidence_off_region` says the maps lie
+    off the shapes, and the demo prints when it fired and what the model predicts on
+    validation images that show another class's cue.
 
     Args:
         log_dir: Directory the TensorBoard event files are written to.
@@ -130,22 +140,28 @@ def run_demo(
         learning_rate: Learning rate of the Adam optimizer.
         with_callbacks: Whether to attach `ConvViz`; `False` trains without logging.
         verbose: Verbosity passed to `Model.fit` (0, 1 or 2).
+        shortcut: Whether the images carry a class-specific cue (see above).
 
     Returns:
         A dict with `val_accuracy` and `val_loss` after the last epoch, `log_dir`,
         `epochs`, `seconds` (wall time of data generation plus training),
-        `train_seconds` (training alone) and the trained `model`.
+        `train_seconds` (training alone), the trained `model`, the `alerts` raised
+        (`keras_convviz.alerts.Alert`) and, on images with another class's cue,
+        `swapped_cue`: `{"follows_cue": share, "follows_shape": share}` of the predictions.
     """
     if epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     num_classes = len(CLASS_NAMES)
-    train = make_shapes(n_train, image_size=image_size, seed=seed + _TRAIN_SEED_OFFSET)
-    val = make_shapes(n_val, image_size=image_size, seed=seed + _VAL_SEED_OFFSET)
+    cues = "label" if shortcut else None
+    train_seed, val_seed = seed + _TRAIN_SEED_OFFSET, seed + _VAL_SEED_OFFSET
+    train = make_shortcut_shapes(n_train, image_size=image_size, seed=train_seed, cues=cues)
+    val = make_shortcut_shapes(n_val, image_size=image_size, seed=val_seed, cues=cues)
     probe = _probe_indices(val.labels, _PROBE_PER_CLASS, num_classes)
     x_probe, y_probe = val.images[probe], val.labels[probe]
 
+    alerts = []
     callbacks = []
     if with_callbacks:
         # Imported here so the model and data helpers work without the callback module.
@@ -160,12 +176,19 @@ def run_demo(
                 # What conv4's filters respond to, evolving with training (its ascent
                 # holds each epoch's end about a second: 32 warm-started steps).
                 activation_maximization={"layer_names": ["conv4"], "warm_start": True},
+                # Where the shapes are: each map's share on them, and the shortcut alert,
+                # which reads Grad-CAM at every epoch: with `faithfulness` it would count as
+                # costly and `budget` would thin it (its own `freq` keeps it out).
+                regions=val.masks[probe],
+                grad_cam={"freq": 1},
+                on_alert=alerts.append,
             )
         )
 
+    cue = " each with its class's colour in a corner (a shortcut)" if shortcut else ""
     print(
         f"Training on {n_train} synthetic {image_size}x{image_size} images of "
-        f"{', '.join(CLASS_NAMES)} for {epochs} epoch{'s' * (epochs != 1)}; "
+        f"{', '.join(CLASS_NAMES)}{cue} for {epochs} epoch{'s' * (epochs != 1)}; "
         f"validating on {n_val}.",
         flush=True,
     )
@@ -184,6 +207,39 @@ def run_demo(
     val_loss = float(history.history["val_loss"][-1])
 
     print(f"Validation accuracy: {val_accuracy:.3f} ({end - start:.0f} s)")
+    # The validation shapes with the cue of the next class: the shape or the cue?
+    swapped_cues = (val.labels + 1) % num_classes
+    swapped = make_shortcut_shapes(n_val, image_size=image_size, seed=val_seed, cues=swapped_cues)
+    predicted = np.argmax(model.predict(swapped.images, verbose=0), axis=-1)
+    swapped_cue = {
+        "follows_cue": float(np.mean(predicted == swapped_cues)),
+        "follows_shape": float(np.mean(predicted == val.labels)),
+    }
+    # Imported here so the model and data helpers work without the explainers.
+    from keras_convviz import grad_cam, localization
+    from keras_convviz.methods.localization import area_share
+
+    regions = val.masks[probe]
+    on_shapes = localization(grad_cam(model, (x_probe, y_probe)), regions)["in_region"]
+    print(
+        f"Grad-CAM puts {np.nanmean(on_shapes):.0%} of its positive evidence on the probe's "
+        f"shapes; a map spread evenly would put {area_share(regions).mean():.0%} there."
+    )
+    off_region = [a for a in alerts if a.rule == "evidence_off_region"]
+    if off_region:
+        first = off_region[0]
+        print(
+            f"Alert evidence_off_region at epoch {first.epoch} (since epoch "
+            f"{first.since_epoch}): {first.meaning}. Evidence: {first.evidence}."
+        )
+    elif with_callbacks:
+        print("No evidence_off_region alert.")
+    if shortcut:
+        print(
+            f"On the {n_val} validation images with another class's cue, the model predicts "
+            f"the cue's class for {swapped_cue['follows_cue']:.0%} and the shape's class for "
+            f"{swapped_cue['follows_shape']:.0%}."
+        )
     if with_callbacks:
         # TensorBoard keeps only 10 images per tag unless told otherwise (and `images=0`
         # serves none in TensorBoard 2.21); `convviz tensorboard` sets it from the logs.
@@ -205,4 +261,6 @@ def run_demo(
         "seconds": end - start,
         "train_seconds": end - train_start,
         "model": model,
+        "alerts": alerts,
+        "swapped_cue": swapped_cue,
     }

@@ -44,7 +44,12 @@ FAMILIES = (
 NON_FINITE = "non_finite"
 DELETION = "deletion"
 INSERTION = "insertion"
-_MAP = ("max", NON_FINITE, DELETION, INSERTION)  # a map per probe image, with faithfulness
+# Where the probe's objects are known (`regions=`): the share of a map's positive mass on
+# the object, and whether its maximum is there (`methods.localization`).
+IN_REGION = "in_region"
+POINTING = "pointing"
+# A map per probe image, with faithfulness and localization.
+_MAP = ("max", NON_FINITE, DELETION, INSERTION, IN_REGION, POINTING)
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,17 @@ FLOOR_EDGE = Kind(
     method="edge",
     costly=True,
 )
+# The localization floor: what a uniform map scores under a map's `in_region` and
+# `pointing` tags (the region's area share), in its own run, as the faithfulness floors.
+FLOOR_UNIFORM = Kind(
+    "floor_uniform",
+    "uniform map",
+    "floor",
+    NO_PICTURES,
+    (IN_REGION, POINTING),
+    ranks=EVERY_RANK,
+    method="uniform",
+)
 HEALTH = Kind(
     "health",
     "Model health",
@@ -248,6 +264,7 @@ KINDS: dict[str, Kind] = {
         INTEGRATED_GRADIENTS,
         FLOOR_RANDOM,
         FLOOR_EDGE,
+        FLOOR_UNIFORM,
         HEALTH,
         ALERTS,
     )

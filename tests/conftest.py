@@ -233,3 +233,51 @@ def logs_12_epochs(tmp_path_factory):
         callbacks=[kcv.ConvViz(log_dir, (x[:2], y[:2]), patch_size=8, budget=None)],
     )
     return log_dir
+
+
+SHORTCUT_SIZE = 32
+SHORTCUT_TRAIN = 1200
+SHORTCUT_EPOCHS = 5
+
+
+class ShortcutRun(NamedTuple):
+    model: keras.Model
+    log_dir: str  # ConvViz's logs, Grad-CAM's in_region beside its floor
+    alerts: list
+    layer: str  # Grad-CAM's layer
+
+
+def train_shortcut(shortcut: bool, log_dir, seed: int = 0) -> ShortcutRun:
+    """The demo CNN on `SHORTCUT_TRAIN` 32x32 shapes, with the class's cue in a corner of
+    every image (`shortcut`) or none, `ConvViz` at every epoch with the probe shapes' masks
+    as `regions` (occlusion off: Grad-CAM is what the alert reads)."""
+    import keras_convviz as kcv
+    from keras_convviz.datasets import make_shortcut_shapes
+    from keras_convviz.demo import train_demo_model
+
+    cues = "label" if shortcut else None
+    train = make_shortcut_shapes(SHORTCUT_TRAIN, SHORTCUT_SIZE, seed=100 + seed, cues=cues)
+    probe = make_shortcut_shapes(16, SHORTCUT_SIZE, seed=4242, cues=cues)
+    alerts = []
+    convviz = kcv.ConvViz(
+        str(log_dir),
+        (probe.images, probe.labels),
+        regions=probe.masks,
+        occlusion=False,
+        on_alert=alerts.append,
+        on_error="raise",
+        budget=None,
+    )
+    keras.utils.set_random_seed(seed)
+    model = train_demo_model(train, epochs=SHORTCUT_EPOCHS, callbacks=[convviz])[0]
+    layer = convviz.callbacks[2]._map_needs[0].ref.path
+    return ShortcutRun(model, str(log_dir), alerts, layer)
+
+
+@pytest.fixture(scope="session")
+def shortcut_runs(tmp_path_factory) -> dict[str, ShortcutRun]:
+    """Seed 0 trained with the shortcut and without (read only)."""
+    return {
+        name: train_shortcut(name == "shortcut", tmp_path_factory.mktemp(name))
+        for name in ("shortcut", "clean")
+    }

@@ -257,6 +257,7 @@ def test_every_rule_has_a_test_here():
         "stalled_updates",
         "collapsed_model",
         "vanishing_gradients",
+        "evidence_off_region",
     }
     # The rules on the set-up and on `fit`'s loss have theirs in test_checks.py.
     elsewhere = {
@@ -318,3 +319,61 @@ def test_a_record_is_json_even_with_a_non_finite_value():
     record = json.loads(json.dumps(Alert(**fields).record(), allow_nan=False))
     assert (record["value"], record["threshold"], record["epoch"]) == ("inf", 100.0, 4)
     assert record["text"].startswith("**x** in layer `x` since epoch 2")
+
+
+def _localization_scalars(in_region: float, per_image=(0.9, 0.0), floor=0.05) -> list:
+    """What `GradCAM(regions=...)` writes for one map: the probe's mean `in_region` and
+    `pointing`, each image's `in_region`, and the uniform floor under the same tags."""
+    map_tag = "grad_cam/conv_b"
+    items = [Scalar(f"{map_tag}/in_region", in_region), Scalar(f"{map_tag}/pointing", 0.0)]
+    items += [Scalar(f"{map_tag}/image_{i}/in_region", v) for i, v in enumerate(per_image)]
+    for quantity in ("in_region", "pointing"):
+        items.append(Scalar(f"{map_tag}/{quantity}", floor, run=_tags.FLOOR_UNIFORM))
+    items += [
+        Scalar(f"{map_tag}/image_{i}/in_region", floor, run=_tags.FLOOR_UNIFORM)
+        for i in range(len(per_image))
+    ]
+    return items
+
+
+def test_evidence_off_region_fires_after_two_snapshots_near_the_floor_on_a_right_model(tmp_path):
+    model = plain_cnn()
+    monitor = Monitor(str(tmp_path), RULES)
+    margin = RULES["evidence_off_region"].threshold
+    # (probe accuracy, the probe's mean in_region) per epoch; floor 0.05.
+    epochs = [
+        (0.5, 0.04),  # not right on the probe yet: no judgement
+        (0.9, 0.05 + margin),  # at floor + margin: counts (1 of 2)
+        (0.9, 0.2),  # well above: the streak breaks
+        (0.9, 0.06),  # 1 of 2; one image at 0.9 must not hide the probe's mean
+        (0.95, 0.03),  # 2 of 2: fires, since epoch 4
+        (0.95, 0.02),  # fires once per map
+    ]
+    for epoch, (accuracy, in_region) in enumerate(epochs):
+        monitor.note({"probe_accuracy": accuracy})
+        monitor.observe(epoch, epoch, _localization_scalars(in_region), model)
+    [alert] = monitor.alerts
+    assert (alert.rule, alert.subject, alert.layer) == (
+        "evidence_off_region",
+        "grad_cam/conv_b",
+        "conv_b",
+    )
+    assert (alert.epoch, alert.since_epoch, alert.value) == (5, 4, 0.03)
+    assert alert.evidence == "grad_cam/conv_b/in_region"
+    text = alert.markdown()
+    assert "95% of the probe right, but its Grad-CAM map puts only 3% of its" in text
+    assert "(5%, the objects' area share: `grad_cam/conv_b/in_region` in the run " in text
+    assert "a marker, a watermark, a border or a background that goes with the class" in text
+    assert "hot spots in the ConvViz tab" in text and "remove or randomise it" in text
+
+
+def test_evidence_off_region_needs_the_floor_and_the_accuracy(tmp_path):
+    model = plain_cnn()
+    without_accuracy = Monitor(str(tmp_path / "a"), RULES)
+    without_floor = Monitor(str(tmp_path / "b"), RULES)
+    for epoch in range(3):
+        without_accuracy.observe(epoch, epoch, _localization_scalars(0.01), model)
+        without_floor.note({"probe_accuracy": 1.0})
+        scalars = [s for s in _localization_scalars(0.01) if s.run is None]
+        without_floor.observe(epoch, epoch, scalars, model)
+    assert without_accuracy.alerts == [] and without_floor.alerts == []

@@ -323,3 +323,33 @@ def test_volume_background_stays_dark(volumes, ball_voxels):
     # Darker than the dimmest layer of the dimmest ball, so zero padding makes no edge
     # brighter than the ball's own.
     assert volumes.volumes[..., 0][~ball_voxels].max() <= 0.25
+
+
+def test_shortcut_shapes_add_a_class_cue_to_the_same_shapes_and_know_their_masks(
+    shapes, object_pixels
+):
+    from keras_convviz.datasets import CUE_COLOURS, make_shortcut_shapes
+
+    clean = make_shortcut_shapes(N, image_size=SIZE, seed=3, cues=None)
+    np.testing.assert_array_equal(clean.images, shapes.images)
+    np.testing.assert_array_equal(clean.boxes, shapes.boxes)
+    assert (clean.cues == -1).all()
+    # The masks are the pixels the shape changed (those under the cue's corner left out).
+    changed = object_pixels.copy()
+    changed[:, 1:7, 1:7] = False
+    assert (clean.masks | ~changed).all()  # every changed pixel is in the mask
+    cued = make_shortcut_shapes(N, image_size=SIZE, seed=3)
+    np.testing.assert_array_equal(cued.cues, shapes.labels)
+    corner = cued.images[:, 1:7, 1:7]  # a tenth of 64 px: 6 px, one pixel in
+    expected = np.asarray(CUE_COLOURS, np.float32)[shapes.labels][:, None, None, :]
+    np.testing.assert_array_equal(corner, np.broadcast_to(expected, corner.shape))
+    outside = np.ones((SIZE, SIZE), bool)
+    outside[1:7, 1:7] = False
+    np.testing.assert_array_equal(cued.images[:, outside], shapes.images[:, outside])
+    assert not cued.masks[:, 1:7, 1:7].any()
+    other = (shapes.labels + 1) % len(CLASS_NAMES)
+    swapped = make_shortcut_shapes(N, image_size=SIZE, seed=3, cues=other)
+    np.testing.assert_array_equal(swapped.labels, shapes.labels)
+    np.testing.assert_array_equal(swapped.images[:, 3, 3], np.asarray(CUE_COLOURS)[other])
+    with pytest.raises(ValueError, match=r"`cues` must hold classes 0..3 or -1"):
+        make_shortcut_shapes(4, cues=np.array([0, 1, 2, 4]))

@@ -97,7 +97,10 @@ def test_method_registries_take_their_runs_from_the_kinds():
         assert set(registry) == {k.method for k in kinds.of_family(family)}, family
         for method, entry in registry.items():
             assert entry.run == kinds.for_method(family, method).run
-    assert set(FLOORS) == {k.method for k in kinds.of_family("floor")}
+    # The faithfulness floors score deletion and insertion; the uniform floor localization.
+    faithfulness_floors = [k for k in kinds.of_family("floor") if k.writes(kinds.DELETION)]
+    assert set(FLOORS) == {k.method for k in faithfulness_floors}
+    assert kinds.get(_tags.FLOOR_UNIFORM).writes(kinds.IN_REGION)
     assert _tags.cam_run("gradcam++") == kinds.GRAD_CAM_PLUS_PLUS.run
     with pytest.raises(ValueError, match=r"`method` must be one of \['gradcam'"):
         kinds.for_method("cam", "gradcam+++")

@@ -163,6 +163,14 @@ class ConvViz(keras.callbacks.Callback):
             the model's health numbers and the alerts so far. It shows the PNGs the
             snapshot wrote: no drawing of its own. Outside a notebook it does nothing.
             `kcv.show(log_dir)` shows every epoch afterwards. Defaults to `False`.
+        regions: array or None. Where the object is on each probe sample, as masks
+            `(batch, *spatial)` (bool or 0/1) or boxes `(batch, 4)` as `(y0, x0, y1, x1)`
+            pixels (see `GradCAM`). Every map (Grad-CAM, occlusion, saliency) is then scored
+            at each snapshot by the share of its positive mass inside the region
+            (`<map tag>/in_region`) and whether it peaks there (`<map tag>/pointing`),
+            beside a uniform map's score (the region's area share) in the run
+            `floor_uniform`; the alert `evidence_off_region` says when the model is right
+            on the probe for reasons outside the objects (a shortcut). Defaults to `None`.
 
     Example:
 
@@ -205,6 +213,7 @@ class ConvViz(keras.callbacks.Callback):
         max_slices: int = MAX_SLICES,
         budget: float | None = 0.1,
         display: bool = False,
+        regions=None,
     ):
         super().__init__()
         self.display = check_bool(display, "display")
@@ -232,6 +241,7 @@ class ConvViz(keras.callbacks.Callback):
             "class_index": class_index,
             "class_names": class_names,
             "faithfulness": faithfulness,
+            "regions": regions,
         }
         children = (
             (
@@ -266,7 +276,8 @@ class ConvViz(keras.callbacks.Callback):
                 {
                     k: v
                     for k, v in on_maps.items()
-                    if k not in ("class_names", "faithfulness", "grid", "scale", "max_slices")
+                    if k
+                    not in ("class_names", "faithfulness", "grid", "scale", "max_slices", "regions")
                 },
             ),
             (

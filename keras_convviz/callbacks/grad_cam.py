@@ -98,6 +98,16 @@ class GradCAM(MapCallback):
             at most, evenly spaced from the first to the last, as a montage. Defaults to
             `8`.
 
+        regions: array or None. Where the object is on each probe sample: masks
+            `(batch, *spatial)` (bool or 0/1; `(..., 1)` accepted) or boxes
+            `(batch, 4)` as `(y0, x0, y1, x1)` pixels, ends exclusive (for sequences
+            `(start, end)`, for volumes `(z0, y0, x0, z1, y1, x1)`; see
+            `kcv.localization`). With regions each map is also scored at every snapshot:
+            `<map tag>/in_region` (the probe's mean share of the map's positive mass
+            inside the region), `<map tag>/pointing` (the share of images whose map
+            peaks inside), `<picture tag>/in_region` per image, and what a uniform map
+            scores (the region's area share) under the same tags in the run
+            `floor_uniform`. Defaults to `None`.
     Example:
 
     ```python
@@ -123,6 +133,7 @@ class GradCAM(MapCallback):
         faithfulness=False,
         scale: str = "image",
         max_slices: int = MAX_SLICES,
+        regions=None,
     ):
         super().__init__(
             log_dir,
@@ -137,6 +148,7 @@ class GradCAM(MapCallback):
             faithfulness,
             scale,
             max_slices=max_slices,
+            regions=regions,
         )
         self.layer_name = check_layer_name(layer_name)
         self._method_given = method is not None
@@ -201,6 +213,7 @@ class GradCAM(MapCallback):
             run, path = _tags.cam_run(need.method), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)
+            items += self._region_items(result, cam, run, path)
             for i in range(self.probe.size):
                 items.append(Image(_tags.tag(run, path, i), panels[i : i + 1]))
                 items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))

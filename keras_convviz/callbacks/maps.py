@@ -12,6 +12,7 @@ from keras_convviz._args import (
     check_class_index,
     check_class_names,
     check_class_names_fit,
+    check_regions,
     faithfulness_options,
     resolve_targets,
 )
@@ -19,8 +20,10 @@ from keras_convviz._rendering import caption_codes, region_caption_codes, text_c
 from keras_convviz.callbacks.base import ProbeCallback
 from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.needs import Const, Logits, Need, RegionSizes, targets_const
+from keras_convviz.core.passes import compile_once
 from keras_convviz.core.shared import SharedPass
 from keras_convviz.methods import faithfulness as faithfulness_module
+from keras_convviz.methods.localization import area_share, locate
 from keras_convviz.methods.perturb import occlusion_baseline
 from keras_convviz.summary_io import Scalar
 
@@ -43,6 +46,9 @@ class MapCallback(ProbeCallback):
             `sigma`, `batch_size`): also score each map by deletion and insertion, beside
             a random and an edge map on the same images.
         max_slices: the depth slices a volume's pictures show at most.
+        regions: where the object is on each probe sample (`_args.check_regions`: masks
+            or boxes), or `None`: with regions, each map's `in_region` and `pointing`
+            (`methods.localization`) beside it, and their floor in `floor_uniform`.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class MapCallback(ProbeCallback):
         faithfulness=False,
         scale: str = "image",
         max_slices: int = MAX_SLICES,
+        regions=None,
     ):
         super().__init__(
             log_dir,
@@ -85,6 +92,10 @@ class MapCallback(ProbeCallback):
             }
         self._map_needs: tuple = ()
         self._head = None  # the output explained, once the model is known
+        self.regions = regions
+        self._masks = None  # the regions as 0/1 masks, once the probe fits the model
+        if regions is not None and self.probe.inputs is None:  # else once it is bound
+            check_regions(regions, self.probe.size, self.probe.image_shape[:-1])
 
     def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
         """Join the shared pass; the targets as a `Const` for the needs."""
@@ -110,6 +121,12 @@ class MapCallback(ProbeCallback):
             self._region_names = tf.constant(printable)
             self._positions = positions
         self._head = head
+        if self.regions is not None:
+            masks = check_regions(self.regions, self.probe.size, self.probe.image_shape[:-1])
+            self._masks = tf.constant(masks)
+            self._areas = area_share(masks)
+            # Straight-line reductions: no AutoGraph to convert.
+            self._locate = compile_once(locate, autograph=False)
         self._given_targets = tf.constant(targets)
         self._targets = targets_const(targets)
         return shared, self._targets
@@ -136,10 +153,48 @@ class MapCallback(ProbeCallback):
         return _rendering.draw_heatmap_panels(images, maps, symmetric, caption, scale)
 
     def _floor_runs(self) -> tuple[str, ...]:
-        """The runs the faithfulness floors are written to (none without faithfulness)."""
-        if self.faithfulness is None:
-            return ()
-        return tuple(_tags.floor_run(name) for name in faithfulness_module.FLOORS)
+        """The runs the floors are written to: the faithfulness floors with
+        `faithfulness`, the uniform map's with `regions`."""
+        runs = ()
+        if self.faithfulness is not None:
+            runs = tuple(_tags.floor_run(name) for name in faithfulness_module.FLOORS)
+        if self.regions is not None:
+            runs += (_tags.FLOOR_UNIFORM,)
+        return runs
+
+    def _region_items(self, result, maps, *tag_parts) -> list[Scalar]:
+        """With `regions`: the probe's mean `in_region` and `pointing` of maps
+        `(batch, *spatial)` at the input's size (`<map tag>/in_region`, `.../pointing`), each
+        image's `in_region` (`<map tag>/image_<i>/in_region`), and the uniform map's under
+        the same tags in `floor_uniform`. A map without positive mass has no `in_region`
+        (NaN): its image's scalar is left out and the mean is over the other images."""
+        if self._masks is None:
+            return []
+        self._note_accuracy(result)
+        in_region, pointing = (v.numpy() for v in self._locate(maps, self._masks))
+        items = []
+        floor = _tags.FLOOR_UNIFORM
+        for run, share, peak in ((None, in_region, pointing), (floor, self._areas, self._areas)):
+            defined = np.flatnonzero(np.isfinite(share))
+            if defined.size:
+                mean = float(share[defined].mean())
+                items.append(Scalar(_tags.tag(*tag_parts, _tags.IN_REGION), mean, run=run))
+            if np.isfinite(peak).any():
+                mean = float(np.nanmean(peak))
+                items.append(Scalar(_tags.tag(*tag_parts, _tags.POINTING), mean, run=run))
+            for i in defined:
+                tag = _tags.tag(*tag_parts, int(i), _tags.IN_REGION)
+                items.append(Scalar(tag, float(share[i]), run=run))
+        return items
+
+    def _note_accuracy(self, result) -> None:
+        """Tell the alerts the probe's accuracy at this snapshot: `evidence_off_region`
+        fires only on a model that is right on the probe (a class head with labels)."""
+        if self._monitor is None or self.probe.labels is None or self._head.dense:
+            return
+        predicted = np.argmax(self._head.probabilities(result[Logits()]), axis=-1)
+        accuracy = float(np.mean(predicted == self.probe.labels))
+        self._monitor.note({"probe_accuracy": accuracy})
 
     def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
         return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)

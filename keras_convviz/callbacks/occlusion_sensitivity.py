@@ -101,6 +101,16 @@ class OcclusionSensitivity(MapCallback):
             at most, evenly spaced from the first to the last, as a montage. Defaults to
             `8`.
 
+        regions: array or None. Where the object is on each probe sample: masks
+            `(batch, *spatial)` (bool or 0/1; `(..., 1)` accepted) or boxes
+            `(batch, 4)` as `(y0, x0, y1, x1)` pixels, ends exclusive (for sequences
+            `(start, end)`, for volumes `(z0, y0, x0, z1, y1, x1)`; see
+            `kcv.localization`). With regions each map is also scored at every snapshot:
+            `<map tag>/in_region` (the probe's mean share of the map's positive mass
+            inside the region), `<map tag>/pointing` (the share of images whose map
+            peaks inside), `<picture tag>/in_region` per image, and what a uniform map
+            scores (the region's area share) under the same tags in the run
+            `floor_uniform`. Defaults to `None`.
     Example:
 
     ```python
@@ -130,6 +140,7 @@ class OcclusionSensitivity(MapCallback):
         scale: str = "image",
         method: str = "auto",
         max_slices: int = MAX_SLICES,
+        regions=None,
     ):
         super().__init__(
             log_dir,
@@ -144,6 +155,7 @@ class OcclusionSensitivity(MapCallback):
             faithfulness,
             scale,
             max_slices=max_slices,
+            regions=regions,
         )
         self.patch_size, self.stride = occlusion_sizes(self.probe.image_shape, patch_size, stride)
         self._baseline = occlusion_baseline(baseline, self.probe)
@@ -191,6 +203,7 @@ class OcclusionSensitivity(MapCallback):
         run = self.run_name
         items = [Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True)]
         items += self._faithfulness_items(result, self._map_needs[0], run)
+        items += self._region_items(result, maps, run)
         for i in range(self.probe.size):
             items.append(Image(_tags.tag(run, i), panels[i : i + 1]))
             items.append(Scalar(_tags.tag(run, i, "max"), peaks[i]))
