@@ -176,11 +176,8 @@ def run_demo(
                 # What conv4's filters respond to, evolving with training (its ascent
                 # holds each epoch's end about a second: 32 warm-started steps).
                 activation_maximization={"layer_names": ["conv4"], "warm_start": True},
-                # Where the shapes are: each map's share on them, and the shortcut alert,
-                # which reads Grad-CAM at every epoch: with `faithfulness` it would count as
-                # costly and `budget` would thin it (its own `freq` keeps it out).
+                # Where the shapes are: each map's share on them, and the shortcut alert.
                 regions=val.masks[probe],
-                grad_cam={"freq": 1},
                 on_alert=alerts.append,
             )
         )

@@ -33,6 +33,9 @@ class Member:
     def _scheduled(self, epoch):
         return epoch % self.freq == 0
 
+    def has_cheap_part(self):
+        return False
+
 
 def simulate(budget, members, epochs, epoch_time, cheap, costs, first_extra=0.0):
     """Train `epochs` epochs of `epoch_time` s on the fake clock; each snapshot holds
@@ -175,3 +178,36 @@ def test_a_kind_given_its_own_freq_is_outside_the_budget(tmp_path):
         callback = kcv.ConvViz(tmp_path, x, **{**costly, **given})
         outside = {type(c).__name__ for c in callback.callbacks if c._budget is None}
         assert outside == {"OcclusionSensitivity" if "occlusion_freq" in given else "Saliency"}
+
+
+def test_faithfulness_is_thinned_and_grad_cam_maps_run_at_every_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 8)
+    options = dict(
+        feature_maps=False,
+        filter_weights=False,
+        health=False,
+        alerts=False,
+        occlusion=False,
+        # 64 deletion and insertion steps for the map and each floor: far dearer than a
+        # one-batch epoch, while the map itself is one backward pass.
+        faithfulness={"steps": 64},
+    )
+    model = small_cnn()
+    with pytest.warns(
+        UserWarning,
+        match=r"GradCAM \(faithfulness\): its costly part takes about .* its pictures at every",
+    ):
+        model.fit(
+            x,
+            y,
+            epochs=4,
+            batch_size=8,
+            verbose=0,
+            callbacks=[kcv.ConvViz(tmp_path, (x[:4], y[:4]), **options)],
+        )
+    runs = read_runs(tmp_path)
+    assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2, 3]
+    assert runs["grad_cam"]["grad_cam/conv_b/deletion"]["steps"] == [0]
+    assert runs["floor_random"]["grad_cam/conv_b/deletion"]["steps"] == [0]

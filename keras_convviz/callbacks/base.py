@@ -205,10 +205,29 @@ class SnapshotCallback(keras.callbacks.Callback):
         """What this callback needs from the shared pass (`Need`s)."""
         return ()
 
+    def needs_at(self, epoch: int) -> tuple:
+        """What it needs from the pass at `epoch`, where it is due (`needs`, less what its
+        budget leaves out then)."""
+        return self.needs()
+
     def is_due(self, epoch: int) -> bool:
         """Whether the callback takes a snapshot at `epoch`: by its `freq`, and as its
-        `budget` admits (a `ConvViz`'s costly kinds, `callbacks.budget`)."""
-        return self._scheduled(epoch) and (self._budget is None or self._budget.admits(self, epoch))
+        `budget` admits (a `ConvViz`'s costly kinds, `callbacks.budget`). A callback whose
+        costly part is an add-on to cheap pictures (`has_cheap_part`: Grad-CAM's maps with
+        their faithfulness scores) is due by its `freq` alone; the add-on only as the
+        budget admits (`costly_due`)."""
+        if not self._scheduled(epoch):
+            return False
+        return self.costly_due(epoch) or self.has_cheap_part()
+
+    def costly_due(self, epoch: int) -> bool:
+        """Whether the callback's costly kinds run at `epoch`, where it is due."""
+        return self._budget is None or self._budget.admits(self, epoch)
+
+    def has_cheap_part(self) -> bool:
+        """Whether the callback draws pictures that are cheap on their own beside its
+        costly kinds, so that the budget thins only the latter."""
+        return False
 
     def _scheduled(self, epoch: int) -> bool:
         return self._active and self.freq > 0 and epoch % self.freq == 0

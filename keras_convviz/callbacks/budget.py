@@ -169,8 +169,12 @@ class Budget:
             else "does not run again while the other snapshots use the whole budget"
         )
         own = self.arguments.get(callback, "its `freq`")
+        what = f"{describe(callback)} takes"
+        if callback.has_cheap_part():  # its pictures still run at every `freq`
+            what = f"{describe(callback)}: its costly part takes"
+            how_often = f"{how_often}, its pictures at every `freq`"
         warnings.warn(
-            f"ConvViz: {describe(callback)} takes about {cost:.3g} s a snapshot against "
+            f"ConvViz: {what} about {cost:.3g} s a snapshot against "
             f"{epoch:.3g} s epochs, so it {how_often}, to keep snapshots within "
             f"budget={self.share} of the training time. To change it: `budget=None` runs "
             f"everything at every `freq`, a larger `budget` runs it more often, {own} sets "

@@ -148,7 +148,8 @@ class ConvViz(keras.callbacks.Callback):
             SmoothGrad, Integrated Gradients, faithfulness, activation maximisation: many
             extra passes each) then run only as often as keeps the time all snapshots held
             (the first included) within `budget` of the training time so far; the cheap
-            ones (feature maps, filters, gradient CAMs, health) run at every `freq`. Each
+            ones (feature maps, filters, gradient CAMs, health) run at every `freq`, and so
+            do Grad-CAM's and saliency's maps whose faithfulness scores are thinned. Each
             costly kind's first snapshot of a training always runs, and one warning says
             when one is thinned and how often it runs. Measured as training goes, in wall
             time on the training thread: held is the time inside `ConvViz`'s hooks (the

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_convviz import _rendering, _tags
+from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import (
     check_class_index,
     check_class_names,
@@ -134,6 +134,11 @@ class MapCallback(ProbeCallback):
     def needs(self):
         return (*self._map_needs, *self._faithfulness_needs(), *self._caption_needs())
 
+    def needs_at(self, epoch: int) -> tuple:
+        if self.costly_due(epoch):
+            return self.needs()
+        return (*self._map_needs, *self._caption_needs())  # the scores wait for the budget
+
     def _caption_needs(self) -> tuple:
         dense = self._head is not None and self._head.dense
         return (Logits(), RegionSizes()) if dense else (Logits(),)
@@ -199,6 +204,12 @@ class MapCallback(ProbeCallback):
     def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
         return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)
 
+    def has_cheap_part(self) -> bool:
+        # The maps of a cheap method with faithfulness scores: the scores are the costly
+        # part (many passes per map), the maps are not.
+        maps = [kinds.get(run) for run in self.run_names() if run not in self._floor_runs()]
+        return self.faithfulness is not None and not any(k.costly for k in maps if k)
+
     def _faithfulness_needs(self) -> tuple:
         if self.faithfulness is None:
             return ()
@@ -208,8 +219,8 @@ class MapCallback(ProbeCallback):
     def _faithfulness_items(self, result, need: Need, *tag_parts) -> list[Scalar]:
         """The probe's mean deletion and insertion scores of a map, and of the floors
         under the same tags in their own runs: `<map tag>/deletion`, `.../insertion`."""
-        if self.faithfulness is None:
-            return []
+        if self.faithfulness is None or self._faithfulness_of(need) not in result:
+            return []  # none, or not at this epoch (`needs_at`)
         floors = faithfulness_module.FLOORS
         sources = [(None, need), *((_tags.floor_run(n), f) for n, f in floors.items())]
         items = []

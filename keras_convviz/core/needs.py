@@ -185,3 +185,6 @@ class Result:
 
     def __getitem__(self, need: Need) -> tf.Tensor:
         return self._values[need]
+
+    def __contains__(self, need: Need) -> bool:
+        return need in self._values

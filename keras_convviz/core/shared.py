@@ -28,9 +28,10 @@ def core_for(model: keras.Model) -> Core:
 class SharedPass:
     """One compiled pass per snapshot for all callbacks on a model and probe.
 
-    Each member declares what it needs (`needs()`, a tuple of `Need`s) and when it is due
-    (`is_due(epoch)`); the first member to ask at an epoch runs one pass for the union of
-    the needs of the members due then, and the others read the cached `Result`.
+    Each member declares when it is due (`is_due(epoch)`) and what it needs then
+    (`needs_at(epoch)`, a tuple of `Need`s); the first member to ask at an epoch runs one
+    pass for the union of the needs of the members due then, and the others read the
+    cached `Result`.
     """
 
     def __init__(self, core: Core, probe: Probe, bound: Bound):
@@ -57,7 +58,7 @@ class SharedPass:
             return self._cache[1]
         # Only the members due now: a pass without the others' needs is cheaper (each
         # distinct set of due members is one plan, traced once).
-        needs = tuple(need for m in self.members if m.is_due(epoch) for need in m.needs())
+        needs = tuple(need for m in self.members if m.is_due(epoch) for need in m.needs_at(epoch))
         plan = self._plans.get(needs)
         if plan is None:
             plan = Plan(needs)
