@@ -178,8 +178,9 @@ def demo():
     return train_demo(0), make_shapes(32, seed=4242).images
 
 
-def test_trained_filters_beat_every_probe_image(demo):
-    """Seed spread (BENCHMARKS.md): conv3 median 8.5 (seed 2) vs 10; seed 0 17.0."""
+def test_trained_filters_beat_every_probe_and_noise_image(demo):
+    """Seed spread (BENCHMARKS.md): over the best probe image worst 1.49 (conv1), over the
+    best noise image worst 2.15 (conv3), vs 1."""
     model, probe = demo
     for layer in ("conv1", "conv3"):
         filters = list(range(8))
@@ -188,14 +189,17 @@ def test_trained_filters_beat_every_probe_image(demo):
         )
         on_probe = kcv.feature_maps(model, probe, [layer])[layer].mean(axis=(1, 2))[:, filters]
         assert np.all(scores > on_probe.max(axis=0)), (layer, scores, on_probe.max(axis=0))
-        # Against uniform noise (every frequency and colour at full contrast) the deeper
-        # layer's typical filter reaches 10x; first-layer filters respond to noise strongly
-        # (5-6x on this model; BENCHMARKS.md).
-        on_noise = kcv.feature_maps(model, NOISE_64, [layer])[layer].mean(axis=(0, 1, 2))
-        ratios = scores / np.maximum(on_noise[filters], 1e-6)
-        print(layer, "score / noise mean:", np.round(ratios, 1))
         if layer == "conv3":
-            assert np.median(ratios) >= 10, ratios
+            # Uniform noise (every frequency and colour at full contrast) drives some of
+            # the deeper layer's filters up to 4x harder than any probe image; the climbed
+            # image must beat the strongest noise image too. (Not a multiple of the noise
+            # mean: that ratio counts the filters that noise leaves silent, and the same
+            # filters of a randomly initialised model reach 3-28x; BENCHMARKS.md.)
+            on_noise = kcv.feature_maps(model, NOISE_64, [layer])[layer].mean(axis=(1, 2))
+            print(
+                layer, "score / best noise image:", np.round(scores / on_noise.max(0)[filters], 1)
+            )
+            assert np.all(scores > on_noise[:, filters].max(axis=0)), (layer, scores)
         # In the probe's range, as the training data.
         assert probe.min() <= images.min() and images.max() <= probe.max()
 
