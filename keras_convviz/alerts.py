@@ -202,6 +202,34 @@ def _dead_elsewhere(context: dict) -> dict | None:
     return _naming(_fired(context, "dead_channels", other_layer=True), "layers")
 
 
+def _all_dead(context: dict) -> dict | None:
+    """A layer whose every unit is silent on every probe image now: all the gradient that
+    passes it is 0 (a partly dead layer still passes some)."""
+    return _naming_layers(context.get("all_dead", []))
+
+
+def _naming_layers(layers: list) -> dict | None:
+    if not layers:
+        return None
+    return {"layers": ", ".join(f"`{layer}`" for layer in dict.fromkeys(layers))}
+
+
+def _cut_off(context: dict) -> dict | None:
+    """The `no_gradient` alert fired for this layer: its reading and advice."""
+    cut = [a for a in _fired(context, "no_gradient") if a.layer == context["layer"]]
+    return {"why": cut[0].meaning, "advice": cut[0].advice} if cut else None
+
+
+# Bounded activations after a layer from which its gradient vanishes: each sigmoid scales
+# it by 1/4 at most, so four of them by 1/256 or less (Glorot and Bengio, 2010).
+SATURATING_STACK = 4
+
+
+def _saturating_stack(context: dict) -> dict | None:
+    count = context.get("bounded_after", 0)
+    return {"count": count} if count >= SATURATING_STACK else None
+
+
 @dataclass(frozen=True)
 class Rule:
     """A test of one quantity.
@@ -261,7 +289,7 @@ RULES: dict[str, Rule] = {
         # a linear conv's channel below 0 still passes a gradient and is no dead unit.
         Rule(
             "dead_channels",
-            "Most channels are dead",
+            "Most channels (units) are dead",
             "dead_fraction",
             above,
             "> {t}",
@@ -271,12 +299,19 @@ RULES: dict[str, Rule] = {
             "longer learn",
             "lower the learning rate; use LeakyReLU/GELU or batch normalisation before the "
             "activation; check the initialisation",
-            runs=(kinds.FEATURE_MAPS.run,),
+            # Conv channels in the feature maps; a dense layer's units in the health run.
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
             # A ReLU after BatchNormalization is judged in inference mode, on moving
             # statistics that lag behind the weights for the first epochs (most of all with
             # keras.applications' momentum of 0.99-0.999): there a channel silent on the
             # probe is dead only when it stays so.
-            patience=lambda context: 3 if context["after_batch_norm"] else 1,
+            # A dense layer's unit is judged on one value per probe image (a conv channel
+            # on every position of each): one silent on a few images may be quiet, not
+            # dead; a dead one stays so (its weights get no gradient), so it must stay so
+            # for two snapshots.
+            patience=lambda context: (
+                3 if context["after_batch_norm"] else 2 if context["run"] == HEALTH_RUN else 1
+            ),
             causes=(
                 Cause(
                     _batch_norm_lag,
@@ -310,7 +345,7 @@ RULES: dict[str, Rule] = {
             "the layer's outputs are blowing up between snapshots: training is becoming "
             "unstable and will soon overflow",
             "lower the learning rate; add normalisation; clip gradients",
-            runs=(kinds.FEATURE_MAPS.run,),
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
         ),
         Rule(
             "saturated_activations",
@@ -323,7 +358,30 @@ RULES: dict[str, Rule] = {
             "0: the layer learns slowly or not at all",
             "normalise the inputs of the layer (batch normalisation); use ReLU-like "
             "activations; lower the initial weights",
-            runs=(kinds.FEATURE_MAPS.run,),
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
+        ),
+        Rule(
+            "no_gradient",
+            "No gradient reaches a trainable layer",
+            "no_gradient",
+            above,
+            "the loss's gradient with respect to the kernel is exactly 0 on the probe",
+            0.0,
+            "the layer is cut off from the loss: a `stop_gradient` or a branch whose output "
+            "is not used, or every path back from the loss passes dead ReLUs; it does not "
+            "learn at all",
+            "look for a `stop_gradient` or an unused output after this layer; look at the "
+            "layers after it for dead units",
+            runs=(kinds.HEALTH.run,),
+            trainable_only=True,
+            causes=(
+                Cause(
+                    _all_dead,
+                    "every unit of layer {layers} is silent on every probe image (dead ReLUs, "
+                    "`dead_channels`): no gradient flows through it",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "large_updates",
@@ -335,7 +393,8 @@ RULES: dict[str, Rule] = {
             "the kernel changed by more than its own size since the previous snapshot: the "
             "learning rate is far too high for this layer",
             "lower the learning rate (or use warm-up); clip gradients",
-            runs=(kinds.FILTER_WEIGHTS.run,),
+            # Conv kernels in the filter weights; a dense layer's in the health run.
+            runs=(kinds.FILTER_WEIGHTS.run, kinds.HEALTH.run),
             trainable_only=True,
         ),
         Rule(
@@ -352,7 +411,7 @@ RULES: dict[str, Rule] = {
             "(dead layer, disconnected) or the learning rate is (nearly) 0",
             "check the learning rate and that the layer is used; look at the feature maps "
             "of this layer and the ones after it for dead channels",
-            runs=(kinds.FILTER_WEIGHTS.run,),
+            runs=(kinds.FILTER_WEIGHTS.run, kinds.HEALTH.run),
             trainable_only=True,
             causes=(
                 Cause(
@@ -361,10 +420,24 @@ RULES: dict[str, Rule] = {
                     "set the learning rate near the optimizer's default",
                 ),
                 Cause(
+                    _cut_off,
+                    "no gradient reaches this layer at all (alert `no_gradient`): {why}",
+                    "{advice}",
+                ),
+                Cause(
                     _dead_elsewhere,
                     "the channels of layer {layers} are dead: no gradient flows back through "
                     "them, so the layers that feed it stop too",
                     "fix the dead layer {layers} first (its alert says how)",
+                ),
+                Cause(
+                    _saturating_stack,
+                    "the loss's gradient passes {count} sigmoid/tanh layers after this one "
+                    "on its way back (a sigmoid's derivative is 1/4 at most) and vanishes "
+                    "before it arrives: vanishing gradients (`vanishing_gradients` measures "
+                    "them with `health={{'gradients': True}}`)",
+                    "use ReLU-like activations in the hidden layers (keep the sigmoid for the "
+                    "output), with batch normalisation; or add skip connections",
                 ),
             ),
         ),
@@ -813,13 +886,20 @@ class Monitor:
         fired: dict[str, list[Alert]] = {}
         for (rule, _), alert in self._fired.items():
             fired.setdefault(rule, []).append(alert)
+        all_dead = [
+            key[: -len("/dead_fraction")].split("/", 1)[-1]
+            for key, value in self._previous.items()
+            if key.endswith("/dead_fraction") and value >= 1.0
+        ]
         return {
             **self._numbers,
             "fired": fired,
+            "all_dead": all_dead,
             "layer": layer,
             "now": now or {},
             "batch_norm": _batch_norm(model),
             "after_batch_norm": _after_batch_norm(model, layer),
+            "bounded_after": _bounded_after(model, layer),
         }
 
     def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
@@ -840,13 +920,19 @@ class Monitor:
         if table:
             self._step = step
         new = []
+        subjects = []
         for (run, layer), quantities in values.items():
             subject = "/".join(p for p in (run, layer) if p)
             # The largest over the probe images, where a quantity is per image.
             now = {quantity: max(observed) for quantity, observed in quantities.items()}
             before = {q: self._previous.get(f"{subject}/{q}") for q in now}
             self._previous.update({f"{subject}/{q}": v for q, v in now.items()})
-            for rule in self.rules.values():
+            subjects.append((run, layer, subject, now, before))
+        # Rule by rule over every subject, in the order of `RULES`: a root cause (dead
+        # units) fires before what follows from it on other layers (no gradient, stalled
+        # updates), whose causes then name it.
+        for rule in self.rules.values():
+            for run, layer, subject, now, before in subjects:
                 if rule.quantity not in now or (rule.runs and run not in rule.runs):
                     continue
                 if (rule.name, subject) in self._fired:
@@ -860,7 +946,7 @@ class Monitor:
                     continue
                 since = self._streaks.setdefault(streak, [step, epoch, 0])
                 since[2] += 1
-                context = self.context(model, layer, now)
+                context = {**self.context(model, layer, now), "run": run}
                 if since[2] < rule.patience_in(context):
                     continue
                 meaning, advice = rule.explain(context)
@@ -975,6 +1061,28 @@ def _after_batch_norm(model, layer: str) -> bool:
     if relu is None or relu is ref:
         return False
     return any(isinstance(p.layer, keras.layers.BatchNormalization) for p in graph.producers(relu))
+
+
+def _bounded_after(model, layer: str) -> int:
+    """How many layers after `layer` (in graph order, itself included) end in a sigmoid or
+    tanh: what the loss's gradient passes through on its way back to it. The model's
+    output layers do not count (their sigmoid is a probability, paired with its loss)."""
+    if model is None or not layer:
+        return 0
+    from keras_convviz.core.graph import output_activation
+    from keras_convviz.core.shared import core_for
+
+    refs = core_for(model).graph.refs
+    paths = [ref.path for ref in refs]
+    if layer not in paths:
+        return 0
+    outputs = {id(t) for t in model.outputs}
+    return sum(
+        1
+        for ref in refs[paths.index(layer) :]
+        if output_activation(ref.layer) in ("sigmoid", "hard_sigmoid", "tanh")
+        and id(getattr(ref.layer, "output", None)) not in outputs
+    )
 
 
 def _trainable(model, layer: str) -> bool:
