@@ -114,7 +114,9 @@ class Cause:
         when: `when(context) -> dict or None`: the values to fill into `meaning` and
             `advice` when this cause fits the context (`Monitor.context`: the alerts fired
             so far by rule, the layer, the training's latest loss and chance level, whether
-            the model has batch normalisation), else `None`.
+            the model has batch normalisation), else `None`. Its `"refers"` value, if
+            any, lists the alerts it names as the root (`Alert`s, or `reference` keys of
+            alerts still waiting for their patience): `Alert.refers_to`.
         meaning: what it means then, with `{name}`s from `when`'s values.
         advice: what to try then.
     """
@@ -134,11 +136,12 @@ def _fired(context: dict, *rules: str, other_layer: bool = False) -> list:
 
 
 def _naming(alerts: list, what: str) -> dict | None:
-    """`{what: "`a`, `b`"}` of the alerts' rules (or layers), or None when there are none."""
+    """`{what: "`a`, `b`", "refers": alerts}` of the alerts' rules (or layers), or None when
+    there are none."""
     if not alerts:
         return None
     names = dict.fromkeys(getattr(a, "layer" if what == "layers" else "rule") for a in alerts)
-    return {what: ", ".join(f"`{name}`" for name in names)}
+    return {what: ", ".join(f"`{name}`" for name in names), "refers": alerts}
 
 
 _BROKEN_SET_UP = (
@@ -159,7 +162,8 @@ def _set_up_broken(context: dict) -> dict | None:
 def _bad_rate(context: dict) -> dict | None:
     """The `learning_rate` alert fired: how the rate is off, against the optimizer's
     default."""
-    if not _fired(context, "learning_rate"):
+    refers = _fired(context, "learning_rate")
+    if not refers:
         return None
     rate, default = context.get("learning_rate"), context.get("default_learning_rate")
     if rate is None or default is None:
@@ -168,7 +172,7 @@ def _bad_rate(context: dict) -> dict | None:
         how = "not positive (a negative rate climbs the loss)"
     else:
         how = "far too large" if rate > default else "far too small"
-    return {"how": how}
+    return {"how": how, "refers": refers}
 
 
 def _diverged(context: dict) -> dict | None:
@@ -195,7 +199,20 @@ def _never_learnt(context: dict) -> dict | None:
     loss, chance = context.get("training_loss"), context.get("chance_loss")
     if loss is None or not chance or loss < 0.9 * chance:
         return None
-    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"}
+    return {
+        "loss": f"{loss:.3g}",
+        "chance": f"{chance:.3g}",
+        "refers": _fired(context, "loss_at_chance"),
+    }
+
+
+def _dead_here(context: dict) -> dict | None:
+    here = [a for a in _fired(context, "dead_channels") if a.layer == context["layer"]]
+    return _naming(here, "layers")
+
+
+def _dead_anywhere(context: dict) -> dict | None:
+    return _naming(_fired(context, "dead_channels"), "layers")
 
 
 def _dead_elsewhere(context: dict) -> dict | None:
@@ -205,19 +222,20 @@ def _dead_elsewhere(context: dict) -> dict | None:
 def _all_dead(context: dict) -> dict | None:
     """A layer whose every unit is silent on every probe image now: all the gradient that
     passes it is 0 (a partly dead layer still passes some)."""
-    return _naming_layers(context.get("all_dead", []))
-
-
-def _naming_layers(layers: list) -> dict | None:
-    if not layers:
+    subjects = context.get("all_dead", [])
+    if not subjects:
         return None
-    return {"layers": ", ".join(f"`{layer}`" for layer in dict.fromkeys(layers))}
+    layers = dict.fromkeys(subject.split("/", 1)[-1] for subject in subjects)
+    return {
+        "layers": ", ".join(f"`{layer}`" for layer in layers),
+        "refers": [reference("dead_channels", subject) for subject in subjects],
+    }
 
 
 def _cut_off(context: dict) -> dict | None:
     """The `no_gradient` alert fired for this layer: its reading and advice."""
     cut = [a for a in _fired(context, "no_gradient") if a.layer == context["layer"]]
-    return {"why": cut[0].meaning, "advice": cut[0].advice} if cut else None
+    return {"why": cut[0].meaning, "advice": cut[0].advice, "refers": cut} if cut else None
 
 
 # Bounded activations after a layer from which its gradient vanishes: each sigmoid scales
@@ -273,13 +291,20 @@ class Rule:
     def patience_in(self, context: dict) -> int:
         return self.patience(context) if callable(self.patience) else self.patience
 
-    def explain(self, context: dict) -> tuple[str, str]:
-        """`(meaning, advice)`: of the first cause that fits the context, else the rule's."""
+    def explain(self, context: dict) -> tuple[str, str, tuple[str, ...]]:
+        """`(meaning, advice, refers_to)`: of the first cause that fits the context (and
+        the `reference`s of the alerts it names as the root), else the rule's."""
         for cause in self.causes:
             values = cause.when(context)
             if values is not None:
-                return cause.meaning.format(**values), cause.advice.format(**values)
-        return self.meaning, self.advice
+                refers = tuple(
+                    dict.fromkeys(
+                        r if isinstance(r, str) else reference(r.rule, r.subject)
+                        for r in values.get("refers", ())
+                    )
+                )
+                return cause.meaning.format(**values), cause.advice.format(**values), refers
+        return self.meaning, self.advice, ()
 
 
 RULES: dict[str, Rule] = {
@@ -420,6 +445,12 @@ RULES: dict[str, Rule] = {
                     "set the learning rate near the optimizer's default",
                 ),
                 Cause(
+                    _dead_here,
+                    "most of this layer's own units are dead (alert `dead_channels`): no "
+                    "gradient reaches their weights",
+                    "fix the dead units first (the `dead_channels` alert says how)",
+                ),
+                Cause(
                     _cut_off,
                     "no gradient reaches this layer at all (alert `no_gradient`): {why}",
                     "{advice}",
@@ -453,6 +484,14 @@ RULES: dict[str, Rule] = {
             "model ignores the image",
             "explain another layer; check the head and the labels; look at the feature maps",
             runs=tuple(kind.run for kind in kinds.of_family("cam")),
+            causes=(
+                Cause(
+                    _dead_here,
+                    "most units of this layer are dead (alert `dead_channels`): they output 0 "
+                    "on every probe image, so no position has evidence to show",
+                    "fix the dead units first (the `dead_channels` alert says how)",
+                ),
+            ),
         ),
         Rule(
             "vanishing_gradients",
@@ -617,6 +656,14 @@ RULES: dict[str, Rule] = {
             "layers' alerts; try a larger learning rate",
             runs=(_tags.FIT,),
             patience=4,
+            causes=(
+                Cause(
+                    _dead_anywhere,
+                    "most units of layer {layers} are dead (alert `dead_channels`): what the "
+                    "layers before them see cannot reach the loss, so the model learns nothing",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "loss_plateau",
@@ -701,6 +748,12 @@ RULES: dict[str, Rule] = {
                     "models use 0.99-0.999)",
                 ),
                 Cause(
+                    _dead_anywhere,
+                    "most units of layer {layers} are dead (alert `dead_channels`): the head "
+                    "gets (nearly) the same features for every image and settles on one class",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+                Cause(
                     _never_learnt,
                     "the training loss is still at chance level ({loss}, log K = {chance}): "
                     "the model has learnt nothing from its inputs and guesses one class",
@@ -749,6 +802,9 @@ class Alert:
         evidence: the tag that shows it.
         meaning: what it usually means.
         advice: what to try.
+        refers_to: the alerts its meaning names as the root cause (`reference` keys,
+            `"<rule>/<subject>"`), empty when it is a root itself: the diagnosis
+            (`keras_convviz.diagnosis`) folds it under them.
     """
 
     rule: str
@@ -765,6 +821,7 @@ class Alert:
     evidence: str
     meaning: str
     advice: str
+    refers_to: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -785,10 +842,12 @@ class Alert:
         )
 
     def record(self) -> dict:
-        """The alert as JSON-ready data: every attribute, and `text`, its Markdown. A
+        """The alert as JSON-ready data: every attribute, `where` and `text`, its Markdown. A
         non-finite `value` is written as the string `"nan"`, `"inf"` or `"-inf"` (JSON has
         no NaN)."""
         out = dataclasses.asdict(self)
+        out["refers_to"] = list(self.refers_to)
+        out["where"] = self.where
         for name in ("value", "threshold"):
             if not math.isfinite(out[name]):
                 out[name] = str(out[name])
@@ -887,7 +946,7 @@ class Monitor:
         for (rule, _), alert in self._fired.items():
             fired.setdefault(rule, []).append(alert)
         all_dead = [
-            key[: -len("/dead_fraction")].split("/", 1)[-1]
+            key[: -len("/dead_fraction")]
             for key, value in self._previous.items()
             if key.endswith("/dead_fraction") and value >= 1.0
         ]
@@ -949,7 +1008,7 @@ class Monitor:
                 context = {**self.context(model, layer, now), "run": run}
                 if since[2] < rule.patience_in(context):
                     continue
-                meaning, advice = rule.explain(context)
+                meaning, advice, refers_to = rule.explain(context)
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), ()):
                     evidence = f"{subject}/image_*/{rule.quantity}"
@@ -968,6 +1027,7 @@ class Monitor:
                     evidence=evidence,
                     meaning=meaning,
                     advice=advice,
+                    refers_to=refers_to,
                 )
                 self._fired[(rule.name, subject)] = alert
                 new.append(alert)
@@ -1094,6 +1154,11 @@ def _trainable(model, layer: str) -> bool:
         return trains(model, [core_for(model).graph.find(layer, "layer").layer])[0]
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def reference(rule: str, subject: str) -> str:
+    """The key an alert is referred to by (`Alert.refers_to`): `"<rule>/<subject>"`."""
+    return f"{rule}/{subject}"
 
 
 def record_tag(alert: Alert) -> str:

@@ -111,7 +111,12 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     assert set(stored) == {f"alerts/{a.rule}/{a.subject}" for a in seen}
     record = stored["alerts/dead_channels/feature_maps/conv_b"]
     assert list(record) == [0]
-    assert record[0] == {**dataclasses.asdict(dead), "text": dead.markdown()}
+    assert record[0] == {
+        **dataclasses.asdict(dead),
+        "refers_to": [],
+        "where": "layer `conv_b`",
+        "text": dead.markdown(),
+    }
     assert sum("most channels (units) are dead in layer 'conv_b'" in w for w in warned) == 1
     # The health table marks the layer at every snapshot.
     table = read_text(tmp_path / "health", "health/layers")

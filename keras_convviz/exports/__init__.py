@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_convviz.exports.events import find_runs, read_run
+from keras_convviz import _tags
+from keras_convviz.exports.events import find_runs, read_alerts, read_run
 from keras_convviz.exports.gif import write_gif
 from keras_convviz.exports.html import report_html
 from keras_convviz.exports.sections import Picture, Section, build_sections, run_base
@@ -40,8 +41,10 @@ def export(
       epochs across, labelled; more than 12 epochs are thinned to 12 evenly spaced ones
       (the first and the last included);
     - `html`: `out/report.html`, one self-contained file (images inlined, no network, no
-      external script, style or font): per kind and layer an epoch slider over the probe
-      images, the layer's scalars as small plots and the probe x epoch grid.
+      external script, style or font): at the top the diagnosis of each training (one line
+      per root cause of its alerts, linked to the section that shows it; "nothing wrong"
+      when none fired), then per kind and layer an epoch slider over the probe images, the
+      layer's scalars as small plots and the probe x epoch grid.
 
     Args:
         logdir: The log directory (the `log_dir` of the callbacks, or a folder above it).
@@ -132,7 +135,18 @@ def export(
             out.mkdir(parents=True, exist_ok=True)
             path = out / "report.html"
             path.write_text(
-                report_html(sections, chosen, other_scalars, logdir, tick=bar.tick),
+                report_html(
+                    sections,
+                    chosen,
+                    other_scalars,
+                    logdir,
+                    tick=bar.tick,
+                    alerts={
+                        run: read_alerts(logdir, run)
+                        for run in runs
+                        if run_base(run) == _tags.ALERTS
+                    },
+                ),
                 encoding="utf-8",
             )
             written["html"].append(path)

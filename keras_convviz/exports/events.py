@@ -8,6 +8,7 @@ directory holds several sets of runs), as TensorBoard names them.
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
+
+from keras_convviz import _tags
 
 
 @dataclass
@@ -92,6 +95,27 @@ def read_run(log_dir, run: str) -> list[Series]:
                 series.sizes.append(None)
         found.append(series)
     return found
+
+
+def read_alerts(log_dir, run: str) -> list[dict]:
+    """The alerts' JSON records (`alerts.Alert.record`) of one `alerts` run, in the order
+    they fired; a string that is no record is left out."""
+    acc = event_accumulator.EventAccumulator(
+        os.path.join(log_dir, run), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    acc.Reload()
+    records = []
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name != _tags.ALERTS_PLUGIN:
+            continue
+        for event in acc.Tensors(tag):
+            try:
+                record = json.loads(event.tensor_proto.string_val[0].decode("utf-8"))
+            except (IndexError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(record, dict) and {"rule", "subject", "step", "advice"} <= set(record):
+                records.append(record)
+    return sorted(records, key=lambda r: r["step"])
 
 
 def unique_steps(series: Series) -> Series:
