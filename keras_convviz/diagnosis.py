@@ -100,7 +100,7 @@ def diagnose(records: list[dict]) -> list[Line]:
         if top != key:
             followers.setdefault(top, []).append(record)
             continue
-        group = (record["rule"], record["advice"])
+        group = (record["rule"], record.get("advice", ""))
         line = lines.get(group)
         if line is None:
             lines[group] = Line(
@@ -115,7 +115,7 @@ def diagnose(records: list[dict]) -> list[Line]:
                 quantity=record.get("quantity", ""),
                 evidence=record.get("evidence", ""),
                 meaning=record.get("meaning", ""),
-                advice=record["advice"],
+                advice=record.get("advice", ""),
             )
             continue
         line.subjects.append(record["subject"])

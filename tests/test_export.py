@@ -381,7 +381,9 @@ def test_the_report_opens_with_the_diagnosis(tmp_path):
     assert words[0].startswith(
         "Most channels (units) are dead since epoch 1, in layer conv_b.Try: lower the learning rate"
     )
-    assert "Follows from it: epoch 2: A trainable layer does not move in layer conv_a" in words[0]
+    follows = words[0].split("Follows from it: ", 1)[1]
+    assert "epoch 1: The CAM map is empty in layer conv_b" in follows  # conv_b: no evidence
+    assert "epoch 2: A trainable layer does not move in layer conv_a" in follows
     # It links to the section that shows it: the feature maps of conv_b.
     (anchor,) = re.findall(r'<a href="#(section-\d+)">', lines[0])
     heading = re.search(rf'id="{anchor}"[^>]*><h2>(.*?)</h2>', text).group(1)

@@ -313,7 +313,8 @@ def test_scalars_of_a_layer(client):
     assert all(v is not None and v > 0 for _, v in series["points"])
     cam = get_json(client, "scalars", run=f"{EVIL}/layer_cam", layer=LAYER)
     plots = {p["quantity"]: p["series"] for p in cam["plots"]}
-    assert set(plots) == {"max", "change", "gradient_norm"}  # the last conv: no ratio
+    # The last conv: its ratio to the dense head's (every trainable layer, graph order).
+    assert set(plots) == {"max", "change", "gradient_norm", "gradient_ratio"}
     assert [s["label"] for s in plots["max"]] == [f"image {i}" for i in range(PROBES)]
     weights = get_json(client, "scalars", run="exp_a/filter_weights")
     plots = {p["quantity"]: p["series"] for p in weights["plots"]}

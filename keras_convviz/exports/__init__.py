@@ -141,11 +141,7 @@ def export(
                     other_scalars,
                     logdir,
                     tick=bar.tick,
-                    alerts={
-                        run: read_alerts(logdir, run)
-                        for run in runs
-                        if run_base(run) == _tags.ALERTS
-                    },
+                    alerts=_alerts(logdir, runs),
                 ),
                 encoding="utf-8",
             )
@@ -153,6 +149,14 @@ def export(
     finally:
         bar.close()
     return written
+
+
+def _alerts(logdir: str, runs: list[str]) -> dict[str, list[dict]] | None:
+    """`{alerts run: its records}` for the report's diagnosis; `None` (no diagnosis) for
+    logs without our health or alerts runs, where no rule watched the training."""
+    if not any(run_base(run) in (_tags.ALERTS, _tags.HEALTH) for run in runs):
+        return None
+    return {run: read_alerts(logdir, run) for run in runs if run_base(run) == _tags.ALERTS}
 
 
 def select_steps(steps: list[int], every: int) -> list[int]:

@@ -113,7 +113,7 @@ def read_alerts(log_dir, run: str) -> list[dict]:
                 record = json.loads(event.tensor_proto.string_val[0].decode("utf-8"))
             except (IndexError, UnicodeDecodeError, ValueError):
                 continue
-            if isinstance(record, dict) and {"rule", "subject", "step", "advice"} <= set(record):
+            if isinstance(record, dict) and {"rule", "subject", "step"} <= set(record):
                 records.append(record)
     return sorted(records, key=lambda r: r["step"])
 

@@ -472,7 +472,6 @@ _ALERT_FIELDS = {
     "step": int,
     "epoch": int,
     "since_epoch": int,
-    "advice": str,
     "text": str,
 }
 
