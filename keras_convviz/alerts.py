@@ -463,10 +463,10 @@ RULES: dict[str, Rule] = {
                 ),
                 Cause(
                     _saturating_stack,
-                    "the loss's gradient passes {count} sigmoid/tanh layers after this one "
-                    "on its way back (a sigmoid's derivative is 1/4 at most) and vanishes "
-                    "before it arrives: vanishing gradients (`vanishing_gradients` measures "
-                    "them with `health={{'gradients': True}}`)",
+                    "the loss's gradient passes {count} sigmoid/tanh activations on its way "
+                    "back to this layer's kernel (its own included; a sigmoid's derivative is "
+                    "1/4 at most) and vanishes before it arrives: vanishing gradients "
+                    "(`vanishing_gradients` measures them with `health={{'gradients': True}}`)",
                     "use ReLU-like activations in the hidden layers (keep the sigmoid for the "
                     "output), with batch normalisation; or add skip connections",
                 ),
