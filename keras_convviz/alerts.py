@@ -131,7 +131,9 @@ class Cause:
         when: `when(context) -> dict or None`: the values to fill into `meaning` and
             `advice` when this cause fits the context (`Monitor.context`: the alerts fired
             so far by rule, the layer, the training's latest loss and chance level, whether
-            the model has batch normalisation), else `None`.
+            the model has batch normalisation), else `None`. Its `"refers"` value, if
+            any, lists the alerts it names as the root (`Alert`s, or `reference` keys of
+            alerts still waiting for their patience): `Alert.refers_to`.
         meaning: what it means then, with `{name}`s from `when`'s values.
         advice: what to try then.
     """
@@ -151,11 +153,12 @@ def _fired(context: dict, *rules: str, other_layer: bool = False) -> list:
 
 
 def _naming(alerts: list, what: str) -> dict | None:
-    """`{what: "`a`, `b`"}` of the alerts' rules (or layers), or None when there are none."""
+    """`{what: "`a`, `b`", "refers": alerts}` of the alerts' rules (or layers), or None when
+    there are none."""
     if not alerts:
         return None
     names = dict.fromkeys(getattr(a, "layer" if what == "layers" else "rule") for a in alerts)
-    return {what: ", ".join(f"`{name}`" for name in names)}
+    return {what: ", ".join(f"`{name}`" for name in names), "refers": alerts}
 
 
 _BROKEN_SET_UP = (
@@ -176,7 +179,8 @@ def _set_up_broken(context: dict) -> dict | None:
 def _bad_rate(context: dict) -> dict | None:
     """The `learning_rate` alert fired: how the rate is off, against the optimizer's
     default."""
-    if not _fired(context, "learning_rate"):
+    refers = _fired(context, "learning_rate")
+    if not refers:
         return None
     rate, default = context.get("learning_rate"), context.get("default_learning_rate")
     if rate is None or default is None:
@@ -185,7 +189,7 @@ def _bad_rate(context: dict) -> dict | None:
         how = "not positive (a negative rate climbs the loss)"
     else:
         how = "far too large" if rate > default else "far too small"
-    return {"how": how}
+    return {"how": how, "refers": refers}
 
 
 def _diverged(context: dict) -> dict | None:
@@ -212,7 +216,20 @@ def _never_learnt(context: dict) -> dict | None:
     loss, chance = context.get("training_loss"), context.get("chance_loss")
     if loss is None or not chance or loss < 0.9 * chance:
         return None
-    return {"loss": f"{loss:.3g}", "chance": f"{chance:.3g}"}
+    return {
+        "loss": f"{loss:.3g}",
+        "chance": f"{chance:.3g}",
+        "refers": _fired(context, "loss_at_chance"),
+    }
+
+
+def _dead_here(context: dict) -> dict | None:
+    here = [a for a in _fired(context, "dead_channels") if a.layer == context["layer"]]
+    return _naming(here, "layers")
+
+
+def _dead_anywhere(context: dict) -> dict | None:
+    return _naming(_fired(context, "dead_channels"), "layers")
 
 
 def _dead_elsewhere(context: dict) -> dict | None:
@@ -233,6 +250,35 @@ def _off_region_numbers(context: dict) -> dict | None:
         "accuracy": f"{now['probe_accuracy']:.0%}",
         "tag": f"{context.get('subject', '')}/{kinds.IN_REGION}",
     }
+
+
+def _all_dead(context: dict) -> dict | None:
+    """A layer whose every unit is silent on every probe image now: all the gradient that
+    passes it is 0 (a partly dead layer still passes some)."""
+    subjects = context.get("all_dead", [])
+    if not subjects:
+        return None
+    layers = dict.fromkeys(subject.split("/", 1)[-1] for subject in subjects)
+    return {
+        "layers": ", ".join(f"`{layer}`" for layer in layers),
+        "refers": [reference("dead_channels", subject) for subject in subjects],
+    }
+
+
+def _cut_off(context: dict) -> dict | None:
+    """The `no_gradient` alert fired for this layer: its reading and advice."""
+    cut = [a for a in _fired(context, "no_gradient") if a.layer == context["layer"]]
+    return {"why": cut[0].meaning, "advice": cut[0].advice, "refers": cut} if cut else None
+
+
+# Bounded activations after a layer from which its gradient vanishes: each sigmoid scales
+# it by 1/4 at most, so four of them by 1/256 or less (Glorot and Bengio, 2010).
+SATURATING_STACK = 4
+
+
+def _saturating_stack(context: dict) -> dict | None:
+    count = context.get("bounded_after", 0)
+    return {"count": count} if count >= SATURATING_STACK else None
 
 
 @dataclass(frozen=True)
@@ -278,13 +324,20 @@ class Rule:
     def patience_in(self, context: dict) -> int:
         return self.patience(context) if callable(self.patience) else self.patience
 
-    def explain(self, context: dict) -> tuple[str, str]:
-        """`(meaning, advice)`: of the first cause that fits the context, else the rule's."""
+    def explain(self, context: dict) -> tuple[str, str, tuple[str, ...]]:
+        """`(meaning, advice, refers_to)`: of the first cause that fits the context (and
+        the `reference`s of the alerts it names as the root), else the rule's."""
         for cause in self.causes:
             values = cause.when(context)
             if values is not None:
-                return cause.meaning.format(**values), cause.advice.format(**values)
-        return self.meaning, self.advice
+                refers = tuple(
+                    dict.fromkeys(
+                        r if isinstance(r, str) else reference(r.rule, r.subject)
+                        for r in values.get("refers", ())
+                    )
+                )
+                return cause.meaning.format(**values), cause.advice.format(**values), refers
+        return self.meaning, self.advice, ()
 
 
 RULES: dict[str, Rule] = {
@@ -294,7 +347,7 @@ RULES: dict[str, Rule] = {
         # a linear conv's channel below 0 still passes a gradient and is no dead unit.
         Rule(
             "dead_channels",
-            "Most channels are dead",
+            "Most channels (units) are dead",
             "dead_fraction",
             above,
             "> {t}",
@@ -304,12 +357,19 @@ RULES: dict[str, Rule] = {
             "longer learn",
             "lower the learning rate; use LeakyReLU/GELU or batch normalisation before the "
             "activation; check the initialisation",
-            runs=(kinds.FEATURE_MAPS.run,),
+            # Conv channels in the feature maps; a dense layer's units in the health run.
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
             # A ReLU after BatchNormalization is judged in inference mode, on moving
             # statistics that lag behind the weights for the first epochs (most of all with
             # keras.applications' momentum of 0.99-0.999): there a channel silent on the
             # probe is dead only when it stays so.
-            patience=lambda context: 3 if context["after_batch_norm"] else 1,
+            # A dense layer's unit is judged on one value per probe image (a conv channel
+            # on every position of each): one silent on a few images may be quiet, not
+            # dead; a dead one stays so (its weights get no gradient), so it must stay so
+            # for two snapshots.
+            patience=lambda context: (
+                3 if context["after_batch_norm"] else 2 if context["run"] == HEALTH_RUN else 1
+            ),
             causes=(
                 Cause(
                     _batch_norm_lag,
@@ -343,7 +403,7 @@ RULES: dict[str, Rule] = {
             "the layer's outputs are blowing up between snapshots: training is becoming "
             "unstable and will soon overflow",
             "lower the learning rate; add normalisation; clip gradients",
-            runs=(kinds.FEATURE_MAPS.run,),
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
         ),
         Rule(
             "saturated_activations",
@@ -356,7 +416,30 @@ RULES: dict[str, Rule] = {
             "0: the layer learns slowly or not at all",
             "normalise the inputs of the layer (batch normalisation); use ReLU-like "
             "activations; lower the initial weights",
-            runs=(kinds.FEATURE_MAPS.run,),
+            runs=(kinds.FEATURE_MAPS.run, kinds.HEALTH.run),
+        ),
+        Rule(
+            "no_gradient",
+            "No gradient reaches a trainable layer",
+            "no_gradient",
+            above,
+            "the loss's gradient with respect to the kernel is exactly 0 on the probe",
+            0.0,
+            "the layer is cut off from the loss: a `stop_gradient` or a branch whose output "
+            "is not used, or every path back from the loss passes dead ReLUs; it does not "
+            "learn at all",
+            "look for a `stop_gradient` or an unused output after this layer; look at the "
+            "layers after it for dead units",
+            runs=(kinds.HEALTH.run,),
+            trainable_only=True,
+            causes=(
+                Cause(
+                    _all_dead,
+                    "every unit of layer {layers} is silent on every probe image (dead ReLUs, "
+                    "`dead_channels`): no gradient flows through it",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "large_updates",
@@ -368,7 +451,8 @@ RULES: dict[str, Rule] = {
             "the kernel changed by more than its own size since the previous snapshot: the "
             "learning rate is far too high for this layer",
             "lower the learning rate (or use warm-up); clip gradients",
-            runs=(kinds.FILTER_WEIGHTS.run,),
+            # Conv kernels in the filter weights; a dense layer's in the health run.
+            runs=(kinds.FILTER_WEIGHTS.run, kinds.HEALTH.run),
             trainable_only=True,
         ),
         Rule(
@@ -385,7 +469,7 @@ RULES: dict[str, Rule] = {
             "(dead layer, disconnected) or the learning rate is (nearly) 0",
             "check the learning rate and that the layer is used; look at the feature maps "
             "of this layer and the ones after it for dead channels",
-            runs=(kinds.FILTER_WEIGHTS.run,),
+            runs=(kinds.FILTER_WEIGHTS.run, kinds.HEALTH.run),
             trainable_only=True,
             causes=(
                 Cause(
@@ -394,10 +478,30 @@ RULES: dict[str, Rule] = {
                     "set the learning rate near the optimizer's default",
                 ),
                 Cause(
+                    _dead_here,
+                    "most of this layer's own units are dead (alert `dead_channels`): no "
+                    "gradient reaches their weights",
+                    "fix the dead units first (the `dead_channels` alert says how)",
+                ),
+                Cause(
+                    _cut_off,
+                    "no gradient reaches this layer at all (alert `no_gradient`): {why}",
+                    "{advice}",
+                ),
+                Cause(
                     _dead_elsewhere,
                     "the channels of layer {layers} are dead: no gradient flows back through "
                     "them, so the layers that feed it stop too",
                     "fix the dead layer {layers} first (its alert says how)",
+                ),
+                Cause(
+                    _saturating_stack,
+                    "the loss's gradient passes {count} sigmoid/tanh activations on its way "
+                    "back to this layer's kernel (its own included; a sigmoid's derivative is "
+                    "1/4 at most) and vanishes before it arrives: vanishing gradients "
+                    "(`vanishing_gradients` measures them with `health={{'gradients': True}}`)",
+                    "use ReLU-like activations in the hidden layers (keep the sigmoid for the "
+                    "output), with batch normalisation; or add skip connections",
                 ),
             ),
         ),
@@ -413,6 +517,14 @@ RULES: dict[str, Rule] = {
             "model ignores the image",
             "explain another layer; check the head and the labels; look at the feature maps",
             runs=tuple(kind.run for kind in kinds.of_family("cam")),
+            causes=(
+                Cause(
+                    _dead_here,
+                    "most units of this layer are dead (alert `dead_channels`): they output 0 "
+                    "on every probe image, so no position has evidence to show",
+                    "fix the dead units first (the `dead_channels` alert says how)",
+                ),
+            ),
         ),
         Rule(
             "evidence_off_region",
@@ -615,6 +727,14 @@ RULES: dict[str, Rule] = {
             "layers' alerts; try a larger learning rate",
             runs=(_tags.FIT,),
             patience=4,
+            causes=(
+                Cause(
+                    _dead_anywhere,
+                    "most units of layer {layers} are dead (alert `dead_channels`): what the "
+                    "layers before them see cannot reach the loss, so the model learns nothing",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+            ),
         ),
         Rule(
             "loss_plateau",
@@ -699,6 +819,12 @@ RULES: dict[str, Rule] = {
                     "models use 0.99-0.999)",
                 ),
                 Cause(
+                    _dead_anywhere,
+                    "most units of layer {layers} are dead (alert `dead_channels`): the head "
+                    "gets (nearly) the same features for every image and settles on one class",
+                    "fix the dead layer {layers} first (its alert says how)",
+                ),
+                Cause(
                     _never_learnt,
                     "the training loss is still at chance level ({loss}, log K = {chance}): "
                     "the model has learnt nothing from its inputs and guesses one class",
@@ -747,6 +873,9 @@ class Alert:
         evidence: the tag that shows it.
         meaning: what it usually means.
         advice: what to try.
+        refers_to: the alerts its meaning names as the root cause (`reference` keys,
+            `"<rule>/<subject>"`), empty when it is a root itself: the diagnosis
+            (`keras_convviz.diagnosis`) folds it under them.
     """
 
     rule: str
@@ -763,6 +892,7 @@ class Alert:
     evidence: str
     meaning: str
     advice: str
+    refers_to: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -783,10 +913,12 @@ class Alert:
         )
 
     def record(self) -> dict:
-        """The alert as JSON-ready data: every attribute, and `text`, its Markdown. A
+        """The alert as JSON-ready data: every attribute, `where` and `text`, its Markdown. A
         non-finite `value` is written as the string `"nan"`, `"inf"` or `"-inf"` (JSON has
         no NaN)."""
         out = dataclasses.asdict(self)
+        out["refers_to"] = list(self.refers_to)
+        out["where"] = self.where
         for name in ("value", "threshold"):
             if not math.isfinite(out[name]):
                 out[name] = str(out[name])
@@ -884,13 +1016,20 @@ class Monitor:
         fired: dict[str, list[Alert]] = {}
         for (rule, _), alert in self._fired.items():
             fired.setdefault(rule, []).append(alert)
+        all_dead = [
+            key[: -len("/dead_fraction")]
+            for key, value in self._previous.items()
+            if key.endswith("/dead_fraction") and value >= 1.0
+        ]
         return {
             **self._numbers,
             "fired": fired,
+            "all_dead": all_dead,
             "layer": layer,
             "now": now or {},
             "batch_norm": _batch_norm(model),
             "after_batch_norm": _after_batch_norm(model, layer),
+            "bounded_after": _bounded_after(model, layer),
         }
 
     def observe(self, step: int, epoch: int, scalars, model, table: bool = True) -> list[Alert]:
@@ -920,6 +1059,7 @@ class Monitor:
         if table:
             self._step = step
         new = []
+        subjects = []
         for (run, layer), quantities in values.items():
             subject = "/".join(p for p in (run, layer) if p)
             # The largest over the probe images, where a quantity is per image only (the
@@ -931,7 +1071,12 @@ class Monitor:
             now.update(beside.get((run, layer), {}))
             if "probe_accuracy" in self._numbers:  # noted by the map callbacks (`note`)
                 now.setdefault("probe_accuracy", self._numbers["probe_accuracy"])
-            for rule in self.rules.values():
+            subjects.append((run, layer, subject, now, before, of_subject))
+        # Rule by rule over every subject, in the order of `RULES`: a root cause (dead
+        # units) fires before what follows from it on other layers (no gradient, stalled
+        # updates), whose causes then name it.
+        for rule in self.rules.values():
+            for run, layer, subject, now, before, of_subject in subjects:
                 if rule.quantity not in now or (rule.runs and run not in rule.runs):
                     continue
                 if (rule.name, subject) in self._fired:
@@ -945,10 +1090,10 @@ class Monitor:
                     continue
                 since = self._streaks.setdefault(streak, [step, epoch, 0])
                 since[2] += 1
-                context = {**self.context(model, layer, now), "subject": subject}
+                context = {**self.context(model, layer, now), "subject": subject, "run": run}
                 if since[2] < rule.patience_in(context):
                     continue
-                meaning, advice = rule.explain(context)
+                meaning, advice, refers_to = rule.explain(context)
                 evidence = _EVIDENCE.get(run, f"{subject}/{rule.quantity}")
                 if rule.quantity in per_image.get((run, layer), set()) - set(of_subject):
                     evidence = f"{subject}/image_*/{rule.quantity}"
@@ -967,6 +1112,7 @@ class Monitor:
                     evidence=evidence,
                     meaning=meaning,
                     advice=advice,
+                    refers_to=refers_to,
                 )
                 self._fired[(rule.name, subject)] = alert
                 new.append(alert)
@@ -1062,6 +1208,28 @@ def _after_batch_norm(model, layer: str) -> bool:
     return any(isinstance(p.layer, keras.layers.BatchNormalization) for p in graph.producers(relu))
 
 
+def _bounded_after(model, layer: str) -> int:
+    """How many layers after `layer` (in graph order, itself included) end in a sigmoid or
+    tanh: what the loss's gradient passes through on its way back to it. The model's
+    output layers do not count (their sigmoid is a probability, paired with its loss)."""
+    if model is None or not layer:
+        return 0
+    from keras_convviz.core.graph import output_activation
+    from keras_convviz.core.shared import core_for
+
+    refs = core_for(model).graph.refs
+    paths = [ref.path for ref in refs]
+    if layer not in paths:
+        return 0
+    outputs = {id(t) for t in model.outputs}
+    return sum(
+        1
+        for ref in refs[paths.index(layer) :]
+        if output_activation(ref.layer) in ("sigmoid", "hard_sigmoid", "tanh")
+        and id(getattr(ref.layer, "output", None)) not in outputs
+    )
+
+
 def _trainable(model, layer: str) -> bool:
     """Whether training updates the layer now (not inside a frozen base)."""
     from keras_convviz.core.shared import core_for
@@ -1071,6 +1239,11 @@ def _trainable(model, layer: str) -> bool:
         return trains(model, [core_for(model).graph.find(layer, "layer").layer])[0]
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def reference(rule: str, subject: str) -> str:
+    """The key an alert is referred to by (`Alert.refers_to`): `"<rule>/<subject>"`."""
+    return f"{rule}/{subject}"
 
 
 def record_tag(alert: Alert) -> str:

@@ -192,12 +192,29 @@ class Segmentation(Need):
         return tf.stack([accuracy, mean_iou])
 
 
+# A loss below this is fitted: what float32 and Keras's probability clipping (1e-7) leave
+# of a confident, correct prediction, whose gradient is then exactly 0 on every layer.
+FITTED_LOSS = 1e-4
+
+
 def gradient_ratios(norms: tf.Tensor) -> tf.Tensor:
     """Each layer's gradient norm over the largest of the layers after it, `(layers - 1,)`
     (graph order): orders of magnitude below 1 on early layers is a vanishing gradient.
-    Where no later layer has a gradient at all there is nothing to compare: 1."""
+    NaN where there is nothing to compare: the layer itself or every later layer has no
+    gradient at all (`no_gradient`), which no ratio describes."""
     count = int(norms.shape[0])
     if count < 2:
         return norms[:0]
     later = tf.stack([tf.reduce_max(norms[i + 1 :]) for i in range(count - 1)])
-    return tf.where(later > 0, tf.math.divide_no_nan(norms[:-1], later), 1.0)
+    defined = (later > 0) & (norms[:-1] > 0)
+    return tf.where(defined, tf.math.divide_no_nan(norms[:-1], later), float("nan"))
+
+
+def no_gradient(loss: tf.Tensor, norms: tf.Tensor) -> tf.Tensor:
+    """`(layers,)` 1.0 where no gradient reaches a layer's kernel at all (its norm is
+    exactly 0: a layer cut off from the loss by a `stop_gradient`, an unused output, or
+    dead ReLUs after it) while the loss still has one to give (another layer's is not 0,
+    or the loss is above `FITTED_LOSS`), else 0.0."""
+    norms = tf.cast(norms, tf.float32)
+    flowing = (tf.reduce_max(norms) > 0) | (tf.cast(loss, tf.float32) > FITTED_LOSS)
+    return tf.cast((norms == 0) & flowing, tf.float32)

@@ -239,6 +239,13 @@ HEALTH = Kind(
         "loss",
         "gradient_norm",
         "gradient_ratio",
+        "no_gradient",
+        # Of the trainable layers no picture shows (dense layers), as feature maps and
+        # filter weights give them for convs.
+        "dead_fraction",
+        "saturated_fraction",
+        "max_activation",
+        "relative_update",
         NON_FINITE,
     ),
 )

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import keras
 import numpy as np
 import pytest
+from conftest import read_runs
 
 import keras_convviz as kcv
 from keras_convviz import _tags
@@ -97,8 +99,8 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     assert {"alerts/dead_channels", "alerts/empty_explanation"} <= set(written)
     text = written["alerts/dead_channels"][0]
     assert (
-        "**Most channels are dead** in layer `conv_b` since epoch 1 (seen at epoch 1, step 0)"
-        in text
+        "**Most channels (units) are dead** in layer `conv_b` since epoch 1 (seen at epoch 1, "
+        "step 0)" in text
     )
     assert "`dead_fraction` = 1 (> 0.5)" in text
     assert "evidence: `feature_maps/conv_b/dead_fraction`" in text
@@ -109,8 +111,13 @@ def test_dead_layer_fires_dead_channels_and_an_empty_explanation(tmp_path, data)
     assert set(stored) == {f"alerts/{a.rule}/{a.subject}" for a in seen}
     record = stored["alerts/dead_channels/feature_maps/conv_b"]
     assert list(record) == [0]
-    assert record[0] == {**dataclasses.asdict(dead), "text": dead.markdown()}
-    assert sum("most channels are dead in layer 'conv_b'" in w for w in warned) == 1
+    assert record[0] == {
+        **dataclasses.asdict(dead),
+        "refers_to": [],
+        "where": "layer `conv_b`",
+        "text": dead.markdown(),
+    }
+    assert sum("most channels (units) are dead in layer 'conv_b'" in w for w in warned) == 1
     # The health table marks the layer at every snapshot.
     table = read_text(tmp_path / "health", "health/layers")
     assert sorted(table) == [0, 1]
@@ -203,7 +210,7 @@ def test_stalled_updates_fire_on_trainable_layers_only(tmp_path, data):
     model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")  # nothing moves
     seen, _ = fit_with_alerts(model, data, tmp_path, epochs=2)
     stalled = {a.layer for a in seen if a.rule == "stalled_updates"}
-    assert stalled == {"conv_b"}
+    assert stalled == {"conv_b", "head"}  # the dense head is watched too
 
 
 def test_stalled_updates_fire_on_an_update_lost_in_rounding(tmp_path):
@@ -258,6 +265,7 @@ def test_every_rule_has_a_test_here():
         "collapsed_model",
         "vanishing_gradients",
         "evidence_off_region",
+        "no_gradient",
     }
     # The rules on the set-up and on `fit`'s loss have theirs in test_checks.py.
     elsewhere = {
@@ -377,3 +385,105 @@ def test_evidence_off_region_needs_the_floor_and_the_accuracy(tmp_path):
         scalars = [s for s in _localization_scalars(0.01) if s.run is None]
         without_floor.observe(epoch, epoch, scalars, model)
     assert without_accuracy.alerts == [] and without_floor.alerts == []
+
+
+def dense_stack(seed=0, cut=False, bias=None):
+    """Flatten / hidden_a / [stop_gradient] / hidden_b / head: ReLU dense layers only."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, activation="relu", name="hidden_a")(x)
+    if cut:  # nothing hidden_a does reaches the loss
+        x = keras.layers.Lambda(keras.ops.stop_gradient, name="cut")(x)
+    extra = {} if bias is None else {"bias_initializer": keras.initializers.Constant(bias)}
+    x = keras.layers.Dense(16, activation="relu", name="hidden_b", **extra)(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(x))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_dead_relu_units_of_a_dense_layer_fire_dead_channels(tmp_path, data):
+    seen, _ = fit_with_alerts(
+        dense_stack(bias=-1000.0), data, tmp_path, epochs=2, grad_cam=False, filter_weights=False
+    )
+    by_rule = {(a.rule, a.layer): a for a in seen}
+    dead = by_rule[("dead_channels", "hidden_b")]
+    # One value per probe image and unit: dead when it stays so for two snapshots.
+    assert (dead.value, dead.since_epoch, dead.epoch) == (1.0, 1, 2)
+    assert dead.evidence == "health/hidden_b/dead_fraction"
+    assert ("dead_channels", "hidden_a") not in by_rule
+    # Nothing reaches hidden_a through the dead layer: its kernel stops, and says why.
+    stalled = by_rule[("stalled_updates", "hidden_a")]
+    assert stalled.evidence == "health/hidden_a/relative_update"
+    assert "`hidden_b` are dead" in stalled.meaning
+
+
+@pytest.fixture(scope="module")
+def corners():
+    """Noise images whose class is the channel brightened in their top left corner, centred
+    on 0 (uncentred, all positive, 10 of hidden_a's 16 units of `dense_stack(seed=1)` are
+    silent on every training image: dead, and `dead_channels` rightly says so)."""
+    rng = np.random.default_rng(1)
+    x = rng.random((256, 16, 16, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 256)
+    x[np.arange(256), :8, :8, y] += 0.5
+    return x - 0.5, y
+
+
+def fit_dense(model, data, log_dir, epochs):
+    x, y = data
+    seen = []
+    callback = kcv.ConvViz(
+        log_dir, (x[:8], y[:8]), occlusion=False, on_alert=seen.append, health={"gradients": True}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvViz serves it in part: no conv to draw
+        history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[callback])
+    return seen, history.history["loss"], read_runs(log_dir)["health"]
+
+
+def test_a_dense_layer_cut_off_from_the_loss_has_no_gradient_not_a_ratio(tmp_path, corners):
+    seen, _, runs = fit_dense(dense_stack(cut=True), corners, tmp_path, epochs=2)
+    assert runs["health/hidden_a/gradient_norm"]["values"] == [0.0, 0.0]
+    assert runs["health/hidden_a/no_gradient"]["values"] == [1.0, 1.0]
+    # Not a ratio of 0 (vanishing) nor of 1 (healthy): no ratio at all.
+    assert "health/hidden_a/gradient_ratio" not in runs
+    assert runs["health/hidden_b/gradient_ratio"]["values"][0] > 0
+    assert "health/hidden_b/no_gradient" not in runs  # sparse: written from its first 1
+    by_rule = {(a.rule, a.layer): a for a in seen}
+    cut = by_rule[("no_gradient", "hidden_a")]
+    assert (cut.epoch, cut.evidence) == (1, "health/hidden_a/no_gradient")
+    assert "stop_gradient" in cut.advice
+    # Its kernel stops moving too, and that alert names the root.
+    stalled = by_rule[("stalled_updates", "hidden_a")]
+    assert "alert `no_gradient`): the layer is cut off from the loss" in stalled.meaning
+    assert set(by_rule) == {("no_gradient", "hidden_a"), ("stalled_updates", "hidden_a")}
+
+
+def test_a_healthy_dense_model_raises_nothing(tmp_path, corners):
+    seen, loss, runs = fit_dense(dense_stack(seed=1), corners, tmp_path, epochs=4)
+    assert loss[-1] < 0.8 * loss[0]  # it learns
+    assert seen == []
+    assert not (tmp_path / "alerts").exists()
+    # Every trainable layer watched, in graph order, the head included.
+    for layer in ("hidden_a", "hidden_b", "head"):
+        assert len(runs[f"health/{layer}/relative_update"]["values"]) == 3
+        assert f"health/{layer}/gradient_norm" in runs
+    assert {f"health/{layer}/dead_fraction" for layer in ("hidden_a", "hidden_b")} <= set(runs)
+    assert "health/head/dead_fraction" not in runs  # a softmax unit cannot die
+
+
+def test_a_stalled_layer_under_a_sigmoid_stack_names_vanishing_gradients(tmp_path):
+    def stack(sigmoids):
+        keras.utils.set_random_seed(0)
+        layers = [keras.Input((8,)), keras.layers.Dense(8, activation="relu", name="first")]
+        layers += [keras.layers.Dense(8, activation="sigmoid") for _ in range(sigmoids)]
+        return keras.Sequential([*layers, keras.layers.Dense(3, activation="sigmoid")])
+
+    # The output's sigmoid is a probability, not part of the stack.
+    for sigmoids, expected in ((4, "the loss's gradient passes 4 sigmoid/tanh"), (3, "the ker")):
+        monitor = Monitor(str(tmp_path), RULES)
+        monitor.observe(0, 0, [Scalar("health/first/relative_update", 1e-9)], stack(sigmoids))
+        (alert,) = monitor.alerts
+        assert alert.meaning.startswith(expected), alert.meaning
+        assert ("ReLU-like" in alert.advice) == (sigmoids == 4)

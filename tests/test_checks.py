@@ -305,7 +305,8 @@ def test_a_collapse_names_the_cause_the_evidence_supports(
 
 def test_a_stalled_layer_before_a_dead_one_points_at_the_dead_one(tmp_path):
     """conv1 stops moving because conv2's channels are dead: the alert on conv1 names conv2
-    and says to fix it first; conv2's own stall is read the general way."""
+    and says to fix it first; conv2 stalls by its own dead units. Both refer to the dead
+    layer's alert (the diagnosis folds them under it)."""
     monitor = Monitor(str(tmp_path), RULES)
     model = bn_cnn()
     monitor.observe(0, 0, [Scalar("feature_maps/conv2/dead_fraction", 1.0)], model)
@@ -321,7 +322,9 @@ def test_a_stalled_layer_before_a_dead_one_points_at_the_dead_one(tmp_path):
     stalled = {a.layer: a for a in monitor.alerts if a.rule == "stalled_updates"}
     assert "layer `conv2` are dead" in stalled["conv1"].meaning
     assert stalled["conv1"].advice == "fix the dead layer `conv2` first (its alert says how)"
-    assert stalled["conv2"].meaning == RULES["stalled_updates"].meaning
+    assert stalled["conv2"].meaning.startswith("most of this layer's own units are dead")
+    for layer in ("conv1", "conv2"):
+        assert stalled[layer].refers_to == ("dead_channels/feature_maps/conv2",)
 
 
 def curve_alerts(tmp_path, losses, val_losses=None, classes=3):

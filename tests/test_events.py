@@ -62,6 +62,9 @@ def expected_tags(run):
                 )
             ),
             *(f"health/image_{i}/probability" for i in range(N_PROBE)),
+            # The dense head, which no picture shows (softmax: no dead or saturated units).
+            "health/head/max_activation",
+            "health/head/relative_update",
         ],
     }[run]
     return {t: "images" for t in images} | {t: "scalars" for t in scalars}

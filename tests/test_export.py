@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import warnings
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import EPOCHS_12, read_runs
+from conftest import EPOCHS_12, read_runs, small_cnn
 from PIL import Image
 
 import keras_convviz as kcv
@@ -510,3 +511,49 @@ def test_report_compares_a_second_run_row_by_row(tmp_path, capsys):
             assert other.get_attribute("src") == cell.get_attribute("src")
         finally:
             browser.close()
+
+
+def _trained_report(tmp_path, model, epochs):
+    """A short `ConvViz` training of `model` on a learnable task, exported as a report."""
+    rng = np.random.default_rng(3)
+    x = rng.random((128, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 128)
+    x[np.arange(128), :16, :16, y] += 0.5  # the class: the channel brightened in a corner
+    callback = kcv.ConvViz(tmp_path / "logs" / "run", (x[:8], y[:8]), occlusion=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the broken training's alerts
+        model.fit(x - 0.5, y, epochs=epochs, verbose=0, callbacks=[callback])
+    kcv.export(tmp_path / "logs", tmp_path / "out", formats=["html"])
+    return (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_report_opens_with_the_diagnosis(tmp_path):
+    model = small_cnn(num_classes=3)
+    kernel, bias = model.get_layer("conv_b").get_weights()
+    model.get_layer("conv_b").set_weights([kernel, np.full_like(bias, -1000.0)])
+    text = _trained_report(tmp_path, model, epochs=2)
+    page = Page(text)
+    assert page.headings[0] == "Diagnosis"  # first, above the contents and the sections
+    diagnosis = text[text.index('<section id="diagnosis"') : text.index("<nav>")]
+    lines = re.findall(r"<li>(.*?)</li>", diagnosis.split("<ol>", 1)[1])
+    words = [re.sub(r"<[^>]+>", "", line) for line in lines]
+    # The dead layer is the root: what, since when, where, what to try, and what follows.
+    assert words[0].startswith(
+        "Most channels (units) are dead since epoch 1, in layer conv_b.Try: lower the learning rate"
+    )
+    follows = words[0].split("Follows from it: ", 1)[1]
+    assert "epoch 1: The CAM map is empty in layer conv_b" in follows  # conv_b: no evidence
+    assert "epoch 2: A trainable layer does not move in layer conv_a" in follows
+    # It links to the section that shows it: the feature maps of conv_b.
+    (anchor,) = re.findall(r'<a href="#(section-\d+)">', lines[0])
+    heading = re.search(rf'id="{anchor}"[^>]*><h2>(.*?)</h2>', text).group(1)
+    assert re.sub(r"<[^>]+>", "", heading) == "Feature maps / conv_b run/feature_maps"
+    # One line per root cause: the stalled layers below it are not lines of their own.
+    assert not [w for w in words if w.startswith("A trainable layer does not move")], words
+
+
+def test_a_healthy_training_reports_nothing_wrong(tmp_path):
+    text = _trained_report(tmp_path, small_cnn(num_classes=3), epochs=3)
+    assert not (tmp_path / "logs" / "run" / "alerts").exists()
+    section = text[text.index('<section id="diagnosis"') : text.index("<nav>")]
+    assert re.sub(r"<[^>]+>", "", section) == "DiagnosisNothing wrong: no alert fired."

@@ -313,7 +313,8 @@ def test_scalars_of_a_layer(client):
     assert all(v is not None and v > 0 for _, v in series["points"])
     cam = get_json(client, "scalars", run=f"{EVIL}/layer_cam", layer=LAYER)
     plots = {p["quantity"]: p["series"] for p in cam["plots"]}
-    assert set(plots) == {"max", "change", "gradient_norm"}  # the last conv: no ratio
+    # The last conv: its ratio to the dense head's (every trainable layer, graph order).
+    assert set(plots) == {"max", "change", "gradient_norm", "gradient_ratio"}
     assert [s["label"] for s in plots["max"]] == [f"image {i}" for i in range(PROBES)]
     weights = get_json(client, "scalars", run="exp_a/filter_weights")
     plots = {p["quantity"]: p["series"] for p in weights["plots"]}
@@ -832,7 +833,7 @@ def test_runs_side_by_side(server):
 
 
 @pytest.fixture(scope="session")
-def sick_client(tmp_path_factory):
+def sick_logdir(tmp_path_factory):
     """A run whose layer `conv_b` is dead (alerts fire), with faithfulness and health on."""
     root = tmp_path_factory.mktemp("sick_logs")
     keras.utils.set_random_seed(1)
@@ -857,7 +858,12 @@ def sick_client(tmp_path_factory):
     )
     with pytest.warns(UserWarning):
         model.fit(x, y, epochs=2, batch_size=6, verbose=0, callbacks=[callback])
-    return make_app(root)[1]
+    return root
+
+
+@pytest.fixture(scope="session")
+def sick_client(sick_logdir):
+    return make_app(sick_logdir)[1]
 
 
 def test_alerts_of_a_layer(sick_client):
@@ -866,7 +872,7 @@ def test_alerts_of_a_layer(sick_client):
     assert {"dead_channels", "empty_explanation"} <= set(by_rule)
     dead = by_rule["dead_channels"]
     assert (dead["layer"], dead["epoch"], dead["since_epoch"], dead["step"]) == ("conv_b", 1, 1, 0)
-    assert dead["title"] == "Most channels are dead"
+    assert dead["title"] == "Most channels (units) are dead"
     # Read from the JSON record, every field as the alert had it.
     assert (dead["subject"], dead["quantity"], dead["value"]) == (
         "feature_maps/conv_b",
@@ -962,6 +968,68 @@ def test_a_kind_at_fewer_epochs_says_so_in_the_browser(sparse_logdir, tmp_path_f
             frame.locator("#scrub").fill("1")
             frame.wait_for_function(
                 "!document.querySelector('#kind-epochs').textContent.includes('has none')"
+            )
+        finally:
+            browser.close()
+    assert errors == []
+
+
+def test_the_diagnosis_route_folds_alerts_under_their_root(sick_client):
+    data = get_json(sick_client, "diagnosis", run="sick/grad_cam")
+    roots = {line["rule"]: line for line in data["lines"]}
+    dead = roots["dead_channels"]
+    assert (dead["where"], dead["since_epoch"], dead["subjects"]) == (
+        "layer `conv_b`",
+        1,
+        ["feature_maps/conv_b"],
+    )
+    assert dead["advice"].startswith("lower the learning rate")
+    # What the dead layer causes (no gradient through it, kernels that stop) is folded
+    # under it, not a line of its own.
+    folded = {(f["rule"], f["subject"]) for f in dead["folded"]}
+    assert ("stalled_updates", "filter_weights/conv_a") in folded
+    assert ("no_gradient", "health/conv_a") in folded
+    assert not {"stalled_updates", "no_gradient"} & set(roots)
+
+
+def test_the_diagnosis_in_a_real_browser(sick_logdir, sparse_logdir, tmp_path_factory):
+    path, playwright = _chromium()
+    errors = []
+    with _tensorboard(sick_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/#convviz")
+            frame = _tab_frame(page)
+            frame.wait_for_selector("#diagnosis li")
+            first = frame.locator("#diagnosis .diagnosis-lines > li").first
+            assert first.locator(".evidence-link").text_content() == (
+                "Most channels (units) are dead"
+            )
+            assert first.text_content().startswith(
+                "Most channels (units) are dead since epoch 1, in layer conv_b"
+            )
+            assert first.locator(".try").text_content().startswith("Try: lower the learning")
+            # The tab opens on the first layer; the line's link selects its evidence.
+            assert frame.locator("#layer").input_value() == "conv_a"
+            first.locator(".evidence-link").click()
+            frame.wait_for_function("document.querySelector('#layer').value === 'conv_b'")
+            assert frame.locator("#kind").input_value() == "feature_maps"
+            frame.wait_for_selector("#scalars .plot.evidence")
+            assert frame.locator("#scalars .plot.evidence h3").text_content() == "dead_fraction"
+        finally:
+            browser.close()
+    with _tensorboard(sparse_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/#convviz")
+            frame = _tab_frame(page)
+            frame.wait_for_selector("#diagnosis .diagnosis-ok")
+            assert frame.locator("#diagnosis").text_content() == (
+                "DiagnosisNothing wrong: no alert fired."
             )
         finally:
             browser.close()

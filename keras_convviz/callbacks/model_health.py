@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_convviz import _tags, kinds
 from keras_convviz.callbacks.maps import MapCallback
-from keras_convviz.core.graph import NotServed
-from keras_convviz.core.needs import Const, Logits
+from keras_convviz.core.graph import NotServed, kernel_variable, output_activation
+from keras_convviz.core.needs import Activations, Const, Logits
 from keras_convviz.core.passes import compile_once, count_non_finite
-from keras_convviz.health import LossGradients, Segmentation, gradient_ratios
+from keras_convviz.health import (
+    BOUNDED,
+    LossGradients,
+    Segmentation,
+    activation_health,
+    gradient_ratios,
+    no_gradient,
+    trains,
+    weight_health,
+)
 from keras_convviz.summary_io import Scalar
 
 
@@ -23,11 +33,24 @@ class ModelHealth(MapCallback):
 
     With probe labels, on a single-output model compiled with a loss, it also takes the
     loss on the probe (`health/loss`, from the pass's own forward). With `gradients=True`
-    it also takes the loss's gradient with respect to every conv layer's kernel (one more
-    backward pass, to the first layer: it about doubles the compute of a snapshot):
-    `health/<layer>/gradient_norm`, and `health/<layer>/gradient_ratio`, the layer's norm
-    over the largest norm of the layers after it (orders of magnitude below 1 on the early
-    layers: vanishing gradients, which the `vanishing_gradients` alert watches).
+    it also takes the loss's gradient with respect to the kernel of every trainable layer
+    (conv, dense, ...; one more backward pass, to the first layer: it about doubles the
+    compute of a snapshot): `health/<layer>/gradient_norm`, and
+    `health/<layer>/gradient_ratio`, the layer's norm over the largest norm of the
+    trainable layers after it in graph order (orders of magnitude below 1 on the early
+    layers: vanishing gradients, which the `vanishing_gradients` alert watches). Where no
+    gradient reaches a layer at all (its norm is exactly 0: cut off from the loss, or
+    behind dead ReLUs) there is no ratio: `health/<layer>/no_gradient` is 1 instead.
+
+    The trainable layers with a kernel that no picture shows (dense layers, and convs
+    whose output does not lay out over the input) are watched here, by the same numbers
+    as `FeatureMaps` and `FilterWeights` give the conv layers they draw:
+    `health/<layer>/max_activation` of the layer's output after its activation (through
+    normalisation layers, as `ModelGraph.activated` finds it), `dead_fraction` where that
+    activation is a ReLU (relu, relu6; units never above 0 on any probe image),
+    `saturated_fraction` where it is a bounded one (sigmoid, tanh, ...; not on the model's
+    output, whose confident probabilities are no fault), and from the second snapshot on
+    `relative_update`, ||W - W_prev|| / ||W_prev|| of the kernel since the previous one.
 
     Tags, in the run `log_dir/health`: `health/accuracy` (the fraction of probe images
     predicted as their label; only with labels), `health/confidence` (the mean probability
@@ -79,9 +102,34 @@ class ModelHealth(MapCallback):
             )
         self._labels = None if self.probe.labels is None else tf.constant(self.probe.labels)
         self._render = compile_once(self._compute, autograph=False)
+        graph = shared.core.graph
+        watched = unpictured_layers(graph, shared.bound.binding.geometry)
+        trained = trains(model, [ref.layer for ref in watched])
+        outputs = {id(t) for t in model.outputs}
+        self._units = {}
+        for ref, train in zip(watched, trained):
+            if not train:
+                continue
+            after = graph.activated(ref)
+            activation = output_activation(after.layer)
+            if activation in BOUNDED and id(after.layer.output) in outputs:
+                activation = None  # a confident sigmoid output is no saturated layer
+            self._units[ref.path] = (ref, Activations(after), activation)
+        # The kernels at the last snapshot, for the relative update: kept across `fit`s of
+        # the same model, dropped for another model.
+        if getattr(self, "_previous_model", None) is not model:
+            self._previous = {}
+        self._previous_model = model
         self._gradients = None
         if _has_plain_loss(model) and self.probe.targets is not None:
-            refs = tuple(shared.core.graph.conv_layers()) if self.gradients else ()
+            refs = ()
+            if self.gradients:
+                convs = graph.conv_layers(shared.bound.binding.geometry)
+                kernels = {r.path for r in convs} | set(self._units)
+                candidates = [r for r in graph.refs if r.path in kernels]
+                refs = tuple(
+                    r for r, t in zip(candidates, trains(model, [r.layer for r in candidates])) if t
+                )
             self._gradients = LossGradients(refs, Const(self.probe.targets, batched=True))
         # A segmentation head is judged per position: pixel accuracy and mean IoU.
         self._segmentation = None
@@ -91,7 +139,15 @@ class ModelHealth(MapCallback):
 
     def needs(self):
         extra = tuple(n for n in (self._gradients, self._segmentation) if n is not None)
-        return (*super().needs(), *extra)
+        units = tuple(dict.fromkeys(need for _, need, _ in self._units.values()))
+        return (*super().needs(), *extra, *units)
+
+    def _capture(self, epoch):
+        # The kernels are read now, before the next training step changes them.
+        return super()._capture(epoch), {
+            path: tf.convert_to_tensor(kernel_variable(ref.layer))
+            for path, (ref, _, _) in self._units.items()
+        }
 
     def _compute(self, logits):
         probabilities = self._head.probabilities(logits)
@@ -107,7 +163,8 @@ class ModelHealth(MapCallback):
             out["label_majority_fraction"] = majority_fraction(self._labels)
         return out
 
-    def _snapshot(self, epoch, result):
+    def _snapshot(self, epoch, captured):
+        result, kernels = captured
         numbers = self._render(result[Logits()])
         run = self.run_name
         items = [
@@ -125,15 +182,49 @@ class ModelHealth(MapCallback):
             values = result[self._gradients]
             norms = values[1:]
             items.append(Scalar(_tags.tag(run, "loss"), values[0]))
-            ratios = gradient_ratios(norms)
+            ratios = gradient_ratios(norms).numpy()
+            cut_off = no_gradient(values[0], norms)
             for i, ref in enumerate(self._gradients.refs):
                 items.append(Scalar(_tags.tag(run, ref.path, "gradient_norm"), norms[i]))
-                if i < len(ratios):
+                cut = Scalar(_tags.tag(run, ref.path, "no_gradient"), cut_off[i], sparse=True)
+                items.append(cut)
+                if i < len(ratios) and np.isfinite(ratios[i]):
                     items.append(Scalar(_tags.tag(run, ref.path, "gradient_ratio"), ratios[i]))
             items.append(
                 Scalar(_tags.tag(run, _tags.NON_FINITE), count_non_finite(values), sparse=True)
             )
+        return items + self._unit_items(result, kernels)
+
+    def _unit_items(self, result, kernels) -> list[Scalar]:
+        """The watched layers' numbers (`unpictured_layers`)."""
+        run = self.run_name
+        items = []
+        for path, (_, need, activation) in self._units.items():
+            health = activation_health(result[need], activation)
+            for name in ("dead_fraction", "saturated_fraction", "max_activation"):
+                if name in health:
+                    items.append(Scalar(_tags.tag(run, path, name), health[name]))
+            before = self._previous.get(path)
+            if before is not None and before.shape == kernels[path].shape:
+                update = weight_health(kernels[path], before)["relative_update"]
+                items.append(Scalar(_tags.tag(run, path, "relative_update"), update))
+            self._previous[path] = kernels[path]
         return items
+
+
+def unpictured_layers(graph, geometry=None) -> list:
+    """The layers with a kernel whose output no picture shows, in graph order: every one
+    but the convs whose output lays out over the input (`ModelGraph.conv_layers`), i.e.
+    dense layers, and convs on another rank than the input's."""
+    pictured = {ref.path for ref in graph.conv_layers(geometry)}
+    return [
+        ref
+        for ref in graph.refs
+        if ref.path not in pictured and isinstance(getattr(ref.layer, "kernel", None), _VARIABLES)
+    ]
+
+
+_VARIABLES = (keras.Variable, tf.Variable)
 
 
 def _has_plain_loss(model) -> bool:

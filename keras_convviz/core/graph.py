@@ -656,7 +656,9 @@ class ModelGraph:
             r
             for r in self.refs
             if self.layout(r, input_geometry) is not None
-            and not isinstance(r.layer, _POOLING_TYPES)
+            # The input itself is no layer's view (its map is saliency), and no pass
+            # records it.
+            and not isinstance(r.layer, (_POOLING_TYPES, keras.layers.InputLayer))
             and (head is None or r.layer is not head.layer)
         ]
         if not candidates:

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_convviz.exports.events import find_runs, read_run
+from keras_convviz import _tags
+from keras_convviz.exports.events import find_runs, read_alerts, read_run
 from keras_convviz.exports.gif import write_gif
 from keras_convviz.exports.html import report_html
 from keras_convviz.exports.sections import Picture, Section, build_sections, run_base
@@ -41,8 +42,10 @@ def export(
       epochs across, labelled; more than 12 epochs are thinned to 12 evenly spaced ones
       (the first and the last included);
     - `html`: `out/report.html`, one self-contained file (images inlined, no network, no
-      external script, style or font): per kind and layer an epoch slider over the probe
-      images, the layer's scalars as small plots and the probe x epoch grid.
+      external script, style or font): at the top the diagnosis of each training (one line
+      per root cause of its alerts, linked to the section that shows it; "nothing wrong"
+      when none fired), then per kind and layer an epoch slider over the probe images, the
+      layer's scalars as small plots and the probe x epoch grid.
 
     Args:
         logdir: The log directory (the `log_dir` of the callbacks, or a folder above it).
@@ -152,7 +155,13 @@ def export(
             path = out / "report.html"
             path.write_text(
                 report_html(
-                    sections, chosen, other_scalars, logdir, tick=bar.tick, compared=compared
+                    sections,
+                    chosen,
+                    other_scalars,
+                    logdir,
+                    tick=bar.tick,
+                    compared=compared,
+                    alerts=_alerts(logdir, runs),
                 ),
                 encoding="utf-8",
             )
@@ -216,6 +225,14 @@ def _check_compare(compare, logdir: str, runs: list[str]):
         f"`compare` must be a run of `logdir` (its runs: {listed}) or a log directory "
         f"holding event files. Received: compare={compare!r}"
     )
+
+
+def _alerts(logdir: str, runs: list[str]) -> dict[str, list[dict]] | None:
+    """`{alerts run: its records}` for the report's diagnosis; `None` (no diagnosis) for
+    logs without our health or alerts runs, where no rule watched the training."""
+    if not any(run_base(run) in (_tags.ALERTS, _tags.HEALTH) for run in runs):
+        return None
+    return {run: read_alerts(logdir, run) for run in runs if run_base(run) == _tags.ALERTS}
 
 
 def select_steps(steps: list[int], every: int) -> list[int]:

@@ -118,7 +118,7 @@ def read_alerts(log_dir, run: str) -> list[dict]:
             record = json.loads(value.item() if value.shape == () else value.ravel()[0])
         except (ValueError, TypeError, IndexError):
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and {"rule", "subject", "step"} <= set(record):
             found.append(record)
     return sorted(found, key=lambda a: (a.get("step", 0), a.get("rule", ""), a.get("subject", "")))
 

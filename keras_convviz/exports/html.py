@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from html import escape
 
+from keras_convviz import diagnosis
 from keras_convviz.exports.sections import Section, epoch_of
 
 PALETTE = (
@@ -70,6 +71,11 @@ table.grid img { height: 72px; width: auto; max-width: none; cursor: pointer; }
 img.smooth { image-rendering: auto; }
 .pair { display: flex; flex-direction: column; gap: 4px; }
 figcaption .run, table.grid th .run { color: #1f4e79; font-weight: 600; }
+#diagnosis { border-left: 4px solid #b3261e; }
+#diagnosis.ok { border-left-color: #1e7b34; }
+#diagnosis ol { margin: 4px 0; padding-left: 22px; } #diagnosis li { margin-bottom: 6px; }
+#diagnosis .title { color: #b3261e; font-weight: 600; }
+#diagnosis .why, #diagnosis .folded { color: #555; font-size: 13px; }
 """
 
 # Reads only the DOM (data-* attributes), so no name ever ends up inside the script. A
@@ -403,6 +409,78 @@ def _group(run: str) -> str:
     return run.rsplit("/", 1)[0] if "/" in run else ""
 
 
+def _plain(text: str) -> str:
+    """A rule's text, escaped, its `code` spans as `<code>`."""
+    parts = escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _evidence_anchor(group: str, subject: str, sections: list[Section], scalars: bool) -> str:
+    """The id of the section that shows a subject (`feature_maps/conv2`): its kind and
+    layer, else another kind's section of that layer, else the other scalars (the health
+    numbers of a layer no kind draws); `""` when none does."""
+    run, _, layer = subject.partition("/")
+    full = f"{group}/{run}" if group else run
+    in_group = [(i, s) for i, s in enumerate(sections) if _group(s.run) == group]
+    for wanted in ((full, layer or None), (full, None)):
+        for i, section in in_group:
+            if (section.run, section.layer) == wanted:
+                return f"section-{i}"
+    for i, section in in_group:
+        if layer and section.layer == layer:
+            return f"section-{i}"
+    return "scalars" if scalars else ""
+
+
+def diagnosis_html(
+    alerts: dict[str, list[dict]], sections: list[Section], scalars: bool = False
+) -> str:
+    """The diagnosis at the top of the report: per training (an `alerts` run), what is
+    wrong, since which epoch, where and what to try, one line per root cause
+    (`keras_convviz.diagnosis`), each linked to the section that shows it; "nothing
+    wrong" when no alert fired.
+
+    Args:
+        alerts: `{alerts run: its alert records}` (`events.read_alerts`).
+        sections: the report's sections, in order (their ids are `section-<i>`).
+        scalars: whether the report has its "Other scalars" section (id `scalars`).
+    """
+    blocks = []
+    for run, records in sorted(alerts.items()):
+        group = _group(run)
+        lines = diagnosis.diagnose(records)
+        label = f' <span class="run">{escape(group)}</span>' if group and len(alerts) > 1 else ""
+        if not lines:
+            blocks.append(f"<p>Nothing wrong{label}: no alert fired.</p>")
+            continue
+        items = []
+        for line in lines:
+            anchor = _evidence_anchor(group, line.subjects[0], sections, scalars)
+            title = f'<span class="title">{escape(line.title)}</span>'
+            if anchor:
+                title = f'<a href="#{anchor}">{title}</a>'
+            since = "" if line.since_epoch == line.epoch else f", seen at epoch {line.epoch}"
+            folded = ""
+            if line.folded:
+                followers = "; ".join(
+                    f"epoch {f['epoch']}: {escape(f['title'])} in {_plain(f['where'])}"
+                    for f in line.folded
+                )
+                folded = f'<div class="folded">Follows from it: {followers}.</div>'
+            evidence = "" if anchor else f" (evidence: {_plain(line.evidence)})"
+            items.append(
+                f"<li>{title} since epoch {line.since_epoch}{since}, in {_plain(line.where)}"
+                f"{evidence}.<div><strong>Try:</strong> {_plain(line.advice)}.</div>"
+                f'<div class="why">{_plain(line.meaning)}.</div>{folded}</li>'
+            )
+        blocks.append(f"{label and f'<h3>{label}</h3>'}<ol>{''.join(items)}</ol>")
+    if not blocks:
+        blocks.append("<p>Nothing wrong: no alert fired.</p>")
+    ok = ' class="ok"' if all(b.startswith("<p>") for b in blocks) else ""
+    note = "" if ok else '<p class="why">Epochs as Keras counts them, from 1.</p>'
+    return f'<section id="diagnosis"{ok}><h2>Diagnosis</h2>{note}{"".join(blocks)}</section>'
+
+
 def report_html(
     sections: list[Section],
     steps: list[list[int]],
@@ -410,6 +488,7 @@ def report_html(
     log_dir: str,
     tick: Callable[[str], None] = lambda name: None,
     compared: list | None = None,
+    alerts: dict[str, list[dict]] | None = None,
 ) -> str:
     """The whole report.
 
@@ -421,6 +500,8 @@ def report_html(
         tick: Called with each section's title once it is rendered (progress).
         compared: Per section, `(other run's section, (its run's name, the other's))`
             to show under it (`section_html`'s `compare`), or `None`.
+        alerts: `{alerts run: its alert records}`, for the diagnosis at the top
+            (`diagnosis_html`); `None` leaves it out.
 
     Returns:
         The HTML document.
@@ -457,7 +538,8 @@ def report_html(
         f"<div>Log directory <code>{escape(log_dir)}</code>, exported {now}. "
         f"{EPOCH_NOTE} Move a slider (or use the arrow keys on it) to scrub through the "
         "epochs.</div></header>"
-        f"<nav><strong>Contents</strong><ul>{toc}</ul></nav>"
+        + ("" if alerts is None else diagnosis_html(alerts, sections, bool(other_scalars)))
+        + f"<nav><strong>Contents</strong><ul>{toc}</ul></nav>"
         f"{''.join(body)}{script()}</body></html>"
     )
 

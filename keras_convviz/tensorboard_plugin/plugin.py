@@ -26,7 +26,7 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from keras_convviz import _tags, kinds
+from keras_convviz import _tags, diagnosis, kinds
 from keras_convviz.tensorboard_plugin.loader import DEFAULT_IMAGE_SAMPLES, PLUGIN_NAME
 
 _IMAGES = "images"
@@ -155,6 +155,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             "/image": self._serve_image,
             "/scalars": self._serve_scalars,
             "/alerts": self._serve_alerts,
+            "/diagnosis": self._serve_diagnosis,
         }
 
     def is_active(self):
@@ -412,11 +413,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         ]
         return {"run": run, "layer": layer, "plots": out}, "application/json"
 
-    @_route
-    def _serve_alerts(self, request):
-        """The alerts of the run's group that concern the layer (or the whole model)."""
-        run = _arg(request, "run")
-        layer = _arg(request, "layer", required=False) or ""
+    def _alert_records(self, request, run: str) -> list[dict]:
+        """Every alert record of the run's group, in the order they fired."""
         alerts_run = _sibling(run, _tags.ALERTS)
         data = self._provider.read_tensors(
             plugin_util.context(request.environ),
@@ -429,12 +427,27 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         for datums in data.values():
             for datum in datums:
                 alert = _alert_record(datum.numpy)
-                if alert is not None and alert["layer"] in (layer, ""):
+                if alert is not None:
                     # A rule fires once per subject; a log directory reused by a second
                     # training may hold it twice.
                     found[(alert["rule"], alert["subject"], alert["step"])] = alert
-        alerts = sorted(found.values(), key=lambda a: (a["step"], a["rule"], a["subject"]))
+        return sorted(found.values(), key=lambda a: (a["step"], a["rule"], a["subject"]))
+
+    @_route
+    def _serve_alerts(self, request):
+        """The alerts of the run's group that concern the layer (or the whole model)."""
+        run = _arg(request, "run")
+        layer = _arg(request, "layer", required=False) or ""
+        alerts = [a for a in self._alert_records(request, run) if a["layer"] in (layer, "")]
         return {"run": run, "layer": layer or None, "alerts": alerts}, "application/json"
+
+    @_route
+    def _serve_diagnosis(self, request):
+        """The diagnosis of the run's group: one line per root cause of its alerts
+        (`keras_convviz.diagnosis`); no lines when nothing fired."""
+        run = _arg(request, "run")
+        lines = diagnosis.diagnose(self._alert_records(request, run))
+        return {"run": run, "lines": [line.as_json() for line in lines]}, "application/json"
 
     @_route
     def _serve_static(self, request):

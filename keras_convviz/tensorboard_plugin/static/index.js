@@ -385,6 +385,7 @@ async function refresh(view = null) {
     // The registry is the server's: read once per page.
     if (!state.kinds.size) await loadKinds();
     await loadIndex();
+    diagnosis.run = null; // new alerts may have fired since
     if (view) {
       await openLink(view);
     } else {
@@ -736,9 +737,111 @@ function drawNotices() {
   ui.notice.hidden = !state.notices.length;
 }
 
+// The diagnosis: what is wrong, since when, where and what to try, one line per root cause
+// of the current experiment's alerts (route "diagnosis", keras_convviz/diagnosis.py). A
+// line's button shows its evidence: the kind and layer whose pictures and numbers show it.
+
+const diagnosis = { run: null, lines: null };
+
+function buildDiagnosis() {
+  ui.diagnosis = el("section", { id: "diagnosis", class: "diagnosis", "aria-live": "polite" });
+  return ui.diagnosis;
+}
+
+async function drawDiagnosis(force = false) {
+  const alertsRun = state.run; // the route reads the alerts of this run's experiment
+  const group = (state.runs.find((r) => r.run === alertsRun) || {}).group;
+  const same = diagnosis.run !== null && diagnosis.group === group;
+  if (!alertsRun || (same && !force)) return;
+  diagnosis.run = alertsRun;
+  diagnosis.group = group;
+  const data = await getJson("diagnosis", { run: alertsRun });
+  if (diagnosis.run !== alertsRun) return; // another experiment was chosen meanwhile
+  diagnosis.lines = data.lines;
+  ui.diagnosis.replaceChildren(el("h2", {}, "Diagnosis"));
+  if (!data.lines.length) {
+    ui.diagnosis.append(el("p", { class: "diagnosis-ok" }, "Nothing wrong: no alert fired."));
+    return;
+  }
+  const list = el("ol", { class: "diagnosis-lines" });
+  data.lines.forEach((line) => list.append(diagnosisLine(line)));
+  ui.diagnosis.append(list);
+}
+
+function withCode(node, text) {
+  // A rule's text: its `code` spans as <code>, the rest as text.
+  text.split("`").forEach((part, i) => {
+    if (part) node.append(i % 2 ? el("code", {}, part) : document.createTextNode(part));
+  });
+  return node;
+}
+
+function diagnosisLine(line) {
+  const item = el("li");
+  const since = line.since_epoch === line.epoch ? "" : `, seen at epoch ${line.epoch}`;
+  const show = el("button", { type: "button", class: "evidence-link" });
+  show.append(el("strong", {}, line.title));
+  show.title = `show the evidence: ${line.evidence.replaceAll("`", "")}`;
+  show.addEventListener("click", () => showEvidence(line).catch((e) => setStatus(e.message)));
+  item.append(show);
+  withCode(item, ` since epoch ${line.since_epoch}${since}, in ${line.where}`);
+  item.append(withCode(el("div", { class: "try" }, "Try: "), line.advice));
+  item.append(withCode(el("div", { class: "why" }), line.meaning));
+  if (line.folded.length) {
+    const folded = el("details", { class: "folded" });
+    const n = line.folded.length;
+    folded.append(el("summary", {}, `${n} more alert${n > 1 ? "s" : ""} follow from it`));
+    const sub = el("ul");
+    for (const f of line.folded) {
+      sub.append(withCode(el("li"), `epoch ${f.epoch}: ${f.title} in ${f.where}`));
+    }
+    folded.append(sub);
+    item.append(folded);
+  }
+  return item;
+}
+
+function evidenceTarget(subject) {
+  // The kind and layer that show a subject (`feature_maps/conv2`, `health/dense_1`).
+  const [kind, ...rest] = subject.split("/");
+  const layer = rest.length ? rest.join("/") : null;
+  const group = (state.runs.find((r) => r.run === state.run) || {}).group;
+  const inGroup = state.runs.filter((r) => r.group === group);
+  const own = inGroup.find((r) => r.kind === kind);
+  if (own) return { kind, run: own.run, layer: onePerLayer(kind) ? null : layer };
+  if (layer === null) return null;
+  // A layer's health numbers are shown beside any kind that draws it (the scalars route
+  // adds them); a layer no kind draws (a dense layer) has its numbers only.
+  const drawn = inGroup.find((r) => r.layers.some((l) => l.layer === layer));
+  return drawn ? { kind: drawn.kind, run: drawn.run, layer } : { layer, numbersOnly: true };
+}
+
+async function showEvidence(line) {
+  const target = evidenceTarget(line.subjects[0]);
+  if (target === null) {
+    setStatus(`Evidence: ${line.evidence.replaceAll("`", "")}`);
+    return;
+  }
+  if (target.numbersOnly) {
+    state.scalars = await getJson("scalars", { run: state.run, layer: target.layer });
+    drawScalars();
+    ui.scalars.prepend(el("p", { class: "hint" }, `layer ${target.layer} (no pictures):`));
+  } else {
+    choose(target);
+    await loadSheet();
+    saveView({ push: true }); // the evidence is a view of its own: back returns
+  }
+  const plots = [...ui.scalars.querySelectorAll(".plot")];
+  const plot = plots.find((p) => p.querySelector("h3").textContent === line.quantity);
+  for (const p of plots) p.classList.toggle("evidence", p === plot);
+  if (plot) plot.scrollIntoView({ block: "nearest" });
+  setStatus(`Evidence: ${line.evidence.replaceAll("`", "")}`);
+}
+
 function drawAll() {
   ui.root.style.setProperty("--cell", `${state.cell}px`);
   drawNotices();
+  drawDiagnosis().catch((e) => setStatus(`Could not load the diagnosis: ${e.message}`));
   drawSheet();
   drawNow();
   drawScalars();
@@ -854,7 +957,7 @@ function build() {
   ui.scalars = el("section", { id: "scalars" });
   aside.append(ui.scalars);
   body.append(main, aside);
-  ui.root.append(bar, body);
+  ui.root.append(bar, buildDiagnosis(), body);
   document.body.append(ui.root);
 
   observer = new IntersectionObserver(
