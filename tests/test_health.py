@@ -320,3 +320,21 @@ def test_a_frozen_base_is_drawn_once_and_again_when_fine_tuned(tmp_path):
         assert weights[f"filter_weights/{layer}/relative_update"]["steps"] == [3, 4]
     # The base's layers are judged now: a learning rate of 10 moves them far too much.
     assert {a.layer for a in seen if a.rule == "large_updates"} >= {"base/base_a"}
+
+
+def test_the_update_of_a_large_kernel_is_measured_on_a_fixed_sample_of_it():
+    import tensorflow as tf
+
+    from keras_convviz.callbacks.model_health import UPDATE_SAMPLE, update_sample
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(1024, 300)).astype(np.float32)
+    kernel = tf.Variable(start)
+    before = update_sample(kernel)
+    assert before.shape[0] <= UPDATE_SAMPLE < start.size  # not a copy of the whole kernel
+    kernel.assign_add(0.01 * rng.normal(size=start.shape).astype(np.float32))
+    whole = float(weight_health(kernel, start)["relative_update"])
+    sampled = float(weight_health(update_sample(kernel), before)["relative_update"])
+    assert abs(sampled - whole) < 0.05 * whole
+    small = np.arange(72, dtype=np.float32).reshape(3, 3, 2, 4)
+    np.testing.assert_array_equal(update_sample(tf.Variable(small)), small.ravel())  # whole

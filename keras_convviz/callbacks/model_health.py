@@ -50,7 +50,9 @@ class ModelHealth(MapCallback):
     activation is a ReLU (relu, relu6; units never above 0 on any probe image),
     `saturated_fraction` where it is a bounded one (sigmoid, tanh, ...; not on the model's
     output, whose confident probabilities are no fault), and from the second snapshot on
-    `relative_update`, ||W - W_prev|| / ||W_prev|| of the kernel since the previous one.
+    `relative_update`, ||W - W_prev|| / ||W_prev|| of the kernel since the previous one
+    (over 65536 evenly spaced weights of a larger kernel, `update_sample`, so a large
+    dense head is not copied whole at every snapshot).
 
     Tags, in the run `log_dir/health`: `health/accuracy` (the fraction of probe images
     predicted as their label; only with labels), `health/confidence` (the mean probability
@@ -145,7 +147,7 @@ class ModelHealth(MapCallback):
     def _capture(self, epoch):
         # The kernels are read now, before the next training step changes them.
         return super()._capture(epoch), {
-            path: tf.convert_to_tensor(kernel_variable(ref.layer))
+            path: update_sample(kernel_variable(ref.layer))
             for path, (ref, _, _) in self._units.items()
         }
 
@@ -210,6 +212,20 @@ class ModelHealth(MapCallback):
                 items.append(Scalar(_tags.tag(run, path, "relative_update"), update))
             self._previous[path] = kernels[path]
         return items
+
+
+# The most weights of a kernel kept between snapshots for its relative update: a dense
+# head can hold 10^8 (VGG16's fc1), which a copy per snapshot would double in memory.
+UPDATE_SAMPLE = 1 << 16
+
+
+def update_sample(kernel) -> tf.Tensor:
+    """A copy of `kernel`, or of `UPDATE_SAMPLE` of its weights at most, the same evenly
+    spaced ones at every snapshot: ||W - W_prev|| / ||W_prev|| over them estimates the
+    kernel's relative update."""
+    flat = tf.reshape(tf.convert_to_tensor(kernel), [-1])
+    step = -(-int(flat.shape[0]) // UPDATE_SAMPLE)  # ceil: at most UPDATE_SAMPLE kept
+    return flat[::step]
 
 
 def unpictured_layers(graph, geometry=None) -> list:
