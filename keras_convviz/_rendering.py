@@ -46,6 +46,8 @@ FONT_HEIGHT, FONT_WIDTH = 11, 6
 TEXT_SCALE = 2
 # Pixel rows per channel in a sequence's feature strip (`render_feature_strips`).
 STRIP_ROW_PX = 6
+# The smallest side of the image, overlay and map of a heat-map panel (upsampled to it).
+HEATMAP_MIN_SIZE = 160
 
 _LUT_SIZE = 256
 _LUT_CACHE: dict[str, tf.Tensor] = {}
@@ -584,7 +586,7 @@ def render_heatmap_panel(
     symmetric: bool | tf.Tensor,
     lut: tf.Tensor | None = None,
     alpha: float = 0.85,
-    min_size: int = 160,
+    min_size: int = HEATMAP_MIN_SIZE,
     caption: tf.Tensor | None = None,
     scale: tf.Tensor | None = None,
 ) -> tf.Tensor:
@@ -672,6 +674,17 @@ def render_heatmap_panel(
         )
     rows = tf.tile(text[..., None], [1, 1, 1, 3])
     return tf.concat([panel, rows], axis=1)
+
+
+def heatmap_panel_boxes(
+    height: int, width: int, min_size: int = HEATMAP_MIN_SIZE
+) -> tuple[tuple[int, int, int, int], ...]:
+    """Where `render_heatmap_panel` puts the image, the overlay and the map of an image
+    `(height, width)` in its panel: `(x, y, width, height)` in the panel's pixels, each.
+    The tab draws a region's outline over them (`_tags.REGIONS_PLUGIN`)."""
+    factor = _min_factor(min(height, width), min_size)
+    w, h = width * factor, height * factor
+    return tuple((k * (w + 2), 0, w, h) for k in range(3))
 
 
 def _at_image_size(maps: tf.Tensor, images: tf.Tensor) -> tf.Tensor:

@@ -50,6 +50,15 @@ FLOOR_UNIFORM = kinds.FLOOR_UNIFORM.run
 # The TensorBoard plugin name of the alerts as structured data (JSON string tensors), which
 # the ConvViz tab reads; not the tab's own name, so alerts alone do not turn the tab on.
 ALERTS_PLUGIN = "convviz_alerts"
+# The probe's regions (`regions=`) as `(batch, height, width)` uint8 masks, written once per
+# map tag under `<map tag>/region` in the `floor_uniform` run, with the boxes of the map's
+# panel parts as JSON in the plugin's content: the tab draws their outlines over the panels.
+REGIONS_PLUGIN = "convviz_regions"
+REGION = "region"
+# The rules that watched a training (`alerts.Monitor`), one JSON list written at its first
+# check under `health/rules`: the tab and the report tell "alerts were off" from "no alert
+# fired" by it.
+RULES_PLUGIN = "convviz_rules"
 # The subjects of the rules that read no snapshot: the training's set-up at train begin and
 # `fit`'s own logs (`keras_convviz.checks`). Their numbers are read, not written.
 SETUP = "setup"

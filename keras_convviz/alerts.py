@@ -33,6 +33,8 @@ from keras_convviz.summary_io import write_text
 ALERTS_RUN = _tags.ALERTS
 HEALTH_RUN = _tags.HEALTH
 HEALTH_TABLE = _tags.tag(_tags.HEALTH, "layers")
+# The names of the rules that watch a training, as a JSON list (`Monitor._announce`).
+RULES_TAG = _tags.tag(_tags.HEALTH, "rules")
 
 
 class ConvVizAlert(UserWarning):
@@ -1004,6 +1006,16 @@ class Monitor:
         self._writers: dict = {}
         # The training's latest numbers that the causes read (`note`).
         self._numbers: dict[str, float] = {}
+        self._announced = False  # whether the rules that watch are written (`_announce`)
+
+    def _announce(self, step: int) -> None:
+        """Write which rules watch this training, once, at its first check (`RULES_TAG`):
+        without it, logs of `ConvViz(alerts=False)` read like a healthy training."""
+        if self._announced:
+            return
+        self._announced = True
+        record = json.dumps(sorted(self.rules))
+        self._write(HEALTH_RUN, RULES_TAG, record, step, _record_metadata(_tags.RULES_PLUGIN))
 
     def note(self, numbers: dict[str, float]) -> None:
         """Keep the training's latest numbers (its loss, chance level) for the causes."""
@@ -1058,6 +1070,7 @@ class Monitor:
                 self._snapshot.setdefault(layer, {})[f"{run}:{quantity}"] = value
         if table:
             self._step = step
+        self._announce(step)
         new = []
         subjects = []
         for (run, layer), quantities in values.items():
@@ -1251,14 +1264,13 @@ def record_tag(alert: Alert) -> str:
     return _tags.tag(ALERTS_RUN, alert.rule, alert.subject)
 
 
-def _record_metadata() -> bytes:
+def _record_metadata(plugin: str = _tags.ALERTS_PLUGIN) -> bytes:
     """The summary metadata of an alert's JSON record: a string tensor of the plugin
-    `_tags.ALERTS_PLUGIN`, of data class tensor (both TensorBoard loaders keep it)."""
+    `_tags.ALERTS_PLUGIN` (or `plugin`), of data class tensor (both TensorBoard loaders
+    keep it)."""
     from tensorboard.compat.proto import summary_pb2
 
     return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=_tags.ALERTS_PLUGIN, content=b"1"
-        ),
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin, content=b"1"),
         data_class=summary_pb2.DATA_CLASS_TENSOR,
     ).SerializeToString()

@@ -48,6 +48,18 @@ class Scalar:
     run: str | None = None
 
 
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor summary of a plugin other than TensorBoard's own (`metadata`: the
+    serialized `SummaryMetadata` that names it), e.g. the probe's regions for the tab's
+    outline. It goes to the run its tag starts with, unless `run` names another."""
+
+    tag: str
+    value: tf.Tensor
+    metadata: bytes
+    run: str | None = None
+
+
 class RunWriter:
     """The one event file of a run directory in this process.
 
@@ -127,7 +139,7 @@ def run_writer(writers: dict[str, RunWriter], log_dir: str, run: str, user) -> R
 def write_summaries(
     writers: dict[str, RunWriter], log_dir: str, user, step: int, summaries
 ) -> dict[str, tf.Tensor]:
-    """Write `Image`s and `Scalar`s at `step`, each into its run under `log_dir` (a
+    """Write `Image`s, `Scalar`s and `Tensor`s at `step`, each into its run under `log_dir` (a
     `Scalar`'s `run`, else the first part of its tag); `user` claims their tags. Returns
     `{tag: encode_image(...)}` of the images written (a notebook's live view shows them
     without encoding them again)."""
@@ -145,6 +157,8 @@ def write_summaries(
                 shared.claim(item.tag, user)
                 if isinstance(item, Image):
                     tf.summary.write(item.tag, encoded[id(item)], metadata=_IMAGE_METADATA)
+                elif isinstance(item, Tensor):
+                    tf.summary.write(item.tag, item.value, metadata=item.metadata)
                 else:
                     value = tf.cast(item.value, tf.float32)
                     if value.shape.rank != 0:

@@ -3,6 +3,11 @@
     .venv/bin/convviz demo --epochs 12            # or any logs of keras_convviz
     .venv/bin/python scripts/screenshot_tab.py logs/demo docs/tensorboard_convviz_tab.png
 
+    # the shortcut demo: Grad-CAM with each probe image's region outlined (`regions=`)
+    .venv/bin/convviz demo --shortcut --log-dir logs/shortcut
+    .venv/bin/python scripts/screenshot_tab.py logs/shortcut docs/tensorboard_convviz_shortcut.png \
+        --kind grad_cam --outline --cell 104 --evidence --size 1700x1150
+
     # two runs side by side: logs/lr=1e-3 and logs/lr=3e-2, the demo's model trained by
     # `demo.train_demo_model(..., learning_rate=lr)` with `ConvViz(f"logs/lr={lr}", ...)`
     .venv/bin/python scripts/screenshot_tab.py logs docs/tensorboard_convviz_compare.png \
@@ -10,7 +15,8 @@
 
 Starts `tensorboard --logdir LOGDIR` on a free port of 127.0.0.1, opens the ConvViz tab in
 Debian's `chromium` through Playwright (no browser download), optionally picks a kind,
-experiment, layer and a run to compare with, and writes a PNG; `--dark` emulates a dark
+experiment, layer and a run to compare with, turns the regions' outline on (`--outline`), lights the
+chart of the diagnosis's first line (`--evidence`), and writes a PNG; `--dark` emulates a dark
 system theme. The view is picked by the link (the tab's `p.convviz.*` fragment keys), as a
 user following it would see it.
 """
@@ -41,6 +47,11 @@ def main() -> None:
     parser.add_argument("--compare", default=None, help="another experiment, e.g. lr=1e-2")
     parser.add_argument("--epoch", default=None, help="1-based, as Keras prints it")
     parser.add_argument("--path-prefix", default="", help="as tensorboard's --path_prefix")
+    parser.add_argument("--outline", action="store_true", help="outline the regions (regions=)")
+    parser.add_argument("--cell", default=None, help="the cell size in px (the tab's slider)")
+    parser.add_argument(
+        "--evidence", action="store_true", help="click the diagnosis's first line: its chart lit"
+    )
     parser.add_argument("--dark", action="store_true")
     parser.add_argument("--size", default="1500x1000", help="window WIDTHxHEIGHT")
     args = parser.parse_args()
@@ -62,6 +73,8 @@ def main() -> None:
         "layer": args.layer,
         "epoch": args.epoch,
         "compare": args.compare and f"{args.compare}/{kind}",
+        "outline": "on" if args.outline else None,
+        "cell": args.cell,
     }
     fragment = "&".join(
         f"p.convviz.{key}={urllib.parse.quote(value, safe='')}"
@@ -93,6 +106,11 @@ def main() -> None:
                 frame.wait_for_selector(f"#sheet img[data-tag^='{args.kind}/']")
             if args.compare:
                 frame.wait_for_selector("#sheet tr.compared img[src]")
+            if args.outline:
+                frame.wait_for_selector("#now svg.region")
+            if args.evidence:
+                frame.locator("#diagnosis .evidence-link").first.click()
+                frame.wait_for_selector("#scalars .plot.evidence")
             frame.wait_for_function(
                 "[...document.querySelectorAll('#sheet img[src], #now img:not([hidden])')]"
                 ".every((i) => i.complete && i.naturalWidth > 0)"

@@ -513,13 +513,14 @@ def test_report_compares_a_second_run_row_by_row(tmp_path, capsys):
             browser.close()
 
 
-def _trained_report(tmp_path, model, epochs):
-    """A short `ConvViz` training of `model` on a learnable task, exported as a report."""
+def _trained_report(tmp_path, model, epochs, **options):
+    """A short `ConvViz` training of `model` on a learnable task, exported as a report;
+    `options`: more of `ConvViz`'s arguments."""
     rng = np.random.default_rng(3)
     x = rng.random((128, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 3, 128)
     x[np.arange(128), :16, :16, y] += 0.5  # the class: the channel brightened in a corner
-    callback = kcv.ConvViz(tmp_path / "logs" / "run", (x[:8], y[:8]), occlusion=False)
+    callback = kcv.ConvViz(tmp_path / "logs" / "run", (x[:8], y[:8]), occlusion=False, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the broken training's alerts
         model.fit(x - 0.5, y, epochs=epochs, verbose=0, callbacks=[callback])
@@ -557,3 +558,27 @@ def test_a_healthy_training_reports_nothing_wrong(tmp_path):
     assert not (tmp_path / "logs" / "run" / "alerts").exists()
     section = text[text.index('<section id="diagnosis"') : text.index("<nav>")]
     assert re.sub(r"<[^>]+>", "", section) == "DiagnosisNothing wrong: no alert fired."
+
+
+def test_the_report_plots_in_region_beside_its_floor_and_says_nothing_when_alerts_were_off(
+    tmp_path,
+):
+    boxes = np.tile([[0, 0, 16, 16]], (8, 1))  # the corner that holds each image's class
+    text = _trained_report(tmp_path, small_cnn(num_classes=3), 2, regions=boxes, alerts=False)
+    # No rule watched: no diagnosis, rather than "nothing wrong".
+    assert '<section id="diagnosis"' not in text
+    plots = dict(re.findall(r'<div class="plot"><div><code>(.*?)</code></div>(.*?)</div>', text))
+    for quantity in ("in_region", "pointing"):
+        legend = re.findall(r"</i>(.*?)</span>", plots[quantity])
+        assert legend == ["this map", "uniform map"], quantity
+        assert plots[quantity].count("<polyline") == 2  # two epochs, two lines
+    legend = re.findall(r"</i>(.*?)</span>", plots["in_region, per image"])
+    assert legend == [f"image_{i}" for i in range(8)]
+    # The floor is the regions' area share; the floors' own runs make no plots of their own.
+    logs = tmp_path / "logs"
+    series = [s for run in events.find_runs(logs) for s in events.read_run(logs, run)]
+    sections, other = build_sections(series, lambda p: True)
+    (cam,) = [s for s in sections if s.run == "run/grad_cam"]
+    floor = cam.scalars["in_region"]["uniform map"]
+    assert floor[0] == [0, 1] and floor[1] == pytest.approx([0.25, 0.25])
+    assert not [tag for tag in other if tag.endswith(("in_region", "pointing"))]

@@ -1027,10 +1027,142 @@ def test_the_diagnosis_in_a_real_browser(sick_logdir, sparse_logdir, tmp_path_fa
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{url}/#convviz")
             frame = _tab_frame(page)
-            frame.wait_for_selector("#diagnosis .diagnosis-ok")
+            # `ConvViz(alerts=False)`: no rule watched, so no alert says nothing.
+            frame.wait_for_selector("#diagnosis .diagnosis-off")
             assert frame.locator("#diagnosis").text_content() == (
-                "DiagnosisNothing wrong: no alert fired."
+                "DiagnosisAlerts were off for this training: nothing was checked."
             )
         finally:
             browser.close()
     assert errors == []
+
+
+# Regions (`regions=`): the outline over the NOW pictures, `in_region` and `pointing`
+# beside their floor. Boxes `(y0, x0, y1, x1)` on the 24 x 24 probe images.
+REGION_BOXES = np.array([[4, 4, 12, 12], [8, 10, 20, 22], [0, 0, 24, 12]])
+
+
+@pytest.fixture(scope="session")
+def region_logdir(tmp_path_factory):
+    """Grad-CAM of the small model with `regions=` (2 epochs), alerts on."""
+    root = tmp_path_factory.mktemp("region_logs")
+    rng = np.random.default_rng(3)
+    x = rng.random((12, 24, 24, 3), dtype=np.float32)
+    y = rng.integers(0, 3, size=12).astype(np.int32)
+    fired = []
+    callback = kcv.ConvViz(
+        str(root / "exp"),
+        (x[:PROBES], y[:PROBES]),
+        occlusion=False,
+        filter_weights=False,
+        regions=REGION_BOXES,
+        max_channels=4,
+        on_alert=fired.append,
+    )
+    _model().fit(x, y, epochs=2, batch_size=12, verbose=0, callbacks=[callback])
+    assert fired == []  # a healthy run: the diagnosis says nothing is wrong
+    return root
+
+
+@pytest.fixture(scope="session")
+def region_client(region_logdir):
+    return make_app(region_logdir)[1]
+
+
+def test_each_probe_images_region_reaches_the_tab_as_its_outline(region_client, client):
+    from keras_convviz._rendering import heatmap_panel_boxes
+
+    data = get_json(region_client, "regions", run="exp/grad_cam", layer=LAYER)
+    assert sorted(data["outlines"]) == ["0", "1", "2"]
+    # Image 0's box [4, 12) x [4, 12), in the panel's pixels, over the image and the overlay.
+    (x, y, w, _), (x2, *_), _ = heatmap_panel_boxes(24, 24)
+    scale = w / 24
+    segments = re.findall(r"M[^M]+", data["outlines"]["0"])
+    top, bottom = 4 * scale, 12 * scale
+    expected = {
+        f"M{x + 4 * scale:g} {y + top:g}H{x + 12 * scale:g}",  # top edge, image
+        f"M{x + 4 * scale:g} {y + bottom:g}H{x + 12 * scale:g}",
+        f"M{x + 4 * scale:g} {y + top:g}V{y + bottom:g}",  # left edge
+        f"M{x + 12 * scale:g} {y + top:g}V{y + bottom:g}",
+        f"M{x2 + 4 * scale:g} {y + top:g}H{x2 + 12 * scale:g}",  # top edge, overlay
+    }
+    assert expected <= set(segments) and len(segments) == 8
+    # Image 2's region touches the panel's left and top sides: its edges lie on them.
+    assert f"M{x:g} {y:g}V{y + 24 * scale:g}" in data["outlines"]["2"]
+    # No outline where no regions were given, nor on pictures that are no heat maps.
+    assert get_json(region_client, "regions", run="exp/feature_maps", layer=LAYER)["outlines"] == {}
+    assert get_json(client, "regions", run="exp_a/grad_cam", layer=LAYER)["outlines"] == {}
+
+
+def test_in_region_and_pointing_beside_their_floor(region_client):
+    data = get_json(region_client, "scalars", run="exp/grad_cam", layer=LAYER)
+    plots = {p["quantity"]: p["series"] for p in data["plots"]}
+    areas = (REGION_BOXES[:, 2] - REGION_BOXES[:, 0]) * (REGION_BOXES[:, 3] - REGION_BOXES[:, 1])
+    for quantity in ("in_region", "pointing"):
+        series = {s["label"]: s for s in plots[quantity]}
+        assert sorted(series) == ["this map", "uniform map"], quantity
+        assert series["uniform map"]["floor"] and not series["this map"]["floor"]
+        # The floor: what a uniform map scores, the region's area share.
+        floor = [p[1] for p in series["uniform map"]["points"]]
+        assert floor == pytest.approx([np.mean(areas / 24**2)] * 2)
+        assert [p[0] for p in series["this map"]["points"]] == [0, 1]
+    # Each image's share in a plot of its own, without floors.
+    labels = [s["label"] for s in plots["in_region, per image"]]
+    assert labels == ["image 0", "image 1", "image 2"]
+
+
+def test_the_diagnosis_tells_alerts_off_from_nothing_fired(region_client, sparse_logdir):
+    healthy = get_json(region_client, "diagnosis", run="exp/grad_cam")
+    assert (healthy["lines"], healthy["watched"]) == ([], True)
+    off = get_json(make_app(sparse_logdir)[1], "diagnosis", run="exp/feature_maps")
+    assert (off["lines"], off["watched"]) == ([], False)
+
+
+def _outlines(frame) -> list:
+    """`[(svg box, its picture's img box)]` of the outlines drawn in the NOW row."""
+    return frame.eval_on_selector_all(
+        "#now svg.region",
+        """svgs => svgs.map((s) => {
+          const box = (n) => { const r = n.getBoundingClientRect();
+            return [r.x, r.y, r.width, r.height].map(Math.round); };
+          return [box(s), box(s.parentNode.querySelector('img'))];
+        })""",
+    )
+
+
+def test_the_region_outline_toggles_and_survives_a_reload(region_logdir, tmp_path_factory):
+    problems = []
+    with (
+        _tensorboard(region_logdir, tmp_path_factory) as url,
+        _browser(f"{url}/#convviz&p.convviz.kind=grad_cam", problems) as (_, page),
+    ):
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[PROBES, 2], timeout=60_000)
+        frame.wait_for_selector("#diagnosis .diagnosis-ok")  # watched, and nothing fired
+        toggle = frame.locator("#outline")
+        assert toggle.is_visible() and toggle.get_attribute("aria-pressed") == "false"
+        assert _outlines(frame) == []
+        toggle.click()
+        frame.wait_for_selector("#now svg.region")
+        drawn = _outlines(frame)
+        # One per probe image, laid exactly over its picture.
+        assert len(drawn) == PROBES and all(svg == img for svg, img in drawn)
+        page.wait_for_function("location.hash.includes('p.convviz.outline=on')")
+        assert _fragment(page)["outline"] == "on"
+        # Under its floor's line, the map's own in one chart.
+        plot = frame.locator("#scalars .plot", has=frame.locator("h3", has_text="in_region"))
+        assert plot.first.locator("path.series.floor").count() == 1
+        assert plot.first.locator("path.series:not(.floor)").count() == 1
+        page.reload()
+        frame = _tab_frame(page)
+        frame.wait_for_selector("#now svg.region")
+        assert frame.locator("#outline").get_attribute("aria-pressed") == "true"
+        assert len(_outlines(frame)) == PROBES
+        frame.locator("#outline").click()
+        frame.wait_for_function("!document.querySelector('#now svg.region')")
+        page.wait_for_function("!location.hash.includes('p.convviz.outline')")
+        # Feature maps are no heat maps over the image: no outline to offer.
+        frame.locator("#kind").select_option("feature_maps")
+        frame.wait_for_selector("#sheet img[data-tag^='feature_maps/']")
+        frame.wait_for_function("document.querySelector('#outline').hidden")
+    assert problems == []

@@ -3,9 +3,12 @@ their panels, and the faithfulness scores of their maps."""
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
 
 from keras_convviz import _rendering, _tags, kinds
 from keras_convviz._args import (
@@ -25,7 +28,7 @@ from keras_convviz.core.shared import SharedPass
 from keras_convviz.methods import faithfulness as faithfulness_module
 from keras_convviz.methods.localization import area_share, locate
 from keras_convviz.methods.perturb import occlusion_baseline
-from keras_convviz.summary_io import Scalar
+from keras_convviz.summary_io import Scalar, Tensor
 
 # Class names longer than this are cut in the captions.
 MAX_NAME = 16
@@ -94,6 +97,7 @@ class MapCallback(ProbeCallback):
         self._head = None  # the output explained, once the model is known
         self.regions = regions
         self._masks = None  # the regions as 0/1 masks, once the probe fits the model
+        self._outlined: set[str] = set()  # the map tags whose regions are written
         if regions is not None and self.probe.inputs is None:  # else once it is bound
             check_regions(regions, self.probe.size, self.probe.image_shape[:-1])
 
@@ -190,7 +194,22 @@ class MapCallback(ProbeCallback):
             for i in defined:
                 tag = _tags.tag(*tag_parts, int(i), _tags.IN_REGION)
                 items.append(Scalar(tag, float(share[i]), run=run))
-        return items
+        return items + self._region_record(*tag_parts)
+
+    def _region_record(self, *tag_parts) -> list[Tensor]:
+        """The regions themselves, once per map tag (`<map tag>/region` in `floor_uniform`):
+        the masks and where the panels put the image, overlay and map, so the tab draws
+        the outlines (`_tags.REGIONS_PLUGIN`). Of 2-D images only: a sequence's or a
+        volume's pictures are laid out otherwise."""
+        tag = _tags.tag(*tag_parts, _tags.REGION)
+        geometry = self._shared.bound.binding.geometry
+        if tag in self._outlined or geometry.name != kinds.RANK_2D:
+            return []
+        self._outlined.add(tag)
+        height, width = (int(n) for n in self._masks.shape[1:3])
+        boxes = _rendering.heatmap_panel_boxes(height, width)
+        masks = tf.cast(self._masks > 0, tf.uint8)
+        return [Tensor(tag, masks, _region_metadata(boxes), run=_tags.FLOOR_UNIFORM)]
 
     def _note_accuracy(self, result) -> None:
         """Tell the alerts the probe's accuracy at this snapshot: `evidence_off_region`
@@ -245,3 +264,15 @@ class MapCallback(ProbeCallback):
             )
         confidence = tf.gather(probabilities, predicted, axis=1, batch_dims=1)
         return caption_codes(targets, predicted, confidence, self._names)
+
+
+def _region_metadata(boxes) -> bytes:
+    """The summary metadata of a region record: a tensor of the plugin
+    `_tags.REGIONS_PLUGIN`, its content the panel's boxes as JSON."""
+    content = json.dumps({"boxes": [list(box) for box in boxes]}).encode()
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=_tags.REGIONS_PLUGIN, content=content
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    ).SerializeToString()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keras_convviz import _tags
-from keras_convviz.exports.events import find_runs, read_alerts, read_run
+from keras_convviz.exports.events import find_runs, read_alerts, read_run, watched_by
 from keras_convviz.exports.gif import write_gif
 from keras_convviz.exports.html import report_html
 from keras_convviz.exports.sections import Picture, Section, build_sections, run_base
@@ -228,11 +228,14 @@ def _check_compare(compare, logdir: str, runs: list[str]):
 
 
 def _alerts(logdir: str, runs: list[str]) -> dict[str, list[dict]] | None:
-    """`{alerts run: its records}` for the report's diagnosis; `None` (no diagnosis) for
-    logs without our health or alerts runs, where no rule watched the training."""
-    if not any(run_base(run) in (_tags.ALERTS, _tags.HEALTH) for run in runs):
-        return None
-    return {run: read_alerts(logdir, run) for run in runs if run_base(run) == _tags.ALERTS}
+    """`{alerts run: its records}` for the report's diagnosis; `None` (no diagnosis) where
+    no rule watched the training: no alert fired and no health run names the rules that
+    watched (`ConvViz(alerts=False)`, or logs of other callbacks alone)."""
+    found = {run: read_alerts(logdir, run) for run in runs if run_base(run) == _tags.ALERTS}
+    healths = [run for run in runs if run_base(run) == _tags.HEALTH]
+    if any(found.values()) or any(watched_by(logdir, run) for run in healths):
+        return found
+    return None
 
 
 def select_steps(steps: list[int], every: int) -> list[int]:

@@ -123,6 +123,28 @@ def read_alerts(log_dir, run: str) -> list[dict]:
     return sorted(found, key=lambda a: (a.get("step", 0), a.get("rule", ""), a.get("subject", "")))
 
 
+def watched_by(log_dir, run: str) -> list[str]:
+    """The rules that watched the training of a `health` run (`alerts.Monitor` writes
+    their names there, `_tags.RULES_PLUGIN`); `[]` when none did or the run is missing."""
+    path = os.path.join(log_dir, run)
+    if not os.path.isdir(path):
+        return []
+    acc = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name != _tags.RULES_PLUGIN:
+            continue
+        for event in reversed(acc.Tensors(tag)):
+            value = tensor_util.make_ndarray(event.tensor_proto)
+            try:
+                rules = json.loads(value.item() if value.shape == () else value.ravel()[0])
+            except (ValueError, TypeError, IndexError):
+                continue
+            if isinstance(rules, list) and rules:
+                return [str(rule) for rule in rules]
+    return []
+
+
 def unique_steps(series: Series) -> Series:
     """The series with each step once (its last write), in ascending step order."""
     last = {step: i for i, step in enumerate(series.steps)}

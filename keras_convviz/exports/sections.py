@@ -181,18 +181,61 @@ def build_sections(
                 key = (picture.run, picture.layer)
                 sections.setdefault(key, Section(*key)).pictures.append(picture)
     other: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    floors: dict[tuple, dict] = {}  # (map run, layer, quantity) -> {floor's label: line}
     for series in series_list:
         if series.kind != "scalars":
             continue
         series = unique_steps(series)
+        line = (series.steps, series.values)
+        floor = _floor_of(series, sections)
+        if floor is not None:
+            key, row, label = floor
+            if row == "":  # the probe's mean; a floor per image would crowd the plot
+                floors.setdefault(key, {})[label] = line
+            continue
         layer, row, quantity = split_scalar_tag(series.run, series.tag)
         section = sections.get((series.run, layer))
         if section is not None:
-            section.scalars.setdefault(quantity, {})[row] = (series.steps, series.values)
+            section.scalars.setdefault(quantity, {})[row] = line
         else:
-            other.setdefault(series.tag, {})[series.run] = (series.steps, series.values)
+            other.setdefault(series.tag, {})[series.run] = line
     for section in sections.values():
         section.pictures.sort(key=lambda p: _row_key(p.row))
         for quantity, rows in section.scalars.items():
             section.scalars[quantity] = dict(sorted(rows.items(), key=lambda r: _row_key(r[0])))
+        _beside_floors(section, floors)
     return list(sections.values()), other
+
+
+def _floor_of(series: Series, sections: dict) -> tuple | None:
+    """`((map run, layer, quantity), row, floor's label)` of a floor's scalar, written
+    under the tag of a map a section shows (`floor_uniform`'s `grad_cam/conv/in_region`);
+    `None` for any other scalar."""
+    kind = kinds.get(run_base(series.run))
+    if kind is None or kind.family != "floor":
+        return None
+    base = series.tag.split("/", 1)[0]
+    cut = series.run.rfind("/")
+    run = base if cut < 0 else series.run[: cut + 1] + base
+    layer, row, quantity = split_scalar_tag(run, series.tag)
+    if (run, layer) not in sections:
+        return None
+    return (run, layer, quantity), row, kind.label
+
+
+def _beside_floors(section: Section, floors: dict) -> None:
+    """A map's scores with floors (deletion, insertion, in_region, pointing): the probe's
+    mean as "this map" beside its floors in one plot, each probe image's in a plot of its
+    own (`"<quantity>, per image"`), as the tab shows them."""
+    scalars = {}
+    for quantity, rows in section.scalars.items():
+        beside = floors.get((section.run, section.layer, quantity))
+        if not beside:
+            scalars[quantity] = rows
+            continue
+        mean = {"this map": rows[""]} if "" in rows else {}
+        scalars[quantity] = {**mean, **beside}
+        per_image = {row: line for row, line in rows.items() if row != ""}
+        if per_image:
+            scalars[f"{quantity}, per image"] = per_image
+    section.scalars = scalars

@@ -19,6 +19,7 @@ import re
 import time
 from importlib import resources
 
+import numpy as np
 from tensorboard import context as tb_context
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
@@ -156,6 +157,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             "/scalars": self._serve_scalars,
             "/alerts": self._serve_alerts,
             "/diagnosis": self._serve_diagnosis,
+            "/regions": self._serve_regions,
         }
 
     def is_active(self):
@@ -375,6 +377,7 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         layer = _arg(request, "layer", required=False) or None
         listed = self._list_scalars(request, run)
         wanted = {}  # (run, tag) -> (quantity, label)
+        floor_keys = set()  # the floors' series, marked `floor`
         for tag in listed:
             parsed = _tags.parse_scalar_tag(tag)
             if parsed is None or _split_run(run, parsed[0].run) is None:
@@ -389,11 +392,19 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             # (dead_fraction, non_finite) is the only line of its plot.
             per_row = picture.probe is not None or per_layer
             label = _row_label(picture) if per_row else ""
-            if quantity in (_tags.DELETION, _tags.INSERTION):
-                # A map's faithfulness score beside its floors, written under the same tag.
+            floors = [f for f in kinds.of_family("floor") if f.writes(quantity)]
+            if floors and picture.probe is None:
+                # A map's score (faithfulness, localization) beside its floors, written
+                # under the same tag in their runs: one chart.
                 label = "this map"
-                for floor in kinds.of_family("floor"):
-                    wanted[(_sibling(run, floor.run), tag)] = (quantity, floor.label)
+                for floor in floors:
+                    key = (_sibling(run, floor.run), tag)
+                    wanted[key] = (quantity, floor.label)
+                    floor_keys.add(key)
+            elif floors:
+                # Each probe image's score in a chart of its own, the probe's mean and
+                # its floor stay readable.
+                quantity = f"{quantity}, per image"
             wanted[(run, tag)] = (quantity, label)
         if layer is not None:  # the layer's loss gradient (ModelHealth)
             health = _sibling(run, _tags.HEALTH)
@@ -406,7 +417,8 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         for key, (quantity, label) in wanted.items():
             points = data.get(key, [])
             if points:
-                plots.setdefault(quantity, []).append({"label": label, "points": points})
+                series = {"label": label, "points": points, "floor": key in floor_keys}
+                plots.setdefault(quantity, []).append(series)
         out = [
             {"quantity": q, "series": sorted(s, key=lambda x: _natural(x["label"]))}
             for q, s in sorted(plots.items(), key=lambda item: _natural(item[0]))
@@ -441,13 +453,66 @@ class ConvVizPlugin(base_plugin.TBPlugin):
         alerts = [a for a in self._alert_records(request, run) if a["layer"] in (layer, "")]
         return {"run": run, "layer": layer or None, "alerts": alerts}, "application/json"
 
+    def _watched(self, request, run: str) -> bool:
+        """Whether rules watched the training of the run's group: `alerts.Monitor` wrote
+        their names (`_tags.RULES_PLUGIN`) into its health run."""
+        health = _sibling(run, _tags.HEALTH)
+        listed = self._provider.list_tensors(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=_tags.RULES_PLUGIN,
+            run_tag_filter=provider.RunTagFilter(runs=[health]),
+        )
+        return bool(listed.get(health))
+
     @_route
     def _serve_diagnosis(self, request):
         """The diagnosis of the run's group: one line per root cause of its alerts
-        (`keras_convviz.diagnosis`); no lines when nothing fired."""
+        (`keras_convviz.diagnosis`); no lines when nothing fired. `watched` is false when
+        no rule watched the training (`ConvViz(alerts=False)`): no alert says nothing."""
         run = _arg(request, "run")
-        lines = diagnosis.diagnose(self._alert_records(request, run))
-        return {"run": run, "lines": [line.as_json() for line in lines]}, "application/json"
+        records = self._alert_records(request, run)
+        lines = [line.as_json() for line in diagnosis.diagnose(records)]
+        watched = bool(records) or self._watched(request, run)
+        return {"run": run, "lines": lines, "watched": watched}, "application/json"
+
+    @_route
+    def _serve_regions(self, request):
+        """The outline of each probe image's region over its panel, from the masks a map
+        callback with `regions=` wrote (`_tags.REGIONS_PLUGIN`): `{"outlines": {probe
+        index: SVG path in the panel's pixels, over its image and its overlay}}`, empty
+        where the run has none."""
+        run = _arg(request, "run")
+        layer = _arg(request, "layer", required=False) or None
+        kind = next((k for k in kinds.picture_kinds() if _split_run(run, k.run) is not None), None)
+        if kind is None:
+            raise BadRequest(f"No ConvViz run {run!r}.", code=404)
+        tag = _tags.tag(*(p for p in (kind.run, layer) if p), _tags.REGION)
+        floor = _sibling(run, _tags.FLOOR_UNIFORM)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        wanted = provider.RunTagFilter(runs=[floor], tags=[tag])
+        listed = self._provider.list_tensors(
+            ctx, experiment_id=experiment, plugin_name=_tags.REGIONS_PLUGIN, run_tag_filter=wanted
+        )
+        series = listed.get(floor, {}).get(tag)
+        outlines = {}
+        if series is not None:
+            data = self._provider.read_tensors(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=_tags.REGIONS_PLUGIN,
+                downsample=1,
+                run_tag_filter=wanted,
+            )
+            datums = data.get(floor, {}).get(tag, [])
+            boxes = _region_boxes(series.plugin_content)
+            if datums and boxes:
+                masks = np.asarray(datums[-1].numpy)
+                if masks.ndim == 3:
+                    # Over the image and its overlay: the map beside them stays clean.
+                    outlines = {str(i): outline_path(m > 0, boxes[:2]) for i, m in enumerate(masks)}
+        return {"run": run, "layer": layer, "outlines": outlines}, "application/json"
 
     @_route
     def _serve_static(self, request):
@@ -456,6 +521,45 @@ class ConvVizPlugin(base_plugin.TBPlugin):
             raise BadRequest("Not found.", code=404)
         path = resources.files(__package__).joinpath("static", name)
         return path.read_bytes(), _STATIC[name]
+
+
+def _region_boxes(content: bytes) -> list:
+    """The panel's boxes `[[x, y, width, height], ...]` of a region record's plugin
+    content, or `[]` when it holds none."""
+    try:
+        boxes = json.loads(content.decode("utf-8"))["boxes"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    good = all(
+        isinstance(b, list) and len(b) == 4 and all(isinstance(v, int) for v in b) for b in boxes
+    )
+    return boxes if isinstance(boxes, list) and good else []
+
+
+def outline_path(mask: np.ndarray, boxes) -> str:
+    """The SVG path of a mask's outline `(height, width)` drawn into each box `[x, y,
+    width, height]` (pixels of the panel): the edges between pixels in and out of the
+    mask, those along a row (or a column) joined into one line."""
+    height, width = mask.shape
+    padded = np.pad(mask.astype(bool), 1)
+    across = padded[1:, 1:-1] != padded[:-1, 1:-1]  # (height + 1, width): row edges
+    down = padded[1:-1, 1:] != padded[1:-1, :-1]  # (height, width + 1): column edges
+    parts = []
+    for x0, y0, bw, bh in boxes:
+        sx, sy = bw / width, bh / height
+        for y, row in enumerate(across):
+            for start, end in _runs(row):
+                parts.append(f"M{x0 + start * sx:g} {y0 + y * sy:g}H{x0 + end * sx:g}")
+        for x, column in enumerate(down.T):
+            for start, end in _runs(column):
+                parts.append(f"M{x0 + x * sx:g} {y0 + start * sy:g}V{y0 + end * sy:g}")
+    return "".join(parts)
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """`[(start, end), ...]` of the runs of True in a 1-D bool array, ends exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def _finite(value: float) -> float | None:

@@ -31,6 +31,8 @@ const state = {
   scalars: null,
   compareScalars: null,
   alerts: null,
+  outline: false, // the regions' outlines drawn over the NOW pictures
+  outlines: new Map(), // run -> {probe index: SVG path in its panel's pixels}
   index: 0, // position of the current epoch in state.steps
   cell: CELL.initial,
   notices: [], // what a link asked for that is not here, and what is shown instead
@@ -171,7 +173,7 @@ function choose(wanted = {}) {
 // frame whose URL nobody sees; then the view lasts as long as the page.
 
 const LINK_PREFIX = "p.convviz.";
-const LINK_KEYS = ["kind", "run", "layer", "epoch", "cell", "compare"];
+const LINK_KEYS = ["kind", "run", "layer", "epoch", "cell", "compare", "outline"];
 const LINK_REST_MS = 300;
 let linkTimer = null;
 let linkWritten = null; // the fragment this tab wrote last
@@ -203,7 +205,7 @@ function isOurs(part) {
 }
 
 function readLink() {
-  // {kind, run, layer, epoch, cell, compare}: the strings the link holds (tf_storage's
+  // {kind, run, layer, epoch, cell, compare, outline}: the strings the link holds (tf_storage's
   // format: "key=value", both URI-encoded).
   const view = {};
   for (const part of fragmentParts(linkWindow().location.hash)) {
@@ -225,6 +227,7 @@ function viewOfState() {
     epoch: step === null ? null : String(step + 1),
     cell: String(state.cell),
     compare: state.compare,
+    outline: state.outline ? "on" : null,
   };
 }
 
@@ -286,6 +289,10 @@ function chooseView(view) {
     ui.size.value = String(state.cell);
     check("cell size", view.cell, fits ? view.cell : "", `${state.cell} px`);
   }
+  // Off unless the link says "on": the pictures as written are the default.
+  state.outline = view.outline === "on";
+  check("outline", view.outline, state.outline ? "on" : "off", "no outline");
+  drawOutlineToggle();
   state.notices = notices;
   return view.epoch;
 }
@@ -339,15 +346,25 @@ async function loadSheet({ epoch } = {}) {
   const request = ++state.request;
   const params = { run: state.run, layer: state.layer };
   const against = state.compare ? { run: state.compare, layer: state.layer } : null;
-  const [sheet, scalars, alerts, compareSheet, compareScalars] = await Promise.all([
-    getJson("sheet", params),
-    getJson("scalars", params),
-    getJson("alerts", params),
-    against ? getJson("sheet", against).catch(missing) : null,
-    against ? getJson("scalars", against).catch(missing) : null,
-  ]);
+  // The regions' outlines of kinds drawn per probe image (`regions=`): none elsewhere.
+  const regions = (view) =>
+    onePerLayer(state.kind) ? null : getJson("regions", view).catch(missing);
+  const [sheet, scalars, alerts, compareSheet, compareScalars, ownRegions, theirRegions] =
+    await Promise.all([
+      getJson("sheet", params),
+      getJson("scalars", params),
+      getJson("alerts", params),
+      against ? getJson("sheet", against).catch(missing) : null,
+      against ? getJson("scalars", against).catch(missing) : null,
+      regions(params),
+      against ? regions(against) : null,
+    ]);
   if (request !== state.request) return; // a later choice has its own request in flight
   Object.assign(state, { sheet, scalars, alerts, compareSheet, compareScalars });
+  state.outlines = new Map();
+  for (const [run, data] of [[state.run, ownRegions], [state.compare, theirRegions]]) {
+    if (data && Object.keys(data.outlines).length) state.outlines.set(run, data.outlines);
+  }
   if (against && !compareSheet) {
     const layer = layerLabel(state.layer);
     state.notices.push(`${groupName(state.compare)} has no ${layer}: nothing to compare.`);
@@ -550,6 +567,43 @@ function drawNow() {
     img.dataset.step = String(step);
     img.src = imageUrl(run, row.tag, step);
   });
+  drawOutlines(entries, pictures, step);
+}
+
+// The regions' outlines (`regions=`): the server draws each probe image's region as a path
+// in its panel's pixels (route "regions"), over the image and the overlay; an SVG of the
+// panel's size over the picture holds it, so it scales with the cell size.
+
+function drawOutlineToggle() {
+  const available = state.outlines.size > 0;
+  ui.outline.hidden = !available;
+  ui.outline.setAttribute("aria-pressed", String(state.outline));
+  ui.outline.classList.toggle("on", state.outline);
+}
+
+function drawOutlines(entries, pictures, step) {
+  drawOutlineToggle();
+  entries.forEach(({ row, run }, i) => {
+    const picture = pictures[i];
+    for (const old of picture.querySelectorAll("svg.region")) old.remove();
+    const path = (state.outlines.get(run) || {})[String(row.probe)];
+    if (!state.outline || !path || !row.width || !row.height || !row.steps.includes(step)) return;
+    const box = svg("svg", {
+      class: "region",
+      viewBox: `0 0 ${row.width} ${row.height}`,
+      preserveAspectRatio: "none",
+      "aria-hidden": "true",
+    });
+    // A dark line under a light one: the outline reads over any image and colour map.
+    box.append(svg("path", { d: path, class: "halo" }), svg("path", { d: path, class: "line" }));
+    picture.append(box);
+  });
+}
+
+function toggleOutline() {
+  state.outline = !state.outline;
+  drawNow();
+  saveView({ push: true });
 }
 
 function epochList(steps) {
@@ -677,8 +731,17 @@ function drawScalars() {
         d.push(`${pen}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
         pen = "L";
       }
+      // A point with no neighbour draws no line (a costly score thinned by the budget):
+      // a dot shows it.
+      d.forEach((move, i) => {
+        const alone = move[0] === "M" && (i + 1 === d.length || d[i + 1][0] === "M");
+        if (!alone) return;
+        const [cx, cy] = move.slice(1).split(",");
+        chart.append(svg("circle", { class: "dot", cx, cy, r: 2.5, fill: color(series) }));
+      });
       const path = svg("path", { d: d.join(" "), stroke: color(series) });
-      path.setAttribute("class", series.compared ? "series compared" : "series");
+      const classes = ["series", series.compared ? "compared" : "", series.floor ? "floor" : ""];
+      path.setAttribute("class", classes.filter(Boolean).join(" "));
       const title = svg("title");
       const run = state.compareSheet
         ? `${groupName(series.compared ? state.compareSheet.run : state.sheet.run)}: `
@@ -697,8 +760,9 @@ function drawScalars() {
     box.append(range);
     if (labels.length > 1) {
       const legend = el("div", { class: "legend" });
+      const floors = new Set(plot.series.filter((s) => s.floor).map((s) => s.label));
       labels.forEach((label, i) => {
-        const item = el("span", {}, label);
+        const item = el("span", { class: floors.has(label) ? "floor" : "" }, label);
         item.style.setProperty("--swatch", SERIES_COLORS[i % SERIES_COLORS.length]);
         legend.append(item);
       });
@@ -759,6 +823,13 @@ async function drawDiagnosis(force = false) {
   if (diagnosis.run !== alertsRun) return; // another experiment was chosen meanwhile
   diagnosis.lines = data.lines;
   ui.diagnosis.replaceChildren(el("h2", {}, "Diagnosis"));
+  ui.diagnosis.classList.toggle("off", !data.watched);
+  if (!data.lines.length && !data.watched) {
+    // No rule watched this training (`ConvViz(alerts=False)`): no alert says nothing.
+    const text = "Alerts were off for this training: nothing was checked.";
+    ui.diagnosis.append(el("p", { class: "diagnosis-off" }, text));
+    return;
+  }
   if (!data.lines.length) {
     ui.diagnosis.append(el("p", { class: "diagnosis-ok" }, "Nothing wrong: no alert fired."));
     return;
@@ -910,6 +981,13 @@ function build() {
   ui.run = el("select", { id: "run" });
   ui.layer = el("select", { id: "layer" });
   ui.compare = el("select", { id: "compare", title: "another run of this kind, under each row" });
+  ui.outline = el("button", {
+    id: "outline",
+    type: "button",
+    "aria-pressed": "false",
+    title: "outline each probe image's region (regions=) on its image and overlay",
+  }, "▢ region outline");
+  ui.outline.hidden = true;
   ui.play = el("button", { id: "play", type: "button", "aria-pressed": "false" }, "▶ play");
   ui.slider = el("input", { id: "scrub", type: "range", min: "0", max: "0", step: "1" });
   ui.epoch = el("span", { id: "epoch", class: "epoch-label" });
@@ -923,6 +1001,7 @@ function build() {
     labelled("run", ui.run),
     labelled("layer", ui.layer),
     labelled("compare with", ui.compare),
+    ui.outline,
     ui.play,
     ui.slider,
     ui.epoch,
@@ -987,6 +1066,7 @@ function build() {
   );
   ui.compare.addEventListener("change", () => chosen({ compare: ui.compare.value || null }));
   ui.play.addEventListener("click", togglePlay);
+  ui.outline.addEventListener("click", toggleOutline);
   ui.slider.addEventListener("input", () => setIndex(Number(ui.slider.value)));
   ui.size.addEventListener("input", () => {
     state.cell = Number(ui.size.value);
