@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_convviz import _tags, kinds
+from keras_convviz._warn import user_stacklevel
 from keras_convviz.summary_io import write_text
 
 ALERTS_RUN = _tags.ALERTS
@@ -1151,7 +1152,7 @@ class Monitor:
             f"{alert.quantity} = {alert.value:.4g} ({alert.condition}). Try: {alert.advice}. "
             f"Evidence: {evidence}.",
             ConvVizAlert,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         if self.on_alert is not None:
             self.on_alert(alert)

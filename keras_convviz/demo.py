@@ -178,6 +178,9 @@ def run_demo(
                 activation_maximization={"layer_names": ["conv4"], "warm_start": True},
                 # Where the shapes are: each map's share on them, and the shortcut alert.
                 regions=val.masks[probe],
+                # A showcase of every kind at every epoch: its epochs are seconds long, so
+                # the default budget would run the costly kinds at the first one only.
+                budget=None,
                 on_alert=alerts.append,
             )
         )

@@ -16,6 +16,7 @@ import uuid
 import warnings
 
 from keras_convviz import kinds
+from keras_convviz._warn import user_stacklevel
 from keras_convviz.exports import _check_logdir, _check_positive, select_steps
 from keras_convviz.exports.events import read_alerts, read_run
 from keras_convviz.exports.html import live_html, sheet_html
@@ -278,5 +279,5 @@ class LiveView:
                 f"ConvViz could not update its notebook view: {type(error).__name__}: "
                 f"{error}. Training goes on; the logs are written as usual.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )

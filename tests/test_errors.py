@@ -368,3 +368,16 @@ def test_class_index_names_its_choices(tmp_path, data):
         ),
     ):
         kcv.ConvViz(tmp_path, x[:2], class_index="largest")
+
+
+def test_warnings_name_the_users_line_not_ours(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 20)
+    callback = kcv.ConvViz(tmp_path, (x, y), occlusion=False)  # 20 images: a large probe
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        small_cnn().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    large = [w for w in seen if "The probe holds 20 samples" in str(w.message)]
+    assert len(large) == 1
+    assert large[0].filename == __file__  # the `fit` line above, through Keras's frames

@@ -24,6 +24,7 @@ from keras_convviz._args import (
     check_positive_int,
     check_scale,
 )
+from keras_convviz._warn import user_stacklevel
 from keras_convviz.callbacks import background
 from keras_convviz.core.binding import bind
 from keras_convviz.core.geometry import MAX_SLICES
@@ -103,10 +104,10 @@ class Notices:
         if who not in names:
             names.append(who)
 
-    def flush(self, stacklevel: int) -> None:
+    def flush(self) -> None:
         pending, self._pending = self._pending, {}
         for (text, category), names in pending.items():
-            warnings.warn(f"{_and(names)}: {text}", category, stacklevel=stacklevel)
+            warnings.warn(f"{_and(names)}: {text}", category, stacklevel=user_stacklevel())
 
 
 def _and(names: list[str]) -> str:
@@ -197,7 +198,7 @@ class SnapshotCallback(keras.callbacks.Callback):
         if self._notices is not None:
             self._notices.add(type(self).__name__, text, category)
         else:
-            warnings.warn(f"{type(self).__name__}: {text}", category, stacklevel=4)
+            warnings.warn(f"{type(self).__name__}: {text}", category, stacklevel=user_stacklevel())
 
     # ---- shared-pass membership (probe-based callbacks) ------------------------------------
 
@@ -255,7 +256,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 f"at step {self._next_step}, so its history mixes both models. Make a new "
                 "callback with another `log_dir` to keep them apart.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         self._last_model = weakref.ref(self.model)
         # A later fit, or a new callback on a run this process already wrote, continues it.
@@ -315,7 +316,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 warnings.warn(
                     f"{type(self).__name__} is off for this training: {reason}.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
             return False
         self._prepared = True
@@ -353,7 +354,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 f"{type(error).__name__}: {error}. Training goes on; the callback tries "
                 f"again at its next snapshot and stops after {MAX_FAILURES} failures in a row.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         if self._failures >= MAX_FAILURES:
             self._active = False
@@ -361,7 +362,7 @@ class SnapshotCallback(keras.callbacks.Callback):
                 f"{type(self).__name__} failed {MAX_FAILURES} snapshots in a row and is off "
                 "for the rest of this training run.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def on_train_end(self, logs=None):
@@ -480,7 +481,7 @@ class ProbeCallback(SnapshotCallback):
             )
         # How many samples the probe holds is known once it fits the model's input rank.
         if not (self._told_large or self._parent_warns):
-            warn_large_probe(self.probe, stacklevel=5)
+            warn_large_probe(self.probe)
         self._told_large = True
         if self._shared is not None:
             self._shared.leave(self)

@@ -25,6 +25,7 @@ import time
 import warnings
 
 from keras_convviz import kinds
+from keras_convviz._warn import user_stacklevel
 
 
 def costly_runs(callback) -> list[str]:
@@ -180,5 +181,5 @@ class Budget:
             f"everything at every `freq`, a larger `budget` runs it more often, {own} sets "
             "its own schedule.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )

@@ -17,6 +17,7 @@ from keras_convviz._args import (
     check_log_dir,
     check_positive_int,
 )
+from keras_convviz._warn import user_stacklevel
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
@@ -377,7 +378,7 @@ class ConvViz(keras.callbacks.Callback):
             self._warn_large_probe()
             if self.monitor is not None:
                 self._never_stop(self._check_setup, "check the training's set-up")
-        self._notices.flush(stacklevel=5)
+        self._notices.flush()
         if hook == "on_epoch_end" and (self.monitor is not None or self._view is not None):
             # After the children's snapshots, on the same writer thread.
             if any(child.off_thread() for child in self.callbacks):
@@ -398,7 +399,7 @@ class ConvViz(keras.callbacks.Callback):
         """The large-probe warning once for all children, once the probe fits the model."""
         bound = [c for c in self.callbacks if getattr(c, "_shared", None) is not None]
         if bound and not self._told_large:
-            warn_large_probe(bound[0].probe, stacklevel=5)
+            warn_large_probe(bound[0].probe)
         self._told_large = self._told_large or bool(bound)
 
     def _warn_not_served(self) -> None:
@@ -415,7 +416,7 @@ class ConvViz(keras.callbacks.Callback):
             f"ConvViz serves this model in part; off for this training: {'; '.join(parts)}. "
             f"On: {', '.join(on) or 'none'}.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
     def _never_stop(self, job, what: str) -> None:
@@ -426,7 +427,7 @@ class ConvViz(keras.callbacks.Callback):
             warnings.warn(
                 f"ConvViz could not {what}: {type(error).__name__}: {error}. Training goes on.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def _check_setup(self) -> None:
@@ -481,7 +482,7 @@ class ConvViz(keras.callbacks.Callback):
             warnings.warn(
                 f"ConvViz could not write its health table: {type(error).__name__}: {error}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
 
     def _start_view(self) -> None:

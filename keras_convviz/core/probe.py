@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz._warn import user_stacklevel
+
 # Above this many probe images a callback warns: each image is a card per layer and kind.
 LARGE_PROBE = 16
 
@@ -358,7 +360,7 @@ def check_input_fits(array: np.ndarray, input_shape: tuple, name: str, argument:
         )
 
 
-def warn_large_probe(probe: Probe, stacklevel: int = 4) -> None:
+def warn_large_probe(probe: Probe) -> None:
     """Warn when a probe is so large that its pictures would flood TensorBoard."""
     if probe.size <= LARGE_PROBE:
         return
@@ -373,5 +375,5 @@ def warn_large_probe(probe: Probe, stacklevel: int = 4) -> None:
         "sample, layer and kind at every snapshot, which floods TensorBoard with cards. "
         f"{LARGE_PROBE} or fewer images usually tell the story ({hint}).",
         UserWarning,
-        stacklevel=stacklevel,
+        stacklevel=user_stacklevel(),
     )
