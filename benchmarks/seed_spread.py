@@ -18,11 +18,16 @@ per seed, the worst seed and the test's threshold beside it.
 - strokes (the occlusion-baseline test of tests/test_truth.py): its small CNN on strokes, and
   (not asserted) the mass on ink at the default patch 4 and with the black background itself
   as the fill;
+- shortcut (tests/test_shortcut.py): the shortcut model of `conftest.train_shortcut(seed)`
+  and the truth tests' model of `conftest.train_with_convviz(seed)` as the clean one; their
+  Grad-CAM `in_region` against the floor and each other, the epoch `evidence_off_region`
+  fired, and whether the shortcut model follows another class's cue;
 - alerts (tests/test_alerts.py): every test that fits a deliberately broken model, run with
   the model's initial weights and the data drawn from the seed (pass or fail).
 
 Run: nice -n 10 python benchmarks/seed_spread.py [--seeds 0,1,2,3,4] [--parts truth,...]
-(about 40 minutes per setting for 5 seeds on 2 busy CPU cores; the parts run one after another).
+(about 40 minutes per setting for 5 seeds on 2 busy CPU cores, and 18 more for the shortcut
+part; the parts run one after another).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("truth", "actmax", "strokes", "alerts")
+PARTS = ("truth", "actmax", "strokes", "shortcut", "alerts")
 
 # (quantity, threshold, "min" when the test asserts value >= threshold, "max" for <=);
 # threshold None: measured beside the assertions, not asserted.
@@ -75,6 +80,20 @@ CHECKS = {
         ("occlusion mass on ink, black", None, "min"),
         ("occlusion mass on ink, blur, patch 4", None, "min"),
         ("occlusion mass on ink, black, patch 4", None, "min"),
+    ],
+    "shortcut": [
+        ("shortcut in_region - floor", 0.05, "max"),
+        ("clean in_region - floor", 0.15, "min"),
+        ("clean / shortcut in_region", 3.0, "min"),
+        ("floor, smallest", 0.02, "min"),
+        ("floor, largest", 0.12, "max"),
+        # 1-based, before the last of the 6 epochs; 99: never fired.
+        ("evidence_off_region epoch, shortcut", 5, "max"),
+        ("alerts on the clean training", 0, "max"),
+        ("other alerts on the shortcut training", None, "max"),
+        ("shortcut accuracy, own cue", 0.95, "min"),
+        ("another class's cue: follows the cue", 0.9, "min"),
+        ("another class's cue: follows the shape", 0.1, "max"),
     ],
     "alerts": [("broken-model tests failed", 0, "max")],
 }
@@ -237,6 +256,46 @@ def measure_strokes(seeds: list[int]) -> dict[int, dict]:
     return out
 
 
+def measure_shortcut(seeds: list[int]) -> dict[int, dict]:
+    import test_shortcut as ts
+    from conftest import train_shortcut, train_with_convviz
+
+    out = {}
+    for seed in seeds:
+        with (
+            tempfile.TemporaryDirectory() as shortcut_dir,
+            tempfile.TemporaryDirectory() as clean_dir,
+        ):
+            shortcut = train_shortcut(seed, shortcut_dir)
+            clean = train_with_convviz(seed, clean_dir)
+            (share, floor), (clean_share, clean_floor) = map(
+                ts.in_region_and_floor, (shortcut, clean)
+            )
+        fired = [a.epoch for a in shortcut.alerts if a.rule == "evidence_off_region"]
+        cue = ts.follows_the_cue(shortcut.model)
+        out[seed] = {
+            "shortcut in_region - floor": share - floor,
+            "clean in_region - floor": clean_share - clean_floor,
+            "clean / shortcut in_region": clean_share / max(share, 1e-9),
+            "floor, smallest": min(floor, clean_floor),
+            "floor, largest": max(floor, clean_floor),
+            "evidence_off_region epoch, shortcut": fired[0] if fired else 99,
+            "alerts on the clean training": len(clean.alerts),
+            "other alerts on the shortcut training": sum(
+                a.rule != "evidence_off_region" for a in shortcut.alerts
+            ),
+            "shortcut accuracy, own cue": float(cue["accuracy"]),
+            "another class's cue: follows the cue": float(cue["cue"]),
+            "another class's cue: follows the shape": float(cue["shape"]),
+            "in_region shortcut / clean": [share, clean_share],
+        }
+        raised = sorted({f"{a.rule} (epoch {a.epoch})" for a in shortcut.alerts + clean.alerts})
+        if raised:
+            out[seed]["alerts"] = raised
+        print(f"shortcut seed {seed}: {json.dumps(out[seed], default=float)}", file=sys.stderr)
+    return out
+
+
 def measure_alerts(seeds: list[int]) -> dict[int, dict]:
     import inspect
     import warnings
@@ -282,10 +341,12 @@ def child(seeds: list[int], parts: list[str], smoke: bool) -> None:
 
         conftest.SHAPES_TRAIN, conftest.SHAPES_EPOCHS = 64, 1
         test_truth.STROKES_TRAIN, test_truth.STROKES_EPOCHS = 64, 1
+        conftest.SHORTCUT_TRAIN = 64
     measure = {
         "truth": measure_truth,
         "actmax": measure_actmax,
         "strokes": measure_strokes,
+        "shortcut": measure_shortcut,
         "alerts": measure_alerts,
     }
     result = {}
@@ -315,7 +376,7 @@ def table(result: dict, title: str) -> str:
             test = f"{bound} {threshold}" if threshold is not None else "(not asserted)"
             lines.append(f"| {name} | {cells} | {worst:.2f} | {test} |")
         for seed in seeds:
-            for key in ("worst pointing method", "worst correlation method", "failed"):
+            for key in ("worst pointing method", "worst correlation method", "failed", "alerts"):
                 if key in rows[seed]:
                     lines.append(f"seed {seed} {key}: {rows[seed][key]}")
         lines.append("")

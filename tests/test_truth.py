@@ -93,7 +93,8 @@ def test_grad_cam_and_occlusion_point_at_the_object(trained_models, probe):
 
 
 def test_a_healthy_training_raises_no_alert(trained_shapes):
-    """Seed spread (BENCHMARKS.md): no alert for any seed."""
+    """Seed spread (BENCHMARKS.md): no alert for any seed, `evidence_off_region` included
+    (judged on the probe shapes' masks since the shortcut tests share this training)."""
     assert trained_shapes.alerts == []
     assert not os.path.exists(os.path.join(trained_shapes.log_dir, "alerts"))
     # ... while the health table was written at every snapshot.
