@@ -21,7 +21,7 @@ from keras_convviz._warn import user_stacklevel
 from keras_convviz.alerts import Monitor, check_stop_on, rules_from
 from keras_convviz.callbacks import background
 from keras_convviz.callbacks.activation_maximization import ActivationMaximization
-from keras_convviz.callbacks.base import Notices, ProbeCallback
+from keras_convviz.callbacks.base import Notices, ProbeCallback, _is_chief
 from keras_convviz.callbacks.budget import Budget
 from keras_convviz.callbacks.feature_maps import FeatureMaps
 from keras_convviz.callbacks.filter_weights import FilterWeights
@@ -367,7 +367,9 @@ class ConvViz(keras.callbacks.Callback):
     def _call(self, hook: str, *args, **kwargs):
         if hook in ("on_epoch_end", "on_train_end"):
             self._settle_table()  # at most one snapshot in flight, its table included
-        if hook == "on_epoch_end" and self.monitor is not None:
+        # The chief alone checks and writes, as the children do (`_is_chief`).
+        watching = self.monitor is not None and _is_chief(self.model)
+        if hook == "on_epoch_end" and watching:
             self._never_stop(
                 functools.partial(self._observe_fit, *args, **kwargs), "read fit's numbers"
             )
@@ -376,7 +378,7 @@ class ConvViz(keras.callbacks.Callback):
         if hook == "on_train_begin":
             self._warn_not_served()
             self._warn_large_probe()
-            if self.monitor is not None:
+            if watching:
                 self._never_stop(self._check_setup, "check the training's set-up")
         self._notices.flush()
         if hook == "on_epoch_end" and (self.monitor is not None or self._view is not None):
