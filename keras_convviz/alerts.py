@@ -214,6 +214,33 @@ def _batch_norm_lag(context: dict) -> dict | None:
     return {"loss": f"{loss:.3g}", "against": against}
 
 
+# Above this share of their initial values (mean 0, variance 1) the moving statistics do
+# not yet describe the layer's inputs: MobileNetV2's momentum of 0.999 keeps 89 % after the
+# 120 steps of 6 short epochs, a momentum of 0.9 keeps 12 % after 20 steps.
+_STALE_STATISTICS = 0.25
+
+
+def _stale_statistics(context: dict) -> dict | None:
+    """Moving statistics of BatchNormalization that still hold much of their initial
+    values (`momentum ** steps`): in inference mode they do not normalise yet, whatever the
+    training loss says."""
+    memory = context.get("batch_norm_memory")
+    if not memory or memory["share"] < _STALE_STATISTICS:
+        return None
+    return {
+        "share": f"{memory['share']:.0%}",
+        "momentum": f"{memory['momentum']:g}",
+        "steps": memory["steps"],
+    }
+
+
+_STALE_ADVICE = (
+    "judge the model in inference mode (`val_accuracy`, the probe) only after more steps, "
+    "or lower the BatchNormalization `momentum` (e.g. 0.9; keras.applications' MobileNetV2 "
+    "and MobileNetV3 use 0.999)"
+)
+
+
 def _never_learnt(context: dict) -> dict | None:
     """The training loss still at chance level: nothing was learnt from the inputs."""
     loss, chance = context.get("training_loss"), context.get("chance_loss")
@@ -381,6 +408,14 @@ RULES: dict[str, Rule] = {
                     "{against}): the moving statistics still lag behind the weights",
                     "this usually passes within a few epochs; with few steps per epoch, "
                     "lower the BatchNormalization `momentum` (e.g. 0.9)",
+                ),
+                Cause(
+                    _stale_statistics,
+                    "these ReLUs follow BatchNormalization whose moving statistics still "
+                    "hold {share} of their initial values (momentum {momentum} after {steps} "
+                    "steps): in inference mode, where the probe runs, they do not normalise "
+                    "yet, so these channels may be silent here and alive in training",
+                    _STALE_ADVICE,
                 ),
             ),
         ),
@@ -822,6 +857,15 @@ RULES: dict[str, Rule] = {
                     "models use 0.99-0.999)",
                 ),
                 Cause(
+                    _stale_statistics,
+                    "the BatchNormalization layers' moving statistics still hold {share} of "
+                    "their initial values (momentum {momentum} after {steps} steps): in "
+                    "inference mode, where the probe and the validation run, they do not "
+                    "normalise yet, and the model may give one class to every image while "
+                    "it learns in training mode",
+                    _STALE_ADVICE,
+                ),
+                Cause(
                     _dead_anywhere,
                     "most units of layer {layers} are dead (alert `dead_channels`): the head "
                     "gets (nearly) the same features for every image and settles on one class",
@@ -1041,6 +1085,7 @@ class Monitor:
             "layer": layer,
             "now": now or {},
             "batch_norm": _batch_norm(model),
+            "batch_norm_memory": _batch_norm_memory(model),
             "after_batch_norm": _after_batch_norm(model, layer),
             "bounded_after": _bounded_after(model, layer),
         }
@@ -1202,6 +1247,31 @@ def _batch_norm(model) -> bool:
     return any(
         isinstance(ref.layer, keras.layers.BatchNormalization) for ref in core_for(model).graph.refs
     )
+
+
+def _batch_norm_memory(model) -> dict | None:
+    """`{"share", "momentum", "steps"}` of the trained BatchNormalization layer whose moving
+    statistics hold the largest share of their initial values: Keras updates them as
+    `momentum * moving + (1 - momentum) * batch` once per step, so `momentum ** steps` is
+    left. `None` without such a layer or an optimizer that counts its steps."""
+    if not _batch_norm(model):
+        return None
+    iterations = getattr(getattr(model, "optimizer", None), "iterations", None)
+    if iterations is None:
+        return None
+    from keras_convviz.core.shared import core_for
+
+    # A frozen BatchNormalization runs in inference mode and keeps its statistics.
+    momenta = [
+        float(ref.layer.momentum)
+        for ref in core_for(model).graph.refs
+        if isinstance(ref.layer, keras.layers.BatchNormalization) and ref.layer.trainable
+    ]
+    if not momenta:
+        return None
+    steps = int(keras.ops.convert_to_numpy(iterations))
+    momentum = max(momenta)
+    return {"share": momentum**steps, "momentum": momentum, "steps": steps}
 
 
 def _after_batch_norm(model, layer: str) -> bool:

@@ -232,6 +232,16 @@ def bn_cnn():
     )
 
 
+def stepped_bn_cnn(momentum, steps):
+    """`bn_cnn` with its BatchNormalization `momentum`, compiled, `steps` steps into training."""
+    model = bn_cnn()
+    model.layers[1].momentum = momentum
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(steps)
+    return model
+
+
 def collapse(monitor, model, snapshots=4, probe_loss=None):
     """A probe predicted as one class while its labels are not, `snapshots` times."""
     for step in range(snapshots):
@@ -255,6 +265,22 @@ def collapse(monitor, model, snapshots=4, probe_loss=None):
         # ... or well below the probe's loss in inference mode (MobileNetV2 with its
         # BatchNormalization momentum of 0.999, early in training).
         (bn_cnn, {"training_loss": 0.95, "probe_loss": 1.39}, (), "moving statistics"),
+        # Moving statistics that still hold most of their initial values (MobileNetV2's
+        # momentum 0.999 after 6 epochs of 20 steps) explain a collapse in inference mode
+        # while the training loss is still high ...
+        (
+            lambda: stepped_bn_cnn(0.999, 120),
+            {"training_loss": 1.45, "chance_loss": np.log(3)},
+            (),
+            "still hold 89% of their initial values (momentum 0.999 after 120 steps)",
+        ),
+        # ... statistics that caught up (momentum 0.9) do not: nothing was learnt.
+        (
+            lambda: stepped_bn_cnn(0.9, 120),
+            {"training_loss": 1.097, "chance_loss": np.log(3)},
+            (),
+            "nothing from",
+        ),
         # The same collapse without batch normalisation: the rule's general reading.
         (lambda: cnn(), {"training_loss": 0.03}, (), "a too large learning"),
         # The loss never left chance: nothing was learnt (shuffled labels, a frozen model).
@@ -301,6 +327,19 @@ def test_a_collapse_names_the_cause_the_evidence_supports(
     alert = collapse(monitor, model, probe_loss=probe_loss)
     assert expected in alert.meaning, alert.meaning
     assert alert.record()["meaning"] == alert.meaning
+
+
+@pytest.mark.parametrize("momentum, stale", [(0.999, True), (0.9, False)])
+def test_dead_channels_after_stale_batch_norm_statistics_name_them(tmp_path, momentum, stale):
+    """A ReLU after BatchNormalization silent on the probe while the moving statistics are
+    still mostly their initial values is an inference-mode reading, not a dead layer."""
+    monitor = Monitor(str(tmp_path), RULES)
+    model = stepped_bn_cnn(momentum, 60)
+    for step in range(3):
+        monitor.observe(step, step, [Scalar("feature_maps/conv1/dead_fraction", 1.0)], model)
+    (alert,) = [a for a in monitor.alerts if a.rule == "dead_channels"]
+    assert ("moving statistics still hold" in alert.meaning) == stale, alert.meaning
+    assert ("lower the learning rate" in alert.advice) != stale, alert.advice
 
 
 def test_a_stalled_layer_before_a_dead_one_points_at_the_dead_one(tmp_path):
