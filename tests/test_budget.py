@@ -130,44 +130,29 @@ def test_budget_is_checked(tmp_path, budget):
         kcv.ConvViz(tmp_path, np.zeros((2, 8, 8, 3), np.float32), budget=budget)
 
 
-def test_fit_thins_an_occlusion_far_dearer_than_the_epochs(tmp_path):
+def fit_one_batch_epochs(log_dir, epochs: int, **options) -> dict:
+    """The small CNN fit for `epochs` one-batch epochs of 8 noise images, with `ConvViz`
+    on 4 of them drawing Grad-CAM and what `options` add; the runs it wrote."""
     rng = np.random.default_rng(0)
     x = rng.random((8, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 4, 8)
-    options = dict(
-        feature_maps=False,
-        filter_weights=False,
-        health=False,
-        alerts=False,
-        # 32 x 32 windows of 2 px on each probe image: far dearer than a one-batch epoch.
-        occlusion={"stride": 1, "patch_size": 2, "method": "naive"},
-    )
-    model = small_cnn()
+    options = dict(feature_maps=False, filter_weights=False, health=False, alerts=False, **options)
+    callback = kcv.ConvViz(log_dir, (x[:4], y[:4]), **options)
+    small_cnn().fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=[callback])
+    return read_runs(log_dir)
+
+
+def test_fit_thins_an_occlusion_far_dearer_than_the_epochs(tmp_path):
+    # 32 x 32 windows of 2 px on each probe image: far dearer than a one-batch epoch.
+    occlusion = {"stride": 1, "patch_size": 2, "method": "naive"}
     with pytest.warns(
         UserWarning, match=r"OcclusionSensitivity \(Occlusion\) takes about.*`occlusion_freq=n`"
     ):
-        model.fit(
-            x,
-            y,
-            epochs=4,
-            batch_size=8,
-            verbose=0,
-            callbacks=[kcv.ConvViz(tmp_path / "thin", (x[:4], y[:4]), **options)],
-        )
-    runs = read_runs(tmp_path / "thin")
+        runs = fit_one_batch_epochs(tmp_path / "thin", 4, occlusion=occlusion)
     assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2, 3]
     assert runs["occlusion_sensitivity"]["occlusion_sensitivity/image_0"]["steps"] == [0]
 
-    model = small_cnn()
-    model.fit(
-        x,
-        y,
-        epochs=3,
-        batch_size=8,
-        verbose=0,
-        callbacks=[kcv.ConvViz(tmp_path / "all", (x[:4], y[:4]), budget=None, **options)],
-    )
-    runs = read_runs(tmp_path / "all")
+    runs = fit_one_batch_epochs(tmp_path / "all", 3, occlusion=occlusion, budget=None)
     assert runs["occlusion_sensitivity"]["occlusion_sensitivity/image_0"]["steps"] == [0, 1, 2]
 
 
@@ -181,33 +166,13 @@ def test_a_kind_given_its_own_freq_is_outside_the_budget(tmp_path):
 
 
 def test_faithfulness_is_thinned_and_grad_cam_maps_run_at_every_epoch(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.random((8, 32, 32, 3), dtype=np.float32)
-    y = rng.integers(0, 4, 8)
-    options = dict(
-        feature_maps=False,
-        filter_weights=False,
-        health=False,
-        alerts=False,
-        occlusion=False,
-        # 64 deletion and insertion steps for the map and each floor: far dearer than a
-        # one-batch epoch, while the map itself is one backward pass.
-        faithfulness={"steps": 64},
-    )
-    model = small_cnn()
     with pytest.warns(
         UserWarning,
         match=r"GradCAM \(faithfulness\): its costly part takes about .* its pictures at every",
     ):
-        model.fit(
-            x,
-            y,
-            epochs=4,
-            batch_size=8,
-            verbose=0,
-            callbacks=[kcv.ConvViz(tmp_path, (x[:4], y[:4]), **options)],
-        )
-    runs = read_runs(tmp_path)
+        # 64 deletion and insertion steps for the map and each floor: far dearer than a
+        # one-batch epoch, while the map itself is one backward pass.
+        runs = fit_one_batch_epochs(tmp_path, 4, occlusion=False, faithfulness={"steps": 64})
     assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2, 3]
     assert runs["grad_cam"]["grad_cam/conv_b/deletion"]["steps"] == [0]
     assert runs["floor_random"]["grad_cam/conv_b/deletion"]["steps"] == [0]
