@@ -78,7 +78,6 @@ class Saliency(MapCallback):
         max_slices: int. The depth slices of a volume (Conv3D input) its pictures show
             at most, evenly spaced from the first to the last, as a montage. Defaults to
             `8`.
-
         regions: array or None. Where the object is on each probe sample: masks
             `(batch, *spatial)` (bool or 0/1; `(..., 1)` accepted) or boxes
             `(batch, 4)` as `(y0, x0, y1, x1)` pixels, ends exclusive (for sequences
@@ -89,6 +88,7 @@ class Saliency(MapCallback):
             peaks inside), `<picture tag>/in_region` per image, and what a uniform map
             scores (the region's area share) under the same tags in the run
             `floor_uniform`. Defaults to `None`.
+
     Example:
 
     ```python
