@@ -103,11 +103,7 @@ def show(log_dir, kind: str | None = None, run: str | None = None, layer=None, e
     """
     log_dir = os.fspath(log_dir)
     every = _check_positive("every", every)
-    try:
-        runs = _check_logdir(log_dir)
-    except ValueError as error:
-        message = str(error).replace("`logdir`", "`log_dir`").replace("logdir=", "log_dir=")
-        raise ValueError(message) from None
+    runs = _check_logdir(log_dir, "log_dir")
     kind_name = _pick_kind(kind, runs, log_dir)
     path = _pick_run(run, kind_name, runs, log_dir)
     sections, _ = build_sections(read_run(log_dir, path), lambda picture: True)

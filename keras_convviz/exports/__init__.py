@@ -343,12 +343,13 @@ def _check_pattern(tags):
         ) from None
 
 
-def _check_logdir(logdir: str) -> list[str]:
+def _check_logdir(logdir: str, argument: str = "logdir") -> list[str]:
+    """The runs under `logdir`; a clear error naming `argument` when there are none."""
     if not os.path.isdir(logdir):
         what = "a file" if os.path.exists(logdir) else "no such directory"
         raise ValueError(
-            "`logdir` must be a directory holding TensorBoard event files. "
-            f"Received: logdir='{logdir}' ({what})"
+            f"`{argument}` must be a directory holding TensorBoard event files. "
+            f"Received: {argument}='{logdir}' ({what})"
         )
     runs = find_runs(logdir)
     if not runs:
@@ -357,8 +358,9 @@ def _check_logdir(logdir: str) -> list[str]:
             f" and {len(entries) - 20} more" if len(entries) > 20 else ""
         )
         raise ValueError(
-            "`logdir` must hold TensorBoard event files (`*tfevents*`), in it or in folders "
-            f"below it; none found. It holds: {listed or 'nothing'}. Received: logdir='{logdir}'"
+            f"`{argument}` must hold TensorBoard event files (`*tfevents*`), in it or in "
+            f"folders below it; none found. It holds: {listed or 'nothing'}. "
+            f"Received: {argument}='{logdir}'"
         )
     return runs
 
