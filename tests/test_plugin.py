@@ -993,48 +993,37 @@ def test_the_diagnosis_route_folds_alerts_under_their_root(sick_client):
 
 
 def test_the_diagnosis_in_a_real_browser(sick_logdir, sparse_logdir, tmp_path_factory):
-    path, playwright = _chromium()
-    errors = []
-    with _tensorboard(sick_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/#convviz")
-            frame = _tab_frame(page)
-            frame.wait_for_selector("#diagnosis li")
-            first = frame.locator("#diagnosis .diagnosis-lines > li").first
-            assert first.locator(".evidence-link").text_content() == (
-                "Most channels (units) are dead"
-            )
-            assert first.text_content().startswith(
-                "Most channels (units) are dead since epoch 1, in layer conv_b"
-            )
-            assert first.locator(".try").text_content().startswith("Try: lower the learning")
-            # The tab opens on the first layer; the line's link selects its evidence.
-            assert frame.locator("#layer").input_value() == "conv_a"
-            first.locator(".evidence-link").click()
-            frame.wait_for_function("document.querySelector('#layer').value === 'conv_b'")
-            assert frame.locator("#kind").input_value() == "feature_maps"
-            frame.wait_for_selector("#scalars .plot.evidence")
-            assert frame.locator("#scalars .plot.evidence h3").text_content() == "dead_fraction"
-        finally:
-            browser.close()
-    with _tensorboard(sparse_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/#convviz")
-            frame = _tab_frame(page)
-            # `ConvViz(alerts=False)`: no rule watched, so no alert says nothing.
-            frame.wait_for_selector("#diagnosis .diagnosis-off")
-            assert frame.locator("#diagnosis").text_content() == (
-                "DiagnosisAlerts were off for this training: nothing was checked."
-            )
-        finally:
-            browser.close()
-    assert errors == []
+    problems = []
+    with (
+        _tensorboard(sick_logdir, tmp_path_factory) as url,
+        _browser(f"{url}/#convviz", problems) as (_, page),
+    ):
+        frame = _tab_frame(page)
+        frame.wait_for_selector("#diagnosis li")
+        first = frame.locator("#diagnosis .diagnosis-lines > li").first
+        assert first.locator(".evidence-link").text_content() == "Most channels (units) are dead"
+        assert first.text_content().startswith(
+            "Most channels (units) are dead since epoch 1, in layer conv_b"
+        )
+        assert first.locator(".try").text_content().startswith("Try: lower the learning")
+        # The tab opens on the first layer; the line's link selects its evidence.
+        assert frame.locator("#layer").input_value() == "conv_a"
+        first.locator(".evidence-link").click()
+        frame.wait_for_function("document.querySelector('#layer').value === 'conv_b'")
+        assert frame.locator("#kind").input_value() == "feature_maps"
+        frame.wait_for_selector("#scalars .plot.evidence")
+        assert frame.locator("#scalars .plot.evidence h3").text_content() == "dead_fraction"
+    with (
+        _tensorboard(sparse_logdir, tmp_path_factory) as url,
+        _browser(f"{url}/#convviz", problems) as (_, page),
+    ):
+        frame = _tab_frame(page)
+        # `ConvViz(alerts=False)`: no rule watched, so no alert says nothing.
+        frame.wait_for_selector("#diagnosis .diagnosis-off")
+        assert frame.locator("#diagnosis").text_content() == (
+            "DiagnosisAlerts were off for this training: nothing was checked."
+        )
+    assert problems == []
 
 
 # Regions (`regions=`): the outline over the NOW pictures, `in_region` and `pointing`
