@@ -197,7 +197,7 @@ def check_occlusion_method(method, argument: str = "method", rank: int = 2) -> s
 
 
 # `class_index` naming each sample's predicted class (a segmentation output's predicted
-# region, `core.graph.Head.region_of`).
+# region, `core.targets.RegionScore`).
 PREDICTED = "predicted"
 
 

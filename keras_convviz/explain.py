@@ -28,8 +28,9 @@ from keras_convviz._args import (
     resolve_targets,
     saliency_options,
 )
+from keras_convviz.core import targets as targets_module
 from keras_convviz.core.binding import bind
-from keras_convviz.core.needs import Activations, Const, Plan, targets_const
+from keras_convviz.core.needs import Activations, Const, Plan
 from keras_convviz.core.probe import make_probe
 from keras_convviz.core.shared import core_for
 from keras_convviz.methods import actmax
@@ -50,9 +51,10 @@ def _setup(model, images, image_input, score_output, scores=True, class_index=No
     return bound.probe, core, bound
 
 
-def _targets(probe, bound, class_index) -> Const:
-    num_classes = bound.binding.head.num_classes
-    return targets_const(resolve_targets(probe, class_index, num_classes, "class_index"))
+def _target(probe, bound, class_index) -> targets_module.Target:
+    head = bound.binding.head
+    classes = resolve_targets(probe, class_index, head.num_classes, "class_index")
+    return targets_module.for_head(head, classes, probe.regions)
 
 
 def _run(core, bound, needs) -> list[np.ndarray]:
@@ -133,9 +135,9 @@ def grad_cam(
         if check_layer_name(layer_name) is None
         else graph.find_spatial(layer_name, "layer_name", geometry)
     )
-    targets = _targets(probe, bound, class_index)
+    target = _target(probe, bound, class_index)
     layout = graph.layout(ref, geometry)
-    maps = _run(core, bound, [Cam(ref, m, targets, batch_size, layout) for m in methods])
+    maps = _run(core, bound, [Cam(ref, m, target, batch_size, layout) for m in methods])
     return maps[0] if isinstance(method, str) else dict(zip(methods, maps))
 
 
@@ -199,7 +201,7 @@ def occlusion_sensitivity(
         patch,
         stride,
         batch_size,
-        _targets(probe, bound, class_index),
+        _target(probe, bound, class_index),
         occlusion_baseline(baseline, probe),
         method,
     )
@@ -252,9 +254,9 @@ def saliency(
     methods = check_methods(method, SALIENCY_METHODS)
     options = saliency_options(samples, noise, steps, seed, batch_size)
     probe, core, bound = _setup(model, images, image_input, score_output, class_index=class_index)
-    targets = _targets(probe, bound, class_index)
+    target = _target(probe, bound, class_index)
     base = Const(make_baseline(0.0 if baseline is None else baseline, probe))
-    values = _run(core, bound, [saliency_need(m, targets, base, **options) for m in methods])
+    values = _run(core, bound, [saliency_need(m, target, base, **options) for m in methods])
     return values[0] if isinstance(method, str) else dict(zip(methods, values))
 
 
@@ -307,7 +309,7 @@ def faithfulness(
     given = GivenMap(Const(check_maps(maps, probe), batched=True))
     need = Faithfulness(
         given,
-        _targets(probe, bound, class_index),
+        _target(probe, bound, class_index),
         steps=check_positive_int(steps, "steps"),
         baseline=occlusion_baseline(baseline, probe),
         sigma=check_positive_float(sigma, "sigma"),

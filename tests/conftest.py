@@ -137,14 +137,17 @@ def event_files(log_dir) -> list[str]:
 
 def core_logits(model, images) -> np.ndarray:
     """The class scores the compiled core reads from a model (before a final squashing)."""
+    from keras_convviz.core import targets
     from keras_convviz.core.binding import bind
-    from keras_convviz.core.needs import Logits, Plan
+    from keras_convviz.core.needs import ClassScores, Plan
     from keras_convviz.core.probe import make_probe
     from keras_convviz.core.shared import core_for
 
     core = core_for(model)
     bound = bind(core.graph, make_probe(images))
-    return core.run(Plan([Logits()]), bound)[Logits()].numpy()
+    classes = np.full(len(images), -1, np.int32)
+    need = ClassScores(targets.for_head(bound.binding.head, classes))
+    return core.run(Plan([need]), bound)[need].numpy()
 
 
 # The demo CNN trained on synthetic shapes: the model whose maps the truth tests check and

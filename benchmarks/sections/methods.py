@@ -82,7 +82,7 @@ def method_core_call(model, images, method, opts, class_index=0):
     from keras_convviz.methods.saliency import saliency_need
 
     def needs(probe, core, bound):
-        targets = explain._targets(probe, bound, class_index)
+        targets = explain._target(probe, bound, class_index)
         if method in CAM_NEW:
             ref = core.graph.find_spatial(workload.CAM_LAYER, "layer_name")
             return [Cam(ref, method, targets, opts["batch_size"])]

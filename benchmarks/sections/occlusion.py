@@ -47,7 +47,7 @@ def occlusion_core_call(model, images, patch, stride, batch_size, class_index=No
 
     def needs(probe, core, bound):
         patch_, stride_ = occlusion_sizes(probe.image_shape, patch, stride)
-        targets = explain._targets(probe, bound, class_index)
+        targets = explain._target(probe, bound, class_index)
         baseline = occlusion_baseline(occlusion_default_baseline(), probe)
         return [Occlusion(patch_, stride_, batch_size, targets, baseline)]
 

@@ -21,8 +21,9 @@ from keras_convviz._args import (
 )
 from keras_convviz._rendering import caption_codes, region_caption_codes, text_codes
 from keras_convviz.callbacks.base import ProbeCallback
+from keras_convviz.core import targets as targets_module
 from keras_convviz.core.geometry import MAX_SLICES
-from keras_convviz.core.needs import Const, Logits, Need, RegionSizes, targets_const
+from keras_convviz.core.needs import Classes, ClassScores, Need, RegionSizes
 from keras_convviz.core.passes import compile_once
 from keras_convviz.core.shared import SharedPass
 from keras_convviz.methods import faithfulness as faithfulness_module
@@ -37,7 +38,8 @@ MAX_NAME = 16
 class MapCallback(ProbeCallback):
     """A probe callback that draws one heat map per probe image for a target class.
 
-    It resolves the targets, reads the logits from the shared pass, and captions every
+    It makes the target its maps explain (`core.targets`), reads the target's class
+    scores from the shared pass, and captions every
     panel with the target class, the predicted class and its probability; for a
     segmentation output, the target class and its region's size, and the class the model's
     scores over the region favour.
@@ -101,8 +103,8 @@ class MapCallback(ProbeCallback):
         if regions is not None and self.probe.inputs is None:  # else once it is bound
             check_regions(regions, self.probe.size, self.probe.image_shape[:-1])
 
-    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, Const]:
-        """Join the shared pass; the targets as a `Const` for the needs."""
+    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, targets_module.Target]:
+        """Join the shared pass; the target the maps explain, for the needs."""
         shared = self._join(model)
         geometry = shared.bound.binding.geometry
         if self.faithfulness is not None and geometry.rank != 2:
@@ -112,7 +114,7 @@ class MapCallback(ProbeCallback):
                 f"faithfulness={self.faithfulness!r}"
             )
         head = shared.bound.binding.head
-        targets = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
+        classes = resolve_targets(self.probe, self.class_index, head.num_classes, "class_index")
         check_class_names_fit(self.class_names, head.num_classes)
         names = self.class_names or [str(c) for c in range(head.num_classes)]
         width = min(max(len(n) for n in names), MAX_NAME)
@@ -131,9 +133,8 @@ class MapCallback(ProbeCallback):
             self._areas = area_share(masks)
             # Straight-line reductions: no AutoGraph to convert.
             self._locate = compile_once(locate, autograph=False)
-        self._given_targets = tf.constant(targets)
-        self._targets = targets_const(targets)
-        return shared, self._targets
+        self._target = targets_module.for_head(head, classes, self.probe.regions)
+        return shared, self._target
 
     def needs(self):
         return (*self._map_needs, *self._faithfulness_needs(), *self._caption_needs())
@@ -144,11 +145,14 @@ class MapCallback(ProbeCallback):
         return (*self._map_needs, *self._caption_needs())  # the scores wait for the budget
 
     def _caption_needs(self) -> tuple:
-        dense = self._head is not None and self._head.dense
-        return (Logits(), RegionSizes()) if dense else (Logits(),)
+        needs = (ClassScores(self._target), Classes(self._target))
+        if self._head is not None and self._head.dense:
+            needs += (RegionSizes(self._target),)
+        return needs
 
     def _caption_input(self, result):
-        """What `_caption` reads of a pass: the logits, and a segmentation's region sizes."""
+        """What `_caption` reads of a pass: the target's class scores and classes, and a
+        segmentation's region sizes."""
         return tuple(result[need] for need in self._caption_needs())
 
     def _draw_panels(self, maps, symmetric: bool, caption, scale) -> tf.Tensor:
@@ -216,12 +220,13 @@ class MapCallback(ProbeCallback):
         fires only on a model that is right on the probe (a class head with labels)."""
         if self._monitor is None or self.probe.labels is None or self._head.dense:
             return
-        predicted = np.argmax(self._head.probabilities(result[Logits()]), axis=-1)
+        scores = result[ClassScores(self._target)]
+        predicted = np.argmax(self._head.probabilities(scores), axis=-1)
         accuracy = float(np.mean(predicted == self.probe.labels))
         self._monitor.note({"probe_accuracy": accuracy})
 
     def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
-        return faithfulness_module.Faithfulness(of, self._targets, **self._faithfulness_args)
+        return faithfulness_module.Faithfulness(of, self._target, **self._faithfulness_args)
 
     def has_cheap_part(self) -> bool:
         # The maps of a cheap method with faithfulness scores: the scores are the costly
@@ -253,12 +258,11 @@ class MapCallback(ProbeCallback):
         """`(batch, length)` caption codes: target, predicted class, its probability; for
         a segmentation, the target, its region's size and the class the region's summed
         scores favour (their softmax is no probability of a pixel, so none is given)."""
-        logits = caption_input[0]
-        probabilities = self._head.probabilities(logits)
+        scores, targets = caption_input[:2]
+        probabilities = self._head.probabilities(scores)
         predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
         if self._head.dense:
-            sizes = caption_input[1]
+            sizes = caption_input[2]
             return region_caption_codes(
                 targets, predicted, sizes, self._positions, self._region_names
             )

@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_convviz import _tags, kinds
 from keras_convviz.callbacks.maps import MapCallback
 from keras_convviz.core.graph import NotServed, kernel_variable, output_activation
-from keras_convviz.core.needs import Activations, Const, Logits
+from keras_convviz.core.needs import Activations, Classes, ClassScores, Const
 from keras_convviz.core.passes import compile_once, count_non_finite
 from keras_convviz.health import (
     BOUNDED,
@@ -151,10 +151,9 @@ class ModelHealth(MapCallback):
             for path, (ref, _, _) in self._units.items()
         }
 
-    def _compute(self, logits):
-        probabilities = self._head.probabilities(logits)
+    def _compute(self, scores, targets):
+        probabilities = self._head.probabilities(scores)
         predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        targets = tf.where(self._given_targets < 0, predicted, self._given_targets)
         out = {
             "confidence": tf.reduce_mean(tf.reduce_max(probabilities, axis=-1)),
             "majority_fraction": majority_fraction(predicted),
@@ -167,7 +166,7 @@ class ModelHealth(MapCallback):
 
     def _snapshot(self, epoch, captured):
         result, kernels = captured
-        numbers = self._render(result[Logits()])
+        numbers = self._render(result[ClassScores(self._target)], result[Classes(self._target)])
         run = self.run_name
         items = [
             Scalar(_tags.tag(run, name), value)

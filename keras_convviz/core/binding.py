@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,6 @@ import tensorflow as tf
 from keras_convviz.core import geometry
 from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import Head, ModelGraph
-from keras_convviz.core.needs import Const
 from keras_convviz.core.probe import Probe, check_input_fits, check_probe_fits
 
 
@@ -83,7 +81,9 @@ def bind(
         argument: the name of the probe argument, for messages.
         class_index: what a segmentation output's maps explain (`Probe.for_head`): `None`
             or an int, the labelled region of that class in each sample's mask, or (no
-            masks, or `"predicted"`) the region the model predicts at each snapshot.
+            masks, or `"predicted"`) the region the model predicts at each snapshot
+            (`targets.RegionScore`). The binding itself does not depend on it: maps of
+            other classes share its passes.
         slices: the depth slices a volume's pictures show at most.
     """
     names = graph.input_names
@@ -97,13 +97,6 @@ def bind(
     head = graph.head(score_output, required=scores)
     if head is not None:  # the labels (and a segmentation's masks) of the output explained
         probe = probe.for_head(head, class_index)
-    if head is not None and head.dense:  # the region each sample's map explains
-        if probe.regions is not None:
-            head = dataclasses.replace(head, region=Const(probe.regions, batched=True))
-        else:
-            given = -1 if class_index is None or isinstance(class_index, str) else class_index
-            classes = np.full((probe.size,), int(given), np.int32)
-            head = dataclasses.replace(head, region_classes=Const(classes, batched=True))
     binding = Binding(
         image_index=index,
         image_shape=probe.image_shape,

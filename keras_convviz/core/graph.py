@@ -95,13 +95,11 @@ class LayerRef:
 
 @dataclass(frozen=True)
 class Head:
-    """The model output read as class scores: what a map explains.
+    """The model output read as scores: what a map's target (`core.targets`) is read from.
 
-    A classifier's output `(batch, classes)` is its scores. A per-position output
-    `(batch, *spatial, classes)` (segmentation) is read as each class's score summed over a
-    region of each probe sample (`region_of`; pytorch-grad-cam's
-    `SemanticSegmentationTarget`), so "why is this region this class" is a class score like
-    any other and every method explains it unchanged.
+    A classifier's output `(batch, classes)` is its class scores; a per-position output
+    `(batch, *spatial, classes)` (segmentation) holds them per position, and a target
+    reads them over a region (`targets.RegionScore`).
 
     Attributes:
         index: the output's position in `model.outputs`.
@@ -110,12 +108,6 @@ class Head:
         binary: one sigmoid unit, scored as the two classes `[-z, z]`.
         num_classes: the number of scores.
         dense: the output has spatial axes (one set of class scores per position).
-        region: for a dense output, a batched `Const` `(batch, *spatial)` float32 0/1 mask
-            per probe sample: a labelled region (`binding.bind` sets it from the probe's
-            masks).
-        region_classes: for a dense output without a labelled `region`, a batched `Const`
-            `(batch,)` int32: the class whose predicted region is summed per probe sample,
-            `-1` the class with the largest predicted region other than class 0.
     """
 
     index: int
@@ -124,63 +116,23 @@ class Head:
     binary: bool
     num_classes: int
     dense: bool = False
-    region: Const | None = None  # noqa: F821 - `needs.Const`, set by `binding.bind`
-    region_classes: Const | None = None  # noqa: F821 - as `region`
 
     @property
     def regression(self) -> bool:
-        """One linear unit: a value, explained as itself (its one "class" is unit 0)."""
+        """One linear unit: a value, explained as itself (`targets.Value`)."""
         return self.num_classes == 1 and not self.dense
 
-    def _per_position(self, output: tf.Tensor) -> tf.Tensor:
+    def scores(self, output: tf.Tensor) -> tf.Tensor:
+        """The scores `(batch, *spatial, num_classes)` float32 from the output (before a
+        final softmax/sigmoid): a binary unit z as `[-z, z]`."""
         scores = tf.cast(output, tf.float32)
         return tf.concat([-scores, scores], axis=-1) if self.binary else scores
 
-    def region_of(self, output: tf.Tensor) -> tf.Tensor:
-        """A dense output's explained region of each probe sample, `(batch, *spatial)`
-        float32 0/1, from the output on the probe itself (before a final softmax/sigmoid):
-        the labelled `region`; else the positions whose largest score is the sample's
-        class in `region_classes` (-1: the class predicted on most positions other than
-        class 0, else 0); else (neither set) every position."""
-        if self.region is not None:
-            return tf.constant(self.region.value, tf.float32)
-        scores = self._per_position(output)
-        if self.region_classes is None:
-            return tf.ones_like(scores[..., 0])
-        predicted = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        spatial = tuple(range(1, predicted.shape.rank))
-        counts = tf.reduce_sum(tf.one_hot(predicted, self.num_classes), axis=spatial)
-        largest = tf.argmax(counts[:, 1:], axis=-1, output_type=tf.int32) + 1
-        largest = tf.where(tf.reduce_max(counts[:, 1:], axis=-1) > 0, largest, 0)
-        classes = tf.constant(self.region_classes.value, tf.int32)
-        classes = tf.where(classes < 0, largest, classes)
-        classes = tf.reshape(classes, (-1,) + (1,) * len(spatial))
-        return tf.cast(tf.equal(predicted, classes), tf.float32)
-
-    def scores(self, output: tf.Tensor, region: tf.Tensor | None = None) -> tf.Tensor:
-        """Class scores `(batch, num_classes)` in float32 from the output.
-
-        Args:
-            output: the output (before a final softmax/sigmoid).
-            region: for a dense output, the region `(batch, *spatial)` summed over in each
-                row: for outputs on other inputs than the probe (perturbed copies), the
-                region of the probe sample each row comes from. `None`: the rows are the
-                probe's samples (`region_of`).
-        """
-        scores = self._per_position(output)
-        if self.dense:
-            if region is None:
-                region = self.region_of(output)
-            axes = tuple(range(1, scores.shape.rank - 1))
-            return tf.reduce_sum(scores * tf.stop_gradient(region)[..., None], axis=axes)
-        return scores
-
-    def output(self, scores: tf.Tensor, dense: bool = False) -> tf.Tensor:
+    def output(self, scores: tf.Tensor) -> tf.Tensor:
         """The output as the model computes it (its final softmax or sigmoid applied to
-        the scores), float32: what its loss is computed on. `dense`: `scores` is a dense
-        head's per-position output before its final activation, not the class scores."""
+        the `scores`), float32: what its loss is computed on."""
         if self.binary:
-            return tf.sigmoid(scores if dense else scores[:, 1:])
+            return tf.sigmoid(scores[..., 1:])
         if isinstance(self.layer, keras.layers.Softmax) or activation_name(self.layer) == "softmax":
             return tf.nn.softmax(scores)
         if activation_name(self.layer) == "sigmoid":
@@ -188,7 +140,7 @@ class Head:
         return scores
 
     def probabilities(self, scores: tf.Tensor) -> tf.Tensor:
-        """What the model outputs as probabilities, from the scores `(batch, classes)`.
+        """What the model outputs as probabilities, from class scores `(batch, classes)`.
 
         A binary head's [-z, z] gives [1 - sigmoid(z), sigmoid(z)]; a sigmoid (multi-label)
         head the sigmoid of each unit; a softmax head, or logits, the softmax.
@@ -722,7 +674,6 @@ class ModelGraph:
         head: Head | None = None,
         stop_at: LayerRef | None = None,
         wrap=None,
-        region=None,
     ):
         """Run the model in inference mode and record the outputs of some layers.
 
@@ -738,12 +689,10 @@ class ModelGraph:
             wrap: `None`, or `wrap(op, args, kwargs, leaf) -> outputs`, called for every
                 leaf operation (nested models are walked into) instead of `leaf(*args,
                 **kwargs)`: how incremental occlusion records the graph it replays.
-            region: a dense head's region per input row (`Head.scores`); `None`: the
-                rows are the probe's samples, and their region is recorded too.
 
         Returns:
-            `(scores, recorded)`: the head's `(batch, classes)` float32 scores (or `None`)
-            and a dict path -> layer output.
+            `(scores, recorded)`: the head's scores (`Head.scores`: `(batch, classes)`,
+            per position for a dense head), or `None`, and a dict path -> layer output.
         """
         by_id = {id(layer): path for path, layer in taps.items()}
         recorded: dict[str, tf.Tensor] = {}
@@ -800,15 +749,7 @@ class ModelGraph:
             )
         if head is None:
             return None, recorded
-        output = keras.tree.flatten(outputs)[head.index]
-        # A dense head's per-position scores (the health numbers) and, on the probe, the
-        # region its scores sum over (perturbed copies are scored over the same, captions
-        # give its size).
-        if head.dense:
-            recorded[DENSE_OUTPUT] = output
-            if region is None:
-                region = recorded[REGION] = head.region_of(output)
-        return head.scores(output, region), recorded
+        return head.scores(keras.tree.flatten(outputs)[head.index]), recorded
 
 
 def _io_names(model, struct_name: str, tensors) -> list[str]:
@@ -869,11 +810,6 @@ def _bind(call, op):
 # The key suffix under which `ModelGraph.run(..., stop_at=ref)` records the layer's output
 # before its own activation.
 PRE_ACTIVATION = ":pre_activation"
-# The key under which `ModelGraph.run` records a dense head's per-position output (before a
-# final softmax/sigmoid).
-DENSE_OUTPUT = ":dense_output"
-# The key under which it records a dense head's explained region on the probe (`Head.region_of`).
-REGION = ":region"
 
 
 class _Reached(Exception):

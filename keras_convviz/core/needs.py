@@ -3,13 +3,13 @@
 A callback (or a functional explainer) says what it wants from the compiled pass as
 `Need` values: the activations of a layer, a CAM map, an occlusion map, a saliency map.
 A `Plan` takes the union of several callers' needs; it is also the compile key. The arrays
-a need carries (target classes, a baseline image) are `Const`s: the plan lifts them out of
-the key and feeds them to the compiled function as arguments, so another class index or
-another probe of the same shape does not trace again, and needs with equal targets share
-one gradient.
+a need carries (its target's classes and regions, a baseline image) are `Const`s: the plan
+lifts them out of the key and feeds them to the compiled function as arguments, so another
+class index or another probe of the same shape does not trace again, and needs with equal
+targets (`core.targets`) share one gradient.
 
 A need's `compute(ctx)` runs while the pass is traced: it reads what the pass recorded
-(`ctx.activation`, `ctx.gradient`, `ctx.logits`) or scores more inputs through the general
+(`ctx.activation`, `ctx.gradient`, `ctx.scores`) or scores more inputs through the general
 chunked loop (`ctx.score_in_chunks`), and returns one tensor. A new method is a new need
 (or one registry line, for a CAM variant); the pass itself does not change.
 """
@@ -28,7 +28,7 @@ from keras_convviz.core.graph import LayerRef
 
 
 class Const:
-    """An array a need feeds into the pass as an argument (targets, a baseline image).
+    """An array a need feeds into the pass as an argument (target classes, a baseline image).
 
     Equal contents compare equal, so two needs with the same targets share one slot and
     one gradient.
@@ -63,11 +63,6 @@ class Const:
         return tf.TensorSpec(shape, tf.as_dtype(self.value.dtype))
 
 
-def targets_const(targets) -> Const:
-    """Per-image target classes `(batch,)` as a `Const` (-1: the image's predicted class)."""
-    return Const(np.asarray(targets, np.int32).reshape(-1), batched=True)
-
-
 @dataclass(frozen=True)
 class Slot:
     """Where a `Const` sits among the compiled function's arguments (in a plan's key)."""
@@ -80,7 +75,7 @@ class Need:
     """Something a caller wants from the pass. Subclasses are frozen dataclasses.
 
     `layers()` names the layers whose outputs the pass must record, `gradients()` the
-    `(layer or None for the image input, targets)` pairs whose gradient of the target score
+    `(layer or None for the image input, target)` pairs whose gradient of the target's score
     it must take (once per pair, shared by every need), and `compute(ctx)` makes the value.
     A need may be built on another need's value (a field holding a `Need`, read with
     `ctx.value(...)`): it is computed once per pass however many needs read it.
@@ -89,7 +84,7 @@ class Need:
     def layers(self) -> tuple[LayerRef, ...]:
         return ()
 
-    def gradients(self) -> tuple[tuple[LayerRef | None, Const | Slot], ...]:
+    def gradients(self) -> tuple[tuple[LayerRef | None, object], ...]:
         return ()
 
     def compute(self, ctx) -> tf.Tensor:
@@ -120,20 +115,48 @@ class Activations(Need):
 
 
 @dataclass(frozen=True)
-class Logits(Need):
-    """The class scores `(batch, classes)` before a final softmax/sigmoid."""
+class ClassScores(Need):
+    """The class scores `(batch, classes)` a target reads (before a final softmax or
+    sigmoid; `Target.class_scores`): a classifier's scores, a region's summed ones.
+
+    Attributes:
+        target: the target (a `core.targets.Target`).
+    """
+
+    target: object
 
     def compute(self, ctx):
-        return ctx.logits
+        return ctx.class_scores(self.target)
+
+
+@dataclass(frozen=True)
+class Classes(Need):
+    """The class each probe sample's target score is read at (`Target.classes`: the
+    given classes, `-1` resolved as the target says): `(batch,)` int32.
+
+    Attributes:
+        target: the target (a `core.targets.Target`).
+    """
+
+    target: object
+
+    def compute(self, ctx):
+        return ctx.classes(self.target)
 
 
 @dataclass(frozen=True)
 class RegionSizes(Need):
-    """A dense head's explained region of each probe sample (`Context.region`): `(batch,)`
-    float32, the positions in it."""
+    """The positions in each probe sample's region of a target that reads a region
+    (`Target.region`): `(batch,)` float32.
+
+    Attributes:
+        target: the target (a `core.targets.RegionScore`).
+    """
+
+    target: object
 
     def compute(self, ctx):
-        region = ctx.region
+        region = self.target.region(ctx)
         return tf.reduce_sum(region, axis=tuple(range(1, region.shape.rank)))
 
 
@@ -159,7 +182,8 @@ class Plan:
                     if value not in slots:
                         slots[value] = Slot(len(slots), value.spec())
                     changes[field.name] = slots[value]
-                elif isinstance(value, Need):  # a need built on another need's value
+                elif isinstance(value, Need) or _holds_consts(value):
+                    # A need built on another need's value, or a target with its arrays.
                     changes[field.name] = lift(value)
             return dataclasses.replace(need, **changes) if changes else need
 
@@ -175,6 +199,13 @@ class Plan:
 
     def specs(self) -> tuple[tf.TensorSpec, ...]:
         return tuple(c.spec() for c in self.consts)
+
+
+def _holds_consts(value) -> bool:
+    """Whether a field's value is a dataclass (a target) with `Const` fields to lift."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return False
+    return any(isinstance(getattr(value, f.name), Const) for f in dataclasses.fields(value))
 
 
 class Result:

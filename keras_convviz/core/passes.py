@@ -3,7 +3,8 @@
 Plan once, run many: a `Core` is made once per model; `Core.run(plan, bound)` compiles the
 pass for that plan the first time and reuses the traced graph afterwards. The pass runs
 the model once on the probe (inference mode) recording the layers the needs name, takes
-each requested gradient of the target scores once (one backward per target set), and then
+each requested gradient of a target's scores once (one backward per target, `core.targets`,
+however many needs explain it), and then
 lets each need compute its value: from what was recorded, or by scoring more inputs in
 bounded chunks with `Context.score_in_chunks`, the one loop every perturbation method
 (occlusion, Score-CAM, SmoothGrad, Integrated Gradients, ...) shares. Nothing here writes
@@ -13,22 +14,15 @@ files.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable
 
 import tensorflow as tf
 
 from keras_convviz.core.binding import Binding, Bound
-from keras_convviz.core.graph import (
-    DENSE_OUTPUT,
-    REGION,
-    Head,
-    LayerRef,
-    ModelGraph,
-    kernel_variable,
-)
+from keras_convviz.core.graph import Head, LayerRef, ModelGraph, kernel_variable
 from keras_convviz.core.needs import Plan, Result, Slot
 from keras_convviz.core.recorder import Record, Recorder
+from keras_convviz.core.targets import Target, pick
 from keras_convviz.core.xla import xla_available  # noqa: F401  (imported from here)
 
 # Chunks in flight in the chunked loop. One holds the least memory but cannot build the
@@ -51,32 +45,22 @@ def compile_once(fn, **options):
     return compiled
 
 
-def class_scores(values: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """`(batch,)` each row's value at its target column: `tf.gather(values, targets, axis=1,
-    batch_dims=1)` as a masked sum, the same numbers (a -0.0 becomes 0.0) and gradient. The
-    batched gather's gradient is most of the tracing of Grad-CAM's part of the pass; the
-    mask's is one `where` (BENCHMARKS.md, 6)."""
-    columns = tf.range(tf.shape(values)[1], dtype=targets.dtype)
-    picked = tf.where(columns[None, :] == targets[:, None], values, tf.zeros_like(values))
-    return tf.reduce_sum(picked, axis=1)
-
-
 def count_non_finite(x: tf.Tensor) -> tf.Tensor:
     """Number of NaN/Inf values in `x`, as float32 (a diverging model shows up here)."""
     return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32))
 
 
 class Context:
-    """What a need sees while the pass is traced.
+    """What a need (and a target) sees while the pass is traced.
 
     Attributes:
-        images: `(batch, height, width, channels)` float32 probe images.
-        logits: `(batch, classes)` float32 scores before a final softmax/sigmoid, or `None`
-            when the binding reads no scores.
+        images: `(batch, *spatial, channels)` float32 probe samples.
+        scores: the head's scores on the probe (`Head.scores`: `(batch, classes)`, per
+            position for a dense head), or `None` when the binding reads no scores.
     """
 
     def __init__(
-        self, core: Core, binding: Binding, images, extras, consts, logits, recorded, calls=None
+        self, core: Core, binding: Binding, images, extras, consts, scores, recorded, calls=None
     ):
         self._core = core
         self._calls = calls
@@ -84,10 +68,10 @@ class Context:
         self.images = images
         self._extras = extras
         self._consts = consts
-        self.logits = logits
+        self.scores = scores
         self._recorded = recorded
         self._gradients: dict = {}
-        self._targets: dict = {}
+        self._cached: dict = {}
         self._values: dict = {}
         self._losses: dict = {}
 
@@ -96,6 +80,12 @@ class Context:
         if need not in self._values:
             self._values[need] = need.compute(self)
         return self._values[need]
+
+    def cached(self, key, make: Callable[[], tf.Tensor]) -> tf.Tensor:
+        """`make()`, computed once per pass for `key` (a target's resolved classes)."""
+        if key not in self._cached:
+            self._cached[key] = make()
+        return self._cached[key]
 
     @property
     def geometry(self):
@@ -107,44 +97,31 @@ class Context:
         """The probe input's spatial size (steps; height, width; depth, height, width)."""
         return tuple(self._binding.image_shape[:-1])
 
-    @property
-    def region(self) -> tf.Tensor | None:
-        """A dense head's explained region of each probe sample `(batch, *spatial)` float32
-        0/1 (`Head.region_of`), `None` for any other head."""
-        return self._recorded.get(REGION)
-
-    def regions_of(self, image_index: tf.Tensor) -> tf.Tensor | None:
-        """The region of the probe sample each row of a chunk comes from (`region`)."""
-        return None if self.region is None else tf.gather(self.region, image_index)
-
     def const(self, slot: Slot) -> tf.Tensor:
         return self._consts[slot.index]
 
-    def targets(self, slot: Slot) -> tf.Tensor:
-        """`(batch,)` int32 target classes, -1 resolved to each image's predicted class."""
-        if slot not in self._targets:
-            given = self.const(slot)
-            predicted = tf.argmax(self.logits, axis=-1, output_type=tf.int32)
-            self._targets[slot] = tf.where(given < 0, predicted, given)
-        return self._targets[slot]
+    def classes(self, target: Target) -> tf.Tensor:
+        """`(batch,)` int32 the class each probe sample's target score is read at."""
+        return target.classes(self)
+
+    def class_scores(self, target: Target) -> tf.Tensor:
+        """`(batch, classes)` float32 the class scores the target reads on the probe."""
+        return target.class_scores(self, self.scores)
+
+    def target_scores(self, target: Target) -> tf.Tensor:
+        """`(batch,)` the target's score of each probe sample."""
+        return self.cached((target, "scores"), lambda: target.scores(self, self.scores))
 
     @property
     def model_output(self) -> tf.Tensor:
         """The head's output as the model computes it (float32, its final softmax or
         sigmoid applied): what its loss is computed on; per position for a dense head."""
-        head = self._binding.head
-        if head.dense:
-            return head.output(tf.cast(self._recorded[DENSE_OUTPUT], tf.float32), dense=True)
-        return head.output(self.logits)
+        return self._binding.head.output(self.scores)
 
-    @property
-    def probabilities(self) -> tf.Tensor:
-        """`(batch, classes)` what the model outputs as probabilities (softmax, sigmoid)."""
-        return self._binding.head.probabilities(self.logits)
-
-    def target_scores(self, slot: Slot) -> tf.Tensor:
-        """`(batch,)` the target class's score of each probe image."""
-        return class_scores(self.logits, self.targets(slot))
+    def probabilities(self, target: Target) -> tf.Tensor:
+        """`(batch, classes)` what the model outputs as probabilities (softmax, sigmoid)
+        of the class scores a target reads."""
+        return self._binding.head.probabilities(self.class_scores(target))
 
     def activation(self, ref: LayerRef) -> tf.Tensor:
         """A recorded layer output as float32 `(batch, h, w, channels)`."""
@@ -155,13 +132,13 @@ class Context:
         each requested layer's kernel, by path (float32)."""
         return self._losses[labels]
 
-    def gradient(self, ref: LayerRef | None, targets: Slot) -> tf.Tensor:
+    def gradient(self, ref: LayerRef | None, target: Target) -> tf.Tensor:
         """d(target score)/d(layer output), or d/d(images) for `ref=None`, float32."""
-        return self._gradients[(None if ref is None else ref.path, targets)]
+        return self._gradients[(None if ref is None else ref.path, target)]
 
     @property
     def head(self) -> Head | None:
-        """The output read as class scores (`None` when the binding reads no scores)."""
+        """The output read as scores (`None` when the binding reads no scores)."""
         return self._binding.head
 
     def recorded_calls(self) -> tuple[list[Record], tf.Tensor] | None:
@@ -177,7 +154,7 @@ class Context:
         per_image: int,
         batch_size: int,
         build: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-        targets: Slot,
+        target: Target,
         gradients: bool = False,
         probabilities: bool = False,
         scorer: Callable | None = None,
@@ -186,8 +163,8 @@ class Context:
 
         The general chunked loop (captum's `_batched_operator`): input `k` of image `i`
         has the flat index `i * per_image + k`; chunk `j` holds the flat indices
-        `[j * batch_size, (j + 1) * batch_size)`. Each chunk is built, scored on its
-        images' targets (with the images' other inputs) and, with `gradients`, its
+        `[j * batch_size, (j + 1) * batch_size)`. Each chunk is built, scored by the target
+        as its images are (with the images' other inputs) and, with `gradients`, its
         gradient with respect to the built inputs is summed per probe image. At most
         `CHUNKS_IN_FLIGHT` chunks are alive at once, so memory is bounded by `batch_size`.
 
@@ -196,17 +173,19 @@ class Context:
             batch_size: inputs scored per model call.
             build: `build(image_index, k) -> (chunk, height, width, channels)`: the
                 inputs of a chunk, from which probe image and which of its `per_image`.
-            targets: the slot of the target classes.
+            target: what is scored (`core.targets`), read for each input as for the
+                probe image it is built from.
             gradients: also sum d(score)/d(input) per probe image.
             probabilities: score the target's probability (what the model outputs: softmax,
                 sigmoid) instead of its score before the final activation.
-            scorer: `None`, or `scorer(image_index, k, targets) -> (chunk,)` scores that
-                replaces building the inputs and running the model on them (incremental
-                occlusion, which never builds the full inputs); `build` is then unused.
+            scorer: `None`, or `scorer(image_index, k)` -> the head's scores of the chunk
+                (`Head.scores`), which replaces building the inputs and running the model
+                on them (incremental occlusion, which never builds the full inputs);
+                `build` is then unused.
 
         Returns:
-            `(scores, gradient_sums)`: `(batch, per_image)` float32 scores (or
-            probabilities) of the target class, and `(batch, height, width, channels)`
+            `(scores, gradient_sums)`: `(batch, per_image)` float32 target scores (or
+            the probabilities of the target's classes), and `(batch, height, width, channels)`
             float32 sums of the input gradients over each image's inputs (or `None`
             without `gradients`).
         """
@@ -214,30 +193,38 @@ class Context:
         n = tf.shape(images)[0]
         total = n * per_image
         num_chunks = (total + batch_size - 1) // batch_size
-        targets = self.targets(targets)
-        run = functools.partial(self._core.scores_of, probabilities=probabilities)
+        head = self._binding.head
+        # What the target reads of the probe itself, resolved here (outside the loop,
+        # whose body is another graph) and read by every chunk.
+        target.classes(self)
+        target.region(self)
 
         if scorer is not None and gradients:
             raise ValueError("A chunk scorer cannot take input gradients.")
+
+        def read(scores, image_index):
+            """The chunk's target scores (or probabilities) from the head's scores."""
+            if not probabilities:
+                return target.scores(self, scores, image_index)
+            chosen = tf.gather(target.classes(self), image_index)
+            return pick(head.probabilities(target.class_scores(self, scores, image_index)), chosen)
 
         def body(chunk, scores, sums):
             index = tf.range(chunk * batch_size, tf.minimum((chunk + 1) * batch_size, total))
             image_index = index // per_image
             if scorer is not None:
-                score = scorer(image_index, index % per_image, tf.gather(targets, image_index))
+                score = read(scorer(image_index, index % per_image), image_index)
                 return chunk + 1, scores.write(chunk, score), sums
             inputs = build(image_index, index % per_image)
             extras = [tf.gather(extra, image_index) for extra in self._extras]
-            chunk_targets = tf.gather(targets, image_index)
-            region = self.regions_of(image_index)
             if gradients:
                 with tf.GradientTape() as tape:
                     tape.watch(inputs)
-                    score = run(self._binding, inputs, extras, chunk_targets, region=region)
+                    score = read(self._core.scores_of(self._binding, inputs, extras), image_index)
                 grads = tape.gradient(score, inputs)
                 sums = sums + tf.math.unsorted_segment_sum(grads, image_index, n)
             else:
-                score = run(self._binding, inputs, extras, chunk_targets, region=region)
+                score = read(self._core.scores_of(self._binding, inputs, extras), image_index)
             return chunk + 1, scores.write(chunk, score), sums
 
         scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
@@ -296,23 +283,9 @@ class Core:
         dtypes = self.graph.input_dtypes
         return [tf.cast(x, dtype) if dtype else x for x, dtype in zip(inputs, dtypes)]
 
-    def scores_of(
-        self,
-        binding: Binding,
-        images,
-        extras,
-        targets,
-        probabilities: bool = False,
-        region=None,
-    ) -> tf.Tensor:
-        """`(chunk,)` the `targets` scores of the model on some inputs (inference mode),
-        or with `probabilities` the targets' probabilities; `region`: a dense head's region
-        of the probe sample each input comes from (`Context.regions_of`)."""
-        inputs = self._inputs(binding, images, extras)
-        logits = self.graph.run(inputs, {}, binding.head, region=region)[0]
-        if probabilities:
-            logits = binding.head.probabilities(logits)
-        return class_scores(logits, targets)
+    def scores_of(self, binding: Binding, images, extras) -> tf.Tensor:
+        """The head's scores (`Head.scores`) of the model on some inputs, inference mode."""
+        return self.graph.run(self._inputs(binding, images, extras), {}, binding.head)[0]
 
     def _pass(self, images, extras, consts, needs, binding):
         taps = {ref.path: ref.layer for need in needs for ref in need.layers()}
@@ -320,9 +293,9 @@ class Core:
         for ref, _ in wanted:
             if ref is not None:
                 taps[ref.path] = ref.layer
-        by_targets: dict[Slot, list] = {}
-        for ref, slot in wanted:
-            by_targets.setdefault(slot, []).append(ref)
+        by_target: dict[Target, list] = {}
+        for ref, target in wanted:
+            by_target.setdefault(target, []).append(ref)
         by_labels: dict[Slot, dict] = {}
         for need in needs:
             for slot, refs in need.loss_gradients():
@@ -330,7 +303,7 @@ class Core:
 
         # A loss without layers to differentiate (the health numbers' loss alone) needs
         # only the forward.
-        backwards = len(by_targets) + sum(1 for refs in by_labels.values() if refs)
+        backwards = len(by_target) + sum(1 for refs in by_labels.values() if refs)
         tape = tf.GradientTape(persistent=backwards > 1) if backwards else None
         with tape or contextlib.nullcontext():
             if tape is not None:
@@ -344,9 +317,9 @@ class Core:
             # Every call is recorded (cheap: references only) for needs that replay the
             # model on parts of its inputs; unused, it adds no op to the graph.
             calls = Recorder(inputs)
-            logits, recorded = self.graph.run(inputs, taps, binding.head, wrap=calls)
-            ctx = Context(self, binding, images, extras, consts, logits, recorded, calls)
-            totals = {slot: tf.reduce_sum(ctx.target_scores(slot)) for slot in by_targets}
+            scores, recorded = self.graph.run(inputs, taps, binding.head, wrap=calls)
+            ctx = Context(self, binding, images, extras, consts, scores, recorded, calls)
+            totals = {target: tf.reduce_sum(ctx.target_scores(target)) for target in by_target}
             losses = {
                 slot: tf.cast(
                     self.graph.model.compute_loss(
@@ -370,14 +343,14 @@ class Core:
                     for path, k, g in zip(refs, kernels, grads)
                 },
             )
-        for slot, refs in by_targets.items():
+        for target, refs in by_target.items():
             sources = [images if ref is None else recorded[ref.path] for ref in refs]
-            # One backward per target set, for every layer (and the input) that needs it.
-            grads = tape.gradient(totals[slot], sources)
+            # One backward per target, for every layer (and the input) that needs it.
+            grads = tape.gradient(totals[target], sources)
             for ref, source, grad in zip(refs, sources, grads):
                 if grad is None:  # the score does not depend on this layer at all
                     grad = tf.zeros_like(source)
-                ctx._gradients[(None if ref is None else ref.path, slot)] = tf.cast(
+                ctx._gradients[(None if ref is None else ref.path, target)] = tf.cast(
                     grad, tf.float32
                 )
         return [ctx.value(need) for need in needs]

@@ -58,7 +58,7 @@ class Probe:
         class's region in the mask as `regions` (float32 0/1, `(batch, *spatial)`): the
         class `class_index`, or for `None` the class with the largest labelled region other
         than class 0 (else 0). With `class_index="predicted"` the masks only: the region is
-        the model's prediction, found in the pass (`graph.Head.region_of`)."""
+        the model's prediction, found in the pass (`targets.RegionScore`)."""
         probe = self.for_output(head.name, head.index)
         if head.regression:
             return dataclasses.replace(probe, labels=None)

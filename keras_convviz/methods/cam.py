@@ -20,7 +20,8 @@ import tensorflow as tf
 from keras_convviz import kinds
 from keras_convviz.core.geometry import Geometry, bilinear_matrix
 from keras_convviz.core.graph import LayerRef
-from keras_convviz.core.needs import Const, Need
+from keras_convviz.core.needs import Need
+from keras_convviz.core.targets import Target
 
 
 def _spatial_axes(x: tf.Tensor) -> tuple[int, ...]:
@@ -176,7 +177,7 @@ class Cam(Need):
     Attributes:
         ref: the layer.
         method: a key of `CAM_METHODS`.
-        targets: the target classes (`targets_const`).
+        target: what the map explains (`core.targets`).
         batch_size: masked images scored per model call (Score-CAM only).
         layout: how the layer's output lays out over the input (`ModelGraph.layout`), e.g.
             tokens on a patch grid; `None`: already on the input's spatial axes.
@@ -184,7 +185,7 @@ class Cam(Need):
 
     ref: LayerRef
     method: str
-    targets: Const
+    target: Target
     batch_size: int = 0
     layout: Geometry | None = None
 
@@ -198,7 +199,7 @@ class Cam(Need):
 
     def gradients(self):
         if CAM_METHODS[self.method].needs == "gradient":
-            return ((self.ref, self.targets),)
+            return ((self.ref, self.target),)
         return ()
 
     def compute(self, ctx):
@@ -206,7 +207,7 @@ class Cam(Need):
         on_grid = self.layout.on_grid if self.layout is not None else (lambda x: x)
         activation = on_grid(ctx.activation(self.ref))
         if method.needs == "gradient":
-            raw = method.fn(activation, on_grid(ctx.gradient(self.ref, self.targets)))
+            raw = method.fn(activation, on_grid(ctx.gradient(self.ref, self.target)))
         elif method.needs == "masked_scores":
 
             def build(image_index, channel):
@@ -217,7 +218,7 @@ class Cam(Need):
                 )
 
             scores, _ = ctx.score_in_chunks(
-                int(activation.shape[-1]), self.batch_size, build, self.targets
+                int(activation.shape[-1]), self.batch_size, build, self.target
             )
             raw = method.fn(activation, scores)
         else:

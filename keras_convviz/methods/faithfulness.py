@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
+from keras_convviz.core.targets import Target, pick
 from keras_convviz.methods.perturb import BLUR, gaussian_blur
 
 STEPS = 16
@@ -125,7 +126,7 @@ class Faithfulness(Need):
     Attributes:
         of: the need whose value is the map (`of.as_map` turns it into `(batch, height,
             width)`: a saliency method's attributions are ranked as they are drawn).
-        targets: the target classes (`targets_const`).
+        target: what the map explains (`core.targets`): its probability is scored.
         steps: K, the points on each curve after the first.
         baseline: what removed pixels become: a `(height, width, channels)` `Const`, or
             `BLUR`: each image blurred by a Gaussian of standard deviation `sigma`.
@@ -134,7 +135,7 @@ class Faithfulness(Need):
     """
 
     of: Need
-    targets: Const
+    target: Target
     steps: int = STEPS
     baseline: Const | str = BLUR
     sigma: float = SIGMA
@@ -171,10 +172,10 @@ class Faithfulness(Need):
             return build_chunk(ctx.images, ranks, fill, image_index, step, deletion, steps)
 
         scored, _ = ctx.score_in_chunks(
-            2 * steps - 1, self.batch_size, build, self.targets, probabilities=True
+            2 * steps - 1, self.batch_size, build, self.target, probabilities=True
         )
-        targets = ctx.targets(self.targets)
-        original = tf.gather(ctx.probabilities, targets, axis=1, batch_dims=1)[:, None]
+        classes = ctx.classes(self.target)
+        original = pick(ctx.probabilities(self.target), classes)[:, None]
         blank = scored[:, steps - 1 : steps]
         deletion = tf.concat([original, scored[:, :steps]], axis=1)
         insertion = tf.concat([blank, scored[:, steps:], original], axis=1)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_convviz import kinds
 from keras_convviz.core.needs import Const, Need
+from keras_convviz.core.targets import Target
 
 
 def gradient(images: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
@@ -97,7 +98,7 @@ class Saliency(Need):
 
     Attributes:
         method: a key of `SALIENCY_METHODS`.
-        targets: the target classes (`targets_const`).
+        target: what the attributions explain (`core.targets`).
         samples: SmoothGrad's noisy copies per image (0 for the other methods).
         noise: SmoothGrad's noise level: standard deviation / (max - min of the image).
         seed: SmoothGrad's noise seed.
@@ -107,7 +108,7 @@ class Saliency(Need):
     """
 
     method: str
-    targets: Const
+    target: Target
     samples: int = 0
     noise: float = 0.0
     seed: int = 0
@@ -120,15 +121,15 @@ class Saliency(Need):
 
     def gradients(self):
         if self.method in ("gradient", "gradient_x_input"):
-            return ((None, self.targets),)
+            return ((None, self.target),)
         return ()
 
     def compute(self, ctx):
         images = ctx.images
         if self.method == "gradient":
-            return gradient(images, ctx.gradient(None, self.targets))
+            return gradient(images, ctx.gradient(None, self.target))
         if self.method == "gradient_x_input":
-            return gradient_x_input(images, ctx.gradient(None, self.targets))
+            return gradient_x_input(images, ctx.gradient(None, self.target))
         if self.method == "smoothgrad":
             shape = (self.samples, *images.shape[1:])
             noise = tf.random.stateless_normal(shape, seed=(self.seed, 0))
@@ -140,7 +141,7 @@ class Saliency(Need):
                 return noisy_inputs(images, noise, scale, image_index, sample)
 
             _, grad_sum = ctx.score_in_chunks(
-                self.samples, self.batch_size, build, self.targets, gradients=True
+                self.samples, self.batch_size, build, self.target, gradients=True
             )
             return smoothgrad(grad_sum, self.samples)
         baseline = ctx.const(self.baseline)
@@ -149,17 +150,17 @@ class Saliency(Need):
             return path_inputs(images, baseline, self.steps, image_index, step)
 
         _, grad_sum = ctx.score_in_chunks(
-            self.steps, self.batch_size, build, self.targets, gradients=True
+            self.steps, self.batch_size, build, self.target, gradients=True
         )
         return integrated_gradients(images, baseline, grad_sum, self.steps)
 
 
-def saliency_need(method: str, targets: Const, baseline: Const, **options) -> Saliency:
+def saliency_need(method: str, target: Target, baseline: Const, **options) -> Saliency:
     """The `Saliency` need of a method, with the options it does not use left at 0.
 
     Args:
         method: a key of `SALIENCY_METHODS`.
-        targets: the target classes.
+        target: what the attributions explain.
         baseline: Integrated Gradients' baseline `(height, width, channels)`.
         **options: `samples`, `noise`, `seed`, `steps`, `batch_size` (`_args.saliency_options`).
     """
@@ -172,7 +173,7 @@ def saliency_need(method: str, targets: Const, baseline: Const, **options) -> Sa
     kept = {name: options[name] for name in keep}
     if method == "integrated_gradients":
         kept["baseline"] = baseline
-    return Saliency(method, targets, **kept)
+    return Saliency(method, target, **kept)
 
 
 def saliency_view(method: str, attributions: tf.Tensor) -> tuple[tf.Tensor, bool]:

@@ -344,7 +344,7 @@ def plan_in_pass(ctx, tops, lefts, patch) -> Plan | None:
     on the probe (`ctx` the pass's `Context`; `None`: no calls recorded, no scores read,
     or the calls cannot be replayed)."""
     recorded = ctx.recorded_calls()
-    if recorded is None or ctx.logits is None:
+    if recorded is None or ctx.scores is None:
         return None
     records, image = recorded
     return make_plan(records, image, ctx.head.layer, tops, lefts, patch)
@@ -714,22 +714,6 @@ class IncrementalScorer:
 
         out = plan.output
         return values[id(out)] if id(out) in values else static(out)
-
-    def target_scores(self, ctx):
-        """A `Context.score_in_chunks` scorer: `score(image_index, window, targets)`, the
-        chunk's target scores (before a final softmax/sigmoid) by incremental inference.
-
-        Args:
-            ctx: the pass's `Context` (its score head, a dense head's regions).
-        """
-        head = ctx.head
-
-        def score(image_index, window, targets):
-            output = self.output(image_index, window)
-            logits = head.scores(output, ctx.regions_of(image_index))
-            return tf.gather(logits, targets, axis=1, batch_dims=1)
-
-        return score
 
     @property
     def _per_image(self) -> bool:

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_convviz.core.needs import Const, Need
 from keras_convviz.core.passes import xla_available
+from keras_convviz.core.targets import Target
 from keras_convviz.methods.occlusion.incremental import (
     IncrementalScorer,
     plan_in_pass,
@@ -43,7 +44,7 @@ class Occlusion(Need):
         patch: the window's length per spatial axis (`(rows, cols)` for images).
         stride: the step between windows per spatial axis.
         batch_size: occluded samples scored per model call.
-        targets: the target classes (`targets_const`).
+        target: what the maps explain (`core.targets`).
         baseline: the occluding values (`occlusion_baseline`): a `(*spatial, channels)`
             `Const`, or `BLUR`: each sample blurred by a Gaussian whose standard deviation
             is the patch's longest side, computed in the pass.
@@ -59,7 +60,7 @@ class Occlusion(Need):
     patch: tuple[int, ...]
     stride: tuple[int, ...]
     batch_size: int
-    targets: Const
+    target: Target
     baseline: Const | str
     method: str = "auto"
 
@@ -88,9 +89,12 @@ class Occlusion(Need):
                 fill = baseline if per_image else baseline[None]
                 incremental = IncrementalScorer(plan, fill, len(lefts))
                 incremental.prepare()
-                scorer = incremental.target_scores(ctx)
+
+                def scorer(image_index, window):
+                    return ctx.head.scores(incremental.output(image_index, window))
+
         scores, _ = ctx.score_in_chunks(
-            math.prod(counts), self.batch_size, build, self.targets, scorer=scorer
+            math.prod(counts), self.batch_size, build, self.target, scorer=scorer
         )
-        drops = ctx.target_scores(self.targets)[:, None] - scores
+        drops = ctx.target_scores(self.target)[:, None] - scores
         return scatter_average(tf.reshape(drops, (-1, *counts)), *masks)
