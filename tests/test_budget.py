@@ -33,9 +33,6 @@ class Member:
     def _scheduled(self, epoch):
         return epoch % self.freq == 0
 
-    def has_cheap_part(self):
-        return False
-
 
 def simulate(budget, members, epochs, epoch_time, cheap, costs, first_extra=0.0):
     """Train `epochs` epochs of `epoch_time` s on the fake clock; each snapshot holds
@@ -109,7 +106,8 @@ def test_two_costly_kinds_share_the_budget_and_none_runs_everything():
     # Neither starves the other: they take turns.
     assert len(ran[actmax]) >= 3
     assert abs(len(ran[occlusion]) - len(ran[actmax])) <= 1
-    assert budget.thinned[actmax][0] == 1
+    assert budget.thinned["activation_maximization"][0] == 1
+    assert "occlusion_sensitivity" in budget.thinned
 
     unlimited = Budget(None, Clock())
     ran = simulate(unlimited, [occlusion, actmax], 5, 1.0, 0.05, costs)
@@ -168,7 +166,7 @@ def test_a_kind_given_its_own_freq_is_outside_the_budget(tmp_path):
 def test_faithfulness_is_thinned_and_grad_cam_maps_run_at_every_epoch(tmp_path):
     with pytest.warns(
         UserWarning,
-        match=r"GradCAM \(faithfulness\): its costly part takes about .* its pictures at every",
+        match=r"GradCAM \(faithfulness\): its costly part takes about .* Grad-CAM at every",
     ):
         # 64 deletion and insertion steps for the map and each floor: far dearer than a
         # one-batch epoch, while the map itself is one backward pass.
@@ -176,3 +174,78 @@ def test_faithfulness_is_thinned_and_grad_cam_maps_run_at_every_epoch(tmp_path):
     assert runs["grad_cam"]["grad_cam/conv_b/image_0"]["steps"] == [0, 1, 2, 3]
     assert runs["grad_cam"]["grad_cam/conv_b/deletion"]["steps"] == [0]
     assert runs["floor_random"]["grad_cam/conv_b/deletion"]["steps"] == [0]
+
+
+def test_a_costly_method_is_thinned_and_the_cheap_ones_beside_it_run_at_every_epoch(tmp_path):
+    # Score-CAM one channel per model call, SmoothGrad 64 noisy copies of each image: far
+    # dearer than a one-batch epoch, while Grad-CAM and the plain gradient are one
+    # backward pass.
+    with pytest.warns(UserWarning) as seen:
+        runs = fit_one_batch_epochs(
+            tmp_path,
+            4,
+            occlusion=False,
+            grad_cam={"method": ["gradcam", "scorecam"], "batch_size": 1},
+            saliency={"method": ["gradient", "smoothgrad"], "samples": 64},
+        )
+    for cheap, tag in (("grad_cam", "grad_cam/conv_b/image_0"), ("gradient", "gradient/image_0")):
+        assert runs[cheap][tag]["steps"] == [0, 1, 2, 3]
+    assert runs["grad_cam"]["grad_cam/conv_b/image_0/change"]["steps"] == [1, 2, 3]
+    for costly, tag in (
+        ("score_cam", "score_cam/conv_b/image_0"),
+        ("smoothgrad", "smoothgrad/image_0"),
+    ):
+        assert runs[costly][tag]["steps"] == [0]  # the first always runs, then the budget
+        assert runs[costly][f"{tag}/max"]["steps"] == [0]
+    assert "score_cam/conv_b/image_0/change" not in runs["score_cam"]
+    told = [str(w.message) for w in seen if "costly part" in str(w.message)]
+    assert len(told) == 2
+    assert any(
+        "GradCAM (Score-CAM): its costly part" in m and "Grad-CAM at every `freq`" in m
+        for m in told
+    )
+    assert any(
+        "Saliency (SmoothGrad): its costly part" in m and "Gradient at every `freq`" in m
+        for m in told
+    )
+
+
+class Admits:
+    """A budget that admits the costly kinds at the given epochs only."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def admits(self, callback, epoch):
+        return epoch in self.epochs
+
+
+@pytest.mark.parametrize(
+    "cls, options, cheap, costly",
+    [
+        (kcv.GradCAM, {"method": ["scorecam", "gradcam"]}, "grad_cam", "score_cam"),
+        (
+            kcv.Saliency,
+            {"method": ["integrated_gradients", "gradient"]},
+            "gradient",
+            "integrated_gradients",
+        ),
+    ],
+)
+def test_a_map_callback_writes_its_costly_method_at_the_admitted_epochs_only(
+    tmp_path, cls, options, cheap, costly
+):
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 8)
+    callback = cls(tmp_path, (x[:2], y[:2]), scale="run", **options)
+    callback._budget = Admits({0, 2})
+    small_cnn().fit(x, y, epochs=4, batch_size=8, verbose=0, callbacks=[callback])
+    runs = read_runs(tmp_path)
+    layer = "conv_b/" if cls is kcv.GradCAM else ""
+    assert runs[cheap][f"{cheap}/{layer}image_1"]["steps"] == [0, 1, 2, 3]
+    assert runs[costly][f"{costly}/{layer}image_1"]["steps"] == [0, 2]
+    assert runs[costly][f"{costly}/{layer}image_1/max"]["steps"] == [0, 2]
+    if cls is kcv.GradCAM:  # each method's change is against its own last map
+        assert runs[cheap][f"{cheap}/{layer}image_1/change"]["steps"] == [1, 2, 3]
+        assert runs[costly][f"{costly}/{layer}image_1/change"]["steps"] == [2]

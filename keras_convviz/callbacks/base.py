@@ -25,7 +25,7 @@ from keras_convviz._args import (
     check_scale,
 )
 from keras_convviz._warn import user_stacklevel
-from keras_convviz.callbacks import background
+from keras_convviz.callbacks import background, budget
 from keras_convviz.core.binding import bind
 from keras_convviz.core.geometry import MAX_SLICES
 from keras_convviz.core.graph import NotServed, check_backend
@@ -207,16 +207,17 @@ class SnapshotCallback(keras.callbacks.Callback):
         return ()
 
     def needs_at(self, epoch: int) -> tuple:
-        """What it needs from the pass at `epoch`, where it is due (`needs`, less what its
-        budget leaves out then)."""
+        """What it needs from the pass at `epoch`, where it is due (`needs`, less the
+        costly kinds' needs where its budget leaves them out then)."""
         return self.needs()
 
     def is_due(self, epoch: int) -> bool:
         """Whether the callback takes a snapshot at `epoch`: by its `freq`, and as its
-        `budget` admits (a `ConvViz`'s costly kinds, `callbacks.budget`). A callback whose
-        costly part is an add-on to cheap pictures (`has_cheap_part`: Grad-CAM's maps with
-        their faithfulness scores) is due by its `freq` alone; the add-on only as the
-        budget admits (`costly_due`)."""
+        `budget` admits its costly kinds (a `ConvViz`'s, `callbacks.budget`). A callback
+        with cheap kinds beside its costly ones (`has_cheap_part`: Grad-CAM beside
+        Score-CAM, Grad-CAM's maps with their faithfulness scores) is due by its `freq`
+        alone, its costly kinds computed and written only as the budget admits them
+        (`costly_due`, `needs_at`)."""
         if not self._scheduled(epoch):
             return False
         return self.costly_due(epoch) or self.has_cheap_part()
@@ -226,9 +227,10 @@ class SnapshotCallback(keras.callbacks.Callback):
         return self._budget is None or self._budget.admits(self, epoch)
 
     def has_cheap_part(self) -> bool:
-        """Whether the callback draws pictures that are cheap on their own beside its
-        costly kinds, so that the budget thins only the latter."""
-        return False
+        """Whether the callback writes a kind that is cheap on its own (`kinds.Kind.costly`
+        false, no floor), which runs at every `freq` while the budget thins the costly
+        ones."""
+        return bool(budget.cheap_runs(self))
 
     def _scheduled(self, epoch: int) -> bool:
         return self._active and self.freq > 0 and epoch % self.freq == 0

@@ -9,13 +9,17 @@ What is measured, on the training thread, with one clock (wall time by default):
 - training time so far: the time since training began minus the time held.
 
 A costly kind (`kinds.Kind.costly`: occlusion, Score-CAM, SmoothGrad, Integrated Gradients,
-the faithfulness floors, activation maximisation) is run by its callback; the callback's
-cost is what its snapshots held beyond the cheap ones: the held time of a snapshot it ran
-in minus that of the cheapest snapshot without any costly kind (shared in proportion to the
-last costs when several ran together), the last such measurement after its first (which
-also traced). At each epoch it is due by its `freq`, it runs when the time held so far plus
-this snapshot's cheap part and its cost stays within `share` of the training time so far;
-its first snapshot of each training always runs.
+the faithfulness floors, activation maximisation) is run by its callback, which is a member
+of the budget when it has one; its costly part (all of its costly kinds) is admitted or left
+out as a whole, while its cheap kinds (Grad-CAM beside Score-CAM, plain gradients beside
+SmoothGrad, the maps whose faithfulness is scored) run at every `freq` (`has_cheap_part`,
+`needs_at`). The callback's cost is what its costly part adds to the snapshots: the held
+time of a snapshot it ran in minus that of the cheapest snapshot without any costly part
+(shared in proportion to the last costs when several ran together), the last such
+measurement after its first (which also traced). At each epoch it is due by its `freq`, its
+costly part runs when the time held so far plus this snapshot's cheap part and its cost
+stays within `share` of the training time so far; its first snapshot of each training
+always runs.
 """
 
 from __future__ import annotations
@@ -33,15 +37,31 @@ def costly_runs(callback) -> list[str]:
     return [run for run in callback.run_names() if getattr(kinds.get(run), "costly", False)]
 
 
-def describe(callback) -> str:
-    """`"OcclusionSensitivity (Occlusion)"`: the callback and its costly kinds."""
+def cheap_runs(callback) -> list[str]:
+    """The runs of a callback whose pictures are cheap on their own (feature maps, a
+    gradient CAM, plain gradients): neither costly nor a floor, whose scores are those of
+    the callback's maps."""
+    picked = []
+    for run in callback.run_names():
+        kind = kinds.get(run)
+        if kind is not None and not kind.costly and kind.family != "floor":
+            picked.append(run)
+    return picked
+
+
+def _labels(runs) -> list[str]:
     labels = []
-    for run in costly_runs(callback):
+    for run in runs:
         kind = kinds.get(run)
         label = "faithfulness" if kind.family == "floor" else kind.label
         if label not in labels:
             labels.append(label)
-    return f"{type(callback).__name__} ({', '.join(labels)})"
+    return labels
+
+
+def describe(callback) -> str:
+    """`"OcclusionSensitivity (Occlusion)"`: the callback and its costly kinds."""
+    return f"{type(callback).__name__} ({', '.join(_labels(costly_runs(callback)))})"
 
 
 class Budget:
@@ -75,7 +95,8 @@ class Budget:
         self._last: dict = {}  # callback -> the last epoch it was admitted at
         self._decided: tuple[int, frozenset] | None = None
         self._told: set = set()
-        self.thinned: dict = {}  # callback -> the epochs it was left out at (for reports)
+        # Costly run -> the epochs a callback's costly part with it was left out at.
+        self.thinned: dict[str, list[int]] = {}
 
     # ---- the account (training thread) ------------------------------------------------
 
@@ -141,7 +162,10 @@ class Budget:
                 self._last[callback] = epoch
                 continue
             waiting = True
-            self.thinned.setdefault(callback, []).append(epoch)
+            for run in costly_runs(callback):
+                epochs = self.thinned.setdefault(run, [])
+                if epoch not in epochs:  # a floor shared by two callbacks
+                    epochs.append(epoch)
             if callback not in self._told:
                 self._told.add(callback)
                 self._warn(callback, cost)
@@ -171,9 +195,10 @@ class Budget:
         )
         own = self.arguments.get(callback, "its `freq`")
         what = f"{describe(callback)} takes"
-        if callback.has_cheap_part():  # its pictures still run at every `freq`
+        cheap = _labels(cheap_runs(callback))
+        if cheap:  # they still run at every `freq`
             what = f"{describe(callback)}: its costly part takes"
-            how_often = f"{how_often}, its pictures at every `freq`"
+            how_often = f"{how_often}, {' and '.join(cheap)} at every `freq`"
         warnings.warn(
             f"ConvViz: {what} about {cost:.3g} s a snapshot against "
             f"{epoch:.3g} s epochs, so it {how_often}, to keep snapshots within "

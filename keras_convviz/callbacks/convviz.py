@@ -149,14 +149,18 @@ class ConvViz(keras.callbacks.Callback):
             SmoothGrad, Integrated Gradients, faithfulness, activation maximisation: many
             extra passes each) then run only as often as keeps the time all snapshots held
             (the first included) within `budget` of the training time so far; the cheap
-            ones (feature maps, filters, gradient CAMs, health) run at every `freq`, and so
-            do Grad-CAM's and saliency's maps whose faithfulness scores are thinned. Each
-            costly kind's first snapshot of a training always runs, and one warning says
-            when one is thinned and how often it runs. Measured as training goes, in wall
-            time on the training thread: held is the time inside `ConvViz`'s hooks (the
-            shared pass, waiting for the previous snapshot's writing, tracing a new plan),
-            training time the rest since training began; a kind's cost is what its
-            snapshots held beyond the cheapest snapshot without a costly kind. A kind given
+            ones (feature maps, filters, gradient CAMs, plain gradient saliency, health)
+            run at every `freq`, also beside a costly kind of the same child: with
+            `grad_cam={"method": ["gradcam", "scorecam"]}` Grad-CAM's maps exist at every
+            `freq` and Score-CAM's where the budget admits it, and Grad-CAM's and
+            saliency's maps run at every `freq` while their faithfulness scores are
+            thinned. Each costly kind's first snapshot of a training always runs, and one
+            warning names the kinds thinned and says how often they run. Measured as
+            training goes, in wall time on the training thread: held is the time inside
+            `ConvViz`'s hooks (the shared pass, waiting for the previous snapshot's
+            writing, tracing a new plan), training time the rest since training began; a
+            child's costly kinds run together, and their cost is what their snapshots held
+            beyond the cheapest snapshot without a costly kind. A kind given
             a `freq` of its own (`occlusion_freq`, `saliency={"freq": 5}`) is left out of
             the budget. `None` runs everything at its `freq`. Defaults to `0.1`.
         display: bool. In a notebook (Jupyter, JupyterLab, Colab, VS Code), one output

@@ -32,8 +32,9 @@ class GradCAM(MapCallback):
     across epochs.
 
     Tags: `<run>/<layer>/image_<i>` (images), `<run>/<layer>/image_<i>/max`,
-    `<run>/<layer>/image_<i>/change` (from the second snapshot on: 1 - the correlation of
-    the map with the previous snapshot's, so a model that keeps changing its mind shows)
+    `<run>/<layer>/image_<i>/change` (from the method's second snapshot on: 1 - the
+    correlation of the map with its previous snapshot's, so a model that keeps changing its
+    mind shows)
     and `<run>/<layer>/non_finite` (scalars). The same tag in each method's run, so
     TensorBoard shows the methods side by side. Step = epoch - 1 (Keras's "Epoch 1" is step 0).
 
@@ -161,6 +162,9 @@ class GradCAM(MapCallback):
     def run_names(self):
         return (*(_tags.cam_run(m) for m in self.methods), *self._floor_runs())
 
+    def _map_run(self, need):
+        return _tags.cam_run(need.method)
+
     def _prepare(self, model):
         shared, targets = self._join_targets(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
@@ -179,9 +183,9 @@ class GradCAM(MapCallback):
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)
-        # Each map at the last snapshot, for its change: kept across `fit`s of the model.
+        # Each map at its last snapshot, for its change: kept across `fit`s of the model.
         if getattr(self, "_previous_model", None) is not model:
-            self._previous = None
+            self._previous = {}
         self._previous_model = model
 
     def _render_panels(self, images, cams, previous, scales, caption_input):
@@ -197,20 +201,19 @@ class GradCAM(MapCallback):
         return self._caption(caption_input), out
 
     def _snapshot(self, epoch, result):
-        maps = [result[n] for n in self._map_needs]
-        first = self._previous is None
-        previous = maps if first else self._previous
-        scales = self._running_scales(self._map_needs)
+        needs = self._maps_in(result)  # a costly method's only where the budget admits it
+        maps = [result[n] for n in needs]
+        previous = [self._previous.get(n, m) for n, m in zip(needs, maps)]
+        scales = self._running_scales(needs)
         images = self._shared.bound.images
         caption, rendered = self._render(
             images, maps, previous, scales, self._caption_input(result)
         )
-        self._previous = maps
-        self._keep_scales(self._map_needs, [r[3] for r in rendered])
         items = []
-        for need, cam, (peaks, non_finite, change, scale) in zip(self._map_needs, maps, rendered):
+        for need, cam, (peaks, non_finite, change, scale) in zip(needs, maps, rendered):
+            first = need not in self._previous
             panels = self._draw_panels(cam, False, caption, scale)
-            run, path = _tags.cam_run(need.method), need.ref.path
+            run, path = self._map_run(need), need.ref.path
             items.append(Scalar(_tags.tag(run, path, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run, path)
             items += self._region_items(result, cam, run, path)
@@ -219,4 +222,6 @@ class GradCAM(MapCallback):
                 items.append(Scalar(_tags.tag(run, path, i, "max"), peaks[i]))
                 if not first:  # a change is measured between snapshots
                     items.append(Scalar(_tags.tag(run, path, i, "change"), change[i]))
+        self._previous.update(zip(needs, maps))
+        self._keep_scales(needs, [r[3] for r in rendered])
         return items

@@ -142,7 +142,23 @@ class MapCallback(ProbeCallback):
     def needs_at(self, epoch: int) -> tuple:
         if self.costly_due(epoch):
             return self.needs()
-        return (*self._map_needs, *self._caption_needs())  # the scores wait for the budget
+        costly = set(self._costly_needs())  # they wait for the budget
+        return tuple(need for need in self.needs() if need not in costly)
+
+    def _map_run(self, need: Need) -> str:
+        """The run a map need's pictures are written to: its kind's."""
+        raise NotImplementedError
+
+    def _costly_needs(self) -> tuple:
+        """The needs of the costly kinds (`kinds.Kind.costly`): the maps of a costly
+        method, and every faithfulness score (the floors' kinds are costly)."""
+        maps = tuple(n for n in self._map_needs if kinds.get(self._map_run(n)).costly)
+        return (*maps, *self._faithfulness_needs())
+
+    def _maps_in(self, result) -> tuple:
+        """The map needs `result` holds: the cheap ones at every snapshot, the costly ones
+        where the budget admitted them (`needs_at`)."""
+        return tuple(need for need in self._map_needs if need in result)
 
     def _caption_needs(self) -> tuple:
         needs = (ClassScores(self._target), Classes(self._target))
@@ -227,12 +243,6 @@ class MapCallback(ProbeCallback):
 
     def _faithfulness_of(self, of: Need) -> faithfulness_module.Faithfulness:
         return faithfulness_module.Faithfulness(of, self._target, **self._faithfulness_args)
-
-    def has_cheap_part(self) -> bool:
-        # The maps of a cheap method with faithfulness scores: the scores are the costly
-        # part (many passes per map), the maps are not.
-        maps = [kinds.get(run) for run in self.run_names() if run not in self._floor_runs()]
-        return self.faithfulness is not None and not any(k.costly for k in maps if k)
 
     def _faithfulness_needs(self) -> tuple:
         if self.faithfulness is None:

@@ -191,6 +191,9 @@ class OcclusionSensitivity(MapCallback):
     def run_names(self):
         return (self.run_name, *self._floor_runs())
 
+    def _map_run(self, need):
+        return self.run_name
+
     def _snapshot(self, epoch, result):
         maps = result[self._map_needs[0]]
         scales = self._running_scales(self._map_needs)

@@ -143,6 +143,9 @@ class Saliency(MapCallback):
     def run_names(self):
         return (*(_tags.saliency_run(m) for m in self.methods), *self._floor_runs())
 
+    def _map_run(self, need):
+        return _tags.saliency_run(need.method)
+
     def _prepare(self, model):
         _, targets = self._join_targets(model)
         baseline = Const(self.baseline)
@@ -151,11 +154,11 @@ class Saliency(MapCallback):
         )
         self._render = compile_once(self._render_panels, autograph=False)
 
-    def _render_panels(self, images, attributions, scales, caption_input):
+    def _render_panels(self, images, methods, attributions, scales, caption_input):
         """The caption and, per method, its map, the numbers beside its panels (drawn by
         the shared `_rendering.draw_heatmap_panels`)."""
         out = []
-        for i, (method, values) in enumerate(zip(self.methods, attributions)):
+        for i, (method, values) in enumerate(zip(methods, attributions)):
             maps, signed = saliency_view(method, values)
             scale = None
             if scales is not None:  # scale="run": the running maximum
@@ -165,16 +168,20 @@ class Saliency(MapCallback):
         return self._caption(caption_input), out
 
     def _snapshot(self, epoch, result):
-        values = [result[n] for n in self._map_needs]
-        scales = self._running_scales(self._map_needs)
+        needs = self._maps_in(result)  # a costly method's only where the budget admits it
+        values = [result[n] for n in needs]
+        scales = self._running_scales(needs)
         images = self._shared.bound.images
-        caption, rendered = self._render(images, values, scales, self._caption_input(result))
-        self._keep_scales(self._map_needs, [r[3] for r in rendered])
+        methods = tuple(n.method for n in needs)
+        caption, rendered = self._render(
+            images, methods, values, scales, self._caption_input(result)
+        )
+        self._keep_scales(needs, [r[3] for r in rendered])
         items = []
-        for need, (maps, peaks, non_finite, scale) in zip(self._map_needs, rendered):
+        for need, (maps, peaks, non_finite, scale) in zip(needs, rendered):
             signed = SALIENCY_METHODS[need.method].signed
             panels = self._draw_panels(maps, signed, caption, scale)
-            run = _tags.saliency_run(need.method)
+            run = self._map_run(need)
             items.append(Scalar(_tags.tag(run, _tags.NON_FINITE), non_finite, sparse=True))
             items += self._faithfulness_items(result, need, run)
             items += self._region_items(result, maps, run)
