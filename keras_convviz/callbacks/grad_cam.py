@@ -166,7 +166,7 @@ class GradCAM(MapCallback):
         return _tags.cam_run(need.method)
 
     def _prepare(self, model):
-        shared, targets = self._join_targets(model)
+        shared, target = self._join_target(model)
         graph, geometry = shared.core.graph, shared.bound.binding.geometry
         if self.layer_name is None:
             ref, why = graph.cam_layer_choice(geometry, shared.bound.binding.head)
@@ -179,7 +179,7 @@ class GradCAM(MapCallback):
             self.methods = ("layercam",) if head.dense else ("gradcam",)
             self.run_name = _tags.cam_run(self.methods[0])
         layout = graph.layout(ref, geometry)
-        self._map_needs = tuple(Cam(ref, m, targets, self.batch_size, layout) for m in self.methods)
+        self._map_needs = tuple(Cam(ref, m, target, self.batch_size, layout) for m in self.methods)
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most
         # of the first snapshot's time.
         self._render = compile_once(self._render_panels, autograph=False)

@@ -103,7 +103,7 @@ class MapCallback(ProbeCallback):
         if regions is not None and self.probe.inputs is None:  # else once it is bound
             check_regions(regions, self.probe.size, self.probe.image_shape[:-1])
 
-    def _join_targets(self, model: keras.Model) -> tuple[SharedPass, targets_module.Target]:
+    def _join_target(self, model: keras.Model) -> tuple[SharedPass, targets_module.Target]:
         """Join the shared pass; the target the maps explain, for the needs."""
         shared = self._join(model)
         geometry = shared.bound.binding.geometry

@@ -96,7 +96,7 @@ class ModelHealth(MapCallback):
         self.gradients = gradients
 
     def _prepare(self, model):
-        shared, _ = self._join_targets(model)
+        shared, _ = self._join_target(model)
         if self._head.regression:
             raise NotServed(
                 f"the output {self._head.name!r} is one linear unit, a value with no classes "

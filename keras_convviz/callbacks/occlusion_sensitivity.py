@@ -164,7 +164,7 @@ class OcclusionSensitivity(MapCallback):
         self.method = check_occlusion_method(method, rank=len(self.patch_size))
 
     def _prepare(self, model):
-        _, targets = self._join_targets(model)
+        _, target = self._join_target(model)
         if not self.patch_size:  # samples without 1 to 3 spatial axes (`occlusion_sizes`)
             raise NotServed(
                 f"the probe samples of shape {self.probe.image_shape} have no steps, "
@@ -172,7 +172,7 @@ class OcclusionSensitivity(MapCallback):
             )
         self._map_needs = (
             Occlusion(
-                self.patch_size, self.stride, self.batch_size, targets, self._baseline, self.method
+                self.patch_size, self.stride, self.batch_size, target, self._baseline, self.method
             ),
         )
         # No AutoGraph: straight-line TF ops (see _rendering), and converting them took most

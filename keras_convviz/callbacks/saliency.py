@@ -147,10 +147,10 @@ class Saliency(MapCallback):
         return _tags.saliency_run(need.method)
 
     def _prepare(self, model):
-        _, targets = self._join_targets(model)
+        _, target = self._join_target(model)
         baseline = Const(self.baseline)
         self._map_needs = tuple(
-            saliency_need(m, targets, baseline, **self.options) for m in self.methods
+            saliency_need(m, target, baseline, **self.options) for m in self.methods
         )
         self._render = compile_once(self._render_panels, autograph=False)
 
