@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from keras_convviz.core import geometry
 from keras_convviz.core.probe import Probe
 
 ON_ERROR = ("warn", "raise")
@@ -116,19 +117,11 @@ def pair(value, argument: str) -> tuple[int, int]:
     return sizes(value, argument, 2)
 
 
-# What `sizes` asks for, per rank.
-_SIZES = {
-    1: "a tuple of 1 positive int (steps)",
-    2: "a pair of positive ints",
-    3: "3 positive ints (depth, rows, columns)",
-}
-
-
 def sizes(value, argument: str, rank: int) -> tuple[int, ...]:
     """An int or `rank` ints (one per spatial axis), each >= 1, as a `rank`-tuple."""
     given = (value,) * rank if _is_int(value) else tuple(np.atleast_1d(np.asarray(value, object)))
     if len(given) != rank or not all(_is_int(v) for v in given) or min(given) < 1:
-        what = _SIZES.get(rank, f"{rank} positive ints")
+        what = geometry.WINDOW_SIZES.get(rank, f"{rank} positive ints")
         raise ValueError(
             f"`{argument}` must be a positive int or {what}. Received: {argument}={value!r}"
         )
@@ -139,14 +132,12 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
     """The occlusion window and stride, one length per spatial axis of the probe samples
     `(*spatial, channels)` (`(rows, cols)` for images), checked against the samples.
 
-    `patch_size=None`: about 8 windows along a sequence and per side of an image (an
-    eighth of the shorter side, square), and 4 per axis of a volume (a quarter of each
-    side), so a volume is scored about as many times as an image (at least 1 each);
+    `patch_size=None`: the rank's default window (`geometry.default_window`);
     `stride=None` equals the patch.
     """
     spatial = tuple(int(s) for s in image_shape[:-1])
     rank = len(spatial)
-    if rank not in _SIZES:
+    if rank not in geometry.NAMES:
         if patch_size is None and stride is None:
             return (), ()  # the callback switches itself off when the model is known
         raise ValueError(
@@ -155,13 +146,11 @@ def occlusion_sizes(image_shape, patch_size, stride) -> tuple[tuple, tuple]:
             f"samples of shape {tuple(image_shape)}, patch_size={patch_size}, stride={stride}"
         )
     if patch_size is None:
-        patch_size = (
-            tuple(max(1, side // 4) for side in spatial) if rank == 3 else max(1, min(spatial) // 8)
-        )
+        patch_size = geometry.default_window(spatial)
     patch = sizes(patch_size, "patch_size", rank)
     stride = patch if stride is None else sizes(stride, "stride", rank)
     if any(p > s for p, s in zip(patch, spatial)):
-        what = ("sequences", "images", "volumes")[rank - 1]
+        what = geometry.SAMPLES[rank]
         raise ValueError(
             f"`patch_size` must fit in the {'x'.join(map(str, spatial))} probe {what}. "
             f"Received: patch_size={patch_size}"
@@ -186,8 +175,8 @@ def check_occlusion_method(method, argument: str = "method", rank: int = 2) -> s
             f"`{argument}` must be one of {OCCLUSION_METHODS}: how the occluded copies are "
             f"scored. Received: {argument}={method!r}"
         )
-    if method == "incremental" and rank in (1, 3):
-        layout = ("(steps, channels)", None, "(depth, height, width, channels)")[rank - 1]
+    if method == "incremental" and rank != 2 and rank in geometry.LAYOUTS:
+        layout = "(" + geometry.LAYOUTS[rank].split(", ", 1)[1]
         raise ValueError(
             f"`{argument}` must be 'auto' or 'naive' for probe samples {layout}: the "
             "incremental engine recomputes 2-D (height, width) windows only. "

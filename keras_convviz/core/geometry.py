@@ -28,6 +28,19 @@ STRIP_ASPECT = 4
 NAMES = {1: "steps", 2: "height x width", 3: "depth x height x width"}
 LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)",
            3: "(batch, depth, height, width, channels)"}  # fmt: skip
+# What the samples of each rank are called, and their axes as a window's sizes name them.
+SAMPLES = {1: "sequences", 2: "images", 3: "volumes"}
+WINDOW_SIZES = {1: "a tuple of 1 positive int (steps)", 2: "a pair of positive ints",
+                3: "3 positive ints (depth, rows, columns)"}  # fmt: skip
+
+
+def default_window(spatial: tuple[int, ...]) -> tuple[int, ...] | int:
+    """Occlusion's default window: about 8 windows along a sequence and per side of an
+    image (an eighth of the shorter side, square), and 4 per axis of a volume (a quarter of
+    each side), so a volume is scored about as many times as an image (at least 1 each)."""
+    if len(spatial) == 3:
+        return tuple(max(1, side // 4) for side in spatial)
+    return max(1, min(spatial) // 8)
 
 
 @dataclass(frozen=True)
