@@ -17,7 +17,13 @@ import warnings
 
 from keras_convviz import kinds
 from keras_convviz._warn import user_stacklevel
-from keras_convviz.exports import _check_logdir, _check_positive, select_steps
+from keras_convviz.exports import (
+    _check_compare,
+    _check_logdir,
+    _check_positive,
+    compare_sections,
+    select_steps,
+)
 from keras_convviz.exports.events import read_alerts, read_run
 from keras_convviz.exports.html import live_html, sheet_html
 from keras_convviz.exports.sections import build_sections, epoch_of, run_base, split_image_tag
@@ -67,7 +73,14 @@ class Sheet:
         return f"<keras_convviz sheet: {self.kind!r} of run {self.run!r}{layer}, {span}>"
 
 
-def show(log_dir, kind: str | None = None, run: str | None = None, layer=None, every: int = 1):
+def show(
+    log_dir,
+    kind: str | None = None,
+    run: str | None = None,
+    layer=None,
+    every: int = 1,
+    compare=None,
+):
     """One kind and layer of a log directory, for a notebook: the probe images down, the
     epochs across, an epoch slider, the layer's scalars and its alerts.
 
@@ -86,24 +99,31 @@ def show(log_dir, kind: str | None = None, run: str | None = None, layer=None, e
             `kind`.
         layer: str or None. The layer. Defaults to `None`: the first the kind has.
         every: int. Show every N-th epoch (the first and the last always). Defaults to `1`.
+        compare: str, path or None. Another run to show beside it, as `convviz export
+            --compare` does: a run group of `log_dir` (`"lr=1e-3"`) or another log
+            directory. Under each probe image, the same image of the other run at the same
+            epoch; its scalars dashed in the same plots. Defaults to `None`.
 
     Returns:
         A `Sheet`; a notebook cell ending with it shows it.
 
     Raises:
         ValueError: `log_dir` holds no event files, or `kind`, `run` or `layer` names
-            none of those there (they are listed), or `every` is below 1.
+            none of those there (they are listed), or `every` is below 1, or `compare`
+            names neither a run of `log_dir` nor a log directory.
 
     Example:
 
     ```python
     kcv.show("logs/run1")  # Grad-CAM, every epoch
     kcv.show("logs/run1", kind="feature_maps", layer="conv2", every=5)
+    kcv.show("logs/sweep", run="lr=1e-2", compare="lr=1e-3")  # two runs, one above the other
     ```
     """
     log_dir = os.fspath(log_dir)
     every = _check_positive("every", every)
     runs = _check_logdir(log_dir, "log_dir")
+    other_dir, other_runs, runs, names = _check_compare(compare, log_dir, runs, "log_dir")
     kind_name = _pick_kind(kind, runs, log_dir)
     path = _pick_run(run, kind_name, runs, log_dir)
     sections, _ = build_sections(read_run(log_dir, path), lambda picture: True)
@@ -113,7 +133,13 @@ def show(log_dir, kind: str | None = None, run: str | None = None, layer=None, e
     alerts_run = f"{group}/{kinds.ALERTS.run}" if group else kinds.ALERTS.run
     alerts = [a for a in read_alerts(log_dir, alerts_run) if a.get("layer") in (section.layer, "")]
     where = f"{log_dir}, run {path}"
-    html = sheet_html(_uid(), section, steps, where, alerts)
+    other = None
+    if other_dir is not None:
+        same_kind = [r for r in other_runs if run_base(r) == run_base(path)]
+        series = [s for r in same_kind for s in read_run(other_dir, r)]
+        ((other, names),) = compare_sections([section], series, lambda picture: True, names)
+        where += f", compared with {other_dir if other_dir != log_dir else 'run ' + names[1]}"
+    html = sheet_html(_uid(), section, steps, where, alerts, compare=other, names=names)
     return Sheet(html, kind_name, group or ".", section.layer, steps)
 
 

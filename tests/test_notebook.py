@@ -262,3 +262,29 @@ def test_two_show_outputs_in_one_page_each_move_their_own_slider(executed, tmp_p
             assert margin == "8px", margin
         finally:
             browser.close()
+
+
+def test_show_compares_another_run_under_each_probe_image(executed, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(executed[2], sweep / "a")
+    # A second run of the same model, another seed, in this process.
+    source = TRAIN.replace("LOG_DIR", repr(str(sweep / "b"))).replace("EPOCHS", str(EPOCHS))
+    exec(source.replace("set_random_seed(0)", "set_random_seed(1)"), {})
+    html = kcv.show(sweep, run="a", compare="b")._repr_html_()
+    shown = pngs(html)
+    for run in ("a", "b"):
+        for i in range(2):
+            every = stored_pngs(sweep, f"{run}/grad_cam", f"grad_cam/conv/image_{i}")
+            assert set(every.values()) <= set(shown), (run, i)
+    ours = stored_pngs(sweep, "a/grad_cam", "grad_cam/conv/image_0")
+    theirs = stored_pngs(sweep, "b/grad_cam", "grad_cam/conv/image_0")
+    assert ours[EPOCHS - 1] != theirs[EPOCHS - 1]  # two trainings, two pictures
+    # Each probe image's row, the other run's under it, named.
+    rows = re.findall(r'<tr><th>(image_\d)<br><span class="run">(\w)</span>', html)
+    assert rows == [("image_0", "a"), ("image_0", "b"), ("image_1", "a"), ("image_1", "b")]
+    assert "compared with run b" in html
+    # Two log directories work the same; a name that is neither is refused.
+    other = kcv.show(sweep / "a", compare=sweep / "b")._repr_html_()
+    assert set(pngs(other)) == set(shown)
+    with pytest.raises(ValueError, match=r"`compare` must be a run of `log_dir` \(its runs: a, b"):
+        kcv.show(sweep, run="a", compare="c")

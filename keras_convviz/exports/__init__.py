@@ -192,16 +192,18 @@ def compare_sections(sections: list[Section], other_series, keep, names) -> list
     return compared
 
 
-def _check_compare(compare, logdir: str, runs: list[str]):
+def _check_compare(compare, logdir: str, runs: list[str], argument: str = "logdir"):
     """`(other log dir, its runs, logdir's runs to show, (logdir's name, the other's))`
     for `compare`: a run group of `logdir` (its runs are then left out of the rest) or
-    another log directory; all `None` but the runs without `compare`."""
+    another log directory; all `None` but the runs without `compare`. `argument`: the
+    name of the log directory's argument, for messages."""
     name = os.path.basename(os.path.normpath(logdir)) or logdir
     if compare is None:
         return None, [], runs, (name, "")
     if not isinstance(compare, (str, os.PathLike)) or not os.fspath(compare):
         raise ValueError(
-            f"`compare` must be a run of `logdir` or a log directory. Received: compare={compare!r}"
+            f"`compare` must be a run of `{argument}` or a log directory. "
+            f"Received: compare={compare!r}"
         )
     compare = os.fspath(compare)
     group = compare.strip("/").replace(os.sep, "/")
@@ -211,7 +213,7 @@ def _check_compare(compare, logdir: str, runs: list[str]):
         rest = [run for run in runs if run not in inside]
         if not rest:
             raise ValueError(
-                f"`compare` must name a run other than every run of `logdir`. "
+                f"`compare` must name a run other than every run of `{argument}`. "
                 f"Received: compare={compare!r}"
             )
         return logdir, inside, rest, (name, group)
@@ -222,7 +224,7 @@ def _check_compare(compare, logdir: str, runs: list[str]):
         return compare, find_runs(compare), runs, (name, other)
     listed = ", ".join(groups[:_LISTED]) or "none (it holds one run)"
     raise ValueError(
-        f"`compare` must be a run of `logdir` (its runs: {listed}) or a log directory "
+        f"`compare` must be a run of `{argument}` (its runs: {listed}) or a log directory "
         f"holding event files. Received: compare={compare!r}"
     )
 

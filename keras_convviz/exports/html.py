@@ -620,11 +620,19 @@ def notebook_html(uid: str, inner: str, with_script: bool = True) -> str:
 
 
 def sheet_html(
-    uid: str, section: Section, steps: list[int], where: str, alerts: list[dict], epochs=None
+    uid: str,
+    section: Section,
+    steps: list[int],
+    where: str,
+    alerts: list[dict],
+    epochs=None,
+    compare: Section | None = None,
+    names: tuple[str, str] = ("", ""),
 ) -> str:
     """`kcv.show`'s output: `section_html` of one kind and layer (slider, pictures, plots,
-    grid) and the alerts of its layer, under a line saying where it was read."""
-    inner = section_html(uid, section, steps, epochs)
+    grid; with `compare`, another run's under them) and the alerts of its layer, under a
+    line saying where it was read."""
+    inner = section_html(uid, section, steps, epochs, compare, names)
     if alerts:  # inside the section's card, under its grid
         inner = inner[: -len("</section>")] + f"<h3>Alerts</h3>{alerts_html(alerts)}</section>"
     return notebook_html(uid, f'<div class="where">{escape(where)}. {EPOCH_NOTE}</div>{inner}')
