@@ -273,6 +273,12 @@ def main(argv=None) -> int:
         "fewer than CORES cores busy",
     )
     parser.add_argument(
+        "--train-default-only",
+        action="store_true",
+        help="section training: only ConvViz's defaults against no callback (the demo's fit "
+        "ratio), not the `all`/`actmax` configurations or a fresh process",
+    )
+    parser.add_argument(
         "--label",
         default=None,
         help="names the rows of the sections that print rows for BENCHMARKS.md's before / "
@@ -284,6 +290,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
     cfg = config(args.quick)
+    if args.train_default_only:
+        cfg["train"] = [
+            {k: v for k, v in spec.items() if k not in ("all", "fresh_reps")}
+            for spec in cfg["train"]
+        ]
     QUIET["limit"] = args.wait_idle
 
     def log(message: str) -> None:
