@@ -21,7 +21,8 @@ processes, or our own threads, taking the cores); `/proc/loadavg`; time in Pytho
 collector (`gc.callbacks`); and `stall`: from Keras's epoch iterator handing `fit` the
 epoch's tf.data iterator to the first step's `on_train_batch_begin`, where `fit` rebinds
 its `iterator` variable and so frees the previous epoch's iterator. `age_at_step` is that
-iterator's age when the first step began (seconds since it was made).
+iterator's age when the first step began (seconds since its first element, in the previous
+epoch's first step).
 
 `--sample` samples the training thread's Python stack every 2 ms; `--time-free` keeps each
 epoch's iterator alive and frees it, timed (`free`), at the next epoch's second step;
@@ -287,8 +288,9 @@ def _fit(model, x, y, epochs, probe, snapshots=None):
     for row, prev, end in zip(rows[1:], rows, mark.end):
         row["held_before"] = round(end - (prev["t0"] + prev["wall"]), 4)
     for row, prev in zip(rows[1:], rows):
-        # The previous epoch's iterator was made in its first `next`.
-        row["age_at_step"] = round(row["t0"] + row["steps"][0] - prev["t0"] - prev["first_next"], 3)
+        # The previous epoch's iterator gave its first element (and started its autotuning
+        # thread) in that epoch's first step.
+        row["age_at_step"] = round(row["t0"] + row["steps"][0] - prev["t0"] - prev["steps"][0], 3)
     return rows
 
 
