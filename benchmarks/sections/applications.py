@@ -102,22 +102,15 @@ MODELS = {
 
 
 class CpuClock(EpochClock):
-    """`EpochClock` that also reads this process's CPU time (every thread) at each mark, and
-    when each epoch's first step began: before it, freeing the previous epoch's tf.data
-    iterator now and then waits for tf.data's autotuning thread (section 12c), in fits
-    with and without ConvViz alike."""
+    """`EpochClock` that also reads this process's CPU time (every thread) at each mark."""
 
     def __init__(self):
         super().__init__()
-        self.begin_cpu, self.end_cpu, self.first_step = [], [], []
+        self.begin_cpu, self.end_cpu = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
         self.begin_cpu.append(time.process_time())
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.first_step.append(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

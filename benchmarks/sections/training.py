@@ -24,16 +24,27 @@ from .common import HERE, table, target, time_call
 
 
 class EpochClock(keras.callbacks.Callback):
-    """When each epoch began and ended and training ended. As the last callback of a fit it
-    marks the end of ConvViz's hooks (the snapshot held, its flush)."""
+    """When each epoch began, took its first step and ended, and training ended. As the
+    last callback of a fit it marks the end of ConvViz's hooks (the snapshot held, its
+    flush). Before an epoch's first step, freeing the previous epoch's tf.data iterator
+    now and then waits for tf.data's autotuning thread (section 12c), in fits with and
+    without ConvViz alike: `stalls` says how long."""
 
     def __init__(self):
         super().__init__()
-        self.begin, self.end = [], []
+        self.begin, self.end, self.first_step = [], [], []
         self.train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.begin.append(time.perf_counter())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.first_step.append(time.perf_counter())
+
+    @property
+    def stalls(self) -> list[float]:
+        return [f - b for b, f in zip(self.begin, self.first_step)]
 
     def on_epoch_end(self, epoch, logs=None):
         self.end.append(time.perf_counter())
@@ -112,6 +123,8 @@ def _training_row(spec, configs, ctx) -> dict:
             "fit": (mark if convviz else clock).train_end - start,
             "total": total,
             "epochs": [e - b for b, e in zip(clock.begin, clock.end)],
+            # The waits for tf.data before each epoch's first step (section 12c).
+            "stalls": clock.stalls,
             # The time each snapshot held the training thread (ConvViz.on_epoch_end).
             "snapshots": [m - e for e, m in zip(clock.end, mark.end)],
         }
@@ -143,6 +156,13 @@ def _training_row(spec, configs, ctx) -> dict:
                 "fit_with_s": round(timing.median([r["fit"] for r in runs]), 2),
                 "fit_without_s": round(timing.median(without), 2),
                 "fit_ratio": round(timing.paired_ratio([r["fit"] for r in runs], without), 3),
+                "fit_ratio_no_stalls": round(
+                    timing.paired_ratio(
+                        [r["fit"] - sum(r["stalls"]) for r in runs],
+                        [r["fit"] - sum(r["stalls"]) for r in records["none"]],
+                    ),
+                    3,
+                ),
                 "fit_ratio_returned": round(
                     timing.paired_ratio([r["total"] for r in runs], without_total), 3
                 ),
@@ -202,6 +222,7 @@ def run(cfg, ctx):
             ("fit_without_s", "fit s, no callback"),
             ("fit_with_s", "fit s, ConvViz freq=1"),
             ("fit_ratio", "ratio"),
+            ("fit_ratio_no_stalls", "ratio, tf.data waits left out"),
             ("fit_ratio_returned", "ratio, until fit returned"),
             ("epoch_s", "epoch s"),
             ("first_snapshot_s", "first snapshot held s (traces the pass)"),
@@ -226,7 +247,9 @@ def run(cfg, ctx):
         "fit s = from `fit`'s call to the end of the last callback's on_train_end (ConvViz's "
         "wait for its last snapshot included); `until fit returned` adds what `fit` does "
         "after that: dropping its tf.data iterator, which stalls for up to about a second "
-        "now and then, with or without ConvViz.",
+        "now and then, with or without ConvViz. `tf.data waits left out`: both fits less "
+        "the waits before each epoch's first step, for tf.data's autotuning thread "
+        "(section 12c), which come in fits with and without ConvViz alike.",
         "held = ConvViz.on_epoch_end on the training thread, timed between two marker "
         "callbacks: the shared pass (and copies of the kernels); drawing, encoding and "
         "writing run on the writer thread meanwhile. pass = the shared pass for the same "
