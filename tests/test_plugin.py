@@ -531,88 +531,79 @@ _DECODED = """([rows, cols]) => {
 
 
 def test_tab_in_a_real_browser(server):
-    path, playwright = _chromium()
     errors = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 2200, "height": 1400})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
-            page.goto(f"{server}/#convviz")
-            frame = _tab_frame(page)
-            # Opens on the first kind and layer: probes down, epochs across, all decoded.
-            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
-            assert frame.locator("#kind").input_value() == "feature_maps"
-            # The kinds' labels come from the served registry.
-            labels = {k.run: k.label for k in registry.picture_kinds()}
-            options = frame.eval_on_selector_all(
-                "#kind option", "n => n.map(o => [o.value, o.textContent])"
-            )
-            assert len(options) > 5 and all(labels[value] == text for value, text in options)
-            # Experiments sort by name: "<" before "e".
-            assert frame.locator("#run").input_value() == f"{EVIL}/feature_maps"
-            assert frame.locator("#layer").input_value() == LAYER
-            rows = texts(frame, "#sheet tr th.rowlabel")
-            assert rows == ["probe", "image 0", "image 1", "image 2"]
-            # The HTML run name is text: in the selector, never an element or a script run.
-            assert EVIL in texts(frame, "#run option")
-            assert frame.evaluate("window.__convviz_xss") is None
-            assert frame.query_selector("img[src='x']") is None
-            # The alerts panel: "None for this layer." or one line per alert, as text (a
-            # model trained on random labels may rightly be told it collapsed).
-            items = texts(frame, "#alerts li")
-            if items:
-                assert all(re.match(r"epoch \d+( \(since epoch \d+\))?: \S", i) for i in items)
-            else:
-                assert frame.locator("#alerts").text_content() == "None for this layer."
+    with _browser(f"{server}/#convviz", errors) as (_, page):
+        frame = _tab_frame(page)
+        # Opens on the first kind and layer: probes down, epochs across, all decoded.
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS], timeout=60_000)
+        assert frame.locator("#kind").input_value() == "feature_maps"
+        # The kinds' labels come from the served registry.
+        labels = {k.run: k.label for k in registry.picture_kinds()}
+        options = frame.eval_on_selector_all(
+            "#kind option", "n => n.map(o => [o.value, o.textContent])"
+        )
+        assert len(options) > 5 and all(labels[value] == text for value, text in options)
+        # Experiments sort by name: "<" before "e".
+        assert frame.locator("#run").input_value() == f"{EVIL}/feature_maps"
+        assert frame.locator("#layer").input_value() == LAYER
+        rows = texts(frame, "#sheet tr th.rowlabel")
+        assert rows == ["probe", "image 0", "image 1", "image 2"]
+        # The HTML run name is text: in the selector, never an element or a script run.
+        assert EVIL in texts(frame, "#run option")
+        assert frame.evaluate("window.__convviz_xss") is None
+        assert frame.query_selector("img[src='x']") is None
+        # The alerts panel: "None for this layer." or one line per alert, as text (a
+        # model trained on random labels may rightly be told it collapsed).
+        items = texts(frame, "#alerts li")
+        if items:
+            assert all(re.match(r"epoch \d+( \(since epoch \d+\))?: \S", i) for i in items)
+        else:
+            assert frame.locator("#alerts").text_content() == "None for this layer."
 
-            # The now row shows the last epoch; Home scrubs to the first.
-            now = "n => n.map(i => i.getAttribute('src'))"
-            last = frame.eval_on_selector_all("#now img", now)
-            assert all(f"step={EPOCHS - 1}" in src for src in last)
-            frame.locator("#sheet").click()
-            page.keyboard.press("Home")
-            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
-            first = frame.eval_on_selector_all("#now img", now)
-            assert all("step=0" in src for src in first) and first != last
-            page.keyboard.press("ArrowRight")
-            assert "epoch 2 " in frame.locator("#epoch").text_content()
-            frame.locator("#scrub").fill("5")
-            frame.wait_for_function("document.querySelector('#now img').src.includes('step=5')")
+        # The now row shows the last epoch; Home scrubs to the first.
+        now = "n => n.map(i => i.getAttribute('src'))"
+        last = frame.eval_on_selector_all("#now img", now)
+        assert all(f"step={EPOCHS - 1}" in src for src in last)
+        frame.locator("#sheet").click()
+        page.keyboard.press("Home")
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        first = frame.eval_on_selector_all("#now img", now)
+        assert all("step=0" in src for src in first) and first != last
+        page.keyboard.press("ArrowRight")
+        assert "epoch 2 " in frame.locator("#epoch").text_content()
+        frame.locator("#scrub").fill("5")
+        frame.wait_for_function("document.querySelector('#now img').src.includes('step=5')")
 
-            # Another layer: other tags, decoded.
-            tags = "n => n.map(i => i.dataset.tag)"
-            before = set(frame.eval_on_selector_all("#sheet img", tags))
-            frame.locator("#layer").select_option("conv_a")
-            frame.wait_for_function(
-                "document.querySelector('#sheet img').dataset.tag.includes('conv_a')"
-            )
-            frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
-            after = set(frame.eval_on_selector_all("#sheet img", tags))
-            assert after and not after & before
-            assert all("/conv_a/" in t for t in after)
+        # Another layer: other tags, decoded.
+        tags = "n => n.map(i => i.dataset.tag)"
+        before = set(frame.eval_on_selector_all("#sheet img", tags))
+        frame.locator("#layer").select_option("conv_a")
+        frame.wait_for_function(
+            "document.querySelector('#sheet img').dataset.tag.includes('conv_a')"
+        )
+        frame.wait_for_function(_DECODED, arg=[PROBES, EPOCHS])
+        after = set(frame.eval_on_selector_all("#sheet img", tags))
+        assert after and not after & before
+        assert all("/conv_a/" in t for t in after)
 
-            # Another kind keeps the experiment; filter weights: one row per layer.
-            frame.locator("#run").select_option("exp_a/feature_maps")
-            frame.locator("#kind").select_option("filter_weights")
-            frame.wait_for_function(_DECODED, arg=[2, EPOCHS])
-            assert frame.locator("#run").input_value() == "exp_a/filter_weights"
-            rows = texts(frame, "#sheet tr th.rowlabel")
-            assert rows == ["layer", LAYER, "conv_a"]
-            # max_abs, norm and relative_update: one line per layer each.
-            assert frame.locator("#scalars svg path.series").count() == 3 * 2
+        # Another kind keeps the experiment; filter weights: one row per layer.
+        frame.locator("#run").select_option("exp_a/feature_maps")
+        frame.locator("#kind").select_option("filter_weights")
+        frame.wait_for_function(_DECODED, arg=[2, EPOCHS])
+        assert frame.locator("#run").input_value() == "exp_a/filter_weights"
+        rows = texts(frame, "#sheet tr th.rowlabel")
+        assert rows == ["layer", LAYER, "conv_a"]
+        # max_abs, norm and relative_update: one line per layer each.
+        assert frame.locator("#scalars svg path.series").count() == 3 * 2
 
-            # Smaller cells than fit: every epoch stays; a narrow window thins them out.
-            page.set_viewport_size({"width": 700, "height": 900})
-            frame.wait_for_function(
-                f"document.querySelectorAll('#sheet tr:first-child th.epoch').length < {EPOCHS}"
-            )
-            assert "showing" in frame.locator("h2 .hint").text_content()
-            # The current epoch's column, or the nearest one shown, stays marked.
-            assert frame.locator("#sheet th.current, #sheet th.near").count() == 1
-        finally:
-            browser.close()
+        # Smaller cells than fit: every epoch stays; a narrow window thins them out.
+        page.set_viewport_size({"width": 700, "height": 900})
+        frame.wait_for_function(
+            f"document.querySelectorAll('#sheet tr:first-child th.epoch').length < {EPOCHS}"
+        )
+        assert "showing" in frame.locator("h2 .hint").text_content()
+        # The current epoch's column, or the nearest one shown, stays marked.
+        assert frame.locator("#sheet th.current, #sheet th.near").count() == 1
     assert errors == []
 
 
@@ -632,13 +623,14 @@ def prefixed_server(logdir, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def _browser(url, problems):
-    """A page of TensorBoard at `url`; errors and failed requests go to `problems`."""
+def _browser(url, problems, width=2200, height=1400):
+    """A page of TensorBoard at `url` in a `width` x `height` window; errors and failed
+    requests go to `problems`."""
     path, playwright = _chromium()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 2200, "height": 1400})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.on("pageerror", lambda e: problems.append(str(e)))
             theirs = _TENSORBOARD_FONTS
             page.on(
@@ -938,39 +930,34 @@ def test_a_kind_at_fewer_epochs_is_served_with_its_experiments_epochs(sparse_log
 
 
 def test_a_kind_at_fewer_epochs_says_so_in_the_browser(sparse_logdir, tmp_path_factory):
-    path, playwright = _chromium()
     errors = []
     shots = Path(os.environ.get("CONVVIZ_SCREENSHOTS", tmp_path_factory.mktemp("shots")))
-    with _tensorboard(sparse_logdir, tmp_path_factory) as url, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/#convviz")
-            frame = _tab_frame(page)
-            frame.wait_for_function(_DECODED, arg=[2, 3], timeout=60_000)
-            assert frame.locator("#kind-epochs").is_hidden()  # feature maps: every epoch
-            # At epoch 2, switch to occlusion: it has none there; the nearest before is shown.
-            frame.locator("#scrub").fill("1")
-            frame.locator("#kind").select_option("occlusion_sensitivity")
-            frame.wait_for_function(_DECODED, arg=[2, 2])
-            note = frame.locator("#kind-epochs")
-            assert note.is_visible()
-            assert note.text_content() == (
-                "Occlusion exists at epochs 1, 3 of the 3 epochs with snapshots (1-3): a "
-                "costly kind, run less often by ConvViz's budget (or its own freq); the other "
-                "epochs have no picture of it. Epoch 2 has none: showing epoch 1."
-            )
-            assert texts(frame, "#sheet th.epoch") == ["epoch 1", "epoch 3"]
-            assert "epoch 1 " in frame.locator("#epoch").text_content()
-            page.screenshot(path=str(shots / "kind_at_fewer_epochs.png"))
-            page.keyboard.press("End")  # picking an epoch of the kind drops the "has none"
-            frame.locator("#scrub").fill("1")
-            frame.wait_for_function(
-                "!document.querySelector('#kind-epochs').textContent.includes('has none')"
-            )
-        finally:
-            browser.close()
+    with (
+        _tensorboard(sparse_logdir, tmp_path_factory) as url,
+        _browser(f"{url}/#convviz", errors, 1400, 900) as (_, page),
+    ):
+        frame = _tab_frame(page)
+        frame.wait_for_function(_DECODED, arg=[2, 3], timeout=60_000)
+        assert frame.locator("#kind-epochs").is_hidden()  # feature maps: every epoch
+        # At epoch 2, switch to occlusion: it has none there; the nearest before is shown.
+        frame.locator("#scrub").fill("1")
+        frame.locator("#kind").select_option("occlusion_sensitivity")
+        frame.wait_for_function(_DECODED, arg=[2, 2])
+        note = frame.locator("#kind-epochs")
+        assert note.is_visible()
+        assert note.text_content() == (
+            "Occlusion exists at epochs 1, 3 of the 3 epochs with snapshots (1-3): a "
+            "costly kind, run less often by ConvViz's budget (or its own freq); the other "
+            "epochs have no picture of it. Epoch 2 has none: showing epoch 1."
+        )
+        assert texts(frame, "#sheet th.epoch") == ["epoch 1", "epoch 3"]
+        assert "epoch 1 " in frame.locator("#epoch").text_content()
+        page.screenshot(path=str(shots / "kind_at_fewer_epochs.png"))
+        page.keyboard.press("End")  # picking an epoch of the kind drops the "has none"
+        frame.locator("#scrub").fill("1")
+        frame.wait_for_function(
+            "!document.querySelector('#kind-epochs').textContent.includes('has none')"
+        )
     assert errors == []
 
 
