@@ -352,6 +352,15 @@ def test_a_segmentation_probe_is_checked_and_its_health_is_per_pixel(tmp_path):
     with pytest.raises(ValueError, match=r"integer masks of shape \(2, 8, 8\)"):
         model.fit(x, masks, epochs=1, verbose=0,
                   callbacks=[kcv.ConvViz(tmp_path, (x[:2], masks[:2, :4]))])  # fmt: skip
+    # A class the output does not have: the user's argument, refused before epoch 1 (not
+    # taken as each sample's label, which would only switch the class kinds off).
+    refused = r"`class_index` must be in \[0, 3\) for the model's 3 outputs. Received: class_"
+    for callback in (
+        kcv.ConvViz(tmp_path, (x[:2], masks[:2]), class_index=7),
+        kcv.GradCAM(tmp_path, x[:2], class_index=3),
+    ):
+        with pytest.raises(ValueError, match=refused):
+            model.fit(x, masks, epochs=1, verbose=0, callbacks=[callback])
     model.fit(x, masks, epochs=1, verbose=0, callbacks=[kcv.ConvViz(tmp_path, (x[:2], masks[:2]))])
     from conftest import read_runs
 

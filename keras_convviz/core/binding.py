@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from keras_convviz._args import resolve_targets
 from keras_convviz.core import geometry
 from keras_convviz.core.geometry import Geometry
 from keras_convviz.core.graph import Head, ModelGraph
@@ -96,6 +97,9 @@ def bind(
     check_probe_fits(probe, graph.input_shapes[index], argument)
     head = graph.head(score_output, required=scores)
     if head is not None:  # the labels (and a segmentation's masks) of the output explained
+        # A class the output does not have is refused here, before `for_head` would make it
+        # each segmentation sample's label (whose range then only switches kinds off).
+        resolve_targets(None, class_index, head.num_classes, "class_index")
         probe = probe.for_head(head, class_index)
     binding = Binding(
         image_index=index,
