@@ -103,19 +103,6 @@ def diverging(value: float, previous: float | None, threshold: float, now: dict)
     return value >= threshold and bool(now.get("loss_fell"))
 
 
-# A training loss below this share of log K has learnt something about the training data.
-LEARNT = 0.9
-
-
-def memorising(value: float, previous: float | None, threshold: float, now: dict) -> bool:
-    """The validation loss at a classifier's chance level or above (at most `threshold`
-    below log K, relative) while the training loss is below `LEARNT` of it."""
-    chance, loss = now.get("chance_loss"), now.get("loss")
-    if chance is None or loss is None:
-        return False
-    return value >= (1 - threshold) * chance and loss < LEARNT * chance
-
-
 def at_chance(value: float, previous: float | None, threshold: float, now: dict) -> bool:
     """The loss within `threshold` (relative) of a classifier's chance level, log K."""
     chance = now.get("chance_loss")
@@ -813,34 +800,6 @@ RULES: dict[str, Rule] = {
             "lower the learning rate (or add a schedule that decays it); use larger batches; "
             "shuffle the data",
             runs=(_tags.FIT,),
-        ),
-        Rule(
-            "validation_at_chance",
-            "Validation stays at chance while training learns",
-            "val_loss",
-            memorising,
-            "the validation loss at log K or above (within {t}, relative) while the training "
-            "loss is below 0.9 log K, 4 epochs in a row",
-            0.02,
-            "the model fits its training data but predicts the validation data no better "
-            "than a guess: it learns training labels that are not paired with their inputs "
-            "(shuffled separately: it can only memorise them), or the validation data are "
-            "not prepared as the training data are (another scaling, channel order or size)",
-            "check that each training input is paired with its own label; prepare the "
-            "validation data exactly as the training data (the same preprocessing function); "
-            "check that both use the same class ids",
-            runs=(_tags.FIT,),
-            patience=4,
-            causes=(
-                Cause(
-                    _stale_statistics,
-                    "the BatchNormalization layers' moving statistics still hold {share} of "
-                    "their initial values (momentum {momentum} after {steps} steps): in "
-                    "inference mode, where the validation runs, they do not normalise yet, "
-                    "so the model may guess there while it learns in training mode",
-                    _STALE_ADVICE,
-                ),
-            ),
         ),
         Rule(
             "overfitting",

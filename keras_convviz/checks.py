@@ -89,7 +89,6 @@ FIT_QUANTITIES = (
     "window_progress",
     "window_rises",
     "val_loss_over_best",
-    "val_loss",
 )
 # A probe's labels are checked for "one class only" from this many on: four labels of two
 # classes are one class one time in eight by chance.
@@ -226,9 +225,9 @@ class FitNumbers:
     this epoch), `chance_loss` (log K of a K-class classifier), `window_progress` (how much
     lower the smallest loss of the last `WINDOW` epochs is than the smallest before them,
     relative), `window_rises` (epochs of the last `WINDOW` whose loss rose by more than
-    `PROGRESS` of itself), and with validation data `val_loss`, `val_loss_over_best` (the
-    validation loss over its best before this epoch) and `loss_fell` (1 when the training
-    loss is at its smallest so far).
+    `PROGRESS` of itself), and with validation data `val_loss_over_best` (the validation
+    loss over its best before this epoch) and `loss_fell` (1 when the training loss is at
+    its smallest so far).
 
     Args:
         classes: the number of classes of the explained output when its loss is a
@@ -273,7 +272,6 @@ class FitNumbers:
         self._losses.append(loss)
         val_loss = logs.get("val_loss")
         if val_loss is not None and math.isfinite(float(val_loss)):
-            number("val_loss", float(val_loss))
             if self._val_best is not None and self._val_best > 0:
                 number("val_loss_over_best", float(val_loss) / self._val_best)
             self._val_best = min(float(val_loss), self._val_best or math.inf)
