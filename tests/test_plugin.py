@@ -1094,10 +1094,11 @@ def test_the_diagnosis_tells_alerts_off_from_nothing_fired(region_client, sparse
     assert (off["lines"], off["watched"]) == ([], False)
 
 
-def _outlines(frame) -> list:
-    """`[(svg box, its picture's img box)]` of the outlines drawn in the NOW row."""
+def _outlines(frame, where: str = "#now") -> list:
+    """`[(svg box, its picture's img box)]` of the outlines drawn in the NOW row (or in
+    the sheet, `where="#sheet"`)."""
     return frame.eval_on_selector_all(
-        "#now svg.region",
+        f"{where} svg.region",
         """svgs => svgs.map((s) => {
           const box = (n) => { const r = n.getBoundingClientRect();
             return [r.x, r.y, r.width, r.height].map(Math.round); };
@@ -1123,6 +1124,10 @@ def test_the_region_outline_toggles_and_survives_a_reload(region_logdir, tmp_pat
         drawn = _outlines(frame)
         # One per probe image, laid exactly over its picture.
         assert len(drawn) == PROBES and all(svg == img for svg, img in drawn)
+        # And over every epoch's picture of the sheet.
+        frame.wait_for_function(_DECODED, arg=[PROBES, 2])
+        cells = _outlines(frame, "#sheet")
+        assert len(cells) == PROBES * 2 and all(svg == img for svg, img in cells)
         page.wait_for_function("location.hash.includes('p.convviz.outline=on')")
         assert _fragment(page)["outline"] == "on"
         # Under its floor's line, the map's own in one chart.
@@ -1136,6 +1141,7 @@ def test_the_region_outline_toggles_and_survives_a_reload(region_logdir, tmp_pat
         assert len(_outlines(frame)) == PROBES
         frame.locator("#outline").click()
         frame.wait_for_function("!document.querySelector('#now svg.region')")
+        assert _outlines(frame, "#sheet") == []
         page.wait_for_function("!location.hash.includes('p.convviz.outline')")
         # Feature maps are no heat maps over the image: no outline to offer.
         frame.locator("#kind").select_option("feature_maps")

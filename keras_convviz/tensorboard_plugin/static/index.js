@@ -497,7 +497,15 @@ function drawSheet() {
         const img = lazyImage(run, row.tag, step, `${who}${row.label}, ${epochAndStep(step)}`);
         img.style.width = `${size.width}px`;
         img.style.aspectRatio = `${size.width} / ${size.height}`;
-        td.append(img);
+        const box = outlineOf(row, run);
+        if (box) {
+          // The region over every epoch's picture: where the evidence went, across epochs.
+          const picture = el("div", { class: "picture" });
+          picture.append(img, box);
+          td.append(picture);
+        } else {
+          td.append(img);
+        }
       }
       td.addEventListener("click", () => setIndex(i));
       tr.append(td);
@@ -572,7 +580,8 @@ function drawNow() {
 
 // The regions' outlines (`regions=`): the server draws each probe image's region as a path
 // in its panel's pixels (route "regions"), over the image and the overlay; an SVG of the
-// panel's size over the picture holds it, so it scales with the cell size.
+// panel's size over the picture holds it, so it scales with the cell size. Drawn over the
+// NOW pictures and over every epoch's in the sheet.
 
 function drawOutlineToggle() {
   const available = state.outlines.size > 0;
@@ -581,28 +590,35 @@ function drawOutlineToggle() {
   ui.outline.classList.toggle("on", state.outline);
 }
 
+function outlineOf(row, run) {
+  // The SVG of a row's region in its run's panel, or null (outlines off, or none).
+  const path = (state.outlines.get(run) || {})[String(row.probe)];
+  if (!state.outline || !path || !row.width || !row.height) return null;
+  const box = svg("svg", {
+    class: "region",
+    viewBox: `0 0 ${row.width} ${row.height}`,
+    preserveAspectRatio: "none",
+    "aria-hidden": "true",
+  });
+  // A dark line under a light one: the outline reads over any image and colour map.
+  box.append(svg("path", { d: path, class: "halo" }), svg("path", { d: path, class: "line" }));
+  return box;
+}
+
 function drawOutlines(entries, pictures, step) {
   drawOutlineToggle();
   entries.forEach(({ row, run }, i) => {
     const picture = pictures[i];
     for (const old of picture.querySelectorAll("svg.region")) old.remove();
-    const path = (state.outlines.get(run) || {})[String(row.probe)];
-    if (!state.outline || !path || !row.width || !row.height || !row.steps.includes(step)) return;
-    const box = svg("svg", {
-      class: "region",
-      viewBox: `0 0 ${row.width} ${row.height}`,
-      preserveAspectRatio: "none",
-      "aria-hidden": "true",
-    });
-    // A dark line under a light one: the outline reads over any image and colour map.
-    box.append(svg("path", { d: path, class: "halo" }), svg("path", { d: path, class: "line" }));
-    picture.append(box);
+    const box = outlineOf(row, run);
+    if (box && row.steps.includes(step)) picture.append(box);
   });
 }
 
 function toggleOutline() {
   state.outline = !state.outline;
   drawNow();
+  drawSheet();
   saveView({ push: true });
 }
 
