@@ -299,3 +299,26 @@ def shortcut_runs(tmp_path_factory, trained_shapes) -> dict[str, TrainedShapes]:
         "shortcut": train_shortcut(0, tmp_path_factory.mktemp("shortcut")),
         "clean": trained_shapes,
     }
+
+
+class CountCalls(keras.layers.Layer):
+    """Identity layer counting inference forward passes and the backward passes through it."""
+
+    def build(self, input_shape):
+        self.forward = self.add_weight(shape=(), initializer="zeros", trainable=False)
+        self.backward = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, inputs, training=False):
+        if training:
+            return inputs
+        self.forward.assign_add(1.0)
+
+        @tf.custom_gradient
+        def identity(x):
+            def grad(upstream):
+                self.backward.assign_add(1.0)
+                return upstream
+
+            return tf.identity(x), grad
+
+        return identity(inputs)

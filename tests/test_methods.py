@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import read_runs, small_cnn, steps_of
+from conftest import CountCalls, read_runs, small_cnn, steps_of
 
 import keras_convviz as kcv
 from keras_convviz import _rendering, _tags
@@ -556,29 +556,6 @@ def test_a_bad_method_is_named_with_the_valid_ones(kind, value, tmp_path):
 
 
 # ---- several CAM methods share one pass and one gradient ----------------------------------
-
-
-class CountCalls(keras.layers.Layer):
-    """Identity layer counting inference forward passes and the backward passes through it."""
-
-    def build(self, input_shape):
-        self.forward = self.add_weight(shape=(), initializer="zeros", trainable=False)
-        self.backward = self.add_weight(shape=(), initializer="zeros", trainable=False)
-
-    def call(self, inputs, training=False):
-        if training:
-            return inputs
-        self.forward.assign_add(1.0)
-
-        @tf.custom_gradient
-        def identity(x):
-            def grad(upstream):
-                self.backward.assign_add(1.0)
-                return upstream
-
-            return tf.identity(x), grad
-
-        return identity(inputs)
 
 
 def test_several_cam_methods_share_one_pass_and_one_gradient(tmp_path):

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import CountCalls
 
 import keras_convviz as kcv
 from keras_convviz.core import targets
@@ -23,28 +24,6 @@ from keras_convviz.methods.occlusion import Occlusion
 CONV = np.array([[1.0, 0.5], [-1.0, 2.0]], np.float32)  # (in, out) of a 1x1 kernel
 DENSE = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.25]], np.float32)
 BIAS = np.array([0.1, -0.2, 0.3], np.float32)
-
-
-class CountCalls(keras.layers.Layer):
-    """Identity that counts its forward calls and the gradients that flow back through it."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.forward = tf.Variable(0.0, trainable=False)
-        self.backward = tf.Variable(0.0, trainable=False)
-
-    def call(self, inputs):
-        self.forward.assign_add(1.0)
-
-        @tf.custom_gradient
-        def identity(x):
-            def grad(upstream):
-                self.backward.assign_add(1.0)
-                return upstream
-
-            return tf.identity(x), grad
-
-        return identity(inputs)
 
 
 def counted(dense: bool):
