@@ -121,7 +121,7 @@ class RegionScore(Target):
     def classes(self, ctx):
         def resolve():
             given = ctx.const(self.given)
-            predicted = _predicted(ctx.scores)
+            predicted = _predicted(ctx)
             spatial = tuple(range(1, predicted.shape.rank))
             counts = tf.reduce_sum(tf.one_hot(predicted, ctx.scores.shape[-1]), axis=spatial)
             largest = tf.argmax(counts[:, 1:], axis=-1, output_type=tf.int32) + 1
@@ -134,7 +134,7 @@ class RegionScore(Target):
         def resolve():
             if self.labelled is not None:
                 return tf.cast(ctx.const(self.labelled), tf.float32)
-            predicted = _predicted(ctx.scores)
+            predicted = _predicted(ctx)
             classes = self.classes(ctx)
             classes = tf.reshape(classes, (-1,) + (1,) * (predicted.shape.rank - 1))
             return tf.cast(tf.equal(predicted, classes), tf.float32)
@@ -149,9 +149,10 @@ class RegionScore(Target):
         return tf.reduce_sum(scores * tf.stop_gradient(region)[..., None], axis=axes)
 
 
-def _predicted(scores: tf.Tensor) -> tf.Tensor:
-    """Each position's predicted class, from its scores."""
-    return tf.argmax(scores, axis=-1, output_type=tf.int32)
+def _predicted(ctx) -> tf.Tensor:
+    """Each position's predicted class on the probe, from the head's scores (once per
+    pass, however many region targets read it)."""
+    return ctx.cached("predicted", lambda: tf.argmax(ctx.scores, axis=-1, output_type=tf.int32))
 
 
 def for_head(head, classes: np.ndarray, regions: np.ndarray | None = None) -> Target:
